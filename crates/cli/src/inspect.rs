@@ -1,0 +1,134 @@
+//! `xspack inspect <DIR | FILE>`: show what a build directory holds.
+
+use anyhow::{Context as _, Result, bail};
+use camino::Utf8PathBuf;
+use indicatif::HumanBytes;
+use serde_json::json;
+use xspack_manifest::{MANIFEST_NAME, Manifest, SHA256SUMS_NAME, Sha256Sums};
+
+use crate::cli::InspectArgs;
+use crate::ui::Ui;
+
+/// What was found to inspect.
+enum Found {
+    Manifest(Utf8PathBuf, Manifest),
+    Sums(Utf8PathBuf, Sha256Sums),
+}
+
+/// Runs `xspack inspect`.
+pub fn run(args: InspectArgs, ui: &Ui) -> Result<std::process::ExitCode> {
+    let target = args.target;
+    let meta = std::fs::metadata(&target).with_context(|| format!("{target}: cannot open"))?;
+    let found = if meta.is_dir() {
+        let manifest = target.join(MANIFEST_NAME);
+        let sums = target.join(SHA256SUMS_NAME);
+        if manifest.is_file() {
+            Found::Manifest(manifest.clone(), Manifest::read_file(&manifest)?)
+        } else if sums.is_file() {
+            Found::Sums(sums.clone(), Sha256Sums::read_file(&sums)?)
+        } else {
+            return Err(xspack_manifest::Error::NoManifest { dir: target }.into());
+        }
+    } else {
+        match target.file_name() {
+            Some(MANIFEST_NAME) => Found::Manifest(target.clone(), Manifest::read_file(&target)?),
+            Some(SHA256SUMS_NAME) => Found::Sums(target.clone(), Sha256Sums::read_file(&target)?),
+            _ => bail!(
+                "{target}: not something inspect reads (a build directory, {MANIFEST_NAME} or {SHA256SUMS_NAME})"
+            ),
+        }
+    };
+    if ui.json {
+        ui.result(to_json(&found));
+    } else {
+        for line in render(&found) {
+            ui.say(&line);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn to_json(found: &Found) -> serde_json::Value {
+    match found {
+        Found::Manifest(path, m) => json!({ "ok": true, "path": path, "manifest": m }),
+        Found::Sums(path, sums) => json!({
+            "ok": true,
+            "path": path,
+            "sha256sums": sums.iter().map(|(p, d)| json!({"path": p, "sha256": d})).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn render(found: &Found) -> Vec<String> {
+    let mut lines = Vec::new();
+    match found {
+        Found::Manifest(path, m) => {
+            lines.push(format!("{path}"));
+            lines.push(format!("  tool               {} {}", m.tool.name, m.tool.version));
+            lines.push(format!(
+                "  source date epoch  {} ({})",
+                m.source_date_epoch,
+                format_utc(m.source_date_epoch)
+            ));
+            lines.push(format!("  inputs             {}", m.inputs.len()));
+            for input in &m.inputs {
+                lines.push(format!(
+                    "    {:<10} {}  {}  {}",
+                    input.kind,
+                    input.name,
+                    HumanBytes(input.size),
+                    input.digest
+                ));
+            }
+            let total: u64 = m.outputs.iter().map(|o| o.size).sum();
+            lines.push(format!("  outputs            {} ({})", m.outputs.len(), HumanBytes(total)));
+            for out in &m.outputs {
+                lines.push(format!("    {}  {}  {}", out.sha256, HumanBytes(out.size), out.path));
+            }
+        }
+        Found::Sums(path, sums) => {
+            lines.push(format!("{path}"));
+            lines.push(format!("  files              {}", sums.len()));
+            for (p, d) in sums.iter() {
+                lines.push(format!("    {d}  {p}"));
+            }
+        }
+    }
+    lines
+}
+
+/// `secs` since the Unix epoch as an RFC 3339 UTC timestamp.
+///
+/// Days to civil date per Howard Hinnant's `civil_from_days` (proleptic Gregorian calendar).
+fn format_utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let in_day = secs % 86_400;
+    let (hour, minute, second) = (in_day / 3600, in_day % 3600 / 60, in_day % 60);
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of each 400-year era.
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_utc(4_102_444_799), "2099-12-31T23:59:59Z");
+        // Far-future values must not overflow or panic.
+        assert!(format_utc(u64::MAX).starts_with('5'));
+    }
+}

@@ -1,0 +1,28 @@
+//! `xspack`: a thin shell over the xspack libraries. It parses arguments, sets up output and
+//! signal cleanup, runs one subcommand, and turns the outcome into an exit code.
+
+mod cli;
+mod exit;
+mod inspect;
+mod ui;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let ui = ui::Ui::new(&cli.global, cli.command.name());
+    if let Err(e) = xspack_io::install_signal_cleanup() {
+        ui.warn(&format!("cannot install signal handlers: {e}"));
+    }
+    let result = match cli.command {
+        cli::Command::Verify(args) => verify::run(args, &ui),
+        cli::Command::Inspect(args) => inspect::run(args, &ui),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => exit::report(&e, ui.json, ui.command),
+    }
+}

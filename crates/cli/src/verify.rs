@@ -1,0 +1,156 @@
+//! `xspack verify <DIR | FILE>`: re-check a build directory against its checksum lists.
+
+use anyhow::{Context as _, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use indicatif::HumanBytes;
+use serde_json::json;
+use xspack_manifest::{Mismatch, Problem, RelPath, VerifyReport};
+
+use crate::cli::VerifyArgs;
+use crate::exit::BadInput;
+use crate::ui::Ui;
+
+/// How many problem files the one-line error names before summarising the rest.
+const NAMED_IN_ERROR: usize = 5;
+
+/// Runs `xspack verify`.
+pub fn run(args: VerifyArgs, ui: &Ui) -> Result<std::process::ExitCode> {
+    let target = args.target;
+    let meta = std::fs::metadata(&target).with_context(|| format!("{target}: cannot open"))?;
+    let (dir, only) = if meta.is_dir() {
+        (target.clone(), None)
+    } else {
+        let (dir, rel) = split_file(&target)?;
+        (dir, Some(rel))
+    };
+    let mut report = xspack_manifest::verify_dir(&dir, ui.progress()).with_context(|| {
+        if only.is_some() { format!("{target}: cannot verify") } else { target.to_string() }
+    })?;
+    if let Some(rel) = &only {
+        narrow_to(&mut report, rel, &target)?;
+    }
+    print_report(&report, ui);
+    if report.is_ok() {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    Err(BadInput(summary(&target, &report)).into())
+}
+
+/// For a single file: its directory, and its path relative to that directory.
+fn split_file(target: &Utf8Path) -> Result<(Utf8PathBuf, RelPath)> {
+    let name = target.file_name().with_context(|| format!("{target}: not a file name"))?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_str().is_empty() => p.to_owned(),
+        _ => Utf8PathBuf::from("."),
+    };
+    let rel = RelPath::new(name).map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
+    Ok((dir, rel))
+}
+
+/// Keeps only what concerns `rel`; it is an error if no list names it.
+fn narrow_to(report: &mut VerifyReport, rel: &RelPath, target: &Utf8Path) -> Result<()> {
+    let listed = report.verified.iter().any(|(p, _)| p == rel)
+        || report.missing.contains(rel)
+        || report.mismatched.iter().any(|m| &m.path == rel);
+    if !listed {
+        return Err(BadInput(format!(
+            "{target}: not listed in {} of {}",
+            report.sources.join(" or "),
+            report.dir
+        ))
+        .into());
+    }
+    report.verified.retain(|(p, _)| p == rel);
+    report.missing.retain(|p| p == rel);
+    report.mismatched.retain(|m| &m.path == rel);
+    report.extra.clear();
+    Ok(())
+}
+
+fn print_report(report: &VerifyReport, ui: &Ui) {
+    for (path, size) in &report.verified {
+        ui.detail(&format!("OK {path} ({})", HumanBytes(*size)));
+    }
+    for Mismatch { path, problem } in &report.mismatched {
+        ui.problem(&format!("{}: {problem}", report.dir.join(path.as_str())));
+    }
+    for path in &report.missing {
+        ui.problem(&format!("{}: missing", report.dir.join(path.as_str())));
+    }
+    for name in &report.extra {
+        ui.problem(&format!(
+            "{}: not listed in {}",
+            report.dir.join(name),
+            report.sources.join(" or ")
+        ));
+    }
+    if ui.json {
+        ui.result(to_json(report));
+    } else if report.is_ok() {
+        ui.say(&format!(
+            "{}: verified {} files ({}) against {}",
+            report.dir,
+            report.verified.len(),
+            HumanBytes(report.verified_bytes()),
+            report.sources.join(" and "),
+        ));
+    }
+}
+
+/// The one-line error: the target, counts, and the first few files by name.
+fn summary(target: &Utf8Path, report: &VerifyReport) -> String {
+    let mut named: Vec<String> = Vec::new();
+    for m in &report.mismatched {
+        let what = match m.problem {
+            Problem::Digest { .. } => "sha256 mismatch",
+            Problem::Size { .. } => "size mismatch",
+            Problem::NotAFile => "not a regular file",
+            Problem::Unreadable(_) => "unreadable",
+            Problem::ListsDisagree(_) => "lists disagree",
+            _ => "bad",
+        };
+        named.push(format!("{} ({what})", m.path));
+    }
+    named.extend(report.missing.iter().map(|p| format!("{p} (missing)")));
+    named.extend(report.extra.iter().map(|p| format!("{p} (extra)")));
+    let total = named.len();
+    let mut line = format!("{target}: verification failed: ");
+    if total > NAMED_IN_ERROR {
+        named.truncate(NAMED_IN_ERROR);
+        named.push(format!("and {} more", total - NAMED_IN_ERROR));
+    }
+    line.push_str(&named.join(", "));
+    line
+}
+
+fn to_json(report: &VerifyReport) -> serde_json::Value {
+    let mismatched: Vec<serde_json::Value> = report
+        .mismatched
+        .iter()
+        .map(|m| {
+            let mut v = json!({ "path": m.path, "problem": m.problem.to_string() });
+            match &m.problem {
+                Problem::Digest { expected, actual } => {
+                    v["expected_sha256"] = json!(expected);
+                    v["actual_sha256"] = json!(actual);
+                }
+                Problem::Size { expected, actual } => {
+                    v["expected_size"] = json!(expected);
+                    v["actual_size"] = json!(actual);
+                }
+                _ => {}
+            }
+            v
+        })
+        .collect();
+    json!({
+        "ok": report.is_ok(),
+        "exit_code": if report.is_ok() { 0 } else { crate::exit::BAD_INPUT },
+        "dir": report.dir,
+        "sources": report.sources,
+        "verified": report.verified.iter().map(|(p, s)| json!({"path": p, "size": s})).collect::<Vec<_>>(),
+        "missing": report.missing,
+        "extra": report.extra,
+        "mismatched": mismatched,
+    })
+}

@@ -1,0 +1,510 @@
+//! Atomic outputs: an artifact appears under its final name complete, or not at all.
+//!
+//! Output is written to a temporary file (or directory) in the destination's own directory,
+//! flushed to disk with fsync, then renamed into place with `renameat2(RENAME_NOREPLACE)` so an
+//! existing artifact is never clobbered by accident (see rename(2)). The parent directory is
+//! fsynced afterwards so the rename itself survives a crash.
+//!
+//! Every live temporary path is kept in a process-wide registry. On error the owner's `Drop`
+//! removes it; on SIGINT, SIGTERM or SIGHUP the handler thread started by
+//! [`install_signal_cleanup`] removes every registered path and then lets the signal terminate
+//! the process. Creating, committing and cleaning up all happen under the registry lock, so a
+//! signal can never slip in between a rename and the bookkeeping.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use rustix::fs::{CWD, RenameFlags, renameat_with};
+use tempfile::{NamedTempFile, TempDir};
+
+use crate::Error;
+
+/// Suffix of every temporary output name, so leftovers are easy to recognise.
+const TEMP_SUFFIX: &str = ".xspack-tmp";
+/// Mode of committed files and directories (before the umask of the directory's owner matters).
+const FILE_MODE: u32 = 0o644;
+const DIR_MODE: u32 = 0o755;
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    live: BTreeMap<u64, Utf8PathBuf>,
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    static REGISTRY: Mutex<Registry> = Mutex::new(Registry { next_id: 0, live: BTreeMap::new() });
+    // A panic elsewhere must not stop cleanup: the data is a plain map and stays consistent.
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Registry {
+    fn add(&mut self, path: Utf8PathBuf) -> Registration {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.live.insert(id, path);
+        Registration(Some(id))
+    }
+}
+
+/// Removes its registry entry when dropped, unless already removed under the lock.
+struct Registration(Option<u64>);
+
+impl Registration {
+    fn release(&mut self, reg: &mut Registry) {
+        if let Some(id) = self.0.take() {
+            reg.live.remove(&id);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let mut reg = registry();
+            self.release(&mut reg);
+        }
+    }
+}
+
+/// Temporary output paths that currently exist and would be removed on a signal.
+pub fn live_temp_paths() -> Vec<Utf8PathBuf> {
+    registry().live.values().cloned().collect()
+}
+
+/// Starts a thread that, on SIGINT, SIGTERM or SIGHUP, removes every live temporary output and
+/// then terminates the process as the signal would have. Call it once, early in `main`; later
+/// calls do nothing.
+pub fn install_signal_cleanup() -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    if INSTALLED.get().is_some() {
+        return Ok(());
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new().name("xspack-signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            // Hold the lock until the process ends, so no commit or new temp file can follow.
+            let reg = registry();
+            for path in reg.live.values() {
+                remove_path(path);
+            }
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
+            std::process::exit(128 + signal);
+        }
+    })?;
+    let _ = INSTALLED.set(());
+    Ok(())
+}
+
+fn remove_path(path: &Utf8Path) {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Splits `dest` into its parent directory (`.` when empty) and file name.
+fn split_dest(dest: &Utf8Path) -> Result<(Utf8PathBuf, String), Error> {
+    let invalid = || Error::InvalidPath { path: dest.to_owned() };
+    let name = dest.file_name().ok_or_else(invalid)?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_str().is_empty() => p.to_owned(),
+        _ => Utf8PathBuf::from("."),
+    };
+    Ok((parent, name.to_owned()))
+}
+
+fn check_absent(dest: &Utf8Path) -> Result<(), Error> {
+    match fs::symlink_metadata(dest) {
+        Ok(_) => Err(Error::Exists { path: dest.to_owned() }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("checking output path", dest, e)),
+    }
+}
+
+fn temp_path(path: &std::path::Path) -> Result<Utf8PathBuf, Error> {
+    Utf8PathBuf::from_path_buf(path.to_owned())
+        .map_err(|p| Error::InvalidPath { path: Utf8PathBuf::from(p.to_string_lossy().as_ref()) })
+}
+
+fn sync_dir(dir: &Utf8Path) -> Result<(), Error> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+/// A file that appears at its destination only when [`AtomicFile::commit`] succeeds.
+///
+/// Writes go to a temporary file beside the destination. Dropping an uncommitted `AtomicFile`
+/// removes the temporary file.
+pub struct AtomicFile {
+    // Declared before `registration` so the file is removed before the entry is released.
+    temp: Option<NamedTempFile>,
+    registration: Registration,
+    dest: Utf8PathBuf,
+    replace: bool,
+}
+
+impl AtomicFile {
+    /// Starts writing `dest`, which must not exist now nor when committed.
+    pub fn create(dest: impl AsRef<Utf8Path>) -> Result<Self, Error> {
+        Self::open(dest.as_ref(), false)
+    }
+
+    /// Starts writing `dest`, replacing it on commit if it exists.
+    pub fn create_or_replace(dest: impl AsRef<Utf8Path>) -> Result<Self, Error> {
+        Self::open(dest.as_ref(), true)
+    }
+
+    fn open(dest: &Utf8Path, replace: bool) -> Result<Self, Error> {
+        let (parent, name) = split_dest(dest)?;
+        if !replace {
+            check_absent(dest)?;
+        }
+        let mut reg = registry();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(TEMP_SUFFIX)
+            .permissions(fs::Permissions::from_mode(FILE_MODE))
+            .tempfile_in(&parent)
+            .map_err(|e| Error::io("creating temporary file", &parent, e))?;
+        let registration = reg.add(temp_path(temp.path())?);
+        drop(reg);
+        Ok(AtomicFile { temp: Some(temp), registration, dest: dest.to_owned(), replace })
+    }
+
+    /// The final path.
+    pub fn dest(&self) -> &Utf8Path {
+        &self.dest
+    }
+
+    fn file(&mut self) -> &mut File {
+        self.temp.as_mut().expect("temp file present until commit").as_file_mut()
+    }
+
+    /// Flushes the data to disk and renames the file into place.
+    pub fn commit(mut self) -> Result<Utf8PathBuf, Error> {
+        let temp = self.temp.take().expect("temp file present until commit");
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("syncing", temp.path().to_string_lossy().as_ref(), e))?;
+        let mut reg = registry();
+        let persisted = if self.replace {
+            temp.persist(&self.dest)
+        } else {
+            temp.persist_noclobber(&self.dest)
+        };
+        // On failure `persisted` still owns the temp file and removes it when dropped below.
+        self.registration.release(&mut reg);
+        drop(reg);
+        match persisted {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists { path: self.dest.clone() });
+            }
+            Err(e) => return Err(Error::io("renaming into place", &self.dest, e.error)),
+        }
+        let (parent, _) = split_dest(&self.dest)?;
+        sync_dir(&parent)?;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file().seek(pos)
+    }
+}
+
+/// A directory that appears at its destination, with everything written into it, only when
+/// [`AtomicDir::commit`] succeeds. Dropping it uncommitted removes the temporary directory.
+pub struct AtomicDir {
+    temp: Option<TempDir>,
+    registration: Registration,
+    temp_path: Utf8PathBuf,
+    dest: Utf8PathBuf,
+    replace: bool,
+}
+
+impl AtomicDir {
+    /// Starts building the directory `dest`, which must not exist now nor when committed.
+    pub fn create(dest: impl AsRef<Utf8Path>) -> Result<Self, Error> {
+        Self::open(dest.as_ref(), false)
+    }
+
+    /// Starts building `dest`, atomically exchanging it with an existing directory on commit.
+    pub fn create_or_replace(dest: impl AsRef<Utf8Path>) -> Result<Self, Error> {
+        Self::open(dest.as_ref(), true)
+    }
+
+    fn open(dest: &Utf8Path, replace: bool) -> Result<Self, Error> {
+        let (parent, name) = split_dest(dest)?;
+        if !replace {
+            check_absent(dest)?;
+        }
+        let mut reg = registry();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(TEMP_SUFFIX)
+            .permissions(fs::Permissions::from_mode(DIR_MODE))
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io("creating temporary directory", &parent, e))?;
+        let temp_path = temp_path(temp.path())?;
+        let registration = reg.add(temp_path.clone());
+        drop(reg);
+        Ok(AtomicDir { temp: Some(temp), registration, temp_path, dest: dest.to_owned(), replace })
+    }
+
+    /// Where to write the directory's contents until it is committed.
+    pub fn path(&self) -> &Utf8Path {
+        &self.temp_path
+    }
+
+    /// The final path.
+    pub fn dest(&self) -> &Utf8Path {
+        &self.dest
+    }
+
+    /// Syncs the contents and renames the directory into place.
+    pub fn commit(mut self) -> Result<Utf8PathBuf, Error> {
+        sync_tree(&self.temp_path)?;
+        let mut reg = registry();
+        // From here the rename, not TempDir, decides what happens to the temporary path.
+        let temp = self.temp.take().expect("temp dir present until commit");
+        let _ = temp.keep();
+        let renamed = rename_noreplace(&self.temp_path, &self.dest);
+        let result = match renamed {
+            Ok(()) => {
+                self.registration.release(&mut reg);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.replace => {
+                // Swap in the new tree; the old one now sits at the registered temp path and is
+                // removed below (or by the signal handler if we are interrupted meanwhile).
+                renameat_with(
+                    CWD,
+                    self.temp_path.as_std_path(),
+                    CWD,
+                    self.dest.as_std_path(),
+                    RenameFlags::EXCHANGE,
+                )
+                .map_err(|e| Error::io("exchanging directories", &self.dest, e.into()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(Error::Exists { path: self.dest.clone() })
+            }
+            Err(e) => Err(Error::io("renaming into place", &self.dest, e)),
+        };
+        drop(reg);
+        if self.registration.0.is_some() {
+            // Either the old tree after an exchange, or our own tree after a failure.
+            let _ = fs::remove_dir_all(&self.temp_path);
+            self.registration = Registration(None);
+            let mut reg = registry();
+            reg.live.retain(|_, p| p != &self.temp_path);
+        }
+        result?;
+        let (parent, _) = split_dest(&self.dest)?;
+        sync_dir(&parent)?;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        // TempDir removes itself; nothing else to do when uncommitted. Kept explicit so the
+        // drop order (directory first, then registry entry) is visible.
+        self.temp.take();
+    }
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+    match renameat_with(CWD, from.as_std_path(), CWD, to.as_std_path(), RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_NOREPLACE: check, then rename. Racy, but only there.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// fsyncs every regular file and directory under `root`, then `root` itself.
+fn sync_tree(root: &Utf8Path) -> Result<(), Error> {
+    let entries = fs::read_dir(root).map_err(|e| Error::io("reading directory", root, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("reading directory", root, e))?;
+        let path = temp_path(&entry.path())?;
+        let kind = entry.file_type().map_err(|e| Error::io("reading directory", &path, e))?;
+        if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("syncing", &path, e))?;
+        }
+    }
+    sync_dir(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf8_tempdir() -> (TempDir, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        (dir, path)
+    }
+
+    fn names(dir: &Utf8Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn commit_publishes_complete_file() {
+        let (_keep, dir) = utf8_tempdir();
+        let dest = dir.join("out.bin");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"hello").unwrap();
+        assert!(!dest.exists(), "nothing under the final name before commit");
+        assert_eq!(names(&dir).len(), 1);
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"hello");
+        assert_eq!(names(&dir), ["out.bin"]);
+        assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, FILE_MODE);
+    }
+
+    #[test]
+    fn drop_without_commit_leaves_nothing() {
+        let (_keep, dir) = utf8_tempdir();
+        let dest = dir.join("out.bin");
+        {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(&[1u8; 10_000]).unwrap();
+            assert!(live_temp_paths().iter().any(|p| p.starts_with(&dir)));
+        }
+        assert!(names(&dir).is_empty());
+        assert!(!live_temp_paths().iter().any(|p| p.starts_with(&dir)));
+    }
+
+    #[test]
+    fn never_clobbers_without_replace() {
+        let (_keep, dir) = utf8_tempdir();
+        let dest = dir.join("out.bin");
+        fs::write(&dest, b"old").unwrap();
+        assert!(matches!(AtomicFile::create(&dest), Err(Error::Exists { .. })));
+
+        // The destination appearing while we write is caught at commit time too.
+        let other = dir.join("race.bin");
+        let mut f = AtomicFile::create(&other).unwrap();
+        f.write_all(b"new").unwrap();
+        fs::write(&other, b"theirs").unwrap();
+        assert!(matches!(f.commit(), Err(Error::Exists { .. })));
+        assert_eq!(fs::read(&other).unwrap(), b"theirs");
+        assert_eq!(names(&dir), ["out.bin", "race.bin"]);
+    }
+
+    #[test]
+    fn replace_overwrites() {
+        let (_keep, dir) = utf8_tempdir();
+        let dest = dir.join("out.bin");
+        fs::write(&dest, b"old").unwrap();
+        let mut f = AtomicFile::create_or_replace(&dest).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        assert_eq!(names(&dir), ["out.bin"]);
+    }
+
+    #[test]
+    fn seek_and_rewrite_header() {
+        let (_keep, dir) = utf8_tempdir();
+        let dest = dir.join("out.bin");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"....body").unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.write_all(b"HEAD").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"HEADbody");
+    }
+
+    #[test]
+    fn bad_destinations_are_errors() {
+        assert!(matches!(AtomicFile::create("/"), Err(Error::InvalidPath { .. })));
+        let err = AtomicFile::create("/nonexistent-dir-xspack/out").err().unwrap();
+        assert!(err.to_string().contains("/nonexistent-dir-xspack"), "{err}");
+    }
+
+    #[test]
+    fn dir_commit_and_no_clobber() {
+        let (_keep, dir) = utf8_tempdir();
+        let dest = dir.join("dist");
+        let out = AtomicDir::create(&dest).unwrap();
+        fs::write(out.path().join("a"), b"1").unwrap();
+        fs::create_dir(out.path().join("sub")).unwrap();
+        fs::write(out.path().join("sub/b"), b"2").unwrap();
+        assert!(!dest.exists());
+        out.commit().unwrap();
+        assert_eq!(fs::read(dest.join("sub/b")).unwrap(), b"2");
+        assert_eq!(names(&dir), ["dist"]);
+        assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, DIR_MODE);
+
+        assert!(matches!(AtomicDir::create(&dest), Err(Error::Exists { .. })));
+        let again = AtomicDir::create(dir.join("later")).unwrap();
+        fs::create_dir(dir.join("later")).unwrap();
+        assert!(matches!(again.commit(), Err(Error::Exists { .. })));
+        assert_eq!(names(&dir), ["dist", "later"]);
+        assert!(!live_temp_paths().iter().any(|p| p.starts_with(&dir)));
+    }
+
+    #[test]
+    fn dir_replace_swaps_whole_tree() {
+        let (_keep, dir) = utf8_tempdir();
+        let dest = dir.join("dist");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join("stale"), b"old").unwrap();
+        let out = AtomicDir::create_or_replace(&dest).unwrap();
+        fs::write(out.path().join("fresh"), b"new").unwrap();
+        out.commit().unwrap();
+        assert_eq!(names(&dest), ["fresh"]);
+        assert_eq!(names(&dir), ["dist"]);
+        assert!(!live_temp_paths().iter().any(|p| p.starts_with(&dir)));
+    }
+
+    #[test]
+    fn dir_drop_removes_everything() {
+        let (_keep, dir) = utf8_tempdir();
+        {
+            let out = AtomicDir::create(dir.join("dist")).unwrap();
+            fs::write(out.path().join("partial"), b"x").unwrap();
+        }
+        assert!(names(&dir).is_empty());
+    }
+}

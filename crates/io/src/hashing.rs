@@ -1,0 +1,169 @@
+//! Readers and writers that compute SHA-256 (FIPS 180-4) of the bytes passing through them.
+//!
+//! Wrap an output sink in a [`HashingWriter`] and the manifest digest comes from the very bytes
+//! written, in the same pass, so an artifact is never read back to be hashed.
+
+use std::io::{self, Read, Write};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::{BUFFER_SIZE, Sha256Digest};
+
+/// A writer that hashes and counts everything written through it.
+#[derive(Debug)]
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: Sha256::new(), len: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The inner writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// The inner writer, mutably. Bytes written to it directly are not hashed.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Returns the inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, Sha256Digest, u64) {
+        (self.inner, Sha256Digest(self.hasher.finalize().into()), self.len)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts everything read through it.
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: Sha256::new(), len: 0 }
+    }
+
+    /// Bytes read so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been read yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Returns the inner reader, the digest of the bytes read and their count.
+    pub fn finish(self) -> (R, Sha256Digest, u64) {
+        (self.inner, Sha256Digest(self.hasher.finalize().into()), self.len)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads `reader` to its end and returns its SHA-256 and length, using a fixed buffer.
+pub fn hash_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
+    let mut hashing = HashingReader::new(reader);
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    loop {
+        match hashing.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (_, digest, len) = hashing.finish();
+    Ok((digest, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_digest() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"abc").unwrap();
+        let (inner, digest, len) = w.finish();
+        assert_eq!(inner, b"abc");
+        assert_eq!(len, 3);
+        assert_eq!(
+            digest.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// A writer that accepts at most a few bytes per call, as pipes and sockets may.
+    struct Trickle(Vec<u8>);
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(3);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn short_writes_hash_only_what_was_written(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let mut w = HashingWriter::new(Trickle(Vec::new()));
+            w.write_all(&data).unwrap();
+            let (inner, digest, len) = w.finish();
+            prop_assert_eq!(&inner.0, &data);
+            prop_assert_eq!(len, data.len() as u64);
+            prop_assert_eq!(digest, Sha256Digest::of_bytes(&data));
+        }
+
+        #[test]
+        fn reader_and_writer_agree(data in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            let (digest, len) = hash_reader(&data[..]).unwrap();
+            prop_assert_eq!(len, data.len() as u64);
+            prop_assert_eq!(digest, Sha256Digest::of_bytes(&data));
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Stream plumbing shared by every xspack format crate.
+//!
+//! - [`Sha256Digest`]: the one digest type used in manifests and reports.
+//! - [`HashingWriter`], [`HashingReader`], [`CountingWriter`], [`CountingReader`]: adapters
+//!   that hash or count bytes in the same pass that moves them, so outputs are never re-read.
+//! - [`Progress`]: how libraries report long steps without depending on a UI crate.
+//! - [`AtomicFile`] and [`AtomicDir`]: outputs that appear under their final name complete or
+//!   not at all, even when the process fails or is interrupted by SIGINT or SIGTERM.
+//!
+//! The conventions follow `shared/reference/code-style.md` (sections 3.3 to 3.6).
+
+mod atomic;
+mod counting;
+mod digest;
+mod hashing;
+mod progress;
+
+pub use atomic::{AtomicDir, AtomicFile, install_signal_cleanup, live_temp_paths};
+pub use counting::{CountingReader, CountingWriter};
+pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
+pub use hashing::{HashingReader, HashingWriter, hash_reader};
+pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
+
+use camino::Utf8PathBuf;
+
+/// Size of the buffers used when copying streams.
+///
+/// 256 KiB keeps the syscall count low for multi-gigabyte disks while staying far below any
+/// memory budget; 8 KiB (std's default) costs measurable time in hashing loops.
+pub const BUFFER_SIZE: usize = 256 * 1024;
+
+/// Errors from atomic output handling. I/O errors carry the path they concern.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The final output path already exists and clobbering was not requested.
+    #[error("{path}: already exists (use --force to replace it)")]
+    Exists {
+        /// The path that exists.
+        path: Utf8PathBuf,
+    },
+    /// The output path has no file name or no usable parent directory.
+    #[error("{path}: not a valid output path")]
+    InvalidPath {
+        /// The offending path.
+        path: Utf8PathBuf,
+    },
+    /// An I/O operation on `path` failed.
+    #[error("{path}: {op}")]
+    Io {
+        /// What was being done, as a short gerund phrase.
+        op: &'static str,
+        /// The path concerned.
+        path: Utf8PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<Utf8PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+}

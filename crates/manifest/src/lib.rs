@@ -1,0 +1,112 @@
+//! Checksummed manifests for xspack output directories.
+//!
+//! Every build writes two files beside its artifacts:
+//!
+//! - `SHA256SUMS`, in the exact format GNU coreutils `sha256sum` writes and `sha256sum -c`
+//!   checks ([`sha256sums`]);
+//! - `manifest.json`, a versioned record of the tool, `SOURCE_DATE_EPOCH`, the inputs with their
+//!   digests and the outputs with their sizes and digests ([`manifest`]).
+//!
+//! [`verify_dir`] re-checks a directory against them, and [`OutputDir`] is how builds produce
+//! such a directory atomically, hashing each artifact as it is written.
+
+pub mod manifest;
+mod output_dir;
+mod relpath;
+pub mod sha256sums;
+mod verify;
+
+pub use manifest::{Input, InputDigest, Manifest, Output, SCHEMA_VERSION, Tool};
+pub use output_dir::{OutputDir, OutputFile};
+pub use relpath::{RelPath, RelPathError};
+pub use sha256sums::Sha256Sums;
+pub use verify::{Mismatch, Problem, VerifyReport, verify_dir};
+
+use camino::Utf8PathBuf;
+
+/// File name of the checksum list.
+pub const SHA256SUMS_NAME: &str = "SHA256SUMS";
+/// File name of the JSON manifest.
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+/// Errors from reading, writing and verifying manifests.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `SHA256SUMS` line is malformed.
+    #[error("{file}: line {line}: {reason}")]
+    Sha256Sums {
+        /// The file being parsed.
+        file: Utf8PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `manifest.json` is malformed or breaks a schema rule.
+    #[error("{file}: {reason}")]
+    Manifest {
+        /// The file being parsed.
+        file: Utf8PathBuf,
+        /// What is wrong, with line and column when the JSON itself is at fault.
+        reason: String,
+    },
+    /// The directory holds neither `SHA256SUMS` nor `manifest.json`.
+    #[error("{dir}: no {SHA256SUMS_NAME} or {MANIFEST_NAME} to verify against")]
+    NoManifest {
+        /// The directory.
+        dir: Utf8PathBuf,
+    },
+    /// A path is not a valid manifest path.
+    #[error("{path:?}: {source}")]
+    Path {
+        /// The path as given.
+        path: String,
+        /// Why it is invalid.
+        #[source]
+        source: RelPathError,
+    },
+    /// The same output path was recorded twice.
+    #[error("{path}: recorded twice")]
+    Duplicate {
+        /// The path.
+        path: RelPath,
+    },
+    /// An I/O operation on `path` failed.
+    #[error("{path}: {op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path concerned.
+        path: Utf8PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Atomic output failed.
+    #[error(transparent)]
+    Output(#[from] xspack_io::Error),
+}
+
+impl Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<Utf8PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// Whether the error means the thing being verified is bad (exit code 3), as opposed to a
+    /// failure to do the work.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Sha256Sums { .. }
+                | Error::Manifest { .. }
+                | Error::NoManifest { .. }
+                | Error::Path { .. }
+                | Error::Duplicate { .. }
+        )
+    }
+}

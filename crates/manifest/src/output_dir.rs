@@ -1,0 +1,136 @@
+//! Building an output directory atomically, with its `SHA256SUMS` and `manifest.json`.
+//!
+//! A build creates an [`OutputDir`], writes each artifact through an [`OutputFile`] (which
+//! hashes the bytes as they go to disk), records its inputs, and commits. The directory
+//! appears under its final name only then, complete with both checksum lists; on error or
+//! interruption nothing appears (see `xspack_io::AtomicDir`).
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use xspack_io::{AtomicDir, BUFFER_SIZE, HashingWriter};
+
+use crate::{Error, Input, MANIFEST_NAME, Manifest, Output, RelPath, SHA256SUMS_NAME, Tool};
+
+/// An output directory under construction.
+pub struct OutputDir {
+    dir: AtomicDir,
+    manifest: Manifest,
+}
+
+/// One artifact being written into an [`OutputDir`].
+pub struct OutputFile {
+    path: RelPath,
+    full_path: Utf8PathBuf,
+    writer: HashingWriter<BufWriter<File>>,
+}
+
+impl OutputDir {
+    /// Starts building `dest`. With `replace`, an existing directory there is swapped out
+    /// atomically on commit; without it, an existing `dest` is an error.
+    pub fn create(
+        dest: &Utf8Path,
+        tool: Tool,
+        source_date_epoch: u64,
+        replace: bool,
+    ) -> Result<Self, Error> {
+        let dir =
+            if replace { AtomicDir::create_or_replace(dest)? } else { AtomicDir::create(dest)? };
+        Ok(OutputDir { dir, manifest: Manifest::new(tool, source_date_epoch) })
+    }
+
+    /// The final path of the directory.
+    pub fn dest(&self) -> &Utf8Path {
+        self.dir.dest()
+    }
+
+    /// Records an input of the build.
+    pub fn add_input(&mut self, input: Input) {
+        self.manifest.inputs.push(input);
+    }
+
+    /// Creates the artifact `path`, with any parent directories.
+    pub fn create_file(&self, path: &RelPath) -> Result<OutputFile, Error> {
+        if path.is_manifest_file() {
+            return Err(Error::Manifest {
+                file: self.dest().join(path.as_str()),
+                reason: "reserved for the checksum lists".into(),
+            });
+        }
+        let full_path = self.dir.path().join(path.as_str());
+        if let Some(parent) = full_path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io("creating directory", parent, e))?;
+        }
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&full_path)
+            .map_err(|e| Error::io("creating", self.dest().join(path.as_str()), e))?;
+        Ok(OutputFile {
+            path: path.clone(),
+            full_path,
+            writer: HashingWriter::new(BufWriter::with_capacity(BUFFER_SIZE, file)),
+        })
+    }
+
+    /// Flushes `file` and records it as an output.
+    pub fn finish_file(&mut self, file: OutputFile) -> Result<Output, Error> {
+        if self.manifest.outputs.iter().any(|o| o.path == file.path) {
+            return Err(Error::Duplicate { path: file.path });
+        }
+        let (buffered, sha256, size) = file.writer.finish();
+        buffered.into_inner().map_err(|e| Error::io("writing", &file.full_path, e.into_error()))?;
+        let output = Output { path: file.path, size, sha256 };
+        self.manifest.outputs.push(output.clone());
+        Ok(output)
+    }
+
+    /// Writes `data` as the artifact `path` in one call.
+    pub fn write_file(&mut self, path: &RelPath, data: &[u8]) -> Result<Output, Error> {
+        let mut file = self.create_file(path)?;
+        file.write_all(data).map_err(|e| Error::io("writing", &file.full_path, e))?;
+        self.finish_file(file)
+    }
+
+    /// Writes `SHA256SUMS` and `manifest.json`, then publishes the directory.
+    pub fn commit(self) -> Result<(Utf8PathBuf, Manifest), Error> {
+        let OutputDir { dir, mut manifest } = self;
+        manifest.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+        let json = manifest.to_json()?;
+        let sums = manifest.sha256sums()?.to_text();
+        for (name, text) in [(SHA256SUMS_NAME, sums), (MANIFEST_NAME, json)] {
+            let path = dir.path().join(name);
+            fs::write(&path, text).map_err(|e| Error::io("writing", dir.dest().join(name), e))?;
+        }
+        let dest = dir.commit()?;
+        Ok((dest, manifest))
+    }
+}
+
+impl OutputFile {
+    /// The artifact's path inside the directory.
+    pub fn path(&self) -> &RelPath {
+        &self.path
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.writer.len()
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.writer.is_empty()
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
