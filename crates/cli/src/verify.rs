@@ -23,12 +23,10 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> Result<std::process::ExitCode> {
         let (dir, rel) = split_file(&target)?;
         (dir, Some(rel))
     };
-    let mut report = xspack_manifest::verify_dir(&dir, ui.progress()).with_context(|| {
-        if only.is_some() { format!("{target}: cannot verify") } else { target.to_string() }
-    })?;
-    if let Some(rel) = &only {
-        narrow_to(&mut report, rel, &target)?;
-    }
+    let report = match &only {
+        None => xspack_manifest::verify_dir(&dir, ui.progress())?,
+        Some(rel) => xspack_manifest::verify_file(&dir, rel, ui.progress())?,
+    };
     print_report(&report, ui);
     if report.is_ok() {
         return Ok(std::process::ExitCode::SUCCESS);
@@ -45,26 +43,6 @@ fn split_file(target: &Utf8Path) -> Result<(Utf8PathBuf, RelPath)> {
     };
     let rel = RelPath::new(name).map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
     Ok((dir, rel))
-}
-
-/// Keeps only what concerns `rel`; it is an error if no list names it.
-fn narrow_to(report: &mut VerifyReport, rel: &RelPath, target: &Utf8Path) -> Result<()> {
-    let listed = report.verified.iter().any(|(p, _)| p == rel)
-        || report.missing.contains(rel)
-        || report.mismatched.iter().any(|m| &m.path == rel);
-    if !listed {
-        return Err(BadInput(format!(
-            "{target}: not listed in {} of {}",
-            report.sources.join(" or "),
-            report.dir
-        ))
-        .into());
-    }
-    report.verified.retain(|(p, _)| p == rel);
-    report.missing.retain(|p| p == rel);
-    report.mismatched.retain(|m| &m.path == rel);
-    report.extra.clear();
-    Ok(())
 }
 
 fn print_report(report: &VerifyReport, ui: &Ui) {

@@ -20,7 +20,7 @@ pub use manifest::{Input, InputDigest, Manifest, Output, SCHEMA_VERSION, Tool};
 pub use output_dir::{OutputDir, OutputFile};
 pub use relpath::{RelPath, RelPathError};
 pub use sha256sums::Sha256Sums;
-pub use verify::{Mismatch, Problem, VerifyReport, verify_dir};
+pub use verify::{Mismatch, Problem, VerifyReport, verify_dir, verify_file};
 
 use camino::Utf8PathBuf;
 
@@ -56,6 +56,16 @@ pub enum Error {
     NoManifest {
         /// The directory.
         dir: Utf8PathBuf,
+    },
+    /// The file asked about is named in no checksum list of its directory.
+    #[error("{dir}/{path}: not listed in {lists} of {dir}")]
+    NotListed {
+        /// The file.
+        path: RelPath,
+        /// Its directory.
+        dir: Utf8PathBuf,
+        /// The lists that were searched, e.g. `SHA256SUMS or manifest.json`.
+        lists: String,
     },
     /// A path is not a valid manifest path.
     #[error("{path:?}: {source}")]
@@ -105,6 +115,7 @@ impl Error {
             Error::Sha256Sums { .. }
                 | Error::Manifest { .. }
                 | Error::NoManifest { .. }
+                | Error::NotListed { .. }
                 | Error::Path { .. }
                 | Error::Duplicate { .. }
         )

@@ -1,0 +1,97 @@
+//! Integration tests of xspack-io: a real process killed by SIGINT or SIGTERM in the middle of
+//! writing an atomic file or directory leaves nothing behind.
+//!
+//! The process under test is this test binary itself, re-run with `--ignored --exact` on the
+//! helper test `helper_write_forever`, which writes until it is killed.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use rustix::process::{Pid, Signal, kill_process};
+use xspack_io::{AtomicDir, AtomicFile, install_signal_cleanup};
+
+const DEST_VAR: &str = "XSPACK_IO_TEST_DEST";
+const KIND_VAR: &str = "XSPACK_IO_TEST_KIND";
+
+/// Run only as a child of `interrupted_*` tests: writes into an atomic output until killed.
+#[test]
+#[ignore = "helper process for the signal tests; it never returns"]
+fn helper_write_forever() {
+    let dest = Utf8PathBuf::from(std::env::var(DEST_VAR).expect("run by the signal tests"));
+    install_signal_cleanup().unwrap();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut stdout = std::io::stdout();
+    match std::env::var(KIND_VAR).as_deref() {
+        Ok("dir") => {
+            let dir = AtomicDir::create(&dest).unwrap();
+            let mut f = fs::File::create(dir.path().join("artifact.bin")).unwrap();
+            f.write_all(&chunk).unwrap();
+            writeln!(stdout, "READY").unwrap();
+            loop {
+                f.write_all(&chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        _ => {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(&chunk).unwrap();
+            writeln!(stdout, "READY").unwrap();
+            loop {
+                f.write_all(&chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+fn interrupt(kind: &str, signal: Signal) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+    let dest = root.join("artifact");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "helper_write_forever", "--nocapture", "--test-threads=1"])
+        .env(DEST_VAR, &dest)
+        .env(KIND_VAR, kind)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("helper printed READY").unwrap();
+        if line.contains("READY") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let during: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(during.len(), 1, "one temporary output while writing: {during:?}");
+    assert!(during[0].to_string_lossy().ends_with(".xspack-tmp"), "{during:?}");
+    assert!(!dest.exists());
+
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    kill_process(pid, signal).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(signal.as_raw()), "dies by the signal: {status:?}");
+    let after: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(after.is_empty(), "left behind: {after:?}");
+}
+
+#[test]
+fn interrupted_file_by_sigterm_leaves_nothing() {
+    interrupt("file", Signal::TERM);
+}
+
+#[test]
+fn interrupted_file_by_sigint_leaves_nothing() {
+    interrupt("file", Signal::INT);
+}
+
+#[test]
+fn interrupted_dir_by_sigterm_leaves_nothing() {
+    interrupt("dir", Signal::TERM);
+}

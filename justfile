@@ -1,0 +1,38 @@
+# xspack: the only entry point for building, testing and checking. CI calls these recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Build every pack in packs/ into dist/.
+pack:
+    cargo build --release --locked -p xspack-cli
+    scripts/pack-all
+
+# Install missing oracle tools, then run the whole test suite.
+test: oracles
+    if cargo nextest --version >/dev/null 2>&1; then \
+        cargo nextest run --workspace --locked --no-fail-fast && cargo test --workspace --locked --doc; \
+    else \
+        cargo test --workspace --locked --no-fail-fast; \
+    fi
+
+# Formatting, lints with warnings denied, and documentation.
+check:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+    RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --document-private-items --locked
+
+# apt-get install the Debian tools the tests use as oracles (as root), or name what is missing.
+oracles:
+    scripts/oracles
+
+# Benchmarks, side by side with the baseline tools; results go to target/bench/.
+bench:
+    cargo run --release --locked -p xspack-bench
+
+# Rewrite the golden files from the current output; review the diff before committing.
+golden:
+    EXPECTORATE=overwrite cargo test --workspace --locked

@@ -1,0 +1,76 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::process::{Command, Output};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use xspack_io::Sha256Digest;
+use xspack_manifest::{Input, InputDigest, OutputDir, RelPath, Tool};
+
+/// A fixed timestamp so golden text does not change: 2023-11-14T22:13:20Z.
+pub const EPOCH: u64 = 1_700_000_000;
+
+/// The binary under test, with an environment that does not leak into the results.
+pub fn xspack() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xspack"));
+    cmd.env_remove("SOURCE_DATE_EPOCH").env_remove("COLUMNS").env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs `xspack` with `args`.
+pub fn run(args: &[&str]) -> Output {
+    xspack().args(args).output().expect("xspack runs")
+}
+
+/// stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 stdout")
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("UTF-8 stderr")
+}
+
+/// The exit code, which must exist (no death by signal).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+/// Path of a golden file.
+pub fn golden(name: &str) -> String {
+    format!("{}/../../tests/golden/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary directory with a UTF-8 path.
+pub fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    (dir, path)
+}
+
+/// A small committed build directory at `dest`, always with the same bytes.
+pub fn sample_build(dest: &Utf8Path) {
+    let tool = Tool { name: "xspack".into(), version: "0.1.0".into() };
+    let mut out = OutputDir::create(dest, tool, EPOCH, false).unwrap();
+    out.add_input(Input {
+        name: "packs/demo/pack.toml".into(),
+        kind: "pack".into(),
+        digest: InputDigest(Sha256Digest::of_bytes(b"[pack]\n")),
+        size: 7,
+    });
+    out.add_input(Input {
+        name: "rpms/demo-1.0-1.noarch.rpm".into(),
+        kind: "rpm".into(),
+        digest: InputDigest(Sha256Digest::of_bytes(b"rpm")),
+        size: 3,
+    });
+    let files: [(&str, Vec<u8>); 3] = [
+        ("demo-1.0.iso", vec![0x11; 3 * 1024 * 1024 + 17]),
+        ("demo-1.0.xva", (0..=255u8).cycle().take(100_000).collect()),
+        ("templates/demo.json", b"{\"name\": \"demo\"}\n".to_vec()),
+    ];
+    for (name, body) in files {
+        out.write_file(&RelPath::new(name).unwrap(), &body).unwrap();
+    }
+    out.commit().unwrap();
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `xspack` binary: CLI contract, exit codes, messages and golden text.
+//!
+//! Golden files live in `tests/golden/`; refresh them with `just golden`
+//! (`EXPECTORATE=overwrite`) and review the diff.
+
+mod cli;
+mod common;
+mod inspect;
+mod verify;
