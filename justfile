@@ -31,7 +31,8 @@ oracles:
 
 # Benchmarks, side by side with the baseline tools; results go to target/bench/.
 bench:
-    cargo run --release --locked -p xspack-bench
+    cargo build --release --locked -p xspack-cli -p xspack-bench
+    target/release/xspack-bench
 
 # Rewrite the golden files from the current output; review the diff before committing.
 golden:

@@ -62,7 +62,9 @@ fn unknown_files_and_bad_manifests_are_refused() {
     std::fs::write(&other, "hi").unwrap();
     let out = run(&["inspect", other.as_str()]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).starts_with(&format!("xspack: error: {other}: not something inspect reads")));
+    assert!(
+        stderr(&out).starts_with(&format!("xspack: error: {other}: not something inspect reads"))
+    );
 
     let dist = root.join("dist");
     sample_build(&dist);

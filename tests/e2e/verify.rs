@@ -18,7 +18,10 @@ fn clean_build_verifies() {
     // Not a terminal: progress is a start line and an end line, nothing else.
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 2, "{err}");
-    assert!(err.starts_with("xspack: verifying (3.10 MiB)...\nxspack: verifying done: 3.10 MiB in "), "{err}");
+    assert!(
+        err.starts_with("xspack: verifying (3.10 MiB)...\nxspack: verifying done: 3.10 MiB in "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -62,8 +65,14 @@ fn one_byte_tamper_exits_3_and_names_the_file() {
         assert!(out.stdout.is_empty());
         let err = stderr(&out);
         let last = err.lines().last().unwrap();
-        assert_eq!(last, format!("xspack: error: {dist}: verification failed: demo-1.0.xva (sha256 mismatch)"));
-        assert!(err.contains(&format!("xspack: {dist}/demo-1.0.xva: sha256 mismatch (expected ")), "{err}");
+        assert_eq!(
+            last,
+            format!("xspack: error: {dist}: verification failed: demo-1.0.xva (sha256 mismatch)")
+        );
+        assert!(
+            err.contains(&format!("xspack: {dist}/demo-1.0.xva: sha256 mismatch (expected ")),
+            "{err}"
+        );
     }
 }
 
@@ -78,7 +87,12 @@ fn missing_and_extra_files_are_named() {
     assert_eq!(code(&out), 3);
     let err = stderr(&out);
     assert!(err.contains(&format!("xspack: {dist}/templates/demo.json: missing\n")), "{err}");
-    assert!(err.contains(&format!("xspack: {dist}/notes.txt: not listed in SHA256SUMS or manifest.json\n")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "xspack: {dist}/notes.txt: not listed in SHA256SUMS or manifest.json\n"
+        )),
+        "{err}"
+    );
     assert!(
         err.ends_with("verification failed: templates/demo.json (missing), notes.txt (extra)\n"),
         "{err}"
@@ -122,7 +136,9 @@ fn single_file_is_checked_against_its_directory() {
     assert_eq!(code(&out), 3);
     assert_eq!(
         stderr(&out),
-        format!("xspack: error: {dist}/unlisted: not listed in SHA256SUMS or manifest.json of {dist}\n")
+        format!(
+            "xspack: error: {dist}/unlisted: not listed in SHA256SUMS or manifest.json of {dist}\n"
+        )
     );
 }
 

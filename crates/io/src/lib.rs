@@ -7,6 +7,18 @@
 //! - [`AtomicFile`] and [`AtomicDir`]: outputs that appear under their final name complete or
 //!   not at all, even when the process fails or is interrupted by SIGINT or SIGTERM.
 //!
+//! ```
+//! use std::io::Write;
+//! use xspack_io::HashingWriter;
+//!
+//! let mut out = HashingWriter::new(Vec::new());
+//! out.write_all(b"abc")?;
+//! let (bytes, digest, len) = out.finish();
+//! assert_eq!((bytes.len(), len), (3, 3));
+//! assert_eq!(digest.to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! The conventions follow `shared/reference/code-style.md` (sections 3.3 to 3.6).
 
 mod atomic;

@@ -9,6 +9,24 @@
 //!
 //! [`verify_dir`] re-checks a directory against them, and [`OutputDir`] is how builds produce
 //! such a directory atomically, hashing each artifact as it is written.
+//!
+//! ```
+//! use camino::Utf8PathBuf;
+//! use xspack_manifest::{OutputDir, RelPath, Tool, verify_dir};
+//!
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+//! let dest = root.join("dist");
+//! let tool = Tool { name: "xspack".into(), version: "0.1.0".into() };
+//! let mut out = OutputDir::create(&dest, tool, 1_700_000_000, false)?;
+//! out.write_file(&RelPath::new("hello.txt")?, b"hello\n")?;
+//! out.commit()?;
+//!
+//! let sums = std::fs::read_to_string(dest.join("SHA256SUMS"))?;
+//! assert_eq!(sums, "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  hello.txt\n");
+//! assert!(verify_dir(&dest, &xspack_io::NoProgress)?.is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod manifest;
 mod output_dir;

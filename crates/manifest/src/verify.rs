@@ -123,11 +123,19 @@ pub fn verify_dir(dir: &Utf8Path, progress: &dyn Progress) -> Result<VerifyRepor
 
 /// Verifies the one file `path` of the directory `dir` against the lists there. Other files,
 /// listed or not, are not looked at. It is an error ([`Error::NotListed`]) if no list names it.
-pub fn verify_file(dir: &Utf8Path, path: &RelPath, progress: &dyn Progress) -> Result<VerifyReport, Error> {
+pub fn verify_file(
+    dir: &Utf8Path,
+    path: &RelPath,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, Error> {
     verify(dir, Some(path), progress)
 }
 
-fn verify(dir: &Utf8Path, only: Option<&RelPath>, progress: &dyn Progress) -> Result<VerifyReport, Error> {
+fn verify(
+    dir: &Utf8Path,
+    only: Option<&RelPath>,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, Error> {
     let sums = read_list(dir, SHA256SUMS_NAME, Sha256Sums::read_file)?;
     let manifest = read_list(dir, MANIFEST_NAME, Manifest::read_file)?;
     if sums.is_none() && manifest.is_none() {
@@ -144,19 +152,25 @@ fn verify(dir: &Utf8Path, only: Option<&RelPath>, progress: &dyn Progress) -> Re
     if let Some(manifest) = &manifest {
         sources.push(MANIFEST_NAME);
         for out in &manifest.outputs {
-            expected.entry(out.path.clone()).or_default().from_manifest = Some((out.size, out.sha256));
+            expected.entry(out.path.clone()).or_default().from_manifest =
+                Some((out.size, out.sha256));
         }
     }
     if let Some(only) = only {
         if !expected.contains_key(only) {
-            return Err(Error::NotListed { path: only.clone(), dir: dir.to_owned(), lists: sources.join(" or ") });
+            return Err(Error::NotListed {
+                path: only.clone(),
+                dir: dir.to_owned(),
+                lists: sources.join(" or "),
+            });
         }
         expected.retain(|p, _| p == only);
     }
 
     let root = File::open(dir).map_err(|e| Error::io("opening directory", dir, e))?;
     let entries: Vec<(&RelPath, &Expected)> = expected.iter().collect();
-    let total: u64 = entries.iter().filter_map(|(_, e)| e.from_manifest.map(|(size, _)| size)).sum();
+    let total: u64 =
+        entries.iter().filter_map(|(_, e)| e.from_manifest.map(|(size, _)| size)).sum();
     let task = progress.task("verifying", (total > 0).then_some(total), ProgressUnit::Bytes);
     let outcomes = check_all(&root, &entries, sources.len() == 2, task.as_ref());
     task.finish();
@@ -175,7 +189,9 @@ fn verify(dir: &Utf8Path, only: Option<&RelPath>, progress: &dyn Progress) -> Re
         match outcome {
             Outcome::Ok(size) => report.verified.push((path.clone(), size)),
             Outcome::Missing => report.missing.push(path.clone()),
-            Outcome::Bad(problem) => report.mismatched.push(Mismatch { path: path.clone(), problem }),
+            Outcome::Bad(problem) => {
+                report.mismatched.push(Mismatch { path: path.clone(), problem });
+            }
         }
     }
     Ok(report)

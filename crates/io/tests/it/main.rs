@@ -23,28 +23,21 @@ const KIND_VAR: &str = "XSPACK_IO_TEST_KIND";
 fn helper_write_forever() {
     let dest = Utf8PathBuf::from(std::env::var(DEST_VAR).expect("run by the signal tests"));
     install_signal_cleanup().unwrap();
-    let chunk = vec![0x5au8; 64 * 1024];
-    let mut stdout = std::io::stdout();
-    match std::env::var(KIND_VAR).as_deref() {
-        Ok("dir") => {
+    // Keep the output alive (uncommitted) while writing into it forever.
+    let (_dir, mut file): (Option<AtomicDir>, Box<dyn Write>) =
+        if std::env::var(KIND_VAR).as_deref() == Ok("dir") {
             let dir = AtomicDir::create(&dest).unwrap();
-            let mut f = fs::File::create(dir.path().join("artifact.bin")).unwrap();
-            f.write_all(&chunk).unwrap();
-            writeln!(stdout, "READY").unwrap();
-            loop {
-                f.write_all(&chunk).unwrap();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        _ => {
-            let mut f = AtomicFile::create(&dest).unwrap();
-            f.write_all(&chunk).unwrap();
-            writeln!(stdout, "READY").unwrap();
-            loop {
-                f.write_all(&chunk).unwrap();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
+            let file = fs::File::create(dir.path().join("artifact.bin")).unwrap();
+            (Some(dir), Box::new(file))
+        } else {
+            (None, Box::new(AtomicFile::create(&dest).unwrap()))
+        };
+    let chunk = vec![0x5au8; 64 * 1024];
+    file.write_all(&chunk).unwrap();
+    writeln!(std::io::stdout(), "READY").unwrap();
+    loop {
+        file.write_all(&chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

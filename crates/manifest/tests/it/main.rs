@@ -56,7 +56,11 @@ fn build(dest: &Utf8Path, files: &[(&str, &[u8])]) -> Manifest {
 }
 
 fn tricky_files() -> Vec<(&'static str, Vec<u8>)> {
-    TRICKY.iter().enumerate().map(|(i, n)| (*n, format!("content {i}\n").repeat(i + 1).into_bytes())).collect()
+    TRICKY
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, format!("content {i}\n").repeat(i + 1).into_bytes()))
+        .collect()
 }
 
 fn build_tricky(dest: &Utf8Path) -> Manifest {
@@ -70,9 +74,17 @@ fn sha256sum_accepts_what_we_write() {
     let (_t, root) = tempdir();
     let dist = root.join("dist");
     build_tricky(&dist);
-    let out = Command::new("sha256sum").args(["--check", "--strict", SHA256SUMS_NAME]).current_dir(&dist).output().unwrap();
+    let out = Command::new("sha256sum")
+        .args(["--check", "--strict", SHA256SUMS_NAME])
+        .current_dir(&dist)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "sha256sum -c failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sha256sum -c failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.matches(": OK").count(), TRICKY.len(), "{stdout}");
 }
 
@@ -85,12 +97,22 @@ fn we_accept_what_sha256sum_writes() {
         fs::write(&path, &body).unwrap();
     }
     for mode in ["--text", "--binary", "--tag"] {
-        let out = Command::new("sha256sum").arg(mode).arg("--").args(TRICKY).current_dir(&dir).output().unwrap();
+        let out = Command::new("sha256sum")
+            .arg(mode)
+            .arg("--")
+            .args(TRICKY)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let sums = Sha256Sums::parse(&out.stdout, "sha256sum-output".into()).unwrap();
         assert_eq!(sums.len(), TRICKY.len(), "{mode}");
         for (name, body) in tricky_files() {
-            assert_eq!(sums.get(&rel(name)), Some(&Sha256Digest::of_bytes(&body)), "{mode} {name:?}");
+            assert_eq!(
+                sums.get(&rel(name)),
+                Some(&Sha256Digest::of_bytes(&body)),
+                "{mode} {name:?}"
+            );
         }
     }
 }
@@ -131,7 +153,12 @@ fn size_change_is_reported_as_size() {
     let (_t, root) = tempdir();
     let dist = root.join("dist");
     build_tricky(&dist);
-    fs::OpenOptions::new().append(true).open(dist.join("plain.iso")).unwrap().write_all(b"x").unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(dist.join("plain.iso"))
+        .unwrap()
+        .write_all(b"x")
+        .unwrap();
     let report = verify_dir(&dist, &NoProgress).unwrap();
     assert_eq!(report.mismatched.len(), 1);
     assert!(matches!(report.mismatched[0].problem, Problem::Size { expected: 10, actual: 11 }));
@@ -166,7 +193,8 @@ fn symlinks_never_lead_outside() {
     fs::remove_dir_all(dist.join("sub")).unwrap();
     symlink(&outside, dist.join("sub")).unwrap();
     let report = verify_dir(&dist, &NoProgress).unwrap();
-    let problems: Vec<(&str, &Problem)> = report.mismatched.iter().map(|m| (m.path.as_str(), &m.problem)).collect();
+    let problems: Vec<(&str, &Problem)> =
+        report.mismatched.iter().map(|m| (m.path.as_str(), &m.problem)).collect();
     assert_eq!(problems, [("a", &Problem::NotAFile), ("sub/b", &Problem::NotAFile)]);
 }
 
@@ -192,7 +220,8 @@ fn lists_must_agree() {
     sums.insert(rel("a"), Sha256Digest::of_bytes(b"other")).unwrap();
     fs::write(dist.join(SHA256SUMS_NAME), sums.to_text()).unwrap();
     let report = verify_dir(&dist, &NoProgress).unwrap();
-    let problems: Vec<String> = report.mismatched.iter().map(|m| format!("{}: {}", m.path, m.problem)).collect();
+    let problems: Vec<String> =
+        report.mismatched.iter().map(|m| format!("{}: {}", m.path, m.problem)).collect();
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].starts_with("a: SHA256SUMS says"), "{problems:?}");
     assert_eq!(problems[1], "b: listed in manifest.json only");
@@ -225,7 +254,8 @@ fn malformed_lists_are_bad_input_with_position() {
     let (_t, root) = tempdir();
     let dist = root.join("dist");
     build(&dist, &[("a", b"a")]);
-    fs::write(dist.join(MANIFEST_NAME), "{\n  \"manifest_version\": 1,\n  \"tool\": 7\n}\n").unwrap();
+    fs::write(dist.join(MANIFEST_NAME), "{\n  \"manifest_version\": 1,\n  \"tool\": 7\n}\n")
+        .unwrap();
     let err = verify_dir(&dist, &NoProgress).unwrap_err();
     assert!(err.is_bad_input());
     let msg = err.to_string();
@@ -243,7 +273,10 @@ fn existing_output_dir_is_not_clobbered() {
     let mut out = OutputDir::create(&dist, tool(), 0, true).unwrap();
     out.write_file(&rel("b"), b"second").unwrap();
     out.commit().unwrap();
-    let names: Vec<String> = fs::read_dir(&dist).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> = fs::read_dir(&dist)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(verify_dir(&dist, &NoProgress).unwrap().is_ok());
     assert_eq!(fs::read_dir(&root).unwrap().count(), 1, "no temp directories left");
