@@ -1,0 +1,610 @@
+//! Geometry and block placement: turns an [`FsBuilder`] into a [`Plan`].
+//!
+//! Placement is sequential from block 0, skipping the superblock and descriptor copies that
+//! `sparse_super` puts in groups 0, 1 and the powers of 3, 5 and 7. With `flex_bg` the bitmaps
+//! and inode tables of all groups may sit anywhere, so they are packed after group 0's
+//! descriptors, like mke2fs does for a flex group. Then come the journal, each directory's
+//! blocks, slow symlink and xattr blocks, lost+found, and finally file data in data-key order,
+//! each file's extent-tree blocks right after its data. Everything is planned before a byte is
+//! written, so the image can be produced front to back.
+
+use std::collections::VecDeque;
+
+use crate::dir::{self, file_type};
+use crate::inode::{
+    EXTENTS_FL, Extent, InodeFields, MAX_EXTENT_LEN, build_extent_tree, encode_inode,
+    tree_blocks_needed,
+};
+use crate::superblock::{
+    BLOCKS_PER_GROUP, FIRST_INO, GROUP_DESC_SIZE, GroupDesc, JOURNAL_INO, ROOT_INO, SuperFields,
+    has_super,
+};
+use crate::tree::{Attrs, Node};
+use crate::{BLOCK_SIZE, Error, Ext4Options, FsBuilder, InodeId, NodeKind, SIZE_ALIGN, Timestamp};
+
+const INODES_PER_BLOCK: u64 = BLOCK_SIZE / crate::inode::INODE_SIZE as u64;
+/// One inode per 16 KiB of space at least, mke2fs's default `inode_ratio` for ext4.
+const INODE_RATIO: u64 = 16_384;
+/// Blocks of a fresh lost+found (16 KiB), so e2fsck can reconnect files without allocating.
+const LOST_FOUND_BLOCKS: u64 = 4;
+const BLOCKS_PER_ALIGN: u64 = SIZE_ALIGN / BLOCK_SIZE;
+
+/// A metadata region: blocks whose content the writer renders.
+#[derive(Debug)]
+pub(crate) enum Content {
+    Superblock(u32),
+    Gdt,
+    BlockBitmap(u32),
+    InodeBitmap(u32),
+    InodeTable(u32),
+    /// Pre-rendered blocks (directories, symlink targets, xattr and extent-tree blocks,
+    /// the journal superblock).
+    Bytes(Vec<u8>),
+}
+
+/// A file's data placement.
+#[derive(Debug)]
+pub(crate) struct FilePlacement {
+    pub id: InodeId,
+    pub size: u64,
+    pub extents: Vec<Extent>,
+}
+
+/// A fully planned filesystem: every block placed, every metadata block renderable.
+pub struct Plan {
+    pub(crate) blocks: u64,
+    pub(crate) inodes_per_group: u32,
+    pub(crate) groups: u32,
+    pub(crate) descs: Vec<GroupDesc>,
+    pub(crate) sb: SuperFields,
+    /// Metadata regions sorted by start block: (start, length in blocks, content).
+    pub(crate) regions: Vec<(u64, u64, Content)>,
+    /// Files in the order their data must be supplied.
+    pub(crate) files: Vec<FilePlacement>,
+    /// Encoded inode records by inode number − 1, up to the last used inode.
+    pub(crate) inodes: Vec<[u8; 256]>,
+    /// Used block ranges, sorted and merged, for the block bitmaps.
+    pub(crate) used: Vec<(u64, u64)>,
+}
+
+impl Plan {
+    /// Size of the image in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.blocks * BLOCK_SIZE
+    }
+
+    /// The files whose data the writer needs, in the order it needs them, with their sizes.
+    pub fn file_order(&self) -> impl Iterator<Item = (InodeId, u64)> + '_ {
+        self.files.iter().map(|f| (f.id, f.size))
+    }
+
+    /// Number of block groups.
+    pub fn groups(&self) -> u32 {
+        self.groups
+    }
+
+    /// Inodes in use, including the reserved ones.
+    pub fn inodes_used(&self) -> u64 {
+        self.inodes.len() as u64
+    }
+
+    /// Blocks in use.
+    pub fn blocks_used(&self) -> u64 {
+        self.used.iter().map(|(_, len)| len).sum()
+    }
+}
+
+/// Sequential block allocator that steps around reserved ranges.
+struct Allocator {
+    next: u64,
+    limit: u64,
+    reserved: Vec<(u64, u64)>,
+    used: Vec<(u64, u64)>,
+}
+
+impl Allocator {
+    /// `n` contiguous blocks, or `None` past the limit.
+    fn contiguous(&mut self, n: u64) -> Option<u64> {
+        loop {
+            let start = self.next;
+            let end = start + n;
+            if let Some(&(rs, rl)) = self.reserved.iter().find(|&&(rs, rl)| rs < end && start < rs + rl) {
+                self.next = rs + rl;
+                continue;
+            }
+            if end > self.limit {
+                self.next = end;
+                return None;
+            }
+            self.next = end;
+            if n > 0 {
+                self.used.push((start, n));
+            }
+            return Some(start);
+        }
+    }
+
+    /// `n` blocks as extents of at most [`MAX_EXTENT_LEN`], split around reserved ranges.
+    fn extents(&mut self, n: u64) -> Option<Vec<(u64, u64)>> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let start = self.next;
+            // Reserved ranges are sorted; find the first one that ends after `start`.
+            let room = match self.reserved.iter().find(|&&(rs, rl)| rs + rl > start) {
+                Some(&(rs, rl)) if rs <= start => {
+                    self.next = rs + rl;
+                    continue;
+                }
+                Some(&(rs, _)) => rs - start,
+                None => u64::MAX,
+            };
+            let take = left.min(room).min(MAX_EXTENT_LEN);
+            if start + take > self.limit {
+                self.next = start + take;
+                return None;
+            }
+            self.used.push((start, take));
+            match out.last_mut() {
+                Some((s, l)) if *s + *l == start && *l + take <= MAX_EXTENT_LEN => *l += take,
+                _ => out.push((start, take)),
+            }
+            self.next = start + take;
+            left -= take;
+        }
+        Some(out)
+    }
+}
+
+/// Journal size for a filesystem of `blocks` blocks, following mke2fs's defaults.
+fn journal_blocks(blocks: u64) -> u64 {
+    match blocks {
+        0..32_768 => 1024,
+        32_768..262_144 => 4096,
+        262_144..524_288 => 8192,
+        _ => 16_384,
+    }
+}
+
+fn mode_and_type(kind: &NodeKind) -> (u16, u8) {
+    match kind {
+        NodeKind::Dir => (0o040_000, file_type::DIR),
+        NodeKind::File { .. } => (0o100_000, file_type::REG),
+        NodeKind::Symlink(_) => (0o120_000, file_type::SYMLINK),
+        NodeKind::CharDev { .. } => (0o020_000, file_type::CHR),
+        NodeKind::BlockDev { .. } => (0o060_000, file_type::BLK),
+        NodeKind::Fifo => (0o010_000, file_type::FIFO),
+        NodeKind::Socket => (0o140_000, file_type::SOCK),
+    }
+}
+
+/// The kernel's device number encoding in `i_block` (`ext4_inode` via `old_encode_dev` /
+/// `new_encode_dev`).
+fn encode_dev(major: u32, minor: u32) -> [u8; 60] {
+    let mut block = [0u8; 60];
+    if major < 256 && minor < 256 {
+        block[0..4].copy_from_slice(&((major << 8) | minor).to_le_bytes());
+    } else {
+        let dev = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        block[4..8].copy_from_slice(&dev.to_le_bytes());
+    }
+    block
+}
+
+/// Per-inode facts gathered before placement.
+struct Prepared {
+    /// Builder node, or `None` for the lost+found we add.
+    node: Option<usize>,
+    ino: u32,
+    parent_ino: u32,
+    xattr_inline: Vec<u8>,
+    xattr_block: Option<Vec<u8>>,
+}
+
+impl FsBuilder {
+    /// Chooses the geometry and places every block. With `opts.size` unset, the size is the
+    /// content plus a fifth (at least 16 MiB) of headroom, rounded up to 2 MiB.
+    pub fn plan(self, opts: &Ext4Options) -> Result<Plan, Error> {
+        if opts.label.len() > 16 {
+            return Err(Error::InvalidOption(format!("label {:?} is longer than 16 bytes", opts.label)));
+        }
+        let prepared = prepare(&self)?;
+        match opts.size {
+            Some(size) => {
+                if size % BLOCK_SIZE != 0 || size == 0 {
+                    return Err(Error::InvalidOption(format!("size {size} is not a positive multiple of 4096")));
+                }
+                match place(&self, &prepared, opts, size / BLOCK_SIZE) {
+                    Ok(plan) => Ok(plan),
+                    Err(Placement::TooSmall(_)) => {
+                        let needed = smallest(&self, &prepared, opts, 0)?.size_bytes();
+                        Err(Error::TooSmall { given: size, needed })
+                    }
+                    Err(Placement::Fatal(e)) => Err(e),
+                }
+            }
+            None => smallest(&self, &prepared, opts, 1),
+        }
+    }
+}
+
+enum Placement {
+    /// Ran out of room after placing this many blocks.
+    TooSmall(u64),
+    Fatal(Error),
+}
+
+impl From<Error> for Placement {
+    fn from(e: Error) -> Self {
+        Placement::Fatal(e)
+    }
+}
+
+/// The smallest 2 MiB-aligned plan that fits, with `headroom` (0 or 1) adding a fifth.
+fn smallest(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, headroom: u64) -> Result<Plan, Error> {
+    let content: u64 = content_blocks(b, prepared);
+    let extra = if headroom > 0 { (content / 5).max(16 << 20 >> 12) } else { 0 };
+    let mut blocks = (content + extra + journal_blocks(content) + 64).div_ceil(BLOCKS_PER_ALIGN) * BLOCKS_PER_ALIGN;
+    loop {
+        match place(b, prepared, opts, blocks) {
+            Ok(plan) => return Ok(plan),
+            Err(Placement::TooSmall(reached)) => {
+                let next = (reached + extra).div_ceil(BLOCKS_PER_ALIGN) * BLOCKS_PER_ALIGN;
+                blocks = next.max(blocks + BLOCKS_PER_ALIGN);
+            }
+            Err(Placement::Fatal(e)) => return Err(e),
+        }
+        if blocks >= 1 << 32 {
+            return Err(Error::TooLarge("more than 2^32 blocks".into()));
+        }
+    }
+}
+
+/// Data, directory, symlink and xattr blocks: a lower bound on what placement needs.
+fn content_blocks(b: &FsBuilder, prepared: &[Prepared]) -> u64 {
+    let mut total = LOST_FOUND_BLOCKS;
+    for p in prepared {
+        let Some(idx) = p.node else { continue };
+        let node = &b.nodes[idx];
+        total += match &node.kind {
+            NodeKind::File { size, .. } => size.div_ceil(BLOCK_SIZE),
+            NodeKind::Dir => dir::blocks_needed(node.entries.iter().map(|(n, _)| n.len())),
+            NodeKind::Symlink(t) if t.len() >= 60 => 1,
+            _ => 0,
+        } + u64::from(p.xattr_block.is_some());
+    }
+    total
+}
+
+/// Numbers inodes breadth-first from the root (2), with lost+found as 11 and the rest from
+/// 12, and encodes xattrs.
+fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
+    let root = b.root();
+    let lost_found = b.lookup(root, b"lost+found").filter(|id| *b.kind(*id) == NodeKind::Dir);
+    let mut numbers = vec![0u32; b.nodes.len()];
+    let mut parents = vec![0u32; b.nodes.len()];
+    numbers[0] = ROOT_INO;
+    parents[0] = ROOT_INO;
+    let mut next = FIRST_INO + 1;
+    let mut queue = VecDeque::from([0usize]);
+    let mut order = vec![0usize];
+    while let Some(dir) = queue.pop_front() {
+        for (_, child) in &b.nodes[dir].entries {
+            let c = child.0 as usize;
+            if numbers[c] != 0 {
+                continue; // a further name of an inode already numbered
+            }
+            numbers[c] = if Some(*child) == lost_found {
+                FIRST_INO
+            } else {
+                let n = next;
+                next = next.checked_add(1).ok_or_else(|| Error::TooLarge("more than 2^32 inodes".into()))?;
+                n
+            };
+            order.push(c);
+            if b.nodes[c].kind == NodeKind::Dir {
+                parents[c] = numbers[dir];
+                queue.push_back(c);
+            }
+        }
+    }
+    if numbers.contains(&0) {
+        return Err(Error::BadLink("an inode was added but never linked into the tree"));
+    }
+    let mut prepared = Vec::with_capacity(order.len() + 1);
+    if lost_found.is_none() {
+        prepared.push(Prepared { node: None, ino: FIRST_INO, parent_ino: ROOT_INO, xattr_inline: Vec::new(), xattr_block: None });
+    }
+    for idx in order {
+        let node = &b.nodes[idx];
+        let enc = crate::xattr::encode(&node.attrs.xattrs, BLOCK_SIZE as usize).map_err(|e| match e {
+            crate::xattr::XattrError::TooLarge(size) => Error::XattrTooLarge { inode: numbers[idx], size },
+            crate::xattr::XattrError::Namespace(n) => {
+                Error::InvalidOption(format!("extended attribute {n:?}: namespace not supported by ext4"))
+            }
+            crate::xattr::XattrError::Acl(why) => Error::InvalidOption(format!("POSIX ACL: {why}")),
+        })?;
+        prepared.push(Prepared {
+            node: Some(idx),
+            ino: numbers[idx],
+            parent_ino: parents[idx],
+            xattr_inline: enc.in_inode,
+            xattr_block: enc.block,
+        });
+    }
+    prepared.sort_by_key(|p| p.ino);
+    Ok(prepared)
+}
+
+/// Places everything in a filesystem of `blocks` blocks.
+#[allow(clippy::too_many_lines)]
+fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u64) -> Result<Plan, Placement> {
+    let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
+    let gdt_blocks = (groups * GROUP_DESC_SIZE as u64).div_ceil(BLOCK_SIZE);
+    // A last group too small for its own backup superblock and descriptors is dropped.
+    let last = blocks - (groups - 1) * BLOCKS_PER_GROUP;
+    if groups > 1 && has_super(groups - 1) && last <= 1 + gdt_blocks + 16 {
+        groups -= 1;
+        blocks = groups * BLOCKS_PER_GROUP;
+    }
+    if blocks >= 1 << 32 {
+        return Err(Error::TooLarge("more than 2^32 blocks".into()).into());
+    }
+    let used_inodes = u64::from(prepared.last().map_or(FIRST_INO, |p| p.ino));
+    let wanted = (used_inodes + used_inodes / 10 + 16).max(blocks * BLOCK_SIZE / INODE_RATIO);
+    let inodes_per_group = wanted.div_ceil(groups).div_ceil(INODES_PER_BLOCK) * INODES_PER_BLOCK;
+    if inodes_per_group > BLOCKS_PER_GROUP {
+        return Err(Placement::TooSmall(blocks + BLOCKS_PER_GROUP));
+    }
+    if inodes_per_group * groups >= 1 << 32 {
+        return Err(Error::TooLarge("more than 2^32 inodes".into()).into());
+    }
+    let itable_blocks = inodes_per_group / INODES_PER_BLOCK;
+
+    let mut regions: Vec<(u64, u64, Content)> = Vec::new();
+    let mut reserved = Vec::new();
+    for g in 0..groups {
+        if has_super(g) {
+            let start = g * BLOCKS_PER_GROUP;
+            reserved.push((start, 1 + gdt_blocks));
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                regions.push((start, 1, Content::Superblock(g as u32)));
+                regions.push((start + 1, gdt_blocks, Content::Gdt));
+            }
+        }
+    }
+    let mut alloc = Allocator { next: 0, limit: blocks, reserved: reserved.clone(), used: reserved };
+    let too_small = |a: &Allocator| Placement::TooSmall(a.next);
+    let mut descs = vec![GroupDesc::default(); usize::try_from(groups).expect("groups fit")];
+    #[allow(clippy::cast_possible_truncation)]
+    for g in 0..groups as usize {
+        let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
+        descs[g].block_bitmap = at as u32;
+        regions.push((at, 1, Content::BlockBitmap(g as u32)));
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    for g in 0..groups as usize {
+        let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
+        descs[g].inode_bitmap = at as u32;
+        regions.push((at, 1, Content::InodeBitmap(g as u32)));
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    for g in 0..groups as usize {
+        let at = alloc.contiguous(itable_blocks).ok_or_else(|| too_small(&alloc))?;
+        descs[g].inode_table = at as u32;
+        regions.push((at, itable_blocks, Content::InodeTable(g as u32)));
+    }
+    let jblocks = journal_blocks(blocks);
+    let jstart = alloc.contiguous(jblocks).ok_or_else(|| too_small(&alloc))?;
+    #[allow(clippy::cast_possible_truncation)]
+    regions.push((jstart, 1, Content::Bytes(crate::superblock::encode_journal_super(jblocks as u32, &opts.uuid))));
+
+    let time = Timestamp::from_secs(i64::try_from(opts.timestamp).unwrap_or(i64::MAX));
+    let mut fields: Vec<Option<InodeFields>> = vec![None; usize::try_from(used_inodes).expect("fits")];
+    let mut dirs_per_group = vec![0u32; descs.len()];
+    let (journal_root, _) = build_extent_tree(&[Extent { logical: 0, start: jstart, len: u32::try_from(jblocks).expect("fits") }], &[]);
+    fields[(JOURNAL_INO - 1) as usize] = Some(InodeFields {
+        mode: 0o100_600,
+        size: jblocks * BLOCK_SIZE,
+        atime: time,
+        ctime: time,
+        mtime: time,
+        crtime: time,
+        links: 1,
+        sectors: jblocks * (BLOCK_SIZE / 512),
+        flags: EXTENTS_FL,
+        block: journal_root,
+        ..InodeFields::default()
+    });
+
+    // Directories, symlinks and xattr blocks, in inode order.
+    let ino_by_node: Vec<u32> = {
+        let mut v = vec![0u32; b.nodes.len()];
+        for p in prepared {
+            if let Some(idx) = p.node {
+                v[idx] = p.ino;
+            }
+        }
+        v
+    };
+    // lost+found is ours to add when the tree has none.
+    let synthetic_lost_found = prepared.iter().any(|q| q.node.is_none());
+    let mut pending_files: Vec<(u64, usize, usize)> = Vec::new(); // (data_key, node idx, prepared idx)
+    for (pi, p) in prepared.iter().enumerate() {
+        let node: Option<&Node> = p.node.map(|idx| &b.nodes[idx]);
+        let attrs = node.map_or_else(
+            || Attrs { perm: 0o700, atime: time, mtime: time, ctime: time, ..Attrs::default() },
+            |n| n.attrs.clone(),
+        );
+        let kind = node.map_or(NodeKind::Dir, |n| n.kind.clone());
+        let (type_bits, _) = mode_and_type(&kind);
+        let mut f = InodeFields {
+            mode: type_bits | (attrs.perm & 0o7777),
+            uid: attrs.uid,
+            gid: attrs.gid,
+            atime: attrs.atime,
+            ctime: attrs.ctime,
+            mtime: attrs.mtime,
+            crtime: attrs.ctime,
+            links: u16::try_from(node.map_or(1, |n| n.links)).unwrap_or(u16::MAX),
+            xattrs: p.xattr_inline.clone(),
+            ..InodeFields::default()
+        };
+        let mut sectors = 0u64;
+        if let Some(xblock) = &p.xattr_block {
+            let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
+            regions.push((at, 1, Content::Bytes(xblock.clone())));
+            f.file_acl = at;
+            sectors += BLOCK_SIZE / 512;
+        }
+        match &kind {
+            NodeKind::Dir => {
+                let entries: Vec<(&[u8], u32, u8)> = node.map_or_else(Vec::new, |n| {
+                    n.entries
+                        .iter()
+                        .map(|(name, child)| {
+                            let (_, ft) = mode_and_type(&b.nodes[child.0 as usize].kind);
+                            (name.as_slice(), ino_by_node[child.0 as usize], ft)
+                        })
+                        .collect()
+                });
+                let mut entries = entries;
+                if p.ino == ROOT_INO && synthetic_lost_found {
+                    entries.insert(0, (&b"lost+found"[..], FIRST_INO, file_type::DIR));
+                }
+                let min_blocks = if p.ino == FIRST_INO { LOST_FOUND_BLOCKS } else { 1 };
+                let data = dir::render(p.ino, p.parent_ino, &entries, min_blocks);
+                let n = data.len() as u64 / BLOCK_SIZE;
+                let at = alloc.contiguous(n).ok_or_else(|| too_small(&alloc))?;
+                regions.push((at, n, Content::Bytes(data)));
+                let subdirs =
+                    node.map_or(0, |n| n.subdirs) + u32::from(p.ino == ROOT_INO && synthetic_lost_found);
+                let links = 2 + u64::from(subdirs);
+                f.links = u16::try_from(links).ok().filter(|&l| l < 65_000).unwrap_or(1);
+                f.size = n * BLOCK_SIZE;
+                f.flags = EXTENTS_FL;
+                let (root, _) = build_extent_tree(&[Extent { logical: 0, start: at, len: u32::try_from(n).expect("fits") }], &[]);
+                f.block = root;
+                sectors += n * (BLOCK_SIZE / 512);
+                let group = (p.ino - 1) as usize / usize::try_from(inodes_per_group).expect("fits");
+                dirs_per_group[group] += 1;
+            }
+            NodeKind::File { size, data_key } => {
+                f.size = *size;
+                f.flags = EXTENTS_FL;
+                pending_files.push((*data_key, p.node.expect("files come from the builder"), pi));
+            }
+            NodeKind::Symlink(target) => {
+                f.size = target.len() as u64;
+                if target.len() < 60 {
+                    f.block[..target.len()].copy_from_slice(target);
+                } else {
+                    if target.len() > BLOCK_SIZE as usize - 1 {
+                        return Err(Error::InvalidOption(format!("symlink target of {} bytes is longer than a block", target.len())).into());
+                    }
+                    let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
+                    let mut data = target.clone();
+                    data.resize(BLOCK_SIZE as usize, 0);
+                    regions.push((at, 1, Content::Bytes(data)));
+                    f.flags = EXTENTS_FL;
+                    let (root, _) = build_extent_tree(&[Extent { logical: 0, start: at, len: 1 }], &[]);
+                    f.block = root;
+                    sectors += BLOCK_SIZE / 512;
+                }
+            }
+            NodeKind::CharDev { major, minor } | NodeKind::BlockDev { major, minor } => {
+                f.block = encode_dev(*major, *minor);
+            }
+            NodeKind::Fifo | NodeKind::Socket => {}
+        }
+        f.sectors = sectors;
+        fields[(p.ino - 1) as usize] = Some(f);
+    }
+
+    // File data in data-key order, each file's extent-tree blocks right behind it.
+    pending_files.sort_by_key(|&(key, node, _)| (key, node));
+    let mut files = Vec::with_capacity(pending_files.len());
+    for (_, node, pi) in pending_files {
+        let NodeKind::File { size, .. } = b.nodes[node].kind else { unreachable!("only files are pending") };
+        let n = size.div_ceil(BLOCK_SIZE);
+        let runs = alloc.extents(n).ok_or_else(|| too_small(&alloc))?;
+        let mut logical = 0u64;
+        let extents: Vec<Extent> = runs
+            .iter()
+            .map(|&(start, len)| {
+                let e = Extent { logical: u32::try_from(logical).expect("file under 16 TiB"), start, len: u32::try_from(len).expect("extent fits") };
+                logical += len;
+                e
+            })
+            .collect();
+        if logical >= 1 << 32 {
+            return Err(Error::TooLarge("a file larger than 16 TiB".into()).into());
+        }
+        let tree_n = tree_blocks_needed(extents.len());
+        let tree_runs = if tree_n > 0 { alloc.extents(tree_n).ok_or_else(|| too_small(&alloc))? } else { Vec::new() };
+        let tree_blocks: Vec<u64> = tree_runs.iter().flat_map(|&(s, l)| s..s + l).collect();
+        let (root, tree) = build_extent_tree(&extents, &tree_blocks);
+        for (at, data) in tree {
+            regions.push((at, 1, Content::Bytes(data)));
+        }
+        let ino = prepared[pi].ino;
+        let f = fields[(ino - 1) as usize].as_mut().expect("file inode prepared");
+        f.block = root;
+        f.sectors += (n + tree_n) * (BLOCK_SIZE / 512);
+        files.push(FilePlacement { id: InodeId(u32::try_from(node).expect("fits")), size, extents });
+    }
+
+    // Bitmaps and counts.
+    let mut used = alloc.used;
+    used.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(used.len());
+    for (s, l) in used {
+        match merged.last_mut() {
+            Some((ms, ml)) if *ms + *ml >= s => *ml = (*ml).max(s + l - *ms),
+            _ => merged.push((s, l)),
+        }
+    }
+    let mut free_blocks_total = 0u64;
+    for (g, desc) in descs.iter_mut().enumerate() {
+        let gs = g as u64 * BLOCKS_PER_GROUP;
+        let ge = (gs + BLOCKS_PER_GROUP).min(blocks);
+        let used_here: u64 = merged.iter().map(|&(s, l)| (s + l).min(ge).saturating_sub(s.max(gs))).sum();
+        let free = ge - gs - used_here;
+        desc.free_blocks = u32::try_from(free).expect("fits");
+        free_blocks_total += free;
+        let first_ino = g as u64 * inodes_per_group + 1;
+        let used_ino = used_inodes.saturating_sub(first_ino - 1).min(inodes_per_group);
+        desc.free_inodes = u32::try_from(inodes_per_group - used_ino).expect("fits");
+        desc.used_dirs = dirs_per_group[g];
+    }
+    let inodes_total = inodes_per_group * groups;
+    let journal_fields = fields[(JOURNAL_INO - 1) as usize].as_ref().expect("journal set");
+    let sb = SuperFields {
+        inodes: u32::try_from(inodes_total).expect("checked"),
+        blocks: u32::try_from(blocks).expect("checked"),
+        free_blocks: u32::try_from(free_blocks_total).expect("fits"),
+        free_inodes: u32::try_from(inodes_total - used_inodes).expect("fits"),
+        inodes_per_group: u32::try_from(inodes_per_group).expect("fits"),
+        time: u32::try_from(opts.timestamp.min(u64::from(u32::MAX))).expect("clamped"),
+        uuid: opts.uuid,
+        label: opts.label.as_bytes().to_vec(),
+        hash_seed: opts.hash_seed,
+        journal_block: journal_fields.block,
+        journal_size: journal_fields.size,
+    };
+    let inodes: Vec<[u8; 256]> =
+        fields.iter().map(|f| f.as_ref().map_or([0u8; 256], encode_inode)).collect();
+    regions.sort_by_key(|r| r.0);
+    Ok(Plan {
+        blocks,
+        inodes_per_group: u32::try_from(inodes_per_group).expect("fits"),
+        groups: u32::try_from(groups).expect("fits"),
+        descs,
+        sb,
+        regions,
+        files,
+        inodes,
+        used: merged,
+    })
+}
