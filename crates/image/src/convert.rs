@@ -1,0 +1,79 @@
+//! The merged layer tree as an ext4 tree description.
+
+use std::collections::{BTreeSet, HashMap};
+
+use xspack_ext4::{Attrs, FsBuilder, InodeId, NodeKind as FsKind, Timestamp, Xattr};
+use xspack_oci::{EntryMeta, MergedTree, NodeId, NodeKind};
+
+use crate::Error;
+
+/// The ext4 description plus where each file's data comes from.
+pub struct Converted {
+    pub builder: FsBuilder,
+    /// (layer, entry index) → the file inode taking that entry's data.
+    pub sources: HashMap<(usize, u64), InodeId>,
+    /// Layers holding data of at least one surviving file.
+    pub layers_with_data: BTreeSet<usize>,
+}
+
+fn attrs(meta: &EntryMeta) -> Attrs {
+    let time = |(sec, nsec): (i64, u32)| Timestamp { sec, nsec };
+    let mtime = time(meta.mtime);
+    Attrs {
+        perm: u16::try_from(meta.mode & 0o7777).expect("masked"),
+        uid: meta.uid,
+        gid: meta.gid,
+        atime: meta.atime.map_or(mtime, time),
+        mtime,
+        ctime: meta.ctime.map_or(mtime, time),
+        xattrs: meta.xattrs.iter().map(|(name, value)| Xattr { name: name.clone(), value: value.clone() }).collect(),
+    }
+}
+
+/// Data keys order file data as the layers stream it: layer first, then entry.
+fn data_key(layer: usize, entry: u64) -> u64 {
+    ((layer as u64) << 40) | entry
+}
+
+/// Walks the reachable tree depth first, adding each node once (hard links share it).
+pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
+    let root = tree.root();
+    let mut builder = FsBuilder::new(attrs(&tree.node(root).meta));
+    let mut ids: HashMap<NodeId, InodeId> = HashMap::new();
+    ids.insert(root, builder.root());
+    let mut sources = HashMap::new();
+    let mut layers_with_data = BTreeSet::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        let dir_id = ids[&dir];
+        for (name, child) in tree.children(dir) {
+            let id = if let Some(id) = ids.get(&child) {
+                *id
+            } else {
+                let node = tree.node(child);
+                let kind = match &node.kind {
+                    NodeKind::Dir(_) => {
+                        stack.push(child);
+                        FsKind::Dir
+                    }
+                    NodeKind::File { size, source } => {
+                        FsKind::File { size: *size, data_key: data_key(source.0, source.1) }
+                    }
+                    NodeKind::Symlink(target) => FsKind::Symlink(target.clone()),
+                    NodeKind::CharDev(major, minor) => FsKind::CharDev { major: *major, minor: *minor },
+                    NodeKind::BlockDev(major, minor) => FsKind::BlockDev { major: *major, minor: *minor },
+                    NodeKind::Fifo => FsKind::Fifo,
+                };
+                let id = builder.add(kind, attrs(&node.meta));
+                if let NodeKind::File { source, .. } = &node.kind {
+                    sources.insert(*source, id);
+                    layers_with_data.insert(source.0);
+                }
+                ids.insert(child, id);
+                id
+            };
+            builder.link(dir_id, name, id)?;
+        }
+    }
+    Ok(Converted { builder, sources, layers_with_data })
+}

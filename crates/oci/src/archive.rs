@@ -1,0 +1,121 @@
+//! Random access to the members of an uncompressed tar archive (`docker save` output and OCI
+//! archives), by an index of member names to data offsets built in one pass over the headers.
+//! Symlinked members (skopeo writes `<id>/layer.tar -> ../<diff_id>.tar`) are resolved inside
+//! the archive.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::Error;
+
+/// Longest chain of symlinked members followed.
+const MAX_LINKS: usize = 8;
+
+#[derive(Debug, Clone)]
+enum Member {
+    File { offset: u64, size: u64 },
+    Link(String),
+}
+
+/// Member names → locations in one tar file.
+#[derive(Debug)]
+pub struct TarIndex {
+    path: Utf8PathBuf,
+    members: HashMap<String, Member>,
+}
+
+/// Normalises a member name: no `./` prefix, no empty or `.` components.
+fn clean(name: &str) -> String {
+    name.split('/').filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
+}
+
+impl TarIndex {
+    /// Reads every header of the tar at `path`, seeking over member data.
+    pub fn scan(path: &Utf8Path) -> Result<Self, Error> {
+        let file = File::open(path).map_err(|e| Error::io("opening archive", path.as_str(), e))?;
+        let bad = |reason: String| Error::Source { source_name: path.to_string(), reason };
+        let mut archive = tar::Archive::new(BufReader::new(file));
+        let mut members = HashMap::new();
+        let entries = archive.entries_with_seek().map_err(|e| bad(format!("not a tar archive: {e}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| bad(format!("broken tar archive: {e}")))?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let name = clean(&name);
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let size = entry.size();
+                    members.insert(name, Member::File { offset: entry.raw_file_position(), size });
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned());
+                    let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                    let target = target.unwrap_or_default();
+                    let joined = if target.starts_with('/') { target } else { format!("{dir}/{target}") };
+                    members.insert(name, Member::Link(resolve_dots(&joined)));
+                }
+                _ => {}
+            }
+        }
+        Ok(TarIndex { path: path.to_owned(), members })
+    }
+
+    /// Whether a regular or symlinked member `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.members.contains_key(&clean(name))
+    }
+
+    /// Offset and size of member `name`, following member symlinks.
+    fn locate(&self, name: &str) -> Option<(u64, u64)> {
+        let mut name = clean(name);
+        for _ in 0..MAX_LINKS {
+            match self.members.get(&name)? {
+                Member::File { offset, size } => return Some((*offset, *size)),
+                Member::Link(target) => name = target.clone(),
+            }
+        }
+        None
+    }
+
+    /// The size of member `name`.
+    pub fn size(&self, name: &str) -> Option<u64> {
+        self.locate(name).map(|(_, size)| size)
+    }
+
+    /// A reader of member `name`'s bytes.
+    pub fn open(&self, name: &str) -> io::Result<Option<Box<dyn Read + Send>>> {
+        let Some((offset, size)) = self.locate(name) else { return Ok(None) };
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Some(Box::new(file.take(size))))
+    }
+}
+
+/// Resolves `.` and `..` in an archive-internal path (clamped at the archive root).
+fn resolve_dots(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dots_resolve_inside() {
+        assert_eq!(resolve_dots("abc/../def.tar"), "def.tar");
+        assert_eq!(resolve_dots("/../../x"), "x");
+        assert_eq!(clean("./blobs//sha256/./x"), "blobs/sha256/x");
+    }
+}

@@ -1,0 +1,250 @@
+//! Streaming one layer: verify → decompress → tar entries.
+//!
+//! The stored blob is hashed as it is read (its `sha256` digest), decompressed by sniffing the
+//! magic number (gzip `1f 8b`, zstd `28 b5 2f fd`, else a plain tar), and the decompressed
+//! stream is hashed again (the config's `diff_id`). Both are checked after the last byte, so a
+//! caller must treat what it saw as unverified until [`crate::Image::read_layer`] returns `Ok`.
+//! Tar entries follow POSIX pax (`SCHILY.xattr.*` for xattrs, fractional `mtime`) and GNU
+//! (long names, old sparse files) conventions as the `tar` crate decodes them.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use flate2::read::MultiGzDecoder;
+use xspack_io::{BUFFER_SIZE, HashingReader};
+
+use crate::{Digest, Error, Image, LayerInfo};
+
+/// What a layer entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file; its data follows.
+    File,
+    /// A directory.
+    Dir,
+    /// A symlink with this target, verbatim.
+    Symlink(Vec<u8>),
+    /// A hard link to this path (relative to the image root).
+    Hardlink(Vec<u8>),
+    /// A character device.
+    CharDev {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A block device.
+    BlockDev {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A FIFO.
+    Fifo,
+}
+
+/// Ownership, mode, times and xattrs of an entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Permission bits with setuid, setgid and sticky (`0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time: seconds and nanoseconds.
+    pub mtime: (i64, u32),
+    /// Access time from pax, if recorded.
+    pub atime: Option<(i64, u32)>,
+    /// Change time from pax, if recorded.
+    pub ctime: Option<(i64, u32)>,
+    /// Extended attributes from `SCHILY.xattr.*` pax records, in archive order.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One entry of a layer.
+#[derive(Debug, Clone)]
+pub struct LayerEntry {
+    /// Position in the layer's tar stream, from 0.
+    pub index: u64,
+    /// The path as recorded (not yet normalised).
+    pub path: Vec<u8>,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Ownership, mode, times, xattrs.
+    pub meta: EntryMeta,
+    /// Data size (regular files).
+    pub size: u64,
+}
+
+/// Totals of one layer read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerSummary {
+    /// Entries seen.
+    pub entries: u64,
+    /// Bytes of the stored blob.
+    pub stored_bytes: u64,
+    /// Bytes of the uncompressed tar.
+    pub tar_bytes: u64,
+    /// `none`, `gzip` or `zstd`.
+    pub compression: &'static str,
+}
+
+impl Image {
+    /// Streams `layer`, calling `visit` with each entry and a reader of its data (which the
+    /// visitor may leave unread). Fails if the blob digest, size or diff_id do not match, or
+    /// the stream is corrupt.
+    pub fn read_layer<E: From<Error>>(
+        &self,
+        layer: &LayerInfo,
+        mut visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
+    ) -> Result<LayerSummary, E> {
+        let label = layer.label();
+        let corrupt = |e: &dyn std::fmt::Display| Error::Layer { layer: label.clone(), reason: format!("corrupt layer: {e}") };
+        let mut blob = HashingReader::new(self.open_blob(layer)?);
+        let mut summary = LayerSummary::default();
+        let (diff_id, tar_bytes) = {
+            let mut buffered = BufReader::with_capacity(BUFFER_SIZE, &mut blob);
+            let head = buffered.fill_buf().map_err(|e| corrupt(&e))?;
+            let decoder: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+                summary.compression = "gzip";
+                Box::new(MultiGzDecoder::new(&mut buffered))
+            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                summary.compression = "zstd";
+                Box::new(zstd::stream::read::Decoder::with_buffer(&mut buffered).map_err(|e| corrupt(&e))?)
+            } else {
+                summary.compression = "none";
+                Box::new(&mut buffered)
+            };
+            let mut tar_hash = HashingReader::new(decoder);
+            {
+                let mut archive = tar::Archive::new(&mut tar_hash);
+                let entries = archive.entries().map_err(|e| corrupt(&e))?;
+                for (index, entry) in entries.enumerate() {
+                    let mut entry = entry.map_err(|e| corrupt(&e))?;
+                    summary.entries += 1;
+                    let Some(parsed) = convert(&mut entry, index as u64, &label)? else { continue };
+                    visit(&parsed, &mut entry)?;
+                }
+            }
+            // The tar end marker and any padding count towards the diff_id.
+            io::copy(&mut tar_hash, &mut io::sink()).map_err(|e| corrupt(&e))?;
+            let (decoder, diff, tar_bytes) = tar_hash.finish();
+            drop(decoder);
+            io::copy(&mut buffered, &mut io::sink()).map_err(|e| corrupt(&e))?;
+            (Digest(diff), tar_bytes)
+        };
+        let (_, stored, stored_bytes) = blob.finish();
+        check(layer, &label, stored_bytes, Digest(stored), diff_id)?;
+        summary.stored_bytes = stored_bytes;
+        summary.tar_bytes = tar_bytes;
+        Ok(summary)
+    }
+}
+
+/// Compares what was read with what the image records.
+fn check(layer: &LayerInfo, label: &str, stored_bytes: u64, stored: Digest, diff_id: Digest) -> Result<(), Error> {
+    let mismatch = |kind, expected: String, actual: String| Error::DigestMismatch {
+        what: label.to_owned(),
+        kind,
+        expected,
+        actual,
+    };
+    if stored_bytes != layer.size {
+        return Err(mismatch("size", layer.size.to_string(), stored_bytes.to_string()));
+    }
+    if let Some(want) = layer.digest
+        && want != stored
+    {
+        return Err(mismatch("digest", want.to_string(), stored.to_string()));
+    }
+    if diff_id != layer.diff_id {
+        return Err(mismatch("diff_id", layer.diff_id.to_string(), diff_id.to_string()));
+    }
+    Ok(())
+}
+
+/// A pax time: `seconds[.fraction]`, possibly negative.
+fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits = frac.as_bytes().iter().take(9).map(|b| u32::from(b - b'0')).collect::<Vec<_>>();
+    digits.resize(9, 0);
+    let nanos = digits.iter().fold(0u32, |acc, d| acc * 10 + d);
+    Some((secs, nanos))
+}
+
+/// Turns a tar entry into a [`LayerEntry`]; `None` for entries that carry nothing (pax global
+/// headers).
+fn convert<R: Read>(entry: &mut tar::Entry<'_, R>, index: u64, layer: &str) -> Result<Option<LayerEntry>, Error> {
+    let path = entry.path_bytes().into_owned();
+    let bad = |reason: String| Error::Entry { layer: layer.to_owned(), entry: String::from_utf8_lossy(&path).into_owned(), reason };
+    let header = entry.header();
+    let mut meta = EntryMeta {
+        mode: header.mode().map_err(|e| bad(format!("bad mode: {e}")))? & 0o7777,
+        uid: u32::try_from(header.uid().map_err(|e| bad(format!("bad uid: {e}")))?).map_err(|_| bad("uid above 2^32".into()))?,
+        gid: u32::try_from(header.gid().map_err(|e| bad(format!("bad gid: {e}")))?).map_err(|_| bad("gid above 2^32".into()))?,
+        mtime: (i64::try_from(header.mtime().map_err(|e| bad(format!("bad mtime: {e}")))?).unwrap_or(i64::MAX), 0),
+        ..EntryMeta::default()
+    };
+    let entry_type = header.entry_type();
+    let kind = match entry_type {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => EntryKind::File,
+        tar::EntryType::Directory => EntryKind::Dir,
+        tar::EntryType::Symlink | tar::EntryType::Link => {
+            let target = entry.link_name_bytes().ok_or_else(|| bad("link without a target".into()))?.into_owned();
+            if entry_type == tar::EntryType::Symlink { EntryKind::Symlink(target) } else { EntryKind::Hardlink(target) }
+        }
+        tar::EntryType::Char | tar::EntryType::Block => {
+            let major = header.device_major().map_err(|e| bad(format!("bad device major: {e}")))?.unwrap_or(0);
+            let minor = header.device_minor().map_err(|e| bad(format!("bad device minor: {e}")))?.unwrap_or(0);
+            if entry_type == tar::EntryType::Char { EntryKind::CharDev { major, minor } } else { EntryKind::BlockDev { major, minor } }
+        }
+        tar::EntryType::Fifo => EntryKind::Fifo,
+        tar::EntryType::XGlobalHeader => return Ok(None),
+        other => return Err(bad(format!("unsupported tar entry type {:?}", other.as_byte() as char))),
+    };
+    if let Some(pax) = entry.pax_extensions().map_err(|e| bad(format!("bad pax header: {e}")))? {
+        for ext in pax {
+            let ext = ext.map_err(|e| bad(format!("bad pax record: {e}")))?;
+            let key = ext.key_bytes();
+            let value = ext.value_bytes();
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                meta.xattrs.push((name.to_vec(), value.to_vec()));
+            } else if key.starts_with(b"GNU.sparse.") {
+                return Err(bad("pax sparse files are not supported".into()));
+            } else {
+                let number = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
+                match key {
+                    b"mtime" => meta.mtime = pax_time(value).ok_or_else(|| bad("bad pax mtime".into()))?,
+                    b"atime" => meta.atime = pax_time(value),
+                    b"ctime" => meta.ctime = pax_time(value),
+                    b"uid" => meta.uid = number().ok_or_else(|| bad("bad pax uid".into()))?,
+                    b"gid" => meta.gid = number().ok_or_else(|| bad("bad pax gid".into()))?,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let size = if kind == EntryKind::File { entry.size() } else { 0 };
+    Ok(Some(LayerEntry { index, path, kind, meta, size }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(pax_time(b"1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(pax_time(b"-1.000000001"), Some((-1, 1)));
+        assert_eq!(pax_time(b"12.1234567891234"), Some((12, 123_456_789)));
+        assert_eq!(pax_time(b"x"), None);
+        assert_eq!(pax_time(b"1.x"), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! Container images as verified, streaming layers, and the merge of those layers into one tree.
+//!
+//! - [`ImageSource`] parses skopeo-style source names (`docker-archive:`, `oci:`,
+//!   `oci-archive:`, or a bare path detected by content).
+//! - [`Image::open`] reads the index, manifest and config (OCI image spec v1.1, "Image Layout",
+//!   "Image Index", "Image Manifest", "Image Configuration"; Docker's `docker save`
+//!   `manifest.json`), checking every digest and size it can.
+//! - [`Image::read_layer`] streams one layer: the blob's sha256 and the uncompressed diff_id are
+//!   verified as the bytes pass, whatever the compression (none, gzip, zstd).
+//! - [`MergedTree`] applies layers in order with the OCI "Applying Changesets" rules:
+//!   the upper layer wins, `.wh.<name>` deletes and `.wh..wh..opq` empties a lower directory,
+//!   and every path is normalised one component at a time.
+//!
+//! Nothing is extracted to the host: the tree holds metadata only, and file data is read
+//! again from the layer when it is written.
+
+mod archive;
+mod digest;
+mod image;
+mod layer;
+mod merge;
+mod path;
+mod source;
+mod spec;
+
+pub use digest::Digest;
+pub use image::{Image, LayerInfo};
+pub use layer::{EntryKind, EntryMeta, LayerEntry, LayerSummary};
+pub use merge::{MergeSummary, MergedTree, NodeId, NodeKind, TreeNode};
+pub use source::ImageSource;
+pub use spec::ContainerConfig;
+
+/// Errors from reading and merging images. Messages name the input and, for layers, the layer
+/// and entry concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The source string or path is not a usable image source.
+    #[error("{source_name}: {reason}")]
+    Source {
+        /// The source as given.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A JSON document (index, manifest, config) is malformed or breaks the spec.
+    #[error("{what}: {reason}")]
+    Json {
+        /// Which document, e.g. `index.json` or `manifest sha256:…`.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blob the image refers to is absent.
+    #[error("{what}: blob {digest} is missing")]
+    MissingBlob {
+        /// Who refers to it.
+        what: String,
+        /// The digest.
+        digest: String,
+    },
+    /// Bytes do not hash to the digest they are recorded under.
+    #[error("{what}: {kind} mismatch: expected {expected}, found {actual}")]
+    DigestMismatch {
+        /// Which blob or layer.
+        what: String,
+        /// `digest`, `diff_id` or `size`.
+        kind: &'static str,
+        /// Recorded value.
+        expected: String,
+        /// Computed value.
+        actual: String,
+    },
+    /// A layer's bytes are unreadable: bad compression or a broken tar stream.
+    #[error("{layer}: {reason}")]
+    Layer {
+        /// The layer.
+        layer: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A layer entry breaks a merge rule: path traversal, a bad whiteout, a hardlink to nothing.
+    #[error("{layer}: entry {entry:?}: {reason}")]
+    Entry {
+        /// The layer.
+        layer: String,
+        /// The entry's path as recorded (lossy UTF-8).
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading a file failed.
+    #[error("{path}: {op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// Whether the image itself is bad (as opposed to a failure to read it).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Error::Io { .. })
+    }
+}

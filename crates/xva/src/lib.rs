@@ -1,0 +1,66 @@
+//! XVA archives: the format of XenServer's `xe vm-export` and `xe vm-import`.
+//!
+//! An XVA is an uncompressed tar stream: `ova.xml` (the VM's metadata as an XML-RPC value), then
+//! for each disk a run of 1 MiB chunks named `Ref:N/%08d`, each followed by its `.checksum`.
+//! The rules implemented here are those of `shared/reference/vm-formats.md`, section 1 (tar
+//! container 1.1, member order 1.2, chunking 1.3, checksums 1.4, `ova.xml` encoding 1.6,
+//! required fields 1.7, import behaviour 1.8) and 4.3 (templates shipped as XVAs).
+//!
+//! - [`VmSpec`] describes the VM (or template) and its disks; [`VmSpec::to_ova_xml`] renders
+//!   `ova.xml` and [`VmSpec::from_ova_xml`] parses one back.
+//! - [`write_xva`] streams an archive forward-only into any [`std::io::Write`], one chunk in
+//!   memory at a time; [`write_xva_file`] does the same into an atomic output file.
+//! - [`XvaReader`] checks every rule of section 1 while streaming the disks back as raw bytes,
+//!   and [`XvaReader::finish`] reports an [`XvaSummary`].
+//!
+//! ```
+//! use std::io::Cursor;
+//! use xspack_xva::{DiskSpec, Uuid, VmSpec, XvaOptions, XvaReader, write_xva, DISK_ALIGNMENT};
+//!
+//! let mut spec = VmSpec::new("demo", Uuid::from_seed(b"vm"));
+//! spec.sr_uuid = Uuid::from_seed(b"sr");
+//! spec.disks.push(DiskSpec::new(DISK_ALIGNMENT, Uuid::from_seed(b"vdi"), Uuid::from_seed(b"vbd")));
+//! let raw = vec![7u8; DISK_ALIGNMENT as usize];
+//! let xva = write_xva(Vec::new(), &spec, &mut [&raw[..]], &XvaOptions::default())?;
+//!
+//! let mut reader = XvaReader::new(Cursor::new(xva))?;
+//! let mut back = Vec::new();
+//! while reader.next_disk()?.is_some() {
+//!     reader.copy_disk(&mut back)?;
+//! }
+//! assert_eq!(back, raw);
+//! assert_eq!(reader.finish()?.disks[0].chunks, 2);
+//! # Ok::<(), xspack_xva::Error>(())
+//! ```
+
+mod checksum;
+mod error;
+mod ova;
+mod reader;
+mod spec;
+mod tar;
+mod uuid;
+mod writer;
+mod xmlrpc;
+
+pub use checksum::ChecksumKind;
+pub use error::Error;
+pub use reader::{
+    DiskInfo, DiskReader, DiskSummary, MAX_OVA_XML, XvaReader, XvaSummary, summarize_xva_file,
+};
+pub use spec::{BootMode, DiskSpec, Memory, VdiType, VmSpec};
+pub use uuid::{ParseUuidError, Uuid};
+pub use writer::{XvaOptions, write_xva, write_xva_file};
+
+/// Size of a disk chunk member: every chunk but a disk's last is exactly this long (1.3).
+pub const CHUNK_SIZE: u64 = 1024 * 1024;
+
+/// The writer's rule for disk sizes: a positive multiple of 2 MiB, because SM rounds VDI sizes
+/// up to 2 MiB and an unaligned size would change on import (section 0).
+pub const DISK_ALIGNMENT: u64 = 2 * 1024 * 1024;
+
+/// Largest disk the writer accepts: SM caps VHD-backed VDIs at 2040 GiB (section 0).
+pub const MAX_DISK_SIZE: u64 = 2040 * 1024 * 1024 * 1024;
+
+/// Name of the first member of every XVA (1.1).
+pub const OVA_XML: &str = "ova.xml";
