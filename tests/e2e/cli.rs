@@ -10,6 +10,8 @@ fn help_texts_are_golden() {
         (&["verify", "--help"][..], "help/verify.txt"),
         (&["inspect", "--help"][..], "help/inspect.txt"),
         (&["help", "verify"][..], "help/verify.txt"),
+        (&["image", "--help"][..], "help/image.txt"),
+        (&["image", "build", "--help"][..], "help/image-build.txt"),
     ] {
         let out = run(args);
         assert_eq!(code(&out), 0, "{args:?}");

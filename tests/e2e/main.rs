@@ -5,5 +5,6 @@
 
 mod cli;
 mod common;
+mod image;
 mod inspect;
 mod verify;

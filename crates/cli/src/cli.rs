@@ -44,6 +44,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show what a build directory holds: tool, inputs and outputs from its manifest
     Inspect(InspectArgs),
+    /// Build guest disk images from container images
+    Image(crate::image::ImageArgs),
 }
 
 impl Command {
@@ -52,6 +54,7 @@ impl Command {
         match self {
             Command::Verify(_) => "verify",
             Command::Inspect(_) => "inspect",
+            Command::Image(_) => "image",
         }
     }
 }

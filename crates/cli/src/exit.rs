@@ -49,6 +49,9 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         {
             return BAD_INPUT;
         }
+        if crate::image::is_bad_input(cause) {
+            return BAD_INPUT;
+        }
     }
     FAILURE
 }

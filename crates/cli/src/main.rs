@@ -3,6 +3,7 @@
 
 mod cli;
 mod exit;
+mod image;
 mod inspect;
 mod ui;
 mod verify;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Verify(args) => verify::run(args, &ui),
         cli::Command::Inspect(args) => inspect::run(args, &ui),
+        cli::Command::Image(args) => image::run(args, &ui, cli.global.source_date_epoch.unwrap_or(0)),
     };
     match result {
         Ok(code) => code,

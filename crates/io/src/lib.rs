@@ -3,6 +3,7 @@
 //! - [`Sha256Digest`]: the one digest type used in manifests and reports.
 //! - [`HashingWriter`], [`HashingReader`], [`CountingWriter`], [`CountingReader`]: adapters
 //!   that hash or count bytes in the same pass that moves them, so outputs are never re-read.
+//! - [`SparseFile`]: a file sink that turns blocks of zeros into holes.
 //! - [`Progress`]: how libraries report long steps without depending on a UI crate.
 //! - [`AtomicFile`] and [`AtomicDir`]: outputs that appear under their final name complete or
 //!   not at all, even when the process fails or is interrupted by SIGINT or SIGTERM.
@@ -26,12 +27,14 @@ mod counting;
 mod digest;
 mod hashing;
 mod progress;
+mod sparse;
 
 pub use atomic::{AtomicDir, AtomicFile, install_signal_cleanup, live_temp_paths};
 pub use counting::{CountingReader, CountingWriter};
 pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
 pub use hashing::{HashingReader, HashingWriter, hash_reader};
 pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
+pub use sparse::SparseFile;
 
 use camino::Utf8PathBuf;
 

@@ -1,15 +1,16 @@
 //! Building an output directory atomically, with its `SHA256SUMS` and `manifest.json`.
 //!
 //! A build creates an [`OutputDir`], writes each artifact through an [`OutputFile`] (which
-//! hashes the bytes as they go to disk), records its inputs, and commits. The directory
+//! hashes the bytes as they go to disk and leaves holes for blocks of zeros), records its
+//! inputs, and commits. The directory
 //! appears under its final name only then, complete with both checksum lists; on error or
 //! interruption nothing appears (see `xspack_io::AtomicDir`).
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use xspack_io::{AtomicDir, BUFFER_SIZE, HashingWriter};
+use xspack_io::{AtomicDir, HashingWriter, SparseFile};
 
 use crate::{Error, Input, MANIFEST_NAME, Manifest, Output, RelPath, SHA256SUMS_NAME, Tool};
 
@@ -23,7 +24,7 @@ pub struct OutputDir {
 pub struct OutputFile {
     path: RelPath,
     full_path: Utf8PathBuf,
-    writer: HashingWriter<BufWriter<File>>,
+    writer: HashingWriter<SparseFile>,
 }
 
 impl OutputDir {
@@ -70,7 +71,7 @@ impl OutputDir {
         Ok(OutputFile {
             path: path.clone(),
             full_path,
-            writer: HashingWriter::new(BufWriter::with_capacity(BUFFER_SIZE, file)),
+            writer: HashingWriter::new(SparseFile::new(file)),
         })
     }
 
@@ -79,8 +80,8 @@ impl OutputDir {
         if self.manifest.outputs.iter().any(|o| o.path == file.path) {
             return Err(Error::Duplicate { path: file.path });
         }
-        let (buffered, sha256, size) = file.writer.finish();
-        buffered.into_inner().map_err(|e| Error::io("writing", &file.full_path, e.into_error()))?;
+        let (sparse, sha256, size) = file.writer.finish();
+        sparse.finish().map_err(|e| Error::io("writing", &file.full_path, e))?;
         let output = Output { path: file.path, size, sha256 };
         self.manifest.outputs.push(output.clone());
         Ok(output)

@@ -1,0 +1,237 @@
+//! `xspack image build`: container images to guest disk images.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use camino::Utf8PathBuf;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::HumanBytes;
+use serde_json::json;
+use xspack_image::RootfsOptions;
+use xspack_manifest::{Input, InputDigest, OutputDir, RelPath, Tool};
+use xspack_oci::{Image, ImageSource};
+
+use crate::exit::Usage;
+use crate::ui::Ui;
+
+/// Arguments of `xspack image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// The `image` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build a disk image from container images
+    ///
+    /// The layers are read as streams (blob digests and diff_ids verified), merged with the
+    /// OCI whiteout rules, and written straight into an ext4 filesystem: nothing is extracted,
+    /// nothing needs root. The output directory gets the image, SHA256SUMS and manifest.json.
+    Build(BuildArgs),
+}
+
+/// What kind of guest to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Flavor {
+    /// The image's root filesystem as a plain ext4 filesystem image, nothing added
+    None,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Format {
+    /// Raw image (`NAME.raw`)
+    Raw,
+}
+
+/// Arguments of `xspack image build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Container image: docker-archive:PATH[:REPO:TAG], oci:DIR[:REF], oci-archive:PATH[:REF],
+    /// or a path whose kind is detected
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Guest flavor
+    #[arg(long, value_enum)]
+    pub flavor: Flavor,
+    /// Output format; repeat for several
+    #[arg(long = "format", value_enum, default_value = "raw")]
+    pub formats: Vec<Format>,
+    /// Output directory [default: dist/NAME]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<Utf8PathBuf>,
+    /// Filesystem size, e.g. 512M or 8G [default: the content plus a fifth, at least 16 MiB]
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// Base name of the outputs [default: from the image]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the output directory if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Parses `123`, `512K`, `512M`, `8G` or `1T` (binary multiples) into bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let trimmed = upper.strip_suffix("IB").or_else(|| upper.strip_suffix('B')).unwrap_or(&upper);
+    let (digits, shift) = match trimmed.chars().last() {
+        Some('K') => (&trimmed[..trimmed.len() - 1], 10),
+        Some('M') => (&trimmed[..trimmed.len() - 1], 20),
+        Some('G') => (&trimmed[..trimmed.len() - 1], 30),
+        Some('T') => (&trimmed[..trimmed.len() - 1], 40),
+        _ => (trimmed, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size like 512M or 8G"))?;
+    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes == 0 || bytes % 4096 != 0 {
+        return Err(format!("{text:?} is not a positive multiple of 4 KiB"));
+    }
+    Ok(bytes)
+}
+
+/// A file-name-safe default name for an image source.
+fn default_name(source: &ImageSource) -> String {
+    let stem = source.path().file_stem().unwrap_or("image");
+    let cleaned: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    if cleaned.is_empty() { "image".into() } else { cleaned }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !ok {
+        return Err(Usage(format!("--name {name:?}: use letters, digits, '.', '_' and '-' only")).into());
+    }
+    Ok(())
+}
+
+/// Runs `xspack image`.
+pub fn run(args: ImageArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+    match args.command {
+        ImageCommand::Build(build) => run_build(build, ui, source_date_epoch),
+    }
+}
+
+fn run_build(args: BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+    let start = Instant::now();
+    if args.flavor == Flavor::None && args.sources.len() != 1 {
+        return Err(Usage(format!("--flavor none takes exactly one SOURCE, got {}", args.sources.len())).into());
+    }
+    if let Some(name) = &args.name {
+        check_name(name)?;
+    }
+    let source_text = &args.sources[0];
+    let source = ImageSource::parse(source_text)?;
+    let name = args.name.clone().unwrap_or_else(|| default_name(&source));
+    let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&name));
+    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("{parent}: creating the output's parent"))?;
+    }
+    let image = Image::open(&source).with_context(|| source_text.clone())?;
+    let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
+    let mut out = OutputDir::create(&dest, tool, source_date_epoch, args.force)?;
+    out.add_input(Input {
+        name: source.to_string(),
+        kind: kind_of(&source).into(),
+        digest: InputDigest(image.digest.0),
+        size: image.digest_size,
+    });
+    for layer in &image.layers {
+        out.add_input(Input {
+            name: format!("layer {}", layer.index + 1),
+            kind: "layer".into(),
+            digest: InputDigest(layer.digest.unwrap_or(layer.diff_id).0),
+            size: layer.size,
+        });
+    }
+    let tree = xspack_image::merge_layers(&image, ui.progress()).with_context(|| source_text.clone())?;
+    let mut opts = RootfsOptions::default();
+    opts.size = args.size;
+    opts.label = name.chars().take(16).collect();
+    opts.source_date_epoch = source_date_epoch;
+    let mut artifacts = Vec::new();
+    for format in dedup(&args.formats) {
+        match format {
+            Format::Raw => {
+                let rel = RelPath::new(format!("{name}.raw"))?;
+                let file = out.create_file(&rel)?;
+                let (file, summary) = xspack_image::write_ext4(&image, &tree, &opts, file, ui.progress())
+                    .with_context(|| source_text.clone())?;
+                let output = out.finish_file(file)?;
+                ui.detail(&format!(
+                    "{rel}: ext4, {} files ({}), {} inodes, {} layers",
+                    summary.files,
+                    HumanBytes(summary.file_bytes),
+                    summary.inodes,
+                    summary.layers
+                ));
+                artifacts.push(output);
+            }
+        }
+    }
+    let (dest, manifest) = out.commit()?;
+    if ui.json {
+        ui.result(json!({
+            "ok": true,
+            "exit_code": 0,
+            "output_dir": dest,
+            "artifacts": manifest.outputs,
+            "inputs": manifest.inputs,
+            "seconds": start.elapsed().as_secs_f64(),
+        }));
+    } else {
+        for a in &artifacts {
+            ui.say(&format!("{}: {} ({})", dest.join(a.path.as_str()), HumanBytes(a.size), a.sha256));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kind_of(source: &ImageSource) -> &'static str {
+    match source {
+        ImageSource::DockerArchive { .. } => "docker-archive",
+        ImageSource::OciDir { .. } => "oci",
+        ImageSource::OciArchive { .. } => "oci-archive",
+    }
+}
+
+fn dedup(formats: &[Format]) -> Vec<Format> {
+    let mut v = formats.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Errors reading an image that are the image's fault.
+pub fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(e) = e.downcast_ref::<xspack_oci::Error>() {
+        return e.is_bad_input();
+    }
+    if let Some(e) = e.downcast_ref::<xspack_image::Error>() {
+        return e.is_bad_input();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("10").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Sparse disk image formats for XenServer: dynamic VHD (blktap style) and qcow2 v3.
+//!
+//! - [`vhd`]: a dynamic VHD writer laid out byte for byte as blktap's `vhd-util create` does
+//!   (`shared/reference/vm-formats.md` section 3), a reader that enforces the rules of blktap's
+//!   `vhd-util check` (section 6, row 7), and a raw read-back stream.
+//! - [`qcow2`]: a sparse qcow2 v3 writer with optional deflate compression of clusters (the
+//!   qcow2 specification, `qemu/qemu:docs/interop/qcow2.txt`).
+//!
+//! # Input: a [`DiskSource`], read twice
+//!
+//! Both formats put their allocation tables *before* the data, and both writers write in one
+//! forward pass to any `W: Write` (no `Seek`), so they must know which blocks hold data before
+//! they write the first byte. The input is therefore a [`DiskSource`]: a raw disk of known size
+//! that can be read at increasing offsets, **twice**. The first pass finds the all-zero blocks
+//! (which stay unallocated) and, for compressed qcow2, the compressed size of every cluster; the
+//! second pass copies the data. A source may also report ranges it knows are zero without
+//! reading them ([`DiskSource::known_zero`]); [`FileSource`] does so with `SEEK_DATA`, so holes
+//! of a sparse raw file are never read. Sources:
+//!
+//! - `&[u8]`: a disk held in memory;
+//! - [`FileSource`]: a raw file, read with `pread`, holes skipped;
+//! - [`SeekSource`]: any `Read + Seek`;
+//! - [`ReopenSource`]: a plain `Read` that can be opened again (a closure returning a fresh
+//!   reader), e.g. a decompressor over a file. It is read twice in full.
+//!
+//! The source must not change between the passes. Hashing the output as it is written is the
+//! caller's job: wrap `W` in [`xspack_io::HashingWriter`].
+//!
+//! ```
+//! use xspack_disk::{Uuid, vhd};
+//!
+//! // An 8 MiB disk with data in its third 2 MiB block only.
+//! let mut raw = vec![0u8; 8 << 20];
+//! raw[5 << 20..(5 << 20) + 5].copy_from_slice(b"hello");
+//! let opts = vhd::VhdOptions::new(Uuid::from_bytes([7; 16]), 1_700_000_000);
+//! let (image, summary) = vhd::write_vhd(raw.as_slice(), Vec::new(), &opts, &xspack_io::NoProgress)?;
+//! assert_eq!((summary.total_blocks, summary.allocated_blocks), (4, 1));
+//!
+//! let mut disk = vhd::VhdFile::open(std::io::Cursor::new(image))?;
+//! assert_eq!(disk.info().virtual_size, 8 << 20);
+//! let mut back = Vec::new();
+//! std::io::copy(&mut disk.raw_reader(), &mut back)?;
+//! assert!(back == raw);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The conventions follow `shared/reference/code-style.md` section 3.
+
+mod bytes;
+pub mod qcow2;
+mod source;
+mod uuid;
+pub mod vhd;
+
+pub use source::{DiskSource, FileSource, ReopenSource, SeekSource};
+pub use uuid::{ParseUuidError, Uuid};
+
+use camino::Utf8PathBuf;
+
+/// Errors from writing and reading disk images.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The virtual size is zero.
+    #[error("virtual disk size is zero")]
+    SizeZero,
+    /// The virtual size is not a multiple of what the format needs.
+    #[error("virtual disk size {size} bytes is not a multiple of {multiple} bytes")]
+    SizeNotMultiple {
+        /// The size asked for.
+        size: u64,
+        /// The unit it must be a multiple of.
+        multiple: u64,
+    },
+    /// The virtual size exceeds the format's maximum.
+    #[error("virtual disk size {size} bytes exceeds the maximum of {max} bytes ({what})")]
+    SizeTooLarge {
+        /// The size asked for.
+        size: u64,
+        /// The maximum.
+        max: u64,
+        /// Where the maximum comes from.
+        what: &'static str,
+    },
+    /// The image's unique id would be the nil UUID, which blktap rejects.
+    #[error("the disk's unique id must not be the nil UUID")]
+    NilUuid,
+    /// The timestamp cannot be stored (VHD timestamps end in 2136).
+    #[error("timestamp {epoch} (seconds since 1970) does not fit a VHD timestamp")]
+    TimestampOutOfRange {
+        /// Seconds since the Unix epoch.
+        epoch: u64,
+    },
+    /// Reading the raw source disk failed.
+    #[error("reading the source disk at offset {offset}")]
+    Source {
+        /// Offset in the source.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source gave different data in the second pass than in the first.
+    #[error("the source disk changed between the two passes (at offset {offset})")]
+    SourceChanged {
+        /// Offset of the block or cluster that differs.
+        offset: u64,
+    },
+    /// Writing the output failed.
+    #[error("writing the image")]
+    Write(#[source] std::io::Error),
+    /// Reading an image failed.
+    #[error("reading {what} at offset {offset}")]
+    Read {
+        /// What was being read.
+        what: &'static str,
+        /// Offset in the image file.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The VHD breaks a rule of blktap's `vhd-util check` or of a forward-only reader.
+    #[error(transparent)]
+    Vhd(#[from] vhd::Violation),
+    /// The VHD is valid but of a type this crate does not read.
+    #[error("{disk_type} VHDs are not supported (only dynamic ones)")]
+    UnsupportedVhdType {
+        /// The disk type found.
+        disk_type: vhd::DiskType,
+    },
+    /// An error concerning the file at `path`.
+    #[error("{path}")]
+    File {
+        /// The file.
+        path: Utf8PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+    /// An I/O operation on `path` failed.
+    #[error("{path}: {op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path concerned.
+        path: Utf8PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Atomic output failed.
+    #[error(transparent)]
+    Output(#[from] xspack_io::Error),
+}
+
+impl Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<Utf8PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    pub(crate) fn in_file(self, path: impl Into<Utf8PathBuf>) -> Self {
+        match self {
+            e @ (Error::Io { .. } | Error::File { .. } | Error::Output(_)) => e,
+            e => Error::File { path: path.into(), source: Box::new(e) },
+        }
+    }
+
+    /// The VHD rule this error reports, looking through [`Error::File`].
+    pub fn violation(&self) -> Option<&vhd::Violation> {
+        match self {
+            Error::Vhd(v) => Some(v),
+            Error::File { source, .. } => source.violation(),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `out` to an [`xspack_io::AtomicFile`] at `path`, through `write`.
+pub(crate) fn write_atomic<T>(
+    path: &camino::Utf8Path,
+    write: impl FnOnce(&mut std::io::BufWriter<xspack_io::AtomicFile>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    use std::io::Write as _;
+    let file = xspack_io::AtomicFile::create(path)?;
+    let mut out = std::io::BufWriter::with_capacity(xspack_io::BUFFER_SIZE, file);
+    let result = write(&mut out).map_err(|e| e.in_file(path))?;
+    out.flush().map_err(|e| Error::io("writing", path, e))?;
+    let file = out.into_inner().map_err(|e| Error::io("writing", path, e.into_error()))?;
+    file.commit()?;
+    Ok(result)
+}

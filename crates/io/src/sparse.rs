@@ -1,0 +1,144 @@
+//! A file writer that leaves holes where whole 4 KiB blocks of zeros are written.
+//!
+//! Filesystem and disk images are mostly zeros. Seeking over zero blocks instead of writing
+//! them keeps outputs sparse on disk (see lseek(2), holes) while the byte stream, and so its
+//! hash, is unchanged. The file's final length is set explicitly, so a trailing hole counts.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+
+/// Granularity of hole detection: the page and filesystem block size.
+const HOLE_BLOCK: usize = 4096;
+/// Data is gathered into writes of up to this size.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Writes to a file, turning aligned all-zero blocks into holes.
+#[derive(Debug)]
+pub struct SparseFile {
+    file: File,
+    /// Bytes not yet written: always starts at a block boundary of the output.
+    pending: Vec<u8>,
+    /// Zero bytes not yet skipped over.
+    hole: u64,
+    /// Logical length written so far.
+    len: u64,
+}
+
+fn is_zero(block: &[u8]) -> bool {
+    let (chunks, rest) = block.as_chunks::<16>();
+    chunks.iter().all(|c| u128::from_ne_bytes(*c) == 0) && rest.iter().all(|&b| b == 0)
+}
+
+impl SparseFile {
+    /// Wraps `file`, which must be empty and positioned at 0.
+    pub fn new(file: File) -> Self {
+        SparseFile { file, pending: Vec::with_capacity(WRITE_BATCH), hole: 0, len: 0 }
+    }
+
+    /// Bytes written so far, holes included.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn skip_hole(&mut self) -> io::Result<()> {
+        if self.hole > 0 {
+            let n = i64::try_from(self.hole).map_err(io::Error::other)?;
+            self.file.seek(SeekFrom::Current(n))?;
+            self.hole = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes out the full blocks of `pending`, keeping a partial tail.
+    fn drain(&mut self, all: bool) -> io::Result<()> {
+        let full = if all { self.pending.len() } else { self.pending.len() / HOLE_BLOCK * HOLE_BLOCK };
+        let mut start = 0;
+        let mut data_from: Option<usize> = None;
+        while start < full {
+            let end = (start + HOLE_BLOCK).min(full);
+            let block = &self.pending[start..end];
+            if block.len() == HOLE_BLOCK && is_zero(block) {
+                if let Some(from) = data_from.take() {
+                    self.skip_hole()?;
+                    self.file.write_all(&self.pending[from..start])?;
+                }
+                self.hole += HOLE_BLOCK as u64;
+            } else if data_from.is_none() {
+                data_from = Some(start);
+            }
+            start = end;
+        }
+        if let Some(from) = data_from {
+            self.skip_hole()?;
+            self.file.write_all(&self.pending[from..full])?;
+        }
+        self.pending.drain(..full);
+        Ok(())
+    }
+
+    /// Writes what remains, sets the final length, and returns the file.
+    pub fn finish(mut self) -> io::Result<File> {
+        self.drain(true)?;
+        if self.hole > 0 {
+            self.file.set_len(self.len)?;
+        }
+        Ok(self.file)
+    }
+}
+
+impl Write for SparseFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = WRITE_BATCH - self.pending.len();
+        let n = buf.len().min(room);
+        self.pending.extend_from_slice(&buf[..n]);
+        self.len += n as u64;
+        if self.pending.len() >= WRITE_BATCH {
+            self.drain(false)?;
+        }
+        Ok(n)
+    }
+
+    /// Flushes the full blocks gathered so far (a partial block waits for more data).
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain(false)?;
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+
+    fn roundtrip(pieces: &[Vec<u8>]) -> (Vec<u8>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = SparseFile::new(File::create(&path).unwrap());
+        for p in pieces {
+            w.write_all(p).unwrap();
+        }
+        w.finish().unwrap().sync_all().unwrap();
+        let mut data = Vec::new();
+        File::open(&path).unwrap().read_to_end(&mut data).unwrap();
+        (data, std::fs::metadata(&path).unwrap().blocks() * 512)
+    }
+
+    #[test]
+    fn zeros_become_holes_and_bytes_survive() {
+        let mut pieces = vec![vec![7u8; 10], vec![0u8; 8 << 20], vec![9u8; 5000], vec![0u8; 3 << 20]];
+        let (data, allocated) = roundtrip(&pieces);
+        let want: Vec<u8> = pieces.concat();
+        assert_eq!(data, want);
+        assert!(allocated < 1 << 20, "allocated {allocated} bytes for 11 MiB of mostly zeros");
+        pieces.push(vec![1, 2, 3]);
+        assert_eq!(roundtrip(&pieces).0, pieces.concat());
+        assert_eq!(roundtrip(&[vec![0u8; 4096 * 3 + 1]]).0.len(), 4096 * 3 + 1);
+        assert!(roundtrip(&[]).0.is_empty());
+    }
+}
