@@ -17,7 +17,10 @@ fn small_image() -> ImageSpec {
         Entry::new("usr/bin/hi", EntryKind::Hardlink(b"usr/bin/hello".to_vec())),
     ];
     let top = vec![Entry::file("etc/motd", "welcome\n"), Entry::file("usr/bin/.wh.hi", "")];
-    ImageSpec::new(vec![(layer_tar(&base), Compression::Gzip), (layer_tar(&top), Compression::Zstd)])
+    ImageSpec::new(vec![
+        (layer_tar(&base), Compression::Gzip),
+        (layer_tar(&top), Compression::Zstd),
+    ])
 }
 
 fn e2fsck(image: &Utf8Path) {
@@ -26,8 +29,10 @@ fn e2fsck(image: &Utf8Path) {
 }
 
 fn listing(dir: &Utf8Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     names
 }
@@ -37,18 +42,35 @@ fn builds_a_verified_ext4_image_with_manifest() {
     let (_t, root) = tempdir();
     small_image().write_oci_dir(&root.join("layout"), "latest").unwrap();
     let dist = root.join("out");
-    let out = run(&["image", "build", &format!("oci:{root}/layout"), "--flavor", "none", "--name", "demo", "-o", dist.as_str()]);
+    let out = run(&[
+        "image",
+        "build",
+        &format!("oci:{root}/layout"),
+        "--flavor",
+        "none",
+        "--name",
+        "demo",
+        "-o",
+        dist.as_str(),
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(listing(&dist), ["SHA256SUMS", "demo.raw", "manifest.json"]);
     assert!(stdout(&out).starts_with(&format!("{dist}/demo.raw: ")), "{}", stdout(&out));
     e2fsck(&dist.join("demo.raw"));
     let check = run(&["verify", dist.as_str()]);
     assert_eq!(code(&check), 0, "{}", stderr(&check));
-    let sums = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&dist).status().unwrap();
+    let sums =
+        Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&dist).status().unwrap();
     assert!(sums.success());
     // The manifest records the image and each layer as inputs.
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dist.join("manifest.json")).unwrap()).unwrap();
-    let kinds: Vec<&str> = manifest["inputs"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dist.join("manifest.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = manifest["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["oci", "layer", "layer"]);
     assert!(manifest["inputs"][0]["digest"].as_str().unwrap().starts_with("sha256:"));
 }
@@ -56,7 +78,9 @@ fn builds_a_verified_ext4_image_with_manifest() {
 #[test]
 fn same_input_same_bytes_and_no_clobber() {
     let (_t, root) = tempdir();
-    small_image().write_docker_archive(&root.join("img.tar"), "demo:1", DockerLayout::ClassicSymlinks).unwrap();
+    small_image()
+        .write_docker_archive(&root.join("img.tar"), "demo:1", DockerLayout::ClassicSymlinks)
+        .unwrap();
     let mut digests = Vec::new();
     for dir in ["a", "b"] {
         let out = xspack()
@@ -70,10 +94,32 @@ fn same_input_same_bytes_and_no_clobber() {
         digests.push(std::fs::read(root.join(dir).join("SHA256SUMS")).unwrap());
     }
     assert_eq!(digests[0], digests[1]);
-    let again = run(&["image", "build", &format!("{root}/img.tar"), "--flavor", "none", "-o", root.join("a").as_str()]);
+    let again = run(&[
+        "image",
+        "build",
+        &format!("{root}/img.tar"),
+        "--flavor",
+        "none",
+        "-o",
+        root.join("a").as_str(),
+    ]);
     assert_eq!(code(&again), 1);
-    assert!(stderr(&again).contains("already exists (use --force to replace it)"), "{}", stderr(&again));
-    let forced = run(&["-q", "image", "build", &format!("{root}/img.tar"), "--flavor", "none", "--force", "-o", root.join("a").as_str()]);
+    assert!(
+        stderr(&again).contains("already exists (use --force to replace it)"),
+        "{}",
+        stderr(&again)
+    );
+    let forced = run(&[
+        "-q",
+        "image",
+        "build",
+        &format!("{root}/img.tar"),
+        "--flavor",
+        "none",
+        "--force",
+        "-o",
+        root.join("a").as_str(),
+    ]);
     assert_eq!(code(&forced), 0, "{}", stderr(&forced));
 }
 
@@ -81,7 +127,16 @@ fn same_input_same_bytes_and_no_clobber() {
 fn json_result_lists_artifacts_and_inputs() {
     let (_t, root) = tempdir();
     small_image().write_oci_archive(&root.join("img.tar"), "v1").unwrap();
-    let out = run(&["--json", "image", "build", &format!("oci-archive:{root}/img.tar:v1"), "--flavor", "none", "-o", root.join("o").as_str()]);
+    let out = run(&[
+        "--json",
+        "image",
+        "build",
+        &format!("oci-archive:{root}/img.tar:v1"),
+        "--flavor",
+        "none",
+        "-o",
+        root.join("o").as_str(),
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["command"], "image");
@@ -90,20 +145,37 @@ fn json_result_lists_artifacts_and_inputs() {
 }
 
 /// Writes `spec` as an OCI layout, applies `damage` to the layout directory, and builds it.
-fn build_broken(name: &str, damage: impl FnOnce(&Utf8Path)) -> (String, i32, Utf8PathBuf, tempfile::TempDir) {
+fn build_broken(
+    name: &str,
+    damage: impl FnOnce(&Utf8Path),
+) -> (String, i32, Utf8PathBuf, tempfile::TempDir) {
     let (t, root) = tempdir();
     let layout = root.join("layout");
     small_image().write_oci_dir(&layout, "latest").unwrap();
     damage(&layout);
     let dist = root.join("dist");
-    let out = run(&["-q", "image", "build", &format!("oci:{layout}"), "--flavor", "none", "--name", name, "-o", dist.as_str()]);
+    let out = run(&[
+        "-q",
+        "image",
+        "build",
+        &format!("oci:{layout}"),
+        "--flavor",
+        "none",
+        "--name",
+        name,
+        "-o",
+        dist.as_str(),
+    ]);
     (stderr(&out), code(&out), root, t)
 }
 
 /// Blobs of the layout: (path, bytes) of every file under blobs/sha256.
 fn blobs(layout: &Utf8Path) -> Vec<Utf8PathBuf> {
     let dir = layout.join("blobs/sha256");
-    let mut v: Vec<Utf8PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| dir.join(e.unwrap().file_name().to_str().unwrap())).collect();
+    let mut v: Vec<Utf8PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| dir.join(e.unwrap().file_name().to_str().unwrap()))
+        .collect();
     v.sort();
     v
 }
@@ -141,7 +213,10 @@ fn wrong_diff_id() {
         let text = String::from_utf8(std::fs::read(&cfg).unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let first = v["rootfs"]["diff_ids"][0].as_str().unwrap().to_owned();
-        let forged = text.replace(&first, "sha256:0000000000000000000000000000000000000000000000000000000000000000");
+        let forged = text.replace(
+            &first,
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        );
         rewrite_blob(layout, &cfg, forged.as_bytes());
     });
     assert_clean_failure(&err, code, &root, "layer 1 (sha256:");
@@ -156,7 +231,8 @@ fn rewrite_blob(layout: &Utf8Path, old: &Utf8Path, data: &[u8]) {
     std::fs::remove_file(old).unwrap();
     std::fs::write(layout.join("blobs/sha256").join(&new_digest[7..]), data).unwrap();
     let manifest = find_blob(layout, is_manifest);
-    let mut mv: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let mut mv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     assert_eq!(mv["config"]["digest"], old_digest.as_str());
     mv["config"]["digest"] = new_digest.into();
     mv["config"]["size"] = data.len().into();
@@ -164,7 +240,8 @@ fn rewrite_blob(layout: &Utf8Path, old: &Utf8Path, data: &[u8]) {
     std::fs::remove_file(&manifest).unwrap();
     let mhex = xspack_io::Sha256Digest::of_bytes(&mbytes).to_string();
     std::fs::write(layout.join("blobs/sha256").join(&mhex), &mbytes).unwrap();
-    let mut iv: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut iv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     iv["manifests"][0]["digest"] = format!("sha256:{mhex}").into();
     iv["manifests"][0]["size"] = mbytes.len().into();
     std::fs::write(layout.join("index.json"), serde_json::to_vec(&iv).unwrap()).unwrap();
@@ -190,7 +267,8 @@ fn missing_blob() {
 #[test]
 fn malformed_index_and_manifest() {
     let (err, code, root, _t) = build_broken("x", |layout| {
-        std::fs::write(layout.join("index.json"), "{\"schemaVersion\": 2, \"manifests\": [").unwrap();
+        std::fs::write(layout.join("index.json"), "{\"schemaVersion\": 2, \"manifests\": [")
+            .unwrap();
     });
     assert_clean_failure(&err, code, &root, "index.json: EOF while parsing");
     let (err, code, root, _t) = build_broken("x", |layout| {
@@ -198,7 +276,8 @@ fn malformed_index_and_manifest() {
         let bad = br#"{"schemaVersion": 2, "config": "#;
         let hex = xspack_io::Sha256Digest::of_bytes(bad).to_string();
         std::fs::write(layout.join("blobs/sha256").join(&hex), bad).unwrap();
-        let mut iv: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let mut iv: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
         iv["manifests"][0]["digest"] = format!("sha256:{hex}").into();
         iv["manifests"][0]["size"] = bad.len().into();
         std::fs::write(layout.join("index.json"), serde_json::to_vec(&iv).unwrap()).unwrap();
@@ -207,21 +286,33 @@ fn malformed_index_and_manifest() {
     assert!(err.contains(": manifest sha256:"), "{err}");
 }
 
-fn image_with(entries: Vec<Entry>) -> ImageSpec {
-    ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)])
+fn image_with(entries: &[Entry]) -> ImageSpec {
+    ImageSpec::new(vec![(layer_tar(entries), Compression::Gzip)])
 }
 
 fn build_spec(spec: &ImageSpec) -> (String, i32, Utf8PathBuf, tempfile::TempDir) {
     let (t, root) = tempdir();
     spec.write_oci_dir(&root.join("layout"), "latest").unwrap();
-    let out = run(&["-q", "image", "build", &format!("oci:{root}/layout"), "--flavor", "none", "-o", root.join("dist").as_str()]);
+    let out = run(&[
+        "-q",
+        "image",
+        "build",
+        &format!("oci:{root}/layout"),
+        "--flavor",
+        "none",
+        "-o",
+        root.join("dist").as_str(),
+    ]);
     (stderr(&out), code(&out), root, t)
 }
 
 #[test]
 fn traversal_and_absolute_entries() {
-    for (path, want) in [("../../etc/passwd", "entry \"../../etc/passwd\": path contains '..'"), ("/etc/passwd", "entry \"/etc/passwd\": absolute path")] {
-        let (err, code, root, _t) = build_spec(&image_with(vec![Entry::file(path, "x")]));
+    for (path, want) in [
+        ("../../etc/passwd", "entry \"../../etc/passwd\": path contains '..'"),
+        ("/etc/passwd", "entry \"/etc/passwd\": absolute path"),
+    ] {
+        let (err, code, root, _t) = build_spec(&image_with(&[Entry::file(path, "x")]));
         assert_clean_failure(&err, code, &root, want);
         assert!(err.contains("layer 1 (sha256:"), "{err}");
     }
@@ -229,7 +320,7 @@ fn traversal_and_absolute_entries() {
 
 #[test]
 fn hardlink_to_missing_target() {
-    let spec = image_with(vec![Entry::new("a", EntryKind::Hardlink(b"nowhere".to_vec()))]);
+    let spec = image_with(&[Entry::new("a", EntryKind::Hardlink(b"nowhere".to_vec()))]);
     let (err, code, root, _t) = build_spec(&spec);
     assert_clean_failure(&err, code, &root, "hard link target \"nowhere\" does not exist");
 }
@@ -238,10 +329,23 @@ fn hardlink_to_missing_target() {
 fn too_small_size_states_the_need() {
     let (_t, root) = tempdir();
     small_image().write_oci_dir(&root.join("layout"), "latest").unwrap();
-    let out = run(&["image", "build", &format!("oci:{root}/layout"), "--flavor", "none", "--size", "1M", "-o", root.join("d").as_str()]);
+    let out = run(&[
+        "image",
+        "build",
+        &format!("oci:{root}/layout"),
+        "--flavor",
+        "none",
+        "--size",
+        "1M",
+        "-o",
+        root.join("d").as_str(),
+    ]);
     assert_eq!(code(&out), 1);
     let err = stderr(&out);
-    assert!(err.contains("filesystem size 1048576 bytes is too small: the content needs at least"), "{err}");
+    assert!(
+        err.contains("filesystem size 1048576 bytes is too small: the content needs at least"),
+        "{err}"
+    );
     assert_eq!(listing(&root), ["layout"]);
 }
 
@@ -259,5 +363,8 @@ fn usage_errors() {
     }
     let out = run(&["image", "build", "docker://mysql", "--flavor", "none"]);
     assert_eq!(code(&out), 3);
-    assert_eq!(stderr(&out), "xspack: error: docker://mysql: unknown transport \"docker\" (use docker-archive:, oci: or oci-archive:)\n");
+    assert_eq!(
+        stderr(&out),
+        "xspack: error: docker://mysql: unknown transport \"docker\" (use docker-archive:, oci: or oci-archive:)\n"
+    );
 }

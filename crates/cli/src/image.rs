@@ -27,7 +27,7 @@ pub struct ImageArgs {
 pub enum ImageCommand {
     /// Build a disk image from container images
     ///
-    /// The layers are read as streams (blob digests and diff_ids verified), merged with the
+    /// The layers are read as streams (blob and uncompressed digests verified), merged with the
     /// OCI whiteout rules, and written straight into an ext4 filesystem: nothing is extracted,
     /// nothing needs root. The output directory gets the image, SHA256SUMS and manifest.json.
     Build(BuildArgs),
@@ -86,7 +86,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
         _ => (trimmed, 0),
     };
     let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size like 512M or 8G"))?;
-    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or_else(|| format!("{text:?} is too large"))?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
     if bytes == 0 || bytes % 4096 != 0 {
         return Err(format!("{text:?} is not a positive multiple of 4 KiB"));
     }
@@ -96,8 +99,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
 /// A file-name-safe default name for an image source.
 fn default_name(source: &ImageSource) -> String {
     let stem = source.path().file_stem().unwrap_or("image");
-    let cleaned: String =
-        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    let cleaned: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .collect();
     if cleaned.is_empty() { "image".into() } else { cleaned }
 }
 
@@ -106,7 +111,9 @@ fn check_name(name: &str) -> Result<()> {
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if !ok {
-        return Err(Usage(format!("--name {name:?}: use letters, digits, '.', '_' and '-' only")).into());
+        return Err(
+            Usage(format!("--name {name:?}: use letters, digits, '.', '_' and '-' only")).into()
+        );
     }
     Ok(())
 }
@@ -114,14 +121,18 @@ fn check_name(name: &str) -> Result<()> {
 /// Runs `xspack image`.
 pub fn run(args: ImageArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     match args.command {
-        ImageCommand::Build(build) => run_build(build, ui, source_date_epoch),
+        ImageCommand::Build(build) => run_build(&build, ui, source_date_epoch),
     }
 }
 
-fn run_build(args: BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     let start = Instant::now();
     if args.flavor == Flavor::None && args.sources.len() != 1 {
-        return Err(Usage(format!("--flavor none takes exactly one SOURCE, got {}", args.sources.len())).into());
+        return Err(Usage(format!(
+            "--flavor none takes exactly one SOURCE, got {}",
+            args.sources.len()
+        ))
+        .into());
     }
     if let Some(name) = &args.name {
         check_name(name)?;
@@ -131,7 +142,8 @@ fn run_build(args: BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCod
     let name = args.name.clone().unwrap_or_else(|| default_name(&source));
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&name));
     if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("{parent}: creating the output's parent"))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{parent}: creating the output's parent"))?;
     }
     let image = Image::open(&source).with_context(|| source_text.clone())?;
     let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
@@ -150,7 +162,8 @@ fn run_build(args: BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCod
             size: layer.size,
         });
     }
-    let tree = xspack_image::merge_layers(&image, ui.progress()).with_context(|| source_text.clone())?;
+    let tree =
+        xspack_image::merge_layers(&image, ui.progress()).with_context(|| source_text.clone())?;
     let mut opts = RootfsOptions::default();
     opts.size = args.size;
     opts.label = name.chars().take(16).collect();
@@ -161,8 +174,9 @@ fn run_build(args: BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCod
             Format::Raw => {
                 let rel = RelPath::new(format!("{name}.raw"))?;
                 let file = out.create_file(&rel)?;
-                let (file, summary) = xspack_image::write_ext4(&image, &tree, &opts, file, ui.progress())
-                    .with_context(|| source_text.clone())?;
+                let (file, summary) =
+                    xspack_image::write_ext4(&image, &tree, &opts, file, ui.progress())
+                        .with_context(|| source_text.clone())?;
                 let output = out.finish_file(file)?;
                 ui.detail(&format!(
                     "{rel}: ext4, {} files ({}), {} inodes, {} layers",
@@ -187,7 +201,12 @@ fn run_build(args: BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCod
         }));
     } else {
         for a in &artifacts {
-            ui.say(&format!("{}: {} ({})", dest.join(a.path.as_str()), HumanBytes(a.size), a.sha256));
+            ui.say(&format!(
+                "{}: {} ({})",
+                dest.join(a.path.as_str()),
+                HumanBytes(a.size),
+                a.sha256
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

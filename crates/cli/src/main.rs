@@ -21,7 +21,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Verify(args) => verify::run(args, &ui),
         cli::Command::Inspect(args) => inspect::run(args, &ui),
-        cli::Command::Image(args) => image::run(args, &ui, cli.global.source_date_epoch.unwrap_or(0)),
+        cli::Command::Image(args) => {
+            image::run(args, &ui, cli.global.source_date_epoch.unwrap_or(0))
+        }
     };
     match result {
         Ok(code) => code,

@@ -26,7 +26,7 @@ pub mod file_type {
 
 const HEADER: usize = 8;
 #[allow(clippy::cast_possible_truncation)]
-const BLOCK: usize = BLOCK_SIZE as usize;
+const BLOCK: usize = crate::BLOCK_BYTES;
 
 const fn record_len(name_len: usize) -> usize {
     (HEADER + name_len + 3) & !3
@@ -49,7 +49,12 @@ pub fn blocks_needed(names: impl Iterator<Item = usize>) -> u64 {
 
 /// Renders a directory: `.` → `self_ino`, `..` → `parent_ino`, then `entries`
 /// (name, inode, file type), padded with empty blocks up to `min_blocks`.
-pub fn render(self_ino: u32, parent_ino: u32, entries: &[(&[u8], u32, u8)], min_blocks: u64) -> Vec<u8> {
+pub fn render(
+    self_ino: u32,
+    parent_ino: u32,
+    entries: &[(&[u8], u32, u8)],
+    min_blocks: u64,
+) -> Vec<u8> {
     let all = [(&b"."[..], self_ino, file_type::DIR), (&b".."[..], parent_ino, file_type::DIR)];
     let mut out: Vec<u8> = Vec::with_capacity(BLOCK);
     let mut block_start = 0usize;
@@ -73,7 +78,8 @@ pub fn render(self_ino: u32, parent_ino: u32, entries: &[(&[u8], u32, u8)], min_
         // An empty block: one unused record (inode 0) covering all of it.
         let start = out.len();
         out.resize(start + BLOCK, 0);
-        out[start + 4..start + 6].copy_from_slice(&u16::try_from(BLOCK).expect("4096 fits").to_le_bytes());
+        out[start + 4..start + 6]
+            .copy_from_slice(&u16::try_from(BLOCK).expect("4096 fits").to_le_bytes());
     }
     out
 }
@@ -83,7 +89,8 @@ fn stretch_last(out: &mut Vec<u8>, last: Option<usize>, block_start: usize) {
     let Some(at) = last else { return };
     let end = block_start + BLOCK;
     let rec = end - at;
-    out[at + 4..at + 6].copy_from_slice(&u16::try_from(rec).expect("record under a block").to_le_bytes());
+    out[at + 4..at + 6]
+        .copy_from_slice(&u16::try_from(rec).expect("record under a block").to_le_bytes());
     out.resize(end, 0);
 }
 
@@ -109,14 +116,19 @@ mod tests {
         let data = render(12, 2, &[(b"hello", 13, file_type::REG)], 1);
         assert_eq!(data.len(), 4096);
         let recs = records(&data);
-        assert_eq!(recs.iter().map(|r| r.2.as_slice()).collect::<Vec<_>>(), [&b"."[..], b"..", b"hello"]);
+        assert_eq!(
+            recs.iter().map(|r| r.2.as_slice()).collect::<Vec<_>>(),
+            [&b"."[..], b"..", b"hello"]
+        );
         assert_eq!(recs[2].1, 4096 - 12 - 12);
     }
 
     #[test]
     fn blocks_needed_matches_render() {
-        let names: Vec<Vec<u8>> = (0..3000).map(|i| format!("file-{i:05}-{}", "x".repeat(i % 40)).into_bytes()).collect();
-        let entries: Vec<(&[u8], u32, u8)> = names.iter().map(|n| (n.as_slice(), 20, file_type::REG)).collect();
+        let names: Vec<Vec<u8>> =
+            (0..3000).map(|i| format!("file-{i:05}-{}", "x".repeat(i % 40)).into_bytes()).collect();
+        let entries: Vec<(&[u8], u32, u8)> =
+            names.iter().map(|n| (n.as_slice(), 20, file_type::REG)).collect();
         let data = render(12, 2, &entries, 1);
         assert_eq!(data.len() as u64, blocks_needed(names.iter().map(Vec::len)) * BLOCK_SIZE);
         let mut seen = 0;

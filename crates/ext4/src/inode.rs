@@ -1,7 +1,7 @@
 //! Inode records (256 bytes, `struct ext2_inode_large`) and extent trees
 //! (`ext3_extents.h`: 12-byte header, 12-byte leaf extents and index entries).
 
-use crate::{BLOCK_SIZE, Timestamp};
+use crate::Timestamp;
 
 /// Size of every inode record.
 pub const INODE_SIZE: usize = 256;
@@ -16,7 +16,7 @@ const EXTENT_MAGIC: u16 = 0xF30A;
 const ROOT_ENTRIES: usize = 4;
 /// Entries that fit in one tree block after the header: (4096 − 12) / 12.
 #[allow(clippy::cast_possible_truncation)]
-const BLOCK_ENTRIES: usize = (BLOCK_SIZE as usize - 12) / 12;
+const BLOCK_ENTRIES: usize = (crate::BLOCK_BYTES - 12) / 12;
 
 /// A run of physically contiguous blocks holding logical blocks `logical..logical + len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,16 +54,13 @@ fn header(entries: usize, max: usize, depth: u16) -> [u8; 12] {
 fn entry(logical: u32, physical: u64, len: Option<u32>) -> (u32, [u8; 12]) {
     let mut e = [0u8; 12];
     e[0..4].copy_from_slice(&logical.to_le_bytes());
-    match len {
-        Some(len) => {
-            e[4..6].copy_from_slice(&(len as u16).to_le_bytes());
-            e[6..8].copy_from_slice(&((physical >> 32) as u16).to_le_bytes());
-            e[8..12].copy_from_slice(&(physical as u32).to_le_bytes());
-        }
-        None => {
-            e[4..8].copy_from_slice(&(physical as u32).to_le_bytes());
-            e[8..10].copy_from_slice(&((physical >> 32) as u16).to_le_bytes());
-        }
+    if let Some(len) = len {
+        e[4..6].copy_from_slice(&(len as u16).to_le_bytes());
+        e[6..8].copy_from_slice(&((physical >> 32) as u16).to_le_bytes());
+        e[8..12].copy_from_slice(&(physical as u32).to_le_bytes());
+    } else {
+        e[4..8].copy_from_slice(&(physical as u32).to_le_bytes());
+        e[8..10].copy_from_slice(&((physical >> 32) as u16).to_le_bytes());
     }
     (logical, e)
 }
@@ -71,7 +68,10 @@ fn entry(logical: u32, physical: u64, len: Option<u32>) -> (u32, [u8; 12]) {
 /// Builds the extent tree for `extents` using `tree_blocks` (exactly
 /// [`tree_blocks_needed`] of them) for its non-root nodes. Returns the inode's 60-byte
 /// `i_block` and the tree blocks' contents.
-pub fn build_extent_tree(extents: &[Extent], tree_blocks: &[u64]) -> ([u8; 60], Vec<(u64, Vec<u8>)>) {
+pub fn build_extent_tree(
+    extents: &[Extent],
+    tree_blocks: &[u64],
+) -> ([u8; 60], Vec<(u64, Vec<u8>)>) {
     let mut level: Vec<(u32, [u8; 12])> =
         extents.iter().map(|e| entry(e.logical, e.start, Some(e.len))).collect();
     let mut depth = 0u16;
@@ -81,12 +81,12 @@ pub fn build_extent_tree(extents: &[Extent], tree_blocks: &[u64]) -> ([u8; 60], 
         let mut parents = Vec::new();
         for chunk in level.chunks(BLOCK_ENTRIES) {
             let physical = next_block.next().expect("enough tree blocks");
-            let mut block = Vec::with_capacity(BLOCK_SIZE as usize);
+            let mut block = Vec::with_capacity(crate::BLOCK_BYTES);
             block.extend_from_slice(&header(chunk.len(), BLOCK_ENTRIES, depth));
             for (_, e) in chunk {
                 block.extend_from_slice(e);
             }
-            block.resize(BLOCK_SIZE as usize, 0);
+            block.resize(crate::BLOCK_BYTES, 0);
             blocks.push((physical, block));
             parents.push(entry(chunk[0].0, physical, None));
         }
@@ -159,12 +159,16 @@ impl Default for InodeFields {
 #[allow(clippy::cast_possible_truncation)]
 pub fn encode_inode(f: &InodeFields) -> [u8; INODE_SIZE] {
     let mut b = [0u8; INODE_SIZE];
-    let put16 = |b: &mut [u8; INODE_SIZE], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 = |b: &mut [u8; INODE_SIZE], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put16 = |b: &mut [u8; INODE_SIZE], at: usize, v: u16| {
+        b[at..at + 2].copy_from_slice(&v.to_le_bytes())
+    };
+    let put32 = |b: &mut [u8; INODE_SIZE], at: usize, v: u32| {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes())
+    };
     let (atime, atime_x) = f.atime.encode();
     let (ctime, ctime_x) = f.ctime.encode();
     let (mtime, mtime_x) = f.mtime.encode();
-    let (crtime, crtime_x) = f.crtime.encode();
+    let (born, born_x) = f.crtime.encode();
     put16(&mut b, 0x00, f.mode);
     put16(&mut b, 0x02, f.uid as u16);
     put32(&mut b, 0x04, f.size as u32);
@@ -186,8 +190,8 @@ pub fn encode_inode(f: &InodeFields) -> [u8; INODE_SIZE] {
     put32(&mut b, 0x84, ctime_x);
     put32(&mut b, 0x88, mtime_x);
     put32(&mut b, 0x8C, atime_x);
-    put32(&mut b, 0x90, crtime);
-    put32(&mut b, 0x94, crtime_x);
+    put32(&mut b, 0x90, born);
+    put32(&mut b, 0x94, born_x);
     b[0xA0..0xA0 + f.xattrs.len()].copy_from_slice(&f.xattrs);
     b
 }
@@ -197,7 +201,9 @@ mod tests {
     use super::*;
 
     fn extents(n: u32) -> Vec<Extent> {
-        (0..n).map(|i| Extent { logical: i * 10, start: u64::from(i) * 20 + 1000, len: 10 }).collect()
+        (0..n)
+            .map(|i| Extent { logical: i * 10, start: u64::from(i) * 20 + 1000, len: 10 })
+            .collect()
     }
 
     #[test]

@@ -108,7 +108,9 @@ impl Allocator {
         loop {
             let start = self.next;
             let end = start + n;
-            if let Some(&(rs, rl)) = self.reserved.iter().find(|&&(rs, rl)| rs < end && start < rs + rl) {
+            if let Some(&(rs, rl)) =
+                self.reserved.iter().find(|&&(rs, rl)| rs < end && start < rs + rl)
+            {
                 self.next = rs + rl;
                 continue;
             }
@@ -206,13 +208,18 @@ impl FsBuilder {
     /// content plus a fifth (at least 16 MiB) of headroom, rounded up to 2 MiB.
     pub fn plan(self, opts: &Ext4Options) -> Result<Plan, Error> {
         if opts.label.len() > 16 {
-            return Err(Error::InvalidOption(format!("label {:?} is longer than 16 bytes", opts.label)));
+            return Err(Error::InvalidOption(format!(
+                "label {:?} is longer than 16 bytes",
+                opts.label
+            )));
         }
         let prepared = prepare(&self)?;
         match opts.size {
             Some(size) => {
                 if size % BLOCK_SIZE != 0 || size == 0 {
-                    return Err(Error::InvalidOption(format!("size {size} is not a positive multiple of 4096")));
+                    return Err(Error::InvalidOption(format!(
+                        "size {size} is not a positive multiple of 4096"
+                    )));
                 }
                 match place(&self, &prepared, opts, size / BLOCK_SIZE) {
                     Ok(plan) => Ok(plan),
@@ -241,10 +248,16 @@ impl From<Error> for Placement {
 }
 
 /// The smallest 2 MiB-aligned plan that fits, with `headroom` (0 or 1) adding a fifth.
-fn smallest(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, headroom: u64) -> Result<Plan, Error> {
+fn smallest(
+    b: &FsBuilder,
+    prepared: &[Prepared],
+    opts: &Ext4Options,
+    headroom: u64,
+) -> Result<Plan, Error> {
     let content: u64 = content_blocks(b, prepared);
     let extra = if headroom > 0 { (content / 5).max(16 << 20 >> 12) } else { 0 };
-    let mut blocks = (content + extra + journal_blocks(content) + 64).div_ceil(BLOCKS_PER_ALIGN) * BLOCKS_PER_ALIGN;
+    let mut blocks = (content + extra + journal_blocks(content) + 64).div_ceil(BLOCKS_PER_ALIGN)
+        * BLOCKS_PER_ALIGN;
     loop {
         match place(b, prepared, opts, blocks) {
             Ok(plan) => return Ok(plan),
@@ -298,7 +311,9 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
                 FIRST_INO
             } else {
                 let n = next;
-                next = next.checked_add(1).ok_or_else(|| Error::TooLarge("more than 2^32 inodes".into()))?;
+                next = next
+                    .checked_add(1)
+                    .ok_or_else(|| Error::TooLarge("more than 2^32 inodes".into()))?;
                 n
             };
             order.push(c);
@@ -313,17 +328,28 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
     }
     let mut prepared = Vec::with_capacity(order.len() + 1);
     if lost_found.is_none() {
-        prepared.push(Prepared { node: None, ino: FIRST_INO, parent_ino: ROOT_INO, xattr_inline: Vec::new(), xattr_block: None });
+        prepared.push(Prepared {
+            node: None,
+            ino: FIRST_INO,
+            parent_ino: ROOT_INO,
+            xattr_inline: Vec::new(),
+            xattr_block: None,
+        });
     }
     for idx in order {
         let node = &b.nodes[idx];
-        let enc = crate::xattr::encode(&node.attrs.xattrs, BLOCK_SIZE as usize).map_err(|e| match e {
-            crate::xattr::XattrError::TooLarge(size) => Error::XattrTooLarge { inode: numbers[idx], size },
-            crate::xattr::XattrError::Namespace(n) => {
-                Error::InvalidOption(format!("extended attribute {n:?}: namespace not supported by ext4"))
-            }
-            crate::xattr::XattrError::Acl(why) => Error::InvalidOption(format!("POSIX ACL: {why}")),
-        })?;
+        let enc =
+            crate::xattr::encode(&node.attrs.xattrs, crate::BLOCK_BYTES).map_err(|e| match e {
+                crate::xattr::XattrError::TooLarge(size) => {
+                    Error::XattrTooLarge { inode: numbers[idx], size }
+                }
+                crate::xattr::XattrError::Namespace(n) => Error::InvalidOption(format!(
+                    "extended attribute {n:?}: namespace not supported by ext4"
+                )),
+                crate::xattr::XattrError::Acl(why) => {
+                    Error::InvalidOption(format!("POSIX ACL: {why}"))
+                }
+            })?;
         prepared.push(Prepared {
             node: Some(idx),
             ino: numbers[idx],
@@ -338,7 +364,12 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
 
 /// Places everything in a filesystem of `blocks` blocks.
 #[allow(clippy::too_many_lines)]
-fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u64) -> Result<Plan, Placement> {
+fn place(
+    b: &FsBuilder,
+    prepared: &[Prepared],
+    opts: &Ext4Options,
+    mut blocks: u64,
+) -> Result<Plan, Placement> {
     let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
     let gdt_blocks = (groups * GROUP_DESC_SIZE as u64).div_ceil(BLOCK_SIZE);
     // A last group too small for its own backup superblock and descriptors is dropped.
@@ -374,36 +405,44 @@ fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u
             }
         }
     }
-    let mut alloc = Allocator { next: 0, limit: blocks, reserved: reserved.clone(), used: reserved };
+    let mut alloc =
+        Allocator { next: 0, limit: blocks, reserved: reserved.clone(), used: reserved };
     let too_small = |a: &Allocator| Placement::TooSmall(a.next);
     let mut descs = vec![GroupDesc::default(); usize::try_from(groups).expect("groups fit")];
-    #[allow(clippy::cast_possible_truncation)]
-    for g in 0..groups as usize {
+    // Block numbers stay below 2^32 (checked above), so the 32-bit descriptor fields hold them.
+    let low32 = |v: u64| u32::try_from(v).expect("below 2^32");
+    for (g, desc) in descs.iter_mut().enumerate() {
         let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
-        descs[g].block_bitmap = at as u32;
-        regions.push((at, 1, Content::BlockBitmap(g as u32)));
+        desc.block_bitmap = low32(at);
+        regions.push((at, 1, Content::BlockBitmap(low32(g as u64))));
     }
-    #[allow(clippy::cast_possible_truncation)]
-    for g in 0..groups as usize {
+    for (g, desc) in descs.iter_mut().enumerate() {
         let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
-        descs[g].inode_bitmap = at as u32;
-        regions.push((at, 1, Content::InodeBitmap(g as u32)));
+        desc.inode_bitmap = low32(at);
+        regions.push((at, 1, Content::InodeBitmap(low32(g as u64))));
     }
-    #[allow(clippy::cast_possible_truncation)]
-    for g in 0..groups as usize {
+    for (g, desc) in descs.iter_mut().enumerate() {
         let at = alloc.contiguous(itable_blocks).ok_or_else(|| too_small(&alloc))?;
-        descs[g].inode_table = at as u32;
-        regions.push((at, itable_blocks, Content::InodeTable(g as u32)));
+        desc.inode_table = low32(at);
+        regions.push((at, itable_blocks, Content::InodeTable(low32(g as u64))));
     }
     let jblocks = journal_blocks(blocks);
     let jstart = alloc.contiguous(jblocks).ok_or_else(|| too_small(&alloc))?;
     #[allow(clippy::cast_possible_truncation)]
-    regions.push((jstart, 1, Content::Bytes(crate::superblock::encode_journal_super(jblocks as u32, &opts.uuid))));
+    regions.push((
+        jstart,
+        1,
+        Content::Bytes(crate::superblock::encode_journal_super(jblocks as u32, &opts.uuid)),
+    ));
 
     let time = Timestamp::from_secs(i64::try_from(opts.timestamp).unwrap_or(i64::MAX));
-    let mut fields: Vec<Option<InodeFields>> = vec![None; usize::try_from(used_inodes).expect("fits")];
+    let mut fields: Vec<Option<InodeFields>> =
+        vec![None; usize::try_from(used_inodes).expect("fits")];
     let mut dirs_per_group = vec![0u32; descs.len()];
-    let (journal_root, _) = build_extent_tree(&[Extent { logical: 0, start: jstart, len: u32::try_from(jblocks).expect("fits") }], &[]);
+    let (journal_root, _) = build_extent_tree(
+        &[Extent { logical: 0, start: jstart, len: u32::try_from(jblocks).expect("fits") }],
+        &[],
+    );
     fields[(JOURNAL_INO - 1) as usize] = Some(InodeFields {
         mode: 0o100_600,
         size: jblocks * BLOCK_SIZE,
@@ -478,13 +517,16 @@ fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u
                 let n = data.len() as u64 / BLOCK_SIZE;
                 let at = alloc.contiguous(n).ok_or_else(|| too_small(&alloc))?;
                 regions.push((at, n, Content::Bytes(data)));
-                let subdirs =
-                    node.map_or(0, |n| n.subdirs) + u32::from(p.ino == ROOT_INO && synthetic_lost_found);
+                let subdirs = node.map_or(0, |n| n.subdirs)
+                    + u32::from(p.ino == ROOT_INO && synthetic_lost_found);
                 let links = 2 + u64::from(subdirs);
                 f.links = u16::try_from(links).ok().filter(|&l| l < 65_000).unwrap_or(1);
                 f.size = n * BLOCK_SIZE;
                 f.flags = EXTENTS_FL;
-                let (root, _) = build_extent_tree(&[Extent { logical: 0, start: at, len: u32::try_from(n).expect("fits") }], &[]);
+                let (root, _) = build_extent_tree(
+                    &[Extent { logical: 0, start: at, len: u32::try_from(n).expect("fits") }],
+                    &[],
+                );
                 f.block = root;
                 sectors += n * (BLOCK_SIZE / 512);
                 let group = (p.ino - 1) as usize / usize::try_from(inodes_per_group).expect("fits");
@@ -500,15 +542,20 @@ fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u
                 if target.len() < 60 {
                     f.block[..target.len()].copy_from_slice(target);
                 } else {
-                    if target.len() > BLOCK_SIZE as usize - 1 {
-                        return Err(Error::InvalidOption(format!("symlink target of {} bytes is longer than a block", target.len())).into());
+                    if target.len() > crate::BLOCK_BYTES - 1 {
+                        return Err(Error::InvalidOption(format!(
+                            "symlink target of {} bytes is longer than a block",
+                            target.len()
+                        ))
+                        .into());
                     }
                     let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
                     let mut data = target.clone();
-                    data.resize(BLOCK_SIZE as usize, 0);
+                    data.resize(crate::BLOCK_BYTES, 0);
                     regions.push((at, 1, Content::Bytes(data)));
                     f.flags = EXTENTS_FL;
-                    let (root, _) = build_extent_tree(&[Extent { logical: 0, start: at, len: 1 }], &[]);
+                    let (root, _) =
+                        build_extent_tree(&[Extent { logical: 0, start: at, len: 1 }], &[]);
                     f.block = root;
                     sectors += BLOCK_SIZE / 512;
                 }
@@ -526,14 +573,20 @@ fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u
     pending_files.sort_by_key(|&(key, node, _)| (key, node));
     let mut files = Vec::with_capacity(pending_files.len());
     for (_, node, pi) in pending_files {
-        let NodeKind::File { size, .. } = b.nodes[node].kind else { unreachable!("only files are pending") };
+        let NodeKind::File { size, .. } = b.nodes[node].kind else {
+            unreachable!("only files are pending")
+        };
         let n = size.div_ceil(BLOCK_SIZE);
         let runs = alloc.extents(n).ok_or_else(|| too_small(&alloc))?;
         let mut logical = 0u64;
         let extents: Vec<Extent> = runs
             .iter()
             .map(|&(start, len)| {
-                let e = Extent { logical: u32::try_from(logical).expect("file under 16 TiB"), start, len: u32::try_from(len).expect("extent fits") };
+                let e = Extent {
+                    logical: u32::try_from(logical).expect("file under 16 TiB"),
+                    start,
+                    len: u32::try_from(len).expect("extent fits"),
+                };
                 logical += len;
                 e
             })
@@ -542,7 +595,11 @@ fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u
             return Err(Error::TooLarge("a file larger than 16 TiB".into()).into());
         }
         let tree_n = tree_blocks_needed(extents.len());
-        let tree_runs = if tree_n > 0 { alloc.extents(tree_n).ok_or_else(|| too_small(&alloc))? } else { Vec::new() };
+        let tree_runs = if tree_n > 0 {
+            alloc.extents(tree_n).ok_or_else(|| too_small(&alloc))?
+        } else {
+            Vec::new()
+        };
         let tree_blocks: Vec<u64> = tree_runs.iter().flat_map(|&(s, l)| s..s + l).collect();
         let (root, tree) = build_extent_tree(&extents, &tree_blocks);
         for (at, data) in tree {
@@ -552,7 +609,11 @@ fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u
         let f = fields[(ino - 1) as usize].as_mut().expect("file inode prepared");
         f.block = root;
         f.sectors += (n + tree_n) * (BLOCK_SIZE / 512);
-        files.push(FilePlacement { id: InodeId(u32::try_from(node).expect("fits")), size, extents });
+        files.push(FilePlacement {
+            id: InodeId(u32::try_from(node).expect("fits")),
+            size,
+            extents,
+        });
     }
 
     // Bitmaps and counts.
@@ -569,7 +630,8 @@ fn place(b: &FsBuilder, prepared: &[Prepared], opts: &Ext4Options, mut blocks: u
     for (g, desc) in descs.iter_mut().enumerate() {
         let gs = g as u64 * BLOCKS_PER_GROUP;
         let ge = (gs + BLOCKS_PER_GROUP).min(blocks);
-        let used_here: u64 = merged.iter().map(|&(s, l)| (s + l).min(ge).saturating_sub(s.max(gs))).sum();
+        let used_here: u64 =
+            merged.iter().map(|&(s, l)| (s + l).min(ge).saturating_sub(s.max(gs))).sum();
         let free = ge - gs - used_here;
         desc.free_blocks = u32::try_from(free).expect("fits");
         free_blocks_total += free;

@@ -36,6 +36,8 @@ pub use write::Ext4Writer;
 
 /// Filesystem block size in bytes. Fixed: 4 KiB is what every kernel and pygrub read.
 pub const BLOCK_SIZE: u64 = 4096;
+/// [`BLOCK_SIZE`] as a `usize`, for buffers.
+pub(crate) const BLOCK_BYTES: usize = 4096;
 /// Granularity of automatically chosen sizes (2 MiB, the VHD block and XenServer VDI unit).
 pub const SIZE_ALIGN: u64 = 2 << 20;
 
@@ -86,7 +88,9 @@ pub enum Error {
     #[error("{0}")]
     BadLink(&'static str),
     /// The chosen size cannot hold the content.
-    #[error("filesystem size {given} bytes is too small: the content needs at least {needed} bytes")]
+    #[error(
+        "filesystem size {given} bytes is too small: the content needs at least {needed} bytes"
+    )]
     TooSmall {
         /// The size asked for.
         given: u64,

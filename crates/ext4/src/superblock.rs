@@ -71,8 +71,10 @@ pub struct SuperFields {
 #[allow(clippy::cast_possible_truncation)]
 pub fn encode_super(f: &SuperFields, group: u32) -> [u8; 1024] {
     let mut b = [0u8; 1024];
-    let put16 = |b: &mut [u8; 1024], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 = |b: &mut [u8; 1024], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put16 =
+        |b: &mut [u8; 1024], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 =
+        |b: &mut [u8; 1024], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     put32(&mut b, 0x00, f.inodes);
     put32(&mut b, 0x04, f.blocks);
     put32(&mut b, 0x08, 0); // reserved blocks: none, the headroom is the user's

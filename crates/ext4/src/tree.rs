@@ -60,12 +60,12 @@ impl Timestamp {
     }
 
     /// The 32-bit seconds field and the `extra` field (`nsec << 2 | epoch bits`).
+    /// Truncating to the 32-bit on-disk field is the format: the epoch bits carry the rest.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
     pub(crate) fn encode(self) -> (u32, u32) {
         let sec = self.sec.clamp(-(1 << 31), (1 << 34) - (1 << 31) - 1);
         let epoch = ((sec - i64::from(sec as i32)) >> 32) & 3;
-        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
         let low = sec as i32 as u32;
-        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
         let extra = (self.nsec.min(999_999_999) << 2) | epoch as u32;
         (low, extra)
     }
@@ -121,7 +121,8 @@ pub struct FsBuilder {
 impl FsBuilder {
     /// A tree holding only the root directory, with `root` attributes.
     pub fn new(root: Attrs) -> Self {
-        let node = Node { kind: NodeKind::Dir, attrs: root, entries: Vec::new(), links: 1, subdirs: 0 };
+        let node =
+            Node { kind: NodeKind::Dir, attrs: root, entries: Vec::new(), links: 1, subdirs: 0 };
         FsBuilder { nodes: vec![node], names: HashMap::new() }
     }
 

@@ -7,7 +7,7 @@ use crate::superblock::{BLOCKS_PER_GROUP, encode_group_desc, encode_super};
 use crate::{BLOCK_SIZE, Error, InodeId};
 
 #[allow(clippy::cast_possible_truncation)]
-const BLOCK: usize = BLOCK_SIZE as usize;
+const BLOCK: usize = crate::BLOCK_BYTES;
 /// Zeros and file data move in pieces of this size: large enough to keep syscalls rare.
 const CHUNK: usize = 256 * 1024;
 static ZEROS: [u8; CHUNK] = [0u8; CHUNK];
@@ -41,7 +41,10 @@ impl<W: Write> Ext4Writer<'_, W> {
             return Err(Error::Data(format!("no more files expected, got inode handle {}", id.0)));
         };
         if file.id != id {
-            return Err(Error::Data(format!("expected the data of inode handle {}, got {}", file.id.0, id.0)));
+            return Err(Error::Data(format!(
+                "expected the data of inode handle {}, got {}",
+                file.id.0, id.0
+            )));
         }
         let mut left = file.size;
         for extent in &file.extents {
@@ -63,7 +66,10 @@ impl<W: Write> Ext4Writer<'_, W> {
         }
         let mut probe = [0u8; 1];
         if read_some(data, &mut probe)? != 0 {
-            return Err(Error::Data(format!("data is longer than the declared {} bytes", file.size)));
+            return Err(Error::Data(format!(
+                "data is longer than the declared {} bytes",
+                file.size
+            )));
         }
         self.file += 1;
         Ok(())
@@ -133,7 +139,10 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8], done: u64, size: u64) -> Result<(
     while at < buf.len() {
         let n = read_some(r, &mut buf[at..])?;
         if n == 0 {
-            return Err(Error::Data(format!("data ended after {} of {size} bytes", done + at as u64)));
+            return Err(Error::Data(format!(
+                "data ended after {} of {size} bytes",
+                done + at as u64
+            )));
         }
         at += n;
     }
@@ -181,8 +190,10 @@ fn render(plan: &Plan, content: &Content, i: u64) -> Vec<u8> {
         }
         Content::InodeTable(g) => {
             let per_block = BLOCK / crate::inode::INODE_SIZE;
-            let first = usize::try_from(u64::from(*g) * u64::from(plan.inodes_per_group) + i * per_block as u64)
-                .expect("fits");
+            let first = usize::try_from(
+                u64::from(*g) * u64::from(plan.inodes_per_group) + i * per_block as u64,
+            )
+            .expect("fits");
             for (k, inode) in plan.inodes.iter().skip(first).take(per_block).enumerate() {
                 block[k * 256..k * 256 + 256].copy_from_slice(inode);
             }

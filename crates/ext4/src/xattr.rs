@@ -57,13 +57,15 @@ fn split_name(name: &[u8]) -> Option<(u8, &[u8])> {
         (b"security.", 6),
         (b"system.", 7),
     ];
-    PREFIXES.iter().find_map(|(prefix, index)| name.strip_prefix(*prefix).map(|rest| (*index, rest)))
+    PREFIXES
+        .iter()
+        .find_map(|(prefix, index)| name.strip_prefix(*prefix).map(|rest| (*index, rest)))
 }
 
 /// Converts a VFS ACL (version 2) to ext4's on-disk ACL (version 1).
 fn acl_to_disk(value: &[u8]) -> Result<Vec<u8>, XattrError> {
     let bad = |why: &str| XattrError::Acl(why.to_owned());
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return Err(bad("length is not 4 + 8n"));
     }
     if value[..4] != 2u32.to_le_bytes() {
@@ -93,7 +95,9 @@ fn entries(xattrs: &[Xattr]) -> Result<Vec<Entry>, XattrError> {
         out.push(Entry { index, suffix: suffix.to_vec(), value });
     }
     // Sorted as the kernel expects in blocks: index, then name length, then name.
-    out.sort_by(|a, b| (a.index, a.suffix.len(), &a.suffix).cmp(&(b.index, b.suffix.len(), &b.suffix)));
+    out.sort_by(|a, b| {
+        (a.index, a.suffix.len(), &a.suffix).cmp(&(b.index, b.suffix.len(), &b.suffix))
+    });
     Ok(out)
 }
 
@@ -137,9 +141,12 @@ fn pack(area: &mut [u8], start: usize, base: usize, entries: &[Entry]) -> Vec<u3
         area[at] = u8::try_from(e.suffix.len()).expect("names are at most 255 bytes");
         area[at + 1] = e.index;
         let offs = if e.value.is_empty() { 0 } else { value_end - base };
-        area[at + 2..at + 4].copy_from_slice(&u16::try_from(offs).expect("offset in a block").to_le_bytes());
+        area[at + 2..at + 4]
+            .copy_from_slice(&u16::try_from(offs).expect("offset in a block").to_le_bytes());
         area[at + 4..at + 8].copy_from_slice(&0u32.to_le_bytes());
-        area[at + 8..at + 12].copy_from_slice(&u32::try_from(e.value.len()).expect("value in a block").to_le_bytes());
+        area[at + 8..at + 12].copy_from_slice(
+            &u32::try_from(e.value.len()).expect("value in a block").to_le_bytes(),
+        );
         area[at + 12..at + 16].copy_from_slice(&hash.to_le_bytes());
         area[at + 16..at + 16 + e.suffix.len()].copy_from_slice(&e.suffix);
         at += ENTRY_HEADER + pad4(e.suffix.len());
@@ -202,7 +209,8 @@ mod tests {
     fn large_sets_go_to_a_sorted_block() {
         let big = vec![7u8; 300];
         let enc =
-            encode(&[x("user.zz", &big), x("security.capability", b"cap"), x("user.a", b"")], 4096).unwrap();
+            encode(&[x("user.zz", &big), x("security.capability", b"cap"), x("user.a", b"")], 4096)
+                .unwrap();
         let block = enc.block.unwrap();
         assert!(enc.in_inode.is_empty());
         // Sorted: user.a (1, len 1), user.zz (1, len 2), security.capability (6).
@@ -213,14 +221,23 @@ mod tests {
 
     #[test]
     fn oversized_and_foreign_attributes_are_refused() {
-        assert_eq!(encode(&[x("user.big", &[0; 5000])], 4096), Err(XattrError::TooLarge(32 + 16 + 4 + 4 + 5000)));
+        assert_eq!(
+            encode(&[x("user.big", &[0; 5000])], 4096),
+            Err(XattrError::TooLarge(32 + 16 + 4 + 4 + 5000))
+        );
         assert!(matches!(encode(&[x("os2.x", b"")], 4096), Err(XattrError::Namespace(_))));
     }
 
     #[test]
     fn acls_are_converted_to_the_short_form() {
         let mut vfs = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)] {
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1000),
+            (4, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
             vfs.extend_from_slice(&tag.to_le_bytes());
             vfs.extend_from_slice(&perm.to_le_bytes());
             vfs.extend_from_slice(&id.to_le_bytes());

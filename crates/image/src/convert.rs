@@ -26,7 +26,11 @@ fn attrs(meta: &EntryMeta) -> Attrs {
         atime: meta.atime.map_or(mtime, time),
         mtime,
         ctime: meta.ctime.map_or(mtime, time),
-        xattrs: meta.xattrs.iter().map(|(name, value)| Xattr { name: name.clone(), value: value.clone() }).collect(),
+        xattrs: meta
+            .xattrs
+            .iter()
+            .map(|(name, value)| Xattr { name: name.clone(), value: value.clone() })
+            .collect(),
     }
 }
 
@@ -60,8 +64,12 @@ pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
                         FsKind::File { size: *size, data_key: data_key(source.0, source.1) }
                     }
                     NodeKind::Symlink(target) => FsKind::Symlink(target.clone()),
-                    NodeKind::CharDev(major, minor) => FsKind::CharDev { major: *major, minor: *minor },
-                    NodeKind::BlockDev(major, minor) => FsKind::BlockDev { major: *major, minor: *minor },
+                    NodeKind::CharDev(major, minor) => {
+                        FsKind::CharDev { major: *major, minor: *minor }
+                    }
+                    NodeKind::BlockDev(major, minor) => {
+                        FsKind::BlockDev { major: *major, minor: *minor }
+                    }
                     NodeKind::Fifo => FsKind::Fifo,
                 };
                 let id = builder.add(kind, attrs(&node.meta));

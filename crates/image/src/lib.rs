@@ -2,14 +2,14 @@
 //!
 //! Two passes over the layers, neither of which extracts anything:
 //!
-//! 1. [`merge_layers`] reads every layer's headers (verifying blob digests and diff_ids) and
+//! 1. [`merge_layers`] reads every layer's headers (verifying blob digests and `diff_id`s) and
 //!    merges them into a [`MergedTree`] of metadata;
 //! 2. [`write_ext4`] plans the filesystem from that tree, then streams the layers again and
 //!    copies each surviving file's bytes from its tar entry straight into place. Layers that
 //!    contribute no file data are not read a second time.
 //!
 //! The filesystem UUID and directory hash seed are derived from the image digest and layer
-//! diff_ids, so the same image and options always give the same bytes.
+//! `diff_id`s, so the same image and options always give the same bytes.
 
 mod convert;
 
@@ -71,7 +71,9 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Image(e) => e.is_bad_input(),
-            Error::Ext4(e) => !matches!(e, xspack_ext4::Error::Io(_) | xspack_ext4::Error::TooSmall { .. }),
+            Error::Ext4(e) => {
+                !matches!(e, xspack_ext4::Error::Io(_) | xspack_ext4::Error::TooSmall { .. })
+            }
         }
     }
 }

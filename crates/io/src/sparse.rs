@@ -56,7 +56,8 @@ impl SparseFile {
 
     /// Writes out the full blocks of `pending`, keeping a partial tail.
     fn drain(&mut self, all: bool) -> io::Result<()> {
-        let full = if all { self.pending.len() } else { self.pending.len() / HOLE_BLOCK * HOLE_BLOCK };
+        let full =
+            if all { self.pending.len() } else { self.pending.len() / HOLE_BLOCK * HOLE_BLOCK };
         let mut start = 0;
         let mut data_from: Option<usize> = None;
         while start < full {
@@ -131,7 +132,8 @@ mod tests {
 
     #[test]
     fn zeros_become_holes_and_bytes_survive() {
-        let mut pieces = vec![vec![7u8; 10], vec![0u8; 8 << 20], vec![9u8; 5000], vec![0u8; 3 << 20]];
+        let mut pieces =
+            vec![vec![7u8; 10], vec![0u8; 8 << 20], vec![9u8; 5000], vec![0u8; 3 << 20]];
         let (data, allocated) = roundtrip(&pieces);
         let want: Vec<u8> = pieces.concat();
         assert_eq!(data, want);

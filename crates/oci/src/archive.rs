@@ -39,7 +39,8 @@ impl TarIndex {
         let bad = |reason: String| Error::Source { source_name: path.to_string(), reason };
         let mut archive = tar::Archive::new(BufReader::new(file));
         let mut members = HashMap::new();
-        let entries = archive.entries_with_seek().map_err(|e| bad(format!("not a tar archive: {e}")))?;
+        let entries =
+            archive.entries_with_seek().map_err(|e| bad(format!("not a tar archive: {e}")))?;
         for entry in entries {
             let entry = entry.map_err(|e| bad(format!("broken tar archive: {e}")))?;
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -50,10 +51,12 @@ impl TarIndex {
                     members.insert(name, Member::File { offset: entry.raw_file_position(), size });
                 }
                 tar::EntryType::Symlink => {
-                    let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned());
+                    let target =
+                        entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned());
                     let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
                     let target = target.unwrap_or_default();
-                    let joined = if target.starts_with('/') { target } else { format!("{dir}/{target}") };
+                    let joined =
+                        if target.starts_with('/') { target } else { format!("{dir}/{target}") };
                     members.insert(name, Member::Link(resolve_dots(&joined)));
                 }
                 _ => {}

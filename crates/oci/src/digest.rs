@@ -38,7 +38,8 @@ impl FromStr for Digest {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (alg, hex) = s.split_once(':').ok_or_else(|| format!("digest {s:?} has no algorithm"))?;
+        let (alg, hex) =
+            s.split_once(':').ok_or_else(|| format!("digest {s:?} has no algorithm"))?;
         if alg != "sha256" {
             return Err(format!("digest {s:?}: algorithm {alg:?} is not supported (only sha256)"));
         }

@@ -48,7 +48,9 @@ impl Store {
                     Err(e) => Err(Error::io("opening blob", path.as_str(), e)),
                 }
             }
-            Store::Tar(index) => index.open(name).map_err(|e| Error::io("reading archive member", name, e)),
+            Store::Tar(index) => {
+                index.open(name).map_err(|e| Error::io("reading archive member", name, e))
+            }
         }
     }
 
@@ -115,7 +117,9 @@ fn read_limited(store: &Store, name: &str, what: &str) -> Result<(Vec<u8>, Diges
     let reader = store.open(name)?.ok_or_else(|| json_err(what, format!("{name} is missing")))?;
     let mut hashing = HashingReader::new(reader.take(MAX_JSON + 1));
     let mut bytes = Vec::new();
-    hashing.read_to_end(&mut bytes).map_err(|e| Error::io("reading", format!("{what} ({name})"), e))?;
+    hashing
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("reading", format!("{what} ({name})"), e))?;
     if bytes.len() as u64 > MAX_JSON {
         return Err(json_err(what, format!("larger than {MAX_JSON} bytes")));
     }
@@ -165,31 +169,44 @@ impl Image {
             ImageSource::OciDir { path, reference } => {
                 Self::open_layout(source.clone(), Store::Dir(path.clone()), reference.as_deref())
             }
-            ImageSource::OciArchive { path, reference } => {
-                Self::open_layout(source.clone(), Store::Tar(TarIndex::scan(path)?), reference.as_deref())
-            }
+            ImageSource::OciArchive { path, reference } => Self::open_layout(
+                source.clone(),
+                Store::Tar(TarIndex::scan(path)?),
+                reference.as_deref(),
+            ),
             ImageSource::DockerArchive { path, reference } => {
                 Self::open_docker(source.clone(), TarIndex::scan(path)?, reference.as_deref())
             }
         }
     }
 
-    fn open_layout(source: ImageSource, store: Store, reference: Option<&str>) -> Result<Image, Error> {
+    fn open_layout(
+        source: ImageSource,
+        store: Store,
+        reference: Option<&str>,
+    ) -> Result<Image, Error> {
         let (layout, _) = read_limited(&store, "oci-layout", "oci-layout")?;
         let layout: LayoutFile = parse(&layout, "oci-layout")?;
         if layout.image_layout_version != "1.0.0" {
-            return Err(json_err("oci-layout", format!("imageLayoutVersion {:?} is not 1.0.0", layout.image_layout_version)));
+            return Err(json_err(
+                "oci-layout",
+                format!("imageLayoutVersion {:?} is not 1.0.0", layout.image_layout_version),
+            ));
         }
         let (index, _) = read_limited(&store, "index.json", "index.json")?;
         let index: Index = parse(&index, "index.json")?;
         if index.schema_version != 2 {
-            return Err(json_err("index.json", format!("schemaVersion {} is not 2", index.schema_version)));
+            return Err(json_err(
+                "index.json",
+                format!("schemaVersion {} is not 2", index.schema_version),
+            ));
         }
         let chosen = select_ref(&index, reference, &source)?;
         let mut desc = chosen.clone();
         let mut what = format!("manifest {}", desc.digest);
         if desc.media_type.as_deref().is_some_and(|t| INDEX_TYPES.contains(&t)) {
-            let (bytes, _) = read_descriptor(&store, &desc, &format!("image index {}", desc.digest))?;
+            let (bytes, _) =
+                read_descriptor(&store, &desc, &format!("image index {}", desc.digest))?;
             let nested: Index = parse(&bytes, &format!("image index {}", desc.digest))?;
             desc = select_platform(&nested, &desc.digest)?.clone();
             what = format!("manifest {}", desc.digest);
@@ -197,7 +214,10 @@ impl Image {
         let (bytes, digest) = read_descriptor(&store, &desc, &what)?;
         let manifest: Manifest = parse(&bytes, &what)?;
         if manifest.schema_version != 2 {
-            return Err(json_err(&what, format!("schemaVersion {} is not 2", manifest.schema_version)));
+            return Err(json_err(
+                &what,
+                format!("schemaVersion {} is not 2", manifest.schema_version),
+            ));
         }
         if let Some(t) = &manifest.media_type
             && !MANIFEST_TYPES.contains(&t.as_str())
@@ -205,7 +225,8 @@ impl Image {
             return Err(json_err(&what, format!("mediaType {t:?} is not an image manifest")));
         }
         let config_what = format!("config {}", manifest.config.digest);
-        let (config_bytes, config_digest) = read_descriptor(&store, &manifest.config, &config_what)?;
+        let (config_bytes, config_digest) =
+            read_descriptor(&store, &manifest.config, &config_what)?;
         let config: ConfigFile = parse(&config_bytes, &config_what)?;
         let diff_ids = check_rootfs(&config, manifest.layers.len(), &config_what)?;
         let mut layers = Vec::with_capacity(manifest.layers.len());
@@ -218,11 +239,26 @@ impl Image {
             }
             let ldigest: Digest = d.digest.parse().map_err(|e: String| json_err(&lwhat, e))?;
             let blob = blob_name(&ldigest);
-            let size = store.size(&blob).ok_or_else(|| Error::MissingBlob { what: lwhat.clone(), digest: ldigest.to_string() })?;
+            let size = store.size(&blob).ok_or_else(|| Error::MissingBlob {
+                what: lwhat.clone(),
+                digest: ldigest.to_string(),
+            })?;
             if size != d.size {
-                return Err(Error::DigestMismatch { what: lwhat, kind: "size", expected: d.size.to_string(), actual: size.to_string() });
+                return Err(Error::DigestMismatch {
+                    what: lwhat,
+                    kind: "size",
+                    expected: d.size.to_string(),
+                    actual: size.to_string(),
+                });
             }
-            layers.push(LayerInfo { index: i, blob, digest: Some(ldigest), diff_id, size, media_type: d.media_type.clone() });
+            layers.push(LayerInfo {
+                index: i,
+                blob,
+                digest: Some(ldigest),
+                diff_id,
+                size,
+                media_type: d.media_type.clone(),
+            });
         }
         Ok(Image {
             source,
@@ -237,7 +273,11 @@ impl Image {
         })
     }
 
-    fn open_docker(source: ImageSource, index: TarIndex, reference: Option<&str>) -> Result<Image, Error> {
+    fn open_docker(
+        source: ImageSource,
+        index: TarIndex,
+        reference: Option<&str>,
+    ) -> Result<Image, Error> {
         let store = Store::Tar(index);
         let (bytes, _) = read_limited(&store, "manifest.json", "manifest.json")?;
         let entries: Vec<DockerSaveEntry> = parse(&bytes, "manifest.json")?;
@@ -262,8 +302,18 @@ impl Image {
                 what: format!("manifest.json: layer {} ({blob})", i + 1),
                 digest: diff_id.to_string(),
             })?;
-            let digest = hex_in_name(blob).map(|h| format!("sha256:{h}").parse()).transpose().map_err(|e: String| json_err("manifest.json", e))?;
-            layers.push(LayerInfo { index: i, blob: blob.clone(), digest, diff_id, size, media_type: None });
+            let digest = hex_in_name(blob)
+                .map(|h| format!("sha256:{h}").parse())
+                .transpose()
+                .map_err(|e: String| json_err("manifest.json", e))?;
+            layers.push(LayerInfo {
+                index: i,
+                blob: blob.clone(),
+                digest,
+                diff_id,
+                size,
+                media_type: None,
+            });
         }
         let digest_size = config_bytes.len() as u64;
         Ok(Image {
@@ -298,7 +348,10 @@ fn hex_in_name(name: &str) -> Option<String> {
 
 fn check_rootfs(config: &ConfigFile, layers: usize, what: &str) -> Result<Vec<Digest>, Error> {
     if config.rootfs.kind != "layers" {
-        return Err(json_err(what, format!("rootfs.type {:?} is not \"layers\"", config.rootfs.kind)));
+        return Err(json_err(
+            what,
+            format!("rootfs.type {:?} is not \"layers\"", config.rootfs.kind),
+        ));
     }
     if config.rootfs.diff_ids.len() != layers {
         return Err(json_err(
@@ -311,10 +364,19 @@ fn check_rootfs(config: &ConfigFile, layers: usize, what: &str) -> Result<Vec<Di
     {
         return Err(json_err(what, format!("os {os:?} is not linux")));
     }
-    config.rootfs.diff_ids.iter().map(|d| d.parse().map_err(|e: String| json_err(what, e))).collect()
+    config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| d.parse().map_err(|e: String| json_err(what, e)))
+        .collect()
 }
 
-fn select_ref<'a>(index: &'a Index, reference: Option<&str>, source: &ImageSource) -> Result<&'a Descriptor, Error> {
+fn select_ref<'a>(
+    index: &'a Index,
+    reference: Option<&str>,
+    source: &ImageSource,
+) -> Result<&'a Descriptor, Error> {
     let bad = |reason: String| Error::Source { source_name: source.to_string(), reason };
     if index.manifests.is_empty() {
         return Err(json_err("index.json", "no manifests"));
@@ -322,15 +384,22 @@ fn select_ref<'a>(index: &'a Index, reference: Option<&str>, source: &ImageSourc
     let name_of = |d: &Descriptor| d.annotations.get(REF_NAME).cloned();
     let names: Vec<String> = index.manifests.iter().filter_map(name_of).collect();
     match reference {
-        Some(r) => index
-            .manifests
-            .iter()
-            .find(|d| name_of(d).as_deref() == Some(r))
-            .ok_or_else(|| bad(format!("no manifest named {r:?} (the layout has: {})", names.join(", ")))),
+        Some(r) => {
+            index.manifests.iter().find(|d| name_of(d).as_deref() == Some(r)).ok_or_else(|| {
+                bad(format!("no manifest named {r:?} (the layout has: {})", names.join(", ")))
+            })
+        }
         None if index.manifests.len() == 1 => Ok(&index.manifests[0]),
-        None => index.manifests.iter().find(|d| name_of(d).as_deref() == Some("latest")).ok_or_else(|| {
-            bad(format!("several manifests and none named \"latest\"; pick one with :REF ({})", names.join(", ")))
-        }),
+        None => {
+            index.manifests.iter().find(|d| name_of(d).as_deref() == Some("latest")).ok_or_else(
+                || {
+                    bad(format!(
+                        "several manifests and none named \"latest\"; pick one with :REF ({})",
+                        names.join(", ")
+                    ))
+                },
+            )
+        }
     }
 }
 
@@ -342,7 +411,9 @@ fn select_platform<'a>(index: &'a Index, digest: &str) -> Result<&'a Descriptor,
     });
     match amd64 {
         Some(d) => Ok(d),
-        None if index.manifests.len() == 1 && index.manifests[0].platform.is_none() => Ok(&index.manifests[0]),
+        None if index.manifests.len() == 1 && index.manifests[0].platform.is_none() => {
+            Ok(&index.manifests[0])
+        }
         None => Err(json_err(&what, "no manifest for platform linux/amd64")),
     }
 }
@@ -361,7 +432,11 @@ fn select_docker<'a>(
             let want = if r.contains(':') { r.to_owned() } else { format!("{r}:latest") };
             entries
                 .iter()
-                .find(|e| e.repo_tags.iter().any(|t| t == &want || t.rsplit('/').next() == Some(want.as_str())))
+                .find(|e| {
+                    e.repo_tags
+                        .iter()
+                        .any(|t| t == &want || t.rsplit('/').next() == Some(want.as_str()))
+                })
                 .ok_or_else(|| bad(format!("no image tagged {want:?} in the archive")))
         }
     }

@@ -92,7 +92,7 @@ pub struct LayerSummary {
 
 impl Image {
     /// Streams `layer`, calling `visit` with each entry and a reader of its data (which the
-    /// visitor may leave unread). Fails if the blob digest, size or diff_id do not match, or
+    /// visitor may leave unread). Fails if the blob digest, size or `diff_id` do not match, or
     /// the stream is corrupt.
     pub fn read_layer<E: From<Error>>(
         &self,
@@ -100,7 +100,10 @@ impl Image {
         mut visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
         let label = layer.label();
-        let corrupt = |e: &dyn std::fmt::Display| Error::Layer { layer: label.clone(), reason: format!("corrupt layer: {e}") };
+        let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
+            layer: label.clone(),
+            reason: format!("corrupt layer: {e}"),
+        };
         let mut blob = HashingReader::new(self.open_blob(layer)?);
         let mut summary = LayerSummary::default();
         let (diff_id, tar_bytes) = {
@@ -111,7 +114,10 @@ impl Image {
                 Box::new(MultiGzDecoder::new(&mut buffered))
             } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
                 summary.compression = "zstd";
-                Box::new(zstd::stream::read::Decoder::with_buffer(&mut buffered).map_err(|e| corrupt(&e))?)
+                Box::new(
+                    zstd::stream::read::Decoder::with_buffer(&mut buffered)
+                        .map_err(|e| corrupt(&e))?,
+                )
             } else {
                 summary.compression = "none";
                 Box::new(&mut buffered)
@@ -143,7 +149,13 @@ impl Image {
 }
 
 /// Compares what was read with what the image records.
-fn check(layer: &LayerInfo, label: &str, stored_bytes: u64, stored: Digest, diff_id: Digest) -> Result<(), Error> {
+fn check(
+    layer: &LayerInfo,
+    label: &str,
+    stored_bytes: u64,
+    stored: Digest,
+    diff_id: Digest,
+) -> Result<(), Error> {
     let mismatch = |kind, expected: String, actual: String| Error::DigestMismatch {
         what: label.to_owned(),
         kind,
@@ -172,7 +184,8 @@ fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
     if !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let mut digits = frac.as_bytes().iter().take(9).map(|b| u32::from(b - b'0')).collect::<Vec<_>>();
+    let mut digits =
+        frac.as_bytes().iter().take(9).map(|b| u32::from(b - b'0')).collect::<Vec<_>>();
     digits.resize(9, 0);
     let nanos = digits.iter().fold(0u32, |acc, d| acc * 10 + d);
     Some((secs, nanos))
@@ -180,33 +193,68 @@ fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
 
 /// Turns a tar entry into a [`LayerEntry`]; `None` for entries that carry nothing (pax global
 /// headers).
-fn convert<R: Read>(entry: &mut tar::Entry<'_, R>, index: u64, layer: &str) -> Result<Option<LayerEntry>, Error> {
+fn convert<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    index: u64,
+    layer: &str,
+) -> Result<Option<LayerEntry>, Error> {
     let path = entry.path_bytes().into_owned();
-    let bad = |reason: String| Error::Entry { layer: layer.to_owned(), entry: String::from_utf8_lossy(&path).into_owned(), reason };
+    let bad = |reason: String| Error::Entry {
+        layer: layer.to_owned(),
+        entry: String::from_utf8_lossy(&path).into_owned(),
+        reason,
+    };
     let header = entry.header();
     let mut meta = EntryMeta {
         mode: header.mode().map_err(|e| bad(format!("bad mode: {e}")))? & 0o7777,
-        uid: u32::try_from(header.uid().map_err(|e| bad(format!("bad uid: {e}")))?).map_err(|_| bad("uid above 2^32".into()))?,
-        gid: u32::try_from(header.gid().map_err(|e| bad(format!("bad gid: {e}")))?).map_err(|_| bad("gid above 2^32".into()))?,
-        mtime: (i64::try_from(header.mtime().map_err(|e| bad(format!("bad mtime: {e}")))?).unwrap_or(i64::MAX), 0),
+        uid: u32::try_from(header.uid().map_err(|e| bad(format!("bad uid: {e}")))?)
+            .map_err(|_| bad("uid above 2^32".into()))?,
+        gid: u32::try_from(header.gid().map_err(|e| bad(format!("bad gid: {e}")))?)
+            .map_err(|_| bad("gid above 2^32".into()))?,
+        mtime: (
+            i64::try_from(header.mtime().map_err(|e| bad(format!("bad mtime: {e}")))?)
+                .unwrap_or(i64::MAX),
+            0,
+        ),
         ..EntryMeta::default()
     };
     let entry_type = header.entry_type();
     let kind = match entry_type {
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => EntryKind::File,
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            EntryKind::File
+        }
         tar::EntryType::Directory => EntryKind::Dir,
         tar::EntryType::Symlink | tar::EntryType::Link => {
-            let target = entry.link_name_bytes().ok_or_else(|| bad("link without a target".into()))?.into_owned();
-            if entry_type == tar::EntryType::Symlink { EntryKind::Symlink(target) } else { EntryKind::Hardlink(target) }
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| bad("link without a target".into()))?
+                .into_owned();
+            if entry_type == tar::EntryType::Symlink {
+                EntryKind::Symlink(target)
+            } else {
+                EntryKind::Hardlink(target)
+            }
         }
         tar::EntryType::Char | tar::EntryType::Block => {
-            let major = header.device_major().map_err(|e| bad(format!("bad device major: {e}")))?.unwrap_or(0);
-            let minor = header.device_minor().map_err(|e| bad(format!("bad device minor: {e}")))?.unwrap_or(0);
-            if entry_type == tar::EntryType::Char { EntryKind::CharDev { major, minor } } else { EntryKind::BlockDev { major, minor } }
+            let major = header
+                .device_major()
+                .map_err(|e| bad(format!("bad device major: {e}")))?
+                .unwrap_or(0);
+            let minor = header
+                .device_minor()
+                .map_err(|e| bad(format!("bad device minor: {e}")))?
+                .unwrap_or(0);
+            if entry_type == tar::EntryType::Char {
+                EntryKind::CharDev { major, minor }
+            } else {
+                EntryKind::BlockDev { major, minor }
+            }
         }
         tar::EntryType::Fifo => EntryKind::Fifo,
         tar::EntryType::XGlobalHeader => return Ok(None),
-        other => return Err(bad(format!("unsupported tar entry type {:?}", other.as_byte() as char))),
+        other => {
+            return Err(bad(format!("unsupported tar entry type {:?}", other.as_byte() as char)));
+        }
     };
     if let Some(pax) = entry.pax_extensions().map_err(|e| bad(format!("bad pax header: {e}")))? {
         for ext in pax {
@@ -220,7 +268,9 @@ fn convert<R: Read>(entry: &mut tar::Entry<'_, R>, index: u64, layer: &str) -> R
             } else {
                 let number = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
                 match key {
-                    b"mtime" => meta.mtime = pax_time(value).ok_or_else(|| bad("bad pax mtime".into()))?,
+                    b"mtime" => {
+                        meta.mtime = pax_time(value).ok_or_else(|| bad("bad pax mtime".into()))?
+                    }
                     b"atime" => meta.atime = pax_time(value),
                     b"ctime" => meta.ctime = pax_time(value),
                     b"uid" => meta.uid = number().ok_or_else(|| bad("bad pax uid".into()))?,

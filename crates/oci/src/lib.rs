@@ -5,7 +5,7 @@
 //! - [`Image::open`] reads the index, manifest and config (OCI image spec v1.1, "Image Layout",
 //!   "Image Index", "Image Manifest", "Image Configuration"; Docker's `docker save`
 //!   `manifest.json`), checking every digest and size it can.
-//! - [`Image::read_layer`] streams one layer: the blob's sha256 and the uncompressed diff_id are
+//! - [`Image::read_layer`] streams one layer: the blob's sha256 and the uncompressed `diff_id` are
 //!   verified as the bytes pass, whatever the compression (none, gzip, zstd).
 //! - [`MergedTree`] applies layers in order with the OCI "Applying Changesets" rules:
 //!   the upper layer wins, `.wh.<name>` deletes and `.wh..wh..opq` empties a lower directory,

@@ -86,7 +86,11 @@ impl Default for MergedTree {
 }
 
 fn implicit_dir(layer: usize) -> TreeNode {
-    TreeNode { kind: NodeKind::Dir(BTreeMap::new()), meta: EntryMeta { mode: 0o755, ..EntryMeta::default() }, layer }
+    TreeNode {
+        kind: NodeKind::Dir(BTreeMap::new()),
+        meta: EntryMeta { mode: 0o755, ..EntryMeta::default() },
+        layer,
+    }
 }
 
 impl MergedTree {
@@ -160,7 +164,8 @@ impl MergedTree {
         if let Some(target) = name.strip_prefix(b".wh.") {
             return self.whiteout(layer, parents, target).map_err(bad);
         }
-        let parent = self.resolve_dir(parents, Some(layer)).map_err(bad)?.expect("created when missing");
+        let parent =
+            self.resolve_dir(parents, Some(layer)).map_err(bad)?.expect("created when missing");
         let existing = self.dir_mut(parent).get(*name).copied();
         let kind = match &entry.kind {
             EntryKind::Dir => {
@@ -212,7 +217,8 @@ impl MergedTree {
         if target.is_empty() || target == b"." || target == b".." {
             return Err("whiteout does not name an entry of its directory".into());
         }
-        let lower = self.dir_mut(dir).get(target).copied().filter(|id| self.node(*id).layer < layer);
+        let lower =
+            self.dir_mut(dir).get(target).copied().filter(|id| self.node(*id).layer < layer);
         if lower.is_some() {
             self.dir_mut(dir).remove(target);
             self.summary.whiteouts += 1;
@@ -226,7 +232,8 @@ impl MergedTree {
         let Some((name, parents)) = comps.split_last() else {
             return Err("hard link to the image root".into());
         };
-        let missing = || format!("hard link target {shown:?} does not exist in this or a lower layer");
+        let missing =
+            || format!("hard link target {shown:?} does not exist in this or a lower layer");
         let dir = self.resolve_dir(parents, None)?.ok_or_else(missing)?;
         let id = self.dir_mut(dir).get(*name).copied().ok_or_else(missing)?;
         if matches!(self.node(id).kind, NodeKind::Dir(_)) {
@@ -237,7 +244,11 @@ impl MergedTree {
 
     /// Walks `comps` from the root, following symlinked directories inside the tree. Missing
     /// directories are created for `create = Some(layer)`; otherwise `Ok(None)`.
-    fn resolve_dir(&mut self, comps: &[&[u8]], create: Option<usize>) -> Result<Option<NodeId>, String> {
+    fn resolve_dir(
+        &mut self,
+        comps: &[&[u8]],
+        create: Option<usize>,
+    ) -> Result<Option<NodeId>, String> {
         let mut stack = vec![self.root()];
         let mut pending: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
         let mut follows = 0;
@@ -267,7 +278,9 @@ impl MergedTree {
                 Some((_, NodeKind::Symlink(target))) => {
                     follows += 1;
                     if follows > MAX_FOLLOW {
-                        return Err("too many levels of symbolic links in a parent directory".into());
+                        return Err(
+                            "too many levels of symbolic links in a parent directory".into()
+                        );
                     }
                     if target.first() == Some(&b'/') {
                         stack.truncate(1);
@@ -278,7 +291,10 @@ impl MergedTree {
                     }
                 }
                 Some(_) => {
-                    return Err(format!("parent {:?} is not a directory", String::from_utf8_lossy(&comp)));
+                    return Err(format!(
+                        "parent {:?} is not a directory",
+                        String::from_utf8_lossy(&comp)
+                    ));
                 }
             }
         }
@@ -291,7 +307,13 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, kind: EntryKind) -> LayerEntry {
-        LayerEntry { index: 0, path: path.as_bytes().to_vec(), kind, meta: EntryMeta { mode: 0o644, ..EntryMeta::default() }, size: 1 }
+        LayerEntry {
+            index: 0,
+            path: path.as_bytes().to_vec(),
+            kind,
+            meta: EntryMeta { mode: 0o644, ..EntryMeta::default() },
+            size: 1,
+        }
     }
 
     fn names(t: &MergedTree, dir: &str) -> Vec<String> {
@@ -356,11 +378,16 @@ mod tests {
         // Replacing the target later keeps the link on the old node.
         apply(&mut t, 1, "usr/bin/perl", EntryKind::File).unwrap();
         assert_ne!(t.lookup(b"usr/bin/perl"), t.lookup(b"usr/bin/perl5"));
-        let err = apply(&mut t, 1, "x", EntryKind::Hardlink(b"missing".to_vec())).unwrap_err().to_string();
+        let err = apply(&mut t, 1, "x", EntryKind::Hardlink(b"missing".to_vec()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hard link target \"missing\" does not exist"), "{err}");
-        let err = apply(&mut t, 1, "y", EntryKind::Hardlink(b"usr".to_vec())).unwrap_err().to_string();
+        let err =
+            apply(&mut t, 1, "y", EntryKind::Hardlink(b"usr".to_vec())).unwrap_err().to_string();
         assert!(err.contains("is a directory"), "{err}");
-        let err = apply(&mut t, 1, "z", EntryKind::Hardlink(b"../etc/shadow".to_vec())).unwrap_err().to_string();
+        let err = apply(&mut t, 1, "z", EntryKind::Hardlink(b"../etc/shadow".to_vec()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hard link target: path contains '..'"), "{err}");
     }
 

@@ -52,9 +52,15 @@ impl fmt::Display for ImageSource {
 impl ImageSource {
     /// Parses a source name. A bare path is inspected to find its kind.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::Source { source_name: text.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| Error::Source {
+            source_name: text.to_owned(),
+            reason: reason.to_owned(),
+        };
         for (scheme, make) in [
-            ("docker-archive:", ImageSource::docker as fn(Utf8PathBuf, Option<String>) -> ImageSource),
+            (
+                "docker-archive:",
+                ImageSource::docker as fn(Utf8PathBuf, Option<String>) -> ImageSource,
+            ),
             ("oci:", ImageSource::oci_dir),
             ("oci-archive:", ImageSource::oci_archive),
         ] {
@@ -103,15 +109,19 @@ impl ImageSource {
     /// is an OCI archive.
     pub fn detect(path: &Utf8Path) -> Result<Self, Error> {
         let bad = |reason: String| Error::Source { source_name: path.to_string(), reason };
-        let meta = std::fs::metadata(path).map_err(|e| Error::io("opening image source", path.as_str(), e))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::io("opening image source", path.as_str(), e))?;
         if meta.is_dir() {
             if path.join("oci-layout").is_file() {
                 return Ok(ImageSource::OciDir { path: path.to_owned(), reference: None });
             }
-            return Err(bad("a directory without an oci-layout file is not an OCI image layout".into()));
+            return Err(bad(
+                "a directory without an oci-layout file is not an OCI image layout".into()
+            ));
         }
         let mut head = [0u8; 4];
-        let file = std::fs::File::open(path).map_err(|e| Error::io("opening image source", path.as_str(), e))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io("opening image source", path.as_str(), e))?;
         let n = file.take(4).read(&mut head).map_err(|e| Error::io("reading", path.as_str(), e))?;
         if n >= 2 && (head[..2] == [0x1f, 0x8b] || head == [0x28, 0xb5, 0x2f, 0xfd]) {
             return Err(bad("a compressed archive; decompress it first (e.g. gunzip), docker save output is a plain tar".into()));
@@ -144,7 +154,10 @@ mod tests {
     fn transports() {
         let cases = [
             ("docker-archive:img.tar", ImageSource::docker("img.tar".into(), None)),
-            ("docker-archive:/x/img.tar:mysql:8", ImageSource::docker("/x/img.tar".into(), Some("mysql:8".into()))),
+            (
+                "docker-archive:/x/img.tar:mysql:8",
+                ImageSource::docker("/x/img.tar".into(), Some("mysql:8".into())),
+            ),
             ("oci:layout", ImageSource::oci_dir("layout".into(), None)),
             ("oci:layout:latest", ImageSource::oci_dir("layout".into(), Some("latest".into()))),
             ("oci-archive:a.tar:v1", ImageSource::oci_archive("a.tar".into(), Some("v1".into()))),
@@ -152,7 +165,10 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(ImageSource::parse(text).unwrap(), want, "{text}");
         }
-        assert_eq!(ImageSource::parse("oci:layout:latest").unwrap().to_string(), "oci:layout:latest");
+        assert_eq!(
+            ImageSource::parse("oci:layout:latest").unwrap().to_string(),
+            "oci:layout:latest"
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ impl Compression {
         match self {
             Compression::None => data.to_vec(),
             Compression::Gzip => {
-                let mut enc = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::fast());
+                let mut enc = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(Vec::new(), flate2::Compression::fast());
                 enc.write_all(data).expect("in memory");
                 enc.finish().expect("in memory")
             }
@@ -131,7 +133,12 @@ impl ImageSpec {
         }))
         .expect("json");
         let manifest_digest = Sha256Digest::of_bytes(&manifest);
-        Built { layers, diff_ids, config: (config_digest, config), manifest: (manifest_digest, manifest) }
+        Built {
+            layers,
+            diff_ids,
+            config: (config_digest, config),
+            manifest: (manifest_digest, manifest),
+        }
     }
 
     /// The files of an OCI layout: `oci-layout`, `index.json` (naming the manifest `ref_name`)
@@ -176,7 +183,12 @@ impl ImageSpec {
     }
 
     /// Writes a `docker save` archive at `path`, tagged `tag`.
-    pub fn write_docker_archive(&self, path: &Utf8Path, tag: &str, layout: DockerLayout) -> std::io::Result<()> {
+    pub fn write_docker_archive(
+        &self,
+        path: &Utf8Path,
+        tag: &str,
+        layout: DockerLayout,
+    ) -> std::io::Result<()> {
         let built = self.build();
         let mut files = Vec::new();
         let mut links = Vec::new();
@@ -193,7 +205,8 @@ impl ImageSpec {
             DockerLayout::Classic | DockerLayout::ClassicSymlinks => {
                 config_name = format!("{}.json", built.config.0);
                 files.push((config_name.clone(), built.config.1.clone()));
-                for (i, ((tar, _), diff_id)) in self.layers.iter().zip(&built.diff_ids).enumerate() {
+                for (i, ((tar, _), diff_id)) in self.layers.iter().zip(&built.diff_ids).enumerate()
+                {
                     // Classic archives hold uncompressed layers; the directory name is a layer id.
                     let id = Sha256Digest::of_bytes(format!("layer-{i}-{diff_id}").as_bytes());
                     let member = format!("{id}/layer.tar");

@@ -47,7 +47,15 @@ impl Entry {
             EntryKind::Symlink(_) => 0o777,
             _ => 0o644,
         };
-        Entry { path: path.as_ref().to_vec(), kind, mode, uid: 0, gid: 0, mtime: (1_700_000_000, 0), xattrs: Vec::new() }
+        Entry {
+            path: path.as_ref().to_vec(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: (1_700_000_000, 0),
+            xattrs: Vec::new(),
+        }
     }
 
     /// A regular file.
@@ -180,7 +188,13 @@ fn push_entry(out: &mut Vec<u8>, e: &Entry) {
     }
     if !pax.is_empty() {
         let pax_entry = Entry::new("PaxHeaders/entry", EntryKind::Fifo);
-        out.extend_from_slice(&header(b"PaxHeaders/entry", pax.len() as u64, b'x', &pax_entry, b""));
+        out.extend_from_slice(&header(
+            b"PaxHeaders/entry",
+            pax.len() as u64,
+            b'x',
+            &pax_entry,
+            b"",
+        ));
         out.extend_from_slice(&pax);
         pad(out);
     }
@@ -202,7 +216,9 @@ pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
 /// A plain archive of `files` (name, bytes) and `links` (name, symlink target).
 pub fn plain_tar(files: &[(String, Vec<u8>)], links: &[(String, String)]) -> Vec<u8> {
     let mut entries: Vec<Entry> = files.iter().map(|(n, d)| Entry::file(n, d.clone())).collect();
-    entries.extend(links.iter().map(|(n, t)| Entry::new(n, EntryKind::Symlink(t.as_bytes().to_vec()))));
+    entries.extend(
+        links.iter().map(|(n, t)| Entry::new(n, EntryKind::Symlink(t.as_bytes().to_vec()))),
+    );
     layer_tar(&entries)
 }
 

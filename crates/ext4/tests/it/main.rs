@@ -55,13 +55,15 @@ fn e2fsck_clean(image: &std::path::Path) {
 }
 
 fn debugfs(image: &std::path::Path, request: &str) -> String {
-    let out = Command::new("debugfs").arg("-R").arg(request).arg(image).output().expect("debugfs runs");
+    let out =
+        Command::new("debugfs").arg("-R").arg(request).arg(image).output().expect("debugfs runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn dump(image: &std::path::Path, path: &str) -> Vec<u8> {
-    let out = Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image).output().unwrap();
+    let out =
+        Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image).output().unwrap();
     out.stdout
 }
 
@@ -74,13 +76,19 @@ fn varied_tree_is_clean_and_reads_back() {
     b.link(root, b"etc", etc).unwrap();
     let sizes = [0u64, 1, 4095, 4096, 4097, 1 << 20, (3 << 20) + 5];
     for (i, size) in sizes.iter().enumerate() {
-        let f = b.add(NodeKind::File { size: *size, data_key: i as u64 }, attrs(0o644, 1000 + i as u32, 100));
+        let f = b.add(
+            NodeKind::File { size: *size, data_key: i as u64 },
+            attrs(0o644, 1000 + u32::try_from(i).unwrap(), 100),
+        );
         b.link(etc, format!("file{i}").as_bytes(), f).unwrap();
         files.push((f, content(i as u64, *size)));
     }
     // setuid binary with a file capability, hard link, symlinks, devices, fifo, socket.
     let mut suid_attrs = attrs(0o4755, 0, 0);
-    suid_attrs.xattrs.push(Xattr { name: b"security.capability".to_vec(), value: vec![1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] });
+    suid_attrs.xattrs.push(Xattr {
+        name: b"security.capability".to_vec(),
+        value: vec![1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    });
     let ping = b.add(NodeKind::File { size: 100, data_key: 100 }, suid_attrs);
     b.link(root, b"ping", ping).unwrap();
     b.link(etc, b"ping-hardlink", ping).unwrap();
@@ -103,7 +111,8 @@ fn varied_tree_is_clean_and_reads_back() {
     // Many xattrs force an xattr block; a sticky world-writable tmp.
     let mut many = attrs(0o1777, 0, 0);
     for i in 0..20 {
-        many.xattrs.push(Xattr { name: format!("user.attr{i:02}").into_bytes(), value: vec![b'v'; 40] });
+        many.xattrs
+            .push(Xattr { name: format!("user.attr{i:02}").into_bytes(), value: vec![b'v'; 40] });
     }
     let tmp = b.add(NodeKind::Dir, many);
     b.link(root, b"tmp", tmp).unwrap();
@@ -120,7 +129,11 @@ fn varied_tree_is_clean_and_reads_back() {
     e2fsck_clean(&built.image);
 
     for (i, size) in sizes.iter().enumerate() {
-        assert_eq!(dump(&built.image, &format!("/etc/file{i}")), content(i as u64, *size), "file{i}");
+        assert_eq!(
+            dump(&built.image, &format!("/etc/file{i}")),
+            content(i as u64, *size),
+            "file{i}"
+        );
     }
     let stat = debugfs(&built.image, "stat /ping");
     assert!(stat.contains("Mode:  04755"), "{stat}");

@@ -61,8 +61,23 @@ fn dir(mode: u32, owner: (u32, u32)) -> Expected {
     Expected { kind: 'd', mode, uid: owner.0, gid: owner.1, ..Expected::default() }
 }
 
-fn other(kind: char, mode: u32, owner: (u32, u32), dev: Option<(u32, u32)>, target: Option<&[u8]>) -> Expected {
-    Expected { kind, mode, uid: owner.0, gid: owner.1, dev, target: target.map(<[u8]>::to_vec), links: 1, ..Expected::default() }
+fn other(
+    kind: char,
+    mode: u32,
+    owner: (u32, u32),
+    dev: Option<(u32, u32)>,
+    target: Option<&[u8]>,
+) -> Expected {
+    Expected {
+        kind,
+        mode,
+        uid: owner.0,
+        gid: owner.1,
+        dev,
+        target: target.map(<[u8]>::to_vec),
+        links: 1,
+        ..Expected::default()
+    }
 }
 
 const CAPABILITY: [u8; 20] = [1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -85,7 +100,9 @@ pub fn kitchen_sink() -> (ImageSpec, BTreeMap<Vec<u8>, Expected>) {
         Entry::file("etc/shadow", "root:*:19000::::::\n").mode(0o640).owner(0, 42),
         Entry::dir("usr"),
         Entry::dir("usr/bin"),
-        Entry::file("usr/bin/tool", tool_v1.clone()).mode(0o4755).xattr("security.capability", CAPABILITY),
+        Entry::file("usr/bin/tool", tool_v1.clone())
+            .mode(0o4755)
+            .xattr("security.capability", CAPABILITY),
         Entry::new("usr/bin/tool2", EntryKind::Hardlink(b"usr/bin/tool".to_vec())),
         Entry::new("bin", EntryKind::Symlink(b"usr/bin".to_vec())),
         Entry::dir("deep"),
@@ -141,7 +158,10 @@ pub fn kitchen_sink() -> (ImageSpec, BTreeMap<Vec<u8>, Expected>) {
     };
     put(b"etc", dir(0o755, root));
     put(b"etc/passwd", file(b"root:x:0:0::/root:/bin/bash\n", 0o644, root, 1, &[]));
-    put(b"etc/xattrs", file(b"attrs", 0o644, (100_000, 100_000), 1, &["trusted.level", "user.note"]));
+    put(
+        b"etc/xattrs",
+        file(b"attrs", 0o644, (100_000, 100_000), 1, &["trusted.level", "user.note"]),
+    );
     put(b"etc/hosts", file(b"127.0.0.1 localhost\n", 0o644, root, 1, &[]));
     put(b"etc/slow", other('l', 0o777, root, None, Some(slow_target.as_bytes())));
     put(b"usr", dir(0o755, root));

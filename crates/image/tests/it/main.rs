@@ -65,10 +65,13 @@ fn kitchen_sink_in_every_source_format() {
     let (spec, expected) = kitchen_sink();
     spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
     spec.write_oci_archive(&dir.join("oci.tar"), "v1").unwrap();
-    for (name, layout) in
-        [("classic", DockerLayout::Classic), ("symlinks", DockerLayout::ClassicSymlinks), ("blobs", DockerLayout::Blobs)]
-    {
-        spec.write_docker_archive(&dir.join(format!("{name}.tar")), "xspack/sink:1", layout).unwrap();
+    for (name, layout) in [
+        ("classic", DockerLayout::Classic),
+        ("symlinks", DockerLayout::ClassicSymlinks),
+        ("blobs", DockerLayout::Blobs),
+    ] {
+        spec.write_docker_archive(&dir.join(format!("{name}.tar")), "xspack/sink:1", layout)
+            .unwrap();
     }
     let sources = [
         format!("oci:{dir}/layout"),
@@ -118,13 +121,16 @@ fn content_matches_umoci_unpack() {
     // Rootless umoci leaves empty files where device nodes belong; we write real devices.
     for (path, e) in &expected {
         if matches!(e.kind, 'c' | 'b') {
-            assert_eq!(theirs.remove(path).as_deref(), Some(EMPTY_SHA256), "{}", String::from_utf8_lossy(path));
+            assert_eq!(
+                theirs.remove(path).as_deref(),
+                Some(EMPTY_SHA256),
+                "{}",
+                String::from_utf8_lossy(path)
+            );
         }
     }
-    let ours: BTreeMap<Vec<u8>, String> = expected
-        .iter()
-        .filter_map(|(p, e)| e.sha256.clone().map(|s| (p.clone(), s)))
-        .collect();
+    let ours: BTreeMap<Vec<u8>, String> =
+        expected.iter().filter_map(|(p, e)| e.sha256.clone().map(|s| (p.clone(), s))).collect();
     assert_eq!(ours, theirs, "regular file contents differ from umoci's unpack");
     // And the image itself holds the same.
     let path = dir.join("fs.img");
@@ -141,7 +147,11 @@ fn twenty_thousand_entries_and_large_files() {
     std::fs::write(&path, build(&format!("oci:{dir}/layout"))).unwrap();
     e2fsck(&path);
     let got = read_tree(&path);
-    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
     assert_eq!(extra, ["lost+found"]);
     assert_eq!(got.len(), expected.len() + 1, "every entry plus lost+found");
     for probe in [&b"many/f00000"[..], b"many/f19999", b"big/random.bin", b"big/zeros.bin"] {

@@ -12,7 +12,11 @@ use crate::fixtures::Expected;
 
 /// `e2fsck -fn` must report a clean filesystem.
 pub fn e2fsck(image: &Utf8Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(image).output().expect("e2fsck runs (install e2fsprogs)");
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("e2fsck runs (install e2fsprogs)");
     assert!(
         out.status.success(),
         "e2fsck -fn {image}: {}\n{}{}",
@@ -32,7 +36,12 @@ fn debugfs(image: &Utf8Path, commands: &[Vec<u8>]) -> Vec<Vec<u8>> {
         f.write_all(b"\n").unwrap();
     }
     drop(f);
-    let out = Command::new("debugfs").arg("-f").arg(&script).arg(image).output().expect("debugfs runs (install e2fsprogs)");
+    let out = Command::new("debugfs")
+        .arg("-f")
+        .arg(&script)
+        .arg(image)
+        .output()
+        .expect("debugfs runs (install e2fsprogs)");
     assert!(out.status.success(), "debugfs: {}", String::from_utf8_lossy(&out.stderr));
     // Each command's output follows its "debugfs: <command>" echo line.
     let mut parts: Vec<Vec<u8>> = Vec::new();
@@ -64,7 +73,8 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
     let mut dirs: Vec<Vec<u8>> = vec![Vec::new()];
     let mut others: Vec<(Vec<u8>, u32)> = Vec::new();
     while !dirs.is_empty() {
-        let cmds: Vec<Vec<u8>> = dirs.iter().map(|d| [b"ls -p ".to_vec(), quoted(d)].concat()).collect();
+        let cmds: Vec<Vec<u8>> =
+            dirs.iter().map(|d| [b"ls -p ".to_vec(), quoted(d)].concat()).collect();
         let outputs = debugfs(image, &cmds);
         let mut next = Vec::new();
         for (dir, out) in dirs.iter().zip(outputs) {
@@ -78,7 +88,11 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
                 let mode = u32::from_str_radix(std::str::from_utf8(fields[2]).unwrap(), 8).unwrap();
                 let uid: u32 = std::str::from_utf8(fields[3]).unwrap().parse().unwrap();
                 let gid: u32 = std::str::from_utf8(fields[4]).unwrap().parse().unwrap();
-                let path = if dir.is_empty() { name.to_vec() } else { [dir.as_slice(), b"/", name].concat() };
+                let path = if dir.is_empty() {
+                    name.to_vec()
+                } else {
+                    [dir.as_slice(), b"/", name].concat()
+                };
                 let kind = match mode & 0o170_000 {
                     0o040_000 => 'd',
                     0o100_000 => 'f',
@@ -106,7 +120,15 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
         let kind = tree[path].kind;
         if kind == 'f' || kind == 'l' {
             let dest = scratch.path().join(i.to_string());
-            cmds.push([b"dump ".to_vec(), quoted(path), b" ".to_vec(), dest.to_str().unwrap().as_bytes().to_vec()].concat());
+            cmds.push(
+                [
+                    b"dump ".to_vec(),
+                    quoted(path),
+                    b" ".to_vec(),
+                    dest.to_str().unwrap().as_bytes().to_vec(),
+                ]
+                .concat(),
+            );
         }
     }
     let outputs = debugfs(image, &cmds);
@@ -114,7 +136,11 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
     for (i, (path, _)) in others.iter().enumerate() {
         let stat = String::from_utf8_lossy(&outputs.next().unwrap()).into_owned();
         let item = tree.get_mut(path).unwrap();
-        item.links = field(&stat, "Links:").and_then(|v| v.split_whitespace().next()).unwrap().parse().unwrap();
+        item.links = field(&stat, "Links:")
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
         if let Some(dev) = field(&stat, "Device major/minor number:") {
             let nums = dev.split_whitespace().next().unwrap();
             let (major, minor) = nums.split_once(':').unwrap();
@@ -126,7 +152,8 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
             if line.starts_with("Extended attributes:") {
                 in_xattrs = true;
             } else if in_xattrs && line.starts_with("  ") {
-                let name = line.trim().split(" (").next().unwrap().split(" = ").next().unwrap().to_owned();
+                let name =
+                    line.trim().split(" (").next().unwrap().split(" = ").next().unwrap().to_owned();
                 names.push(name);
             } else {
                 in_xattrs = false;
@@ -155,7 +182,11 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
 
 /// Unpacks `layout:reference` with umoci as an unprivileged user would, and hashes every
 /// regular file of the resulting rootfs.
-pub fn umoci_contents(layout: &Utf8Path, reference: &str, bundle: &Utf8Path) -> BTreeMap<Vec<u8>, String> {
+pub fn umoci_contents(
+    layout: &Utf8Path,
+    reference: &str,
+    bundle: &Utf8Path,
+) -> BTreeMap<Vec<u8>, String> {
     let out = Command::new("umoci")
         .args(["unpack", "--rootless", "--image"])
         .arg(format!("{layout}:{reference}"))
@@ -171,7 +202,10 @@ pub fn umoci_contents(layout: &Utf8Path, reference: &str, bundle: &Utf8Path) -> 
         if meta.is_file() {
             use std::os::unix::ffi::OsStrExt;
             let data = std::fs::read(&entry).unwrap();
-            files.insert(rel.as_os_str().as_bytes().to_vec(), Sha256Digest::of_bytes(&data).to_string());
+            files.insert(
+                rel.as_os_str().as_bytes().to_vec(),
+                Sha256Digest::of_bytes(&data).to_string(),
+            );
         }
     }
     files
