@@ -8,6 +8,7 @@
 //!   `docker save` archive (the classic `<id>/layer.tar` layout, with or without skopeo's
 //!   symlinks, and the newer layout with `blobs/`).
 
+pub mod ext4check;
 mod tar;
 
 use std::io::Write;

@@ -3,32 +3,8 @@
 use std::collections::BTreeMap;
 
 use xspack_io::Sha256Digest;
+use xspack_testkit::ext4check::Expected;
 use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, layer_tar};
-
-/// What one path of the merged tree must look like in the image.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expected {
-    /// `f` file, `d` directory, `l` symlink, `c`/`b` devices, `p` FIFO.
-    pub kind: char,
-    /// Permission bits with setuid, setgid and sticky.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// File size.
-    pub size: u64,
-    /// File content digest.
-    pub sha256: Option<String>,
-    /// Symlink target.
-    pub target: Option<Vec<u8>>,
-    /// Device numbers.
-    pub dev: Option<(u32, u32)>,
-    /// Extended attribute names, sorted.
-    pub xattrs: Vec<String>,
-    /// Hard link count (0 for directories, which e2fsck checks instead).
-    pub links: u32,
-}
 
 /// Deterministic pseudo-random bytes.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {

@@ -3,7 +3,6 @@
 //! with an independent unpack by `umoci unpack --rootless`.
 
 mod fixtures;
-mod readback;
 
 use std::collections::BTreeMap;
 
@@ -13,8 +12,9 @@ use xspack_io::NoProgress;
 use xspack_oci::{Image, ImageSource};
 use xspack_testkit::DockerLayout;
 
-use crate::fixtures::{Expected, kitchen_sink};
-use crate::readback::{e2fsck, read_tree, umoci_contents};
+use xspack_testkit::ext4check::{Expected, e2fsck, read_tree, umoci_contents};
+
+use crate::fixtures::kitchen_sink;
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

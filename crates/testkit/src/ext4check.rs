@@ -1,5 +1,6 @@
-//! Reading an ext4 image back with e2fsprogs' `debugfs`, batched into a few processes, and
-//! unpacking an OCI layout with `umoci unpack --rootless` for an independent content check.
+//! Oracles for filesystem images: `e2fsck -fn`, the tree read back with e2fsprogs' `debugfs`
+//! (batched into a few processes), the same view of a host directory, and an independent
+//! unpack of an OCI layout with `umoci unpack --rootless`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,9 +9,48 @@ use std::process::Command;
 use camino::Utf8Path;
 use xspack_io::Sha256Digest;
 
-use crate::fixtures::Expected;
+
+/// What one path of a tree holds, as the oracles report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// `f` file, `d` directory, `l` symlink, `c`/`b` devices, `p` FIFO, `s` socket.
+    pub kind: char,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// File size.
+    pub size: u64,
+    /// File content digest.
+    pub sha256: Option<String>,
+    /// Symlink target.
+    pub target: Option<Vec<u8>>,
+    /// Device numbers.
+    pub dev: Option<(u32, u32)>,
+    /// Extended attribute names, sorted.
+    pub xattrs: Vec<String>,
+    /// Hard link count (0 for directories, whose counts e2fsck checks).
+    pub links: u32,
+}
+
+/// `f`, `d`, `l`, `c`, `b`, `p` or `s` for a `st_mode`.
+fn kind_of(mode: u32) -> char {
+    match mode & 0o170_000 {
+        0o040_000 => 'd',
+        0o100_000 => 'f',
+        0o120_000 => 'l',
+        0o020_000 => 'c',
+        0o060_000 => 'b',
+        0o010_000 => 'p',
+        0o140_000 => 's',
+        _ => '?',
+    }
+}
 
 /// `e2fsck -fn` must report a clean filesystem.
+#[allow(clippy::missing_panics_doc)]
 pub fn e2fsck(image: &Utf8Path) {
     let out = Command::new("e2fsck")
         .arg("-fn")
@@ -93,15 +133,7 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
                 } else {
                     [dir.as_slice(), b"/", name].concat()
                 };
-                let kind = match mode & 0o170_000 {
-                    0o040_000 => 'd',
-                    0o100_000 => 'f',
-                    0o120_000 => 'l',
-                    0o020_000 => 'c',
-                    0o060_000 => 'b',
-                    0o010_000 => 'p',
-                    _ => '?',
-                };
+                let kind = kind_of(mode);
                 let item = Expected { kind, mode: mode & 0o7777, uid, gid, ..Expected::default() };
                 if kind == 'd' {
                     next.push(path.clone());
@@ -176,6 +208,39 @@ pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
         if item.kind == 'd' {
             item.links = 0; // directory link counts depend on lost+found; e2fsck checks them
         }
+    }
+    tree
+}
+
+/// The same view of a host directory tree (xattrs are not read: `attr` may be absent).
+pub fn scan_dir(root: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut tree = BTreeMap::new();
+    for path in walk(root.as_std_path()) {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let rel = path.strip_prefix(root.as_std_path()).unwrap().as_os_str().as_bytes().to_vec();
+        let kind = kind_of(meta.mode());
+        let mut item = Expected { kind, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid(), ..Expected::default() };
+        match kind {
+            'f' => {
+                let data = std::fs::read(&path).unwrap();
+                item.size = data.len() as u64;
+                item.sha256 = Some(Sha256Digest::of_bytes(&data).to_string());
+            }
+            'l' => item.target = Some(std::fs::read_link(&path).unwrap().as_os_str().as_bytes().to_vec()),
+            'c' | 'b' => {
+                let rdev = meta.rdev();
+                let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+                let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+                item.dev = Some((u32::try_from(major).unwrap(), u32::try_from(minor).unwrap()));
+            }
+            _ => {}
+        }
+        if kind != 'd' {
+            item.links = u32::try_from(meta.nlink()).unwrap();
+        }
+        tree.insert(rel, item);
     }
     tree
 }
