@@ -307,10 +307,11 @@ fn build_spec(spec: &ImageSpec) -> (String, i32, Utf8PathBuf, tempfile::TempDir)
 }
 
 #[test]
-fn traversal_and_absolute_entries() {
+fn traversal_entries() {
     for (path, want) in [
         ("../../etc/passwd", "entry \"../../etc/passwd\": path contains '..'"),
-        ("/etc/passwd", "entry \"/etc/passwd\": absolute path"),
+        ("/../etc/passwd", "entry \"/../etc/passwd\": path contains '..'"),
+        ("usr/../../x", "entry \"usr/../../x\": path contains '..'"),
     ] {
         let (err, code, root, _t) = build_spec(&image_with(&[Entry::file(path, "x")]));
         assert_clean_failure(&err, code, &root, want);

@@ -3,6 +3,7 @@
 //! Golden files live in `tests/golden/`; refresh them with `just golden`
 //! (`EXPECTORATE=overwrite`) and review the diff.
 
+mod bookworm;
 mod cli;
 mod common;
 mod image;

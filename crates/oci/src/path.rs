@@ -1,14 +1,12 @@
 //! Layer entry paths, normalised one component at a time.
 //!
-//! Tar paths are untrusted bytes. `./` prefixes, empty and `.` components are dropped; `..`
-//! and absolute paths are refused, so no entry can name anything outside the image root.
-//! Names may be any bytes but `/` and NUL.
+//! Tar paths are untrusted bytes. `./` prefixes, empty and `.` components are dropped, and a
+//! leading `/` is read relative to the image root (umoci writes `/etc/...`, and Docker and GNU
+//! tar read such names the same way). Any `..` component is refused, so no entry can name
+//! anything outside the image root. Names may be any bytes but `/` and NUL.
 
 /// Splits `raw` into normalised components, or says why it cannot be used.
 pub fn components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
-    if raw.first() == Some(&b'/') {
-        return Err("absolute path");
-    }
     if raw.contains(&0) {
         return Err("NUL byte in path");
     }
@@ -36,11 +34,13 @@ mod tests {
             (b"./", &[]),
             (b".", &[]),
             (b"caf\xe9/..x", &[b"caf\xe9", b"..x"]),
+            (b"/etc/passwd", &[b"etc", b"passwd"]),
+            (b"/", &[]),
         ];
         for (raw, want) in ok {
             assert_eq!(components(raw).unwrap(), *want, "{raw:?}");
         }
-        for bad in [&b"/etc/passwd"[..], b"../x", b"a/../../x", b"a/..", b"a\0b", &[b'x'; 256]] {
+        for bad in [&b"/../etc/passwd"[..], b"../x", b"a/../../x", b"a/..", b"a\0b", &[b'x'; 256]] {
             assert!(components(bad).is_err(), "{bad:?}");
         }
     }
