@@ -58,3 +58,91 @@ impl XorShift {
         }
     }
 }
+
+/// The bookworm minbase OCI layout made by `scripts/fixtures/bookworm` (needs root once).
+pub fn bookworm(target: &Utf8Path) -> Result<Utf8PathBuf> {
+    let script =
+        Utf8PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fixtures/bookworm"));
+    let out = std::process::Command::new(&script)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .with_context(|| format!("running {script}"))?;
+    if !out.status.success() {
+        anyhow::bail!("{script}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(Utf8PathBuf::from(String::from_utf8(out.stdout)?.trim()).join("oci"))
+}
+
+/// Small files in layer 1, spread over directories.
+const SYNTH_SMALL: usize = 40_000;
+/// Small files added by layer 2.
+const SYNTH_SMALL_2: usize = 10_000;
+/// Large incompressible files: 100 MiB each.
+const SYNTH_LARGE: usize = 100 << 20;
+
+/// A synthetic image of about 1 GB: 50,000 small files and nine large incompressible ones over
+/// three gzip layers, with whiteouts and an opaque directory. Reused when present.
+pub fn synthetic(dest: &Utf8Path) -> Result<Utf8PathBuf> {
+    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
+    if dest.join("index.json").is_file() {
+        return Ok(dest.to_owned());
+    }
+    eprintln!("bench: generating {dest} (about 1 GB, once)");
+    let mut rng = XorShift(0x5eed_1234_abcd_ef01);
+    let mut data = |len: usize| {
+        let mut v = vec![0u8; len];
+        rng.fill(&mut v);
+        v
+    };
+    let mut l1 = Vec::new();
+    for i in 0..SYNTH_SMALL {
+        let len = (i * 37) % 8192;
+        l1.push(Entry::file(format!("small/d{:03}/f{i:05}", i % 500), data(len)));
+    }
+    for i in 0..6 {
+        l1.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
+    }
+    l1.push(Entry::file("opaque/old", data(100)));
+    let mut l2 = Vec::new();
+    for i in 0..SYNTH_SMALL_2 {
+        l2.push(Entry::file(format!("more/d{:03}/g{i:05}", i % 100), data((i * 53) % 8192)));
+    }
+    for i in (0..SYNTH_SMALL).step_by(40) {
+        l2.push(Entry::file(format!("small/d{:03}/.wh.f{i:05}", i % 500), Vec::new()));
+    }
+    l2.push(Entry::file("opaque/.wh..wh..opq", Vec::new()));
+    l2.push(Entry::file("opaque/new", data(100)));
+    for i in 6..8 {
+        l2.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
+    }
+    let l3 = vec![
+        Entry::file("large/blob0.bin", data(SYNTH_LARGE)),
+        Entry::file("large/.wh.blob1.bin", Vec::new()),
+    ];
+    let spec = ImageSpec::new(vec![
+        (layer_tar(&l1), Compression::Gzip),
+        (layer_tar(&l2), Compression::Gzip),
+        (layer_tar(&l3), Compression::Gzip),
+    ]);
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    spec.write_oci_dir(&tmp, "latest").with_context(|| format!("writing {tmp}"))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("renaming {tmp}"))?;
+    Ok(dest.to_owned())
+}
+
+/// Size in bytes of the filesystem xspack builds from `source`, so the baseline's mkfs gets
+/// the same size.
+pub fn image_size(xspack: &Utf8Path, source: &str) -> Result<u64> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let status = std::process::Command::new(xspack)
+        .args(["-q", "image", "build", source, "--flavor", "none", "--name", "fs", "-o"])
+        .arg(&out)
+        .status()
+        .context("running xspack")?;
+    if !status.success() {
+        anyhow::bail!("xspack image build {source} failed");
+    }
+    Ok(std::fs::metadata(out.join("fs.raw"))?.len())
+}

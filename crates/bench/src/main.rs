@@ -1,99 +1,207 @@
 //! `just bench`: times xspack against the tools users run today, side by side in one run.
 //!
-//! Each pair runs for several rounds, alternating which goes first, after a `sync`; the table
-//! shows medians of wall time, CPU time (user + system) and peak RSS of the measured process,
-//! and the ratio xspack / baseline. Absolute times on a shared machine mean little; compare
-//! the ratios. Results are also written to `target/bench/results.{json,md}`.
+//! Each benchmark runs its contenders for several rounds, rotating which goes first, each run
+//! on a fresh scratch filesystem (a new loop-mounted ext4 when running as root: ext4 skips
+//! recently freed inodes, so reusing one directory makes unpacking slow and erratic) and after
+//! a `sync`. The table shows medians of wall time, CPU time (user + system) and peak RSS of
+//! the measured process, and ratios to the baseline. Absolute times on a shared machine mean
+//! little; compare the ratios. Results are also written to `target/bench/results.{json,md}`.
 //!
 //! Every timed command runs under `xspack-bench measure`, which starts it as its only child
 //! and reads that child's resource usage with getrusage(2) `RUSAGE_CHILDREN`.
 
 mod fixtures;
+mod floor;
 mod measure;
 mod report;
+mod scratch;
 
 use anyhow::{Context as _, Result, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::measure::Sample;
 
-/// Rounds per pair unless `--rounds N` is given.
-const DEFAULT_ROUNDS: usize = 5;
+/// Rounds per benchmark unless `--rounds N` is given.
+const DEFAULT_ROUNDS: usize = 3;
+/// Stands for the run's scratch directory in a contender's argv.
+const SCRATCH: &str = "{scratch}";
 
-/// One side of a comparison.
-struct Contender {
-    label: String,
-    argv: Vec<String>,
-    cwd: Option<Utf8PathBuf>,
+/// One way of doing a benchmark's job.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    /// Name in the table.
+    pub label: String,
+    /// Command; [`SCRATCH`] is replaced by a fresh scratch directory per run.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<Utf8PathBuf>,
+    /// Run as the unprivileged user `nobody`, as users run the baseline.
+    pub unprivileged: bool,
 }
 
-/// A benchmark: xspack against a baseline doing the same job.
-struct Pair {
-    name: &'static str,
-    ours: Contender,
-    baseline: Contender,
+/// A job done by xspack (first contender), the baseline (second) and optionally the floor.
+struct Bench {
+    name: String,
+    contenders: Vec<Contender>,
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("measure") {
-        return measure::run_child(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("measure") => return measure::run_child(&args[1..]),
+        Some("floor") => return floor::run(&args[1..]),
+        _ => {}
     }
-    let rounds = match args.as_slice() {
-        [] => DEFAULT_ROUNDS,
-        [flag, n] if flag == "--rounds" => n.parse().context("--rounds takes a number")?,
-        _ => bail!("usage: xspack-bench [--rounds N]"),
-    };
+    let mut rounds = DEFAULT_ROUNDS;
+    let mut only: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => {
+                rounds = it
+                    .next()
+                    .context("--rounds takes a number")?
+                    .parse()
+                    .context("--rounds takes a number")?
+            }
+            "--only" => only = Some(it.next().context("--only takes a benchmark name")?.clone()),
+            _ => bail!(
+                "usage: xspack-bench [--rounds N] [--only verify|image-bookworm|image-synthetic]"
+            ),
+        }
+    }
     let target = target_dir();
     let xspack = target.join("release/xspack");
     if !xspack.is_file() {
         bail!("{xspack}: not built; run `cargo build --release -p xspack-cli` (just bench does)");
     }
-    let verify_dir = fixtures::verify_fixture(&target.join("bench/fixtures/verify"))?;
-    let pairs = vec![Pair {
-        name: "verify",
-        ours: Contender {
-            label: "xspack verify".into(),
-            argv: vec![xspack.to_string(), "-q".into(), "verify".into(), verify_dir.to_string()],
-            cwd: None,
-        },
-        baseline: Contender {
-            label: "sha256sum -c".into(),
-            argv: ["sha256sum", "--check", "--quiet", "SHA256SUMS"].map(String::from).to_vec(),
-            cwd: Some(verify_dir.clone()),
-        },
-    }];
-    let mut results = Vec::new();
-    for pair in &pairs {
-        eprintln!("bench: {} ({rounds} rounds)", pair.name);
-        let (ours, baseline) = run_pair(pair, rounds)?;
-        results.push(report::PairResult::new(
-            pair.name,
-            &pair.ours.label,
-            &ours,
-            &pair.baseline.label,
-            &baseline,
-        ));
+    let me = Utf8PathBuf::from_path_buf(std::env::current_exe()?)
+        .map_err(|p| anyhow::anyhow!("{}: not UTF-8", p.display()))?;
+    let scratch = scratch::Scratch::detect();
+    eprintln!("bench: scratch filesystems: {}", scratch.describe());
+    let mut benches = Vec::new();
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if want("verify") {
+        benches.push(verify_bench(&xspack, &target)?);
     }
-    report::print_and_save(&results, rounds, &target.join("bench"))
+    if want("image-bookworm") {
+        let layout = fixtures::bookworm(&target)?;
+        benches.push(image_bench("image-bookworm", &xspack, &me, &layout, "bookworm")?);
+    }
+    if want("image-synthetic") {
+        let layout = fixtures::synthetic(&target.join("bench/fixtures/synthetic"))?;
+        benches.push(image_bench("image-synthetic", &xspack, &me, &layout, "latest")?);
+    }
+    let mut results = Vec::new();
+    for bench in &benches {
+        eprintln!("bench: {} ({rounds} rounds)", bench.name);
+        let samples = run_bench(bench, rounds, &scratch)?;
+        results.push(report::BenchResult::new(&bench.name, &bench.contenders, &samples));
+    }
+    report::print_and_save(&results, rounds, &scratch.describe(), &target.join("bench"))
 }
 
-/// Warms both sides once, then alternates them for `rounds` rounds.
-fn run_pair(pair: &Pair, rounds: usize) -> Result<(Vec<Sample>, Vec<Sample>)> {
-    measure::run(&pair.ours.argv, pair.ours.cwd.as_deref())?;
-    measure::run(&pair.baseline.argv, pair.baseline.cwd.as_deref())?;
-    let (mut ours, mut baseline) = (Vec::new(), Vec::new());
+fn verify_bench(xspack: &Utf8Path, target: &Utf8Path) -> Result<Bench> {
+    let dir = fixtures::verify_fixture(&target.join("bench/fixtures/verify"))?;
+    Ok(Bench {
+        name: "verify".into(),
+        contenders: vec![
+            Contender {
+                label: "xspack verify".into(),
+                argv: vec![xspack.to_string(), "-q".into(), "verify".into(), dir.to_string()],
+                cwd: None,
+                unprivileged: false,
+            },
+            Contender {
+                label: "sha256sum -c".into(),
+                argv: ["sha256sum", "--check", "--quiet", "SHA256SUMS"].map(String::from).to_vec(),
+                cwd: Some(dir),
+                unprivileged: false,
+            },
+        ],
+    })
+}
+
+/// Image to raw ext4: xspack against `umoci unpack --rootless` + `mkfs.ext4 -d`, with the
+/// decompress-and-hash floor.
+fn image_bench(
+    name: &str,
+    xspack: &Utf8Path,
+    me: &Utf8Path,
+    layout: &Utf8Path,
+    reference: &str,
+) -> Result<Bench> {
+    let source = format!("oci:{layout}:{reference}");
+    let size = fixtures::image_size(xspack, &source)?;
+    let baseline = format!(
+        "umoci unpack --rootless --image '{layout}:{reference}' \"$0/bundle\" >/dev/null && \
+         mkfs.ext4 -q -F -d \"$0/bundle/rootfs\" \"$0/fs.img\" {}k",
+        size / 1024
+    );
+    Ok(Bench {
+        name: name.into(),
+        contenders: vec![
+            Contender {
+                label: "xspack image build".into(),
+                argv: [
+                    xspack.as_str(),
+                    "-q",
+                    "image",
+                    "build",
+                    &source,
+                    "--flavor",
+                    "none",
+                    "--name",
+                    "fs",
+                    "-o",
+                ]
+                .iter()
+                .map(ToString::to_string)
+                .chain([format!("{SCRATCH}/out")])
+                .collect(),
+                cwd: None,
+                unprivileged: false,
+            },
+            Contender {
+                label: "umoci unpack --rootless + mkfs.ext4 -d (as nobody)".into(),
+                argv: vec!["sh".into(), "-c".into(), baseline, SCRATCH.into()],
+                cwd: None,
+                unprivileged: true,
+            },
+            Contender {
+                label: "floor: inflate + sha256 every layer".into(),
+                argv: vec![me.to_string(), "floor".into(), layout.to_string(), reference.into()],
+                cwd: None,
+                unprivileged: false,
+            },
+        ],
+    })
+}
+
+/// Warms every contender once, then runs `rounds` rounds, rotating the order.
+fn run_bench(bench: &Bench, rounds: usize, scratch: &scratch::Scratch) -> Result<Vec<Vec<Sample>>> {
+    let n = bench.contenders.len();
+    for c in &bench.contenders {
+        run_one(c, scratch).with_context(|| format!("warming up {}", c.label))?;
+    }
+    let mut samples = vec![Vec::new(); n];
     for round in 0..rounds {
-        let order: [(&Contender, &mut Vec<Sample>); 2] = if round % 2 == 0 {
-            [(&pair.ours, &mut ours), (&pair.baseline, &mut baseline)]
-        } else {
-            [(&pair.baseline, &mut baseline), (&pair.ours, &mut ours)]
-        };
-        for (who, samples) in order {
-            samples.push(measure::run(&who.argv, who.cwd.as_deref())?);
+        for k in 0..n {
+            let i = (round + k) % n;
+            samples[i].push(run_one(&bench.contenders[i], scratch)?);
         }
     }
-    Ok((ours, baseline))
+    Ok(samples)
+}
+
+fn run_one(c: &Contender, scratch: &scratch::Scratch) -> Result<Sample> {
+    let dir = scratch.create(c.unprivileged)?;
+    let argv: Vec<String> =
+        c.argv.iter().map(|a| a.replace(SCRATCH, dir.path().as_str())).collect();
+    let argv = if c.unprivileged { scratch::as_nobody(argv) } else { argv };
+    let result = measure::run(&argv, c.cwd.as_deref());
+    drop(dir);
+    result.with_context(|| c.label.clone())
 }
 
 /// The workspace's target directory.

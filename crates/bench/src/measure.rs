@@ -43,7 +43,12 @@ pub fn run_child(argv: &[String]) -> Result<()> {
     let (program, rest) = argv.split_first().context("measure: no command")?;
     let start = Instant::now();
     let status =
-        Command::new(program).args(rest).status().with_context(|| format!("starting {program}"))?;
+        // The child's stdout is discarded: ours carries the measurement.
+        Command::new(program)
+            .args(rest)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("starting {program}"))?;
     let wall_s = start.elapsed().as_secs_f64();
     if !status.success() {
         bail!("{} exited with {status}", argv.join(" "));

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use camino::Utf8Path;
 use serde::Serialize;
 
+use crate::Contender;
 use crate::measure::Sample;
 
 /// Medians of one contender.
@@ -15,17 +16,16 @@ pub struct Summary {
     wall_s: f64,
     cpu_s: f64,
     max_rss_kib: i64,
+    /// This contender's wall time / the baseline's; below 1 is faster.
+    wall_vs_baseline: f64,
     samples: Vec<Sample>,
 }
 
-/// One benchmark's outcome.
+/// One benchmark's outcome: xspack first, the baseline second, then any others.
 #[derive(Debug, Serialize)]
-pub struct PairResult {
+pub struct BenchResult {
     name: String,
-    xspack: Summary,
-    baseline: Summary,
-    /// xspack wall time / baseline wall time; below 1 means xspack is faster.
-    wall_ratio: f64,
+    contenders: Vec<Summary>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -34,46 +34,50 @@ fn median(mut values: Vec<f64>) -> f64 {
     if n % 2 == 1 { values[n / 2] } else { f64::midpoint(values[n / 2 - 1], values[n / 2]) }
 }
 
-fn summarise(label: &str, samples: &[Sample]) -> Summary {
-    let mut rss: Vec<i64> = samples.iter().map(|s| s.max_rss_kib).collect();
-    rss.sort_unstable();
-    Summary {
-        label: label.to_owned(),
-        wall_s: median(samples.iter().map(|s| s.wall_s).collect()),
-        cpu_s: median(samples.iter().map(|s| s.cpu_s).collect()),
-        max_rss_kib: rss[rss.len() / 2],
-        samples: samples.to_vec(),
-    }
-}
-
-impl PairResult {
-    /// Summarises the samples of both sides.
-    pub fn new(
-        name: &str,
-        ours_label: &str,
-        ours: &[Sample],
-        base_label: &str,
-        base: &[Sample],
-    ) -> Self {
-        let xspack = summarise(ours_label, ours);
-        let baseline = summarise(base_label, base);
-        let wall_ratio = xspack.wall_s / baseline.wall_s;
-        PairResult { name: name.to_owned(), xspack, baseline, wall_ratio }
+impl BenchResult {
+    /// Summarises each contender's samples.
+    pub fn new(name: &str, contenders: &[Contender], samples: &[Vec<Sample>]) -> Self {
+        let walls: Vec<f64> =
+            samples.iter().map(|s| median(s.iter().map(|x| x.wall_s).collect())).collect();
+        let baseline = walls.get(1).copied().unwrap_or(walls[0]);
+        let summaries = contenders
+            .iter()
+            .zip(samples)
+            .zip(&walls)
+            .map(|((c, s), wall)| {
+                let mut rss: Vec<i64> = s.iter().map(|x| x.max_rss_kib).collect();
+                rss.sort_unstable();
+                Summary {
+                    label: c.label.clone(),
+                    wall_s: *wall,
+                    cpu_s: median(s.iter().map(|x| x.cpu_s).collect()),
+                    max_rss_kib: rss[rss.len() / 2],
+                    wall_vs_baseline: wall / baseline,
+                    samples: s.clone(),
+                }
+            })
+            .collect();
+        BenchResult { name: name.to_owned(), contenders: summaries }
     }
 }
 
 /// Prints the Markdown table and writes `results.json` and `results.md` under `dir`.
-pub fn print_and_save(results: &[PairResult], rounds: usize, dir: &Utf8Path) -> Result<()> {
+pub fn print_and_save(
+    results: &[BenchResult],
+    rounds: usize,
+    scratch: &str,
+    dir: &Utf8Path,
+) -> Result<()> {
     let mut md = String::new();
-    writeln!(
-        md,
-        "| benchmark | tool | wall (median) | CPU (median) | peak RSS | xspack / baseline |"
-    )?;
+    writeln!(md, "| benchmark | tool | wall (median) | CPU (median) | peak RSS | vs baseline |")?;
     writeln!(md, "|---|---|---|---|---|---|")?;
     for r in results {
-        for (s, ratio) in
-            [(&r.xspack, format!("**{:.2}x**", r.wall_ratio)), (&r.baseline, String::new())]
-        {
+        for (i, s) in r.contenders.iter().enumerate() {
+            let ratio = match i {
+                0 => format!("**{:.2}x**", s.wall_vs_baseline),
+                1 => "baseline".to_owned(),
+                _ => format!("{:.2}x", s.wall_vs_baseline),
+            };
             writeln!(
                 md,
                 "| {} | {} | {:.3} s | {:.3} s | {:.1} MiB | {ratio} |",
@@ -84,14 +88,23 @@ pub fn print_and_save(results: &[PairResult], rounds: usize, dir: &Utf8Path) -> 
                 s.max_rss_kib as f64 / 1024.0
             )?;
         }
+        if let (Some(ours), Some(floor)) = (r.contenders.first(), r.contenders.get(2)) {
+            writeln!(
+                md,
+                "| {} | xspack / floor | | | | {:.2}x |",
+                r.name,
+                ours.wall_s / floor.wall_s
+            )?;
+        }
     }
-    writeln!(md, "\n{rounds} rounds per pair, alternating order, `sync` before each run.")?;
+    writeln!(md, "\n{rounds} rounds, rotating order; {scratch}; `sync` before each run.")?;
     print!("{md}");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
     std::fs::write(dir.join("results.md"), &md)
         .with_context(|| format!("writing {dir}/results.md"))?;
-    let json =
-        serde_json::to_string_pretty(&serde_json::json!({ "rounds": rounds, "results": results }))?;
+    let json = serde_json::to_string_pretty(
+        &serde_json::json!({ "rounds": rounds, "scratch": scratch, "results": results }),
+    )?;
     std::fs::write(dir.join("results.json"), json + "\n")
         .with_context(|| format!("writing {dir}/results.json"))?;
     Ok(())

@@ -8,8 +8,8 @@ use camino::Utf8PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::HumanBytes;
 use serde_json::json;
-use xspack_image::RootfsOptions;
-use xspack_manifest::{Input, InputDigest, OutputDir, RelPath, Tool};
+use xspack_image::{BuildRequest, DiskFormat, RootfsOptions};
+use xspack_manifest::{Input, InputDigest, OutputDir, Tool};
 use xspack_oci::{Image, ImageSource};
 
 use crate::exit::Usage;
@@ -45,6 +45,23 @@ pub enum Flavor {
 pub enum Format {
     /// Raw image (`NAME.raw`)
     Raw,
+    /// Dynamic VHD as blktap writes it, for `xe vdi-import format=vhd` (`NAME.vhd`)
+    Vhd,
+    /// Sparse qcow2 version 3 (`NAME.qcow2`)
+    Qcow2,
+    /// XenServer VM export with the disk, for `xe vm-import` (`NAME.xva`)
+    Xva,
+}
+
+impl From<Format> for DiskFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Raw => DiskFormat::Raw,
+            Format::Vhd => DiskFormat::Vhd,
+            Format::Qcow2 => DiskFormat::Qcow2,
+            Format::Xva => DiskFormat::Xva,
+        }
+    }
 }
 
 /// Arguments of `xspack image build`.
@@ -168,27 +185,20 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     opts.size = args.size;
     opts.label = name.chars().take(16).collect();
     opts.source_date_epoch = source_date_epoch;
-    let mut artifacts = Vec::new();
-    for format in dedup(&args.formats) {
-        match format {
-            Format::Raw => {
-                let rel = RelPath::new(format!("{name}.raw"))?;
-                let file = out.create_file(&rel)?;
-                let (file, summary) =
-                    xspack_image::write_ext4(&image, &tree, &opts, file, ui.progress())
-                        .with_context(|| source_text.clone())?;
-                let output = out.finish_file(file)?;
-                ui.detail(&format!(
-                    "{rel}: ext4, {} files ({}), {} inodes, {} layers",
-                    summary.files,
-                    HumanBytes(summary.file_bytes),
-                    summary.inodes,
-                    summary.layers
-                ));
-                artifacts.push(output);
-            }
-        }
-    }
+    let formats: Vec<DiskFormat> = args.formats.iter().copied().map(DiskFormat::from).collect();
+    let request = BuildRequest::new(name.clone(), formats, opts);
+    let built = xspack_image::build_into(&image, &tree, &mut out, &request, ui.progress())
+        .with_context(|| source_text.clone())?;
+    let rootfs = &built.rootfs;
+    ui.detail(&format!(
+        "ext4: {} files ({}), {} inodes, {} layers, {}",
+        rootfs.files,
+        HumanBytes(rootfs.file_bytes),
+        rootfs.inodes,
+        rootfs.layers,
+        HumanBytes(rootfs.size)
+    ));
+    let artifacts = built.outputs;
     let (dest, manifest) = out.commit()?;
     if ui.json {
         ui.result(json!({
@@ -218,13 +228,6 @@ fn kind_of(source: &ImageSource) -> &'static str {
         ImageSource::OciDir { .. } => "oci",
         ImageSource::OciArchive { .. } => "oci-archive",
     }
-}
-
-fn dedup(formats: &[Format]) -> Vec<Format> {
-    let mut v = formats.to_vec();
-    v.sort();
-    v.dedup();
-    v
 }
 
 /// Errors reading an image that are the image's fault.

@@ -12,6 +12,9 @@
 //! `diff_id`s, so the same image and options always give the same bytes.
 
 mod convert;
+mod formats;
+
+pub use formats::{BuildRequest, BuildSummary, DiskFormat, build_into};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -64,6 +67,32 @@ pub enum Error {
     /// The filesystem could not be planned or written.
     #[error("ext4: {0}")]
     Ext4(#[from] xspack_ext4::Error),
+    /// Writing a VHD or qcow2 failed.
+    #[error(transparent)]
+    Disk(#[from] xspack_disk::Error),
+    /// Writing an XVA failed.
+    #[error(transparent)]
+    Xva(#[from] xspack_xva::Error),
+    /// Creating an output failed.
+    #[error(transparent)]
+    Output(#[from] xspack_manifest::Error),
+    /// An output name is not a valid path.
+    #[error(transparent)]
+    Name(#[from] xspack_manifest::RelPathError),
+    /// The request is inconsistent.
+    #[error("{0}")]
+    Request(String),
+    /// A file operation failed.
+    #[error("{path}: {op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -74,6 +103,7 @@ impl Error {
             Error::Ext4(e) => {
                 !matches!(e, xspack_ext4::Error::Io(_) | xspack_ext4::Error::TooSmall { .. })
             }
+            _ => false,
         }
     }
 }

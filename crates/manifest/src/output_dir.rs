@@ -14,6 +14,9 @@ use xspack_io::{AtomicDir, HashingWriter, SparseFile};
 
 use crate::{Error, Input, MANIFEST_NAME, Manifest, Output, RelPath, SHA256SUMS_NAME, Tool};
 
+/// Subdirectory of the temporary output directory holding intermediate files.
+const SCRATCH_DIR: &str = ".xspack-scratch";
+
 /// An output directory under construction.
 pub struct OutputDir {
     dir: AtomicDir,
@@ -44,6 +47,19 @@ impl OutputDir {
     /// The final path of the directory.
     pub fn dest(&self) -> &Utf8Path {
         self.dir.dest()
+    }
+
+    /// Where artifact `rel` is being written, readable until commit (to derive other outputs).
+    pub fn path_of(&self, rel: &RelPath) -> Utf8PathBuf {
+        self.dir.path().join(rel.as_str())
+    }
+
+    /// A path for an intermediate file that is not an output: it lives in the temporary
+    /// directory and is deleted before the directory is published (or with it, on failure).
+    pub fn scratch_path(&self, name: &str) -> Result<Utf8PathBuf, Error> {
+        let dir = self.dir.path().join(SCRATCH_DIR);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("creating scratch directory", &dir, e))?;
+        Ok(dir.join(name))
     }
 
     /// Records an input of the build.
@@ -97,6 +113,10 @@ impl OutputDir {
     /// Writes `SHA256SUMS` and `manifest.json`, then publishes the directory.
     pub fn commit(self) -> Result<(Utf8PathBuf, Manifest), Error> {
         let OutputDir { dir, mut manifest } = self;
+        let scratch = dir.path().join(SCRATCH_DIR);
+        if scratch.exists() {
+            fs::remove_dir_all(&scratch).map_err(|e| Error::io("removing scratch files", &scratch, e))?;
+        }
         manifest.outputs.sort_by(|a, b| a.path.cmp(&b.path));
         let json = manifest.to_json()?;
         let sums = manifest.sha256sums()?.to_text();

@@ -324,3 +324,18 @@ proptest! {
         prop_assert!(!live_temp_paths().iter().any(|p| p.starts_with(&root)));
     }
 }
+
+#[test]
+fn scratch_files_never_reach_the_output() {
+    let (_t, root) = tempdir();
+    let dist = root.join("dist");
+    let mut out = OutputDir::create(&dist, tool(), 0, false).unwrap();
+    let scratch = out.scratch_path("raw.tmp").unwrap();
+    fs::write(&scratch, b"intermediate").unwrap();
+    let rel = rel("a.bin");
+    out.write_file(&rel, b"artifact").unwrap();
+    assert_eq!(fs::read(out.path_of(&rel)).unwrap(), b"artifact");
+    out.commit().unwrap();
+    assert!(verify_dir(&dist, &NoProgress).unwrap().is_ok(), "no extra files");
+    assert!(!dist.join(".xspack-scratch").exists());
+}

@@ -1,0 +1,155 @@
+//! Every disk format of one build, derived from one raw image.
+//!
+//! The raw image is written once (as an output, or as a scratch file when raw was not asked
+//! for); VHD (blktap dynamic), qcow2 and XVA are then written from it, each read as a sparse
+//! file so holes cost nothing. Identities (VHD and VDI UUIDs, the VM UUID) are derived from
+//! the image, so the same inputs give the same bytes.
+
+use std::fs::File;
+use std::io::Write as _;
+
+use camino::Utf8PathBuf;
+use sha2::{Digest as _, Sha256};
+use xspack_io::{Progress, Sha256Digest, SparseFile};
+use xspack_manifest::{Output, OutputDir, RelPath};
+use xspack_oci::{Image, MergedTree};
+
+use crate::{Error, RootfsOptions, RootfsSummary, write_ext4};
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DiskFormat {
+    /// The raw image, `NAME.raw`.
+    Raw,
+    /// A dynamic VHD as blktap writes it, `NAME.vhd`.
+    Vhd,
+    /// A sparse qcow2 (version 3), `NAME.qcow2`.
+    Qcow2,
+    /// A XenServer VM export holding the disk, `NAME.xva`.
+    Xva,
+}
+
+impl DiskFormat {
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Vhd => "vhd",
+            DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::Xva => "xva",
+        }
+    }
+}
+
+/// What to build into an [`OutputDir`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuildRequest {
+    /// Base name of the outputs.
+    pub name: String,
+    /// Formats to write (duplicates ignored).
+    pub formats: Vec<DiskFormat>,
+    /// The filesystem.
+    pub rootfs: RootfsOptions,
+}
+
+impl BuildRequest {
+    /// A request for `formats` of a filesystem named `name`.
+    pub fn new(name: impl Into<String>, formats: Vec<DiskFormat>, rootfs: RootfsOptions) -> Self {
+        BuildRequest { name: name.into(), formats, rootfs }
+    }
+}
+
+/// What a build wrote.
+#[derive(Debug, Clone)]
+pub struct BuildSummary {
+    /// The filesystem.
+    pub rootfs: RootfsSummary,
+    /// The artifacts, in format order.
+    pub outputs: Vec<Output>,
+}
+
+/// A per-purpose seed from the image identity.
+fn seed(image: &Image, purpose: &str) -> Sha256Digest {
+    let mut h = Sha256::new();
+    h.update(b"xspack\0");
+    h.update(purpose.as_bytes());
+    h.update([0]);
+    h.update(image.digest.0.0);
+    Sha256Digest(h.finalize().into())
+}
+
+fn file_err(path: &Utf8PathBuf, e: std::io::Error) -> Error {
+    Error::Io { op: "writing", path: path.to_string(), source: e }
+}
+
+/// Writes the raw filesystem and every other requested format into `out`.
+pub fn build_into(
+    image: &Image,
+    tree: &MergedTree,
+    out: &mut OutputDir,
+    req: &BuildRequest,
+    progress: &dyn Progress,
+) -> Result<BuildSummary, Error> {
+    let mut formats = req.formats.clone();
+    formats.sort();
+    formats.dedup();
+    if formats.iter().any(|f| *f != DiskFormat::Raw)
+        && let Some(size) = req.rootfs.size
+        && size % (2 << 20) != 0
+    {
+        return Err(Error::Request(format!(
+            "size {size} must be a multiple of 2 MiB for VHD, qcow2 and XVA outputs"
+        )));
+    }
+    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
+    let mut outputs = Vec::new();
+    // The raw image: an output, or a scratch file the other formats are made from.
+    let (raw_path, rootfs) = if formats.contains(&DiskFormat::Raw) {
+        let raw = rel(DiskFormat::Raw)?;
+        let file = out.create_file(&raw)?;
+        let (file, summary) = write_ext4(image, tree, &req.rootfs, file, progress)?;
+        outputs.push(out.finish_file(file)?);
+        (out.path_of(&raw), summary)
+    } else {
+        let path = out.scratch_path(&format!("{}.raw", req.name))?;
+        let file = File::create_new(&path).map_err(|e| file_err(&path, e))?;
+        let (sparse, summary) = write_ext4(image, tree, &req.rootfs, SparseFile::new(file), progress)?;
+        sparse.finish().map_err(|e| file_err(&path, e))?;
+        (path, summary)
+    };
+    for format in formats.into_iter().filter(|f| *f != DiskFormat::Raw) {
+        let target = rel(format)?;
+        let mut file = out.create_file(&target)?;
+        let source = xspack_disk::FileSource::open(&raw_path)?;
+        let epoch = req.rootfs.source_date_epoch;
+        match format {
+            DiskFormat::Raw => unreachable!("filtered"),
+            DiskFormat::Vhd => {
+                let uuid = xspack_disk::Uuid::from_digest(&seed(image, "vhd uuid"));
+                let opts = xspack_disk::vhd::VhdOptions::new(uuid, epoch);
+                file = xspack_disk::vhd::write_vhd(source, file, &opts, progress)?.0;
+            }
+            DiskFormat::Qcow2 => {
+                let opts = xspack_disk::qcow2::Qcow2Options::new(false);
+                file = xspack_disk::qcow2::write_qcow2(source, file, &opts, progress)?.0;
+            }
+            DiskFormat::Xva => {
+                let vm_uuid = xspack_xva::Uuid::from_seed(&seed(image, "vm uuid").0);
+                let mut spec = xspack_xva::VmSpec::new(req.name.clone(), vm_uuid);
+                spec.description = format!("{} built by xspack from {}", req.name, image.source);
+                spec.disks.push(xspack_xva::DiskSpec::new(
+                    rootfs.size,
+                    xspack_xva::Uuid::from_seed(&seed(image, "vdi uuid").0),
+                    xspack_xva::Uuid::from_seed(&seed(image, "vbd uuid").0),
+                ));
+                let raw = File::open(&raw_path).map_err(|e| file_err(&raw_path, e))?;
+                let opts = xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
+                file = xspack_xva::write_xva(file, &spec, &mut [std::io::BufReader::new(raw)], &opts)?;
+            }
+        }
+        file.flush().map_err(|e| file_err(&raw_path, e))?;
+        outputs.push(out.finish_file(file)?);
+    }
+    Ok(BuildSummary { rootfs, outputs })
+}
