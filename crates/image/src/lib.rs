@@ -167,7 +167,7 @@ pub fn write_ext4<W: Write>(
         if !converted.layers_with_data.contains(&layer.index) {
             continue;
         }
-        image.read_layer(layer, |entry, data| -> Result<(), Error> {
+        image.reread_layer(layer, |entry, data| -> Result<(), Error> {
             if let Some(id) = sources.get(&(layer.index, entry.index)) {
                 writer.write_file(*id, data)?;
                 task.advance(entry.size);

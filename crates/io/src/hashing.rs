@@ -86,6 +86,11 @@ impl<R: Read> HashingReader<R> {
         self.len == 0
     }
 
+    /// The inner reader. Bytes read from it directly are not hashed.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Returns the inner reader, the digest of the bytes read and their count.
     pub fn finish(self) -> (R, Sha256Digest, u64) {
         (self.inner, Sha256Digest(self.hasher.finalize().into()), self.len)

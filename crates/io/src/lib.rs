@@ -26,6 +26,7 @@ mod atomic;
 mod counting;
 mod digest;
 mod hashing;
+pub mod pipe;
 mod progress;
 mod sparse;
 

@@ -10,7 +10,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
-use xspack_io::{BUFFER_SIZE, HashingReader};
+use xspack_io::{BUFFER_SIZE, CountingReader, HashingReader};
 
 use crate::{Digest, Error, Image, LayerInfo};
 
@@ -97,55 +97,133 @@ impl Image {
     pub fn read_layer<E: From<Error>>(
         &self,
         layer: &LayerInfo,
+        visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
+    ) -> Result<LayerSummary, E> {
+        self.stream_layer(layer, true, visit)
+    }
+
+    /// Like [`Image::read_layer`], for a layer already read once with `read_layer`: the blob
+    /// digest is not computed again, since the `diff_id` check alone proves the tar content.
+    pub fn reread_layer<E: From<Error>>(
+        &self,
+        layer: &LayerInfo,
+        visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
+    ) -> Result<LayerSummary, E> {
+        self.stream_layer(layer, false, visit)
+    }
+
+    fn stream_layer<E: From<Error>>(
+        &self,
+        layer: &LayerInfo,
+        blob_digest: bool,
         mut visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
         let label = layer.label();
-        let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
-            layer: label.clone(),
-            reason: format!("corrupt layer: {e}"),
-        };
-        let mut blob = HashingReader::new(self.open_blob(layer)?);
-        let mut summary = LayerSummary::default();
-        let (diff_id, tar_bytes) = {
-            let mut buffered = BufReader::with_capacity(BUFFER_SIZE, &mut blob);
-            let head = buffered.fill_buf().map_err(|e| corrupt(&e))?;
-            let decoder: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-                summary.compression = "gzip";
-                Box::new(MultiGzDecoder::new(&mut buffered))
-            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                summary.compression = "zstd";
-                Box::new(
-                    zstd::stream::read::Decoder::with_buffer(&mut buffered)
-                        .map_err(|e| corrupt(&e))?,
-                )
-            } else {
-                summary.compression = "none";
-                Box::new(&mut buffered)
-            };
-            let mut tar_hash = HashingReader::new(decoder);
-            {
-                let mut archive = tar::Archive::new(&mut tar_hash);
-                let entries = archive.entries().map_err(|e| corrupt(&e))?;
-                for (index, entry) in entries.enumerate() {
-                    let mut entry = entry.map_err(|e| corrupt(&e))?;
-                    summary.entries += 1;
-                    let Some(parsed) = convert(&mut entry, index as u64, &label)? else { continue };
-                    visit(&parsed, &mut entry)?;
+        let blob = self.open_blob(layer)?;
+        let (writer, reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
+        // A producer thread reads and decompresses (hashing the blob on the first read); this
+        // thread hashes the tar, parses it and visits, so the two halves share the cores.
+        let (consumed, produced) = std::thread::scope(|s| {
+            let producer = s.spawn(|| produce(blob, writer, blob_digest, &label));
+            let mut reader = HashingReader::new(reader);
+            let consumed = (|| -> Result<u64, E> {
+                let mut entries_seen = 0;
+                let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
+                    layer: label.clone(),
+                    reason: format!("corrupt layer: {e}"),
+                };
+                {
+                    let mut archive = tar::Archive::new(&mut reader);
+                    let entries = archive.entries().map_err(|e| corrupt(&e))?;
+                    for (index, entry) in entries.enumerate() {
+                        let mut entry = entry.map_err(|e| corrupt(&e))?;
+                        entries_seen += 1;
+                        let Some(parsed) = convert(&mut entry, index as u64, &label)? else {
+                            continue;
+                        };
+                        visit(&parsed, &mut entry)?;
+                    }
                 }
-            }
-            // The tar end marker and any padding count towards the diff_id.
-            io::copy(&mut tar_hash, &mut io::sink()).map_err(|e| corrupt(&e))?;
-            let (decoder, diff, tar_bytes) = tar_hash.finish();
-            drop(decoder);
-            io::copy(&mut buffered, &mut io::sink()).map_err(|e| corrupt(&e))?;
-            (Digest(diff), tar_bytes)
-        };
-        let (_, stored, stored_bytes) = blob.finish();
-        check(layer, &label, stored_bytes, Digest(stored), diff_id)?;
-        summary.stored_bytes = stored_bytes;
-        summary.tar_bytes = tar_bytes;
-        Ok(summary)
+                // The tar end marker and any padding count towards the diff_id.
+                io::copy(&mut reader, &mut io::sink()).map_err(|e| corrupt(&e))?;
+                Ok(entries_seen)
+            })();
+            // Unblocks the producer if we stopped early.
+            let (pipe, diff_id, tar_bytes) = reader.finish();
+            drop(pipe);
+            let consumed = consumed.map(|entries| (entries, Digest(diff_id), tar_bytes));
+            (consumed, producer.join().expect("the layer producer does not panic"))
+        });
+        // A decompression or read failure explains a truncated tar better than the tar error.
+        let produced = produced?;
+        let (entries, diff_id, tar_bytes) = consumed?;
+        check(layer, &label, produced.stored_bytes, produced.stored, diff_id)?;
+        Ok(LayerSummary {
+            entries,
+            stored_bytes: produced.stored_bytes,
+            tar_bytes,
+            compression: produced.compression,
+        })
     }
+}
+
+/// Chunks in flight between the decompressing thread and the tar parser (256 KiB each).
+const PIPE_DEPTH: usize = 8;
+
+/// What the producer thread measured.
+struct Produced {
+    /// The blob digest, when asked for.
+    stored: Option<Digest>,
+    stored_bytes: u64,
+    compression: &'static str,
+}
+
+/// Reads the blob (hashing it when `digest`), decompresses by magic number and sends the tar on.
+fn produce(
+    blob: Box<dyn Read + Send>,
+    mut out: xspack_io::pipe::PipeWriter,
+    digest: bool,
+    label: &str,
+) -> Result<Produced, Error> {
+    let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
+        layer: label.to_owned(),
+        reason: format!("corrupt layer: {e}"),
+    };
+    let mut blob = HashingReader::new(CountingReader::new(blob));
+    let compression = {
+        // Without a digest to compute, hash nothing: read around the hasher.
+        let source: &mut dyn Read = if digest { &mut blob } else { blob.get_mut() };
+        let mut buffered = BufReader::with_capacity(BUFFER_SIZE, source);
+        let head = buffered.fill_buf().map_err(|e| corrupt(&e))?;
+        let (mut decoder, compression): (Box<dyn Read + '_>, &'static str) =
+            if head.starts_with(&[0x1f, 0x8b]) {
+                (Box::new(MultiGzDecoder::new(&mut buffered)), "gzip")
+            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                let zstd = zstd::stream::read::Decoder::with_buffer(&mut buffered)
+                    .map_err(|e| corrupt(&e))?;
+                (Box::new(zstd), "zstd")
+            } else {
+                (Box::new(&mut buffered), "none")
+            };
+        match io::copy(&mut decoder, &mut out) {
+            Ok(_) => {}
+            // The parser stopped early and will report why.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(corrupt(&e)),
+        }
+        drop(decoder);
+        // Bytes after the compressed stream still belong to the blob and its digest.
+        io::copy(&mut buffered, &mut io::sink()).map_err(|e| corrupt(&e))?;
+        compression
+    };
+    // A closed reader here means the parser failed; its error is the one to report.
+    let _ = out.finish();
+    let (counted, stored, _) = blob.finish();
+    Ok(Produced {
+        stored: digest.then_some(Digest(stored)),
+        stored_bytes: counted.count(),
+        compression,
+    })
 }
 
 /// Compares what was read with what the image records.
@@ -153,7 +231,7 @@ fn check(
     layer: &LayerInfo,
     label: &str,
     stored_bytes: u64,
-    stored: Digest,
+    stored: Option<Digest>,
     diff_id: Digest,
 ) -> Result<(), Error> {
     let mismatch = |kind, expected: String, actual: String| Error::DigestMismatch {
@@ -165,7 +243,7 @@ fn check(
     if stored_bytes != layer.size {
         return Err(mismatch("size", layer.size.to_string(), stored_bytes.to_string()));
     }
-    if let Some(want) = layer.digest
+    if let (Some(want), Some(stored)) = (layer.digest, stored)
         && want != stored
     {
         return Err(mismatch("digest", want.to_string(), stored.to_string()));
@@ -269,7 +347,7 @@ fn convert<R: Read>(
                 let number = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
                 match key {
                     b"mtime" => {
-                        meta.mtime = pax_time(value).ok_or_else(|| bad("bad pax mtime".into()))?
+                        meta.mtime = pax_time(value).ok_or_else(|| bad("bad pax mtime".into()))?;
                     }
                     b"atime" => meta.atime = pax_time(value),
                     b"ctime" => meta.ctime = pax_time(value),
