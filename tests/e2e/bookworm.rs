@@ -14,7 +14,11 @@ use crate::common::{code, run, stderr, tempdir};
 fn fixture() -> Utf8PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fixtures/bookworm");
     let out = Command::new(script).output().expect("scripts/fixtures/bookworm runs");
-    assert!(out.status.success(), "making the bookworm fixture failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "making the bookworm fixture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Utf8PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
@@ -24,7 +28,18 @@ fn bookworm_minbase_matches_its_root_file_for_file() {
     let (_t, dir) = tempdir();
     let dist = dir.join("oci");
     let source = format!("oci:{fixture}/oci:bookworm");
-    let out = run(&["-q", "image", "build", &source, "--flavor", "none", "--name", "bookworm", "-o", dist.as_str()]);
+    let out = run(&[
+        "-q",
+        "image",
+        "build",
+        &source,
+        "--flavor",
+        "none",
+        "--name",
+        "bookworm",
+        "-o",
+        dist.as_str(),
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let image = dist.join("bookworm.raw");
     e2fsck(&image);
@@ -34,19 +49,35 @@ fn bookworm_minbase_matches_its_root_file_for_file() {
     for (path, want) in &theirs {
         match ours.get(path) {
             Some(got) if got == want => {}
-            Some(got) => differences.push(format!("{}: image {got:?}, root {want:?}", String::from_utf8_lossy(path))),
-            None => differences.push(format!("{}: missing from the image", String::from_utf8_lossy(path))),
+            Some(got) => differences
+                .push(format!("{}: image {got:?}, root {want:?}", String::from_utf8_lossy(path))),
+            None => differences
+                .push(format!("{}: missing from the image", String::from_utf8_lossy(path))),
         }
     }
     for path in ours.keys().filter(|p| !theirs.contains_key(*p) && p.as_slice() != b"lost+found") {
         differences.push(format!("{}: only in the image", String::from_utf8_lossy(path)));
     }
-    assert!(differences.is_empty(), "{} differences, first: {:#?}", differences.len(), &differences[..differences.len().min(10)]);
+    assert!(
+        differences.is_empty(),
+        "{} differences, first: {:#?}",
+        differences.len(),
+        &differences[..differences.len().min(10)]
+    );
     assert!(theirs.len() > 6000, "the fixture has {} entries", theirs.len());
 
     // The docker-archive packing of the same root gives a clean filesystem as well.
     let docker = dir.join("docker");
-    let out = run(&["-q", "image", "build", &format!("docker-archive:{fixture}/docker.tar"), "--flavor", "none", "-o", docker.as_str()]);
+    let out = run(&[
+        "-q",
+        "image",
+        "build",
+        &format!("docker-archive:{fixture}/docker.tar"),
+        "--flavor",
+        "none",
+        "-o",
+        docker.as_str(),
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     e2fsck(&docker.join("docker.raw"));
 }

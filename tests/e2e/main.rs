@@ -6,6 +6,7 @@
 mod bookworm;
 mod cli;
 mod common;
+mod formats;
 mod image;
 mod inspect;
 mod verify;

@@ -62,7 +62,7 @@ fn main() -> Result<()> {
                     .next()
                     .context("--rounds takes a number")?
                     .parse()
-                    .context("--rounds takes a number")?
+                    .context("--rounds takes a number")?;
             }
             "--only" => only = Some(it.next().context("--only takes a benchmark name")?.clone()),
             _ => bail!(

@@ -13,6 +13,7 @@ use crate::ui::Ui;
 enum Found {
     Manifest(Utf8PathBuf, Manifest),
     Sums(Utf8PathBuf, Sha256Sums),
+    Artifact(Utf8PathBuf, serde_json::Value),
 }
 
 /// Runs `xspack inspect`.
@@ -33,9 +34,14 @@ pub fn run(args: InspectArgs, ui: &Ui) -> Result<std::process::ExitCode> {
         match target.file_name() {
             Some(MANIFEST_NAME) => Found::Manifest(target.clone(), Manifest::read_file(&target)?),
             Some(SHA256SUMS_NAME) => Found::Sums(target.clone(), Sha256Sums::read_file(&target)?),
-            _ => bail!(
-                "{target}: not something inspect reads (a build directory, {MANIFEST_NAME} or {SHA256SUMS_NAME})"
-            ),
+            _ => match crate::artifact::detect(&target)? {
+                Some(kind) => {
+                    Found::Artifact(target.clone(), crate::artifact::check(&target, kind)?)
+                }
+                None => bail!(
+                    "{target}: not something inspect reads (a build directory, {MANIFEST_NAME}, {SHA256SUMS_NAME}, or an ISO, VHD, qcow2 or XVA file)"
+                ),
+            },
         }
     };
     if ui.json {
@@ -51,6 +57,7 @@ pub fn run(args: InspectArgs, ui: &Ui) -> Result<std::process::ExitCode> {
 fn to_json(found: &Found) -> serde_json::Value {
     match found {
         Found::Manifest(path, m) => json!({ "ok": true, "path": path, "manifest": m }),
+        Found::Artifact(path, summary) => json!({ "ok": true, "path": path, "artifact": summary }),
         Found::Sums(path, sums) => json!({
             "ok": true,
             "path": path,
@@ -85,6 +92,10 @@ fn render(found: &Found) -> Vec<String> {
             for out in &m.outputs {
                 lines.push(format!("    {}  {}  {}", out.sha256, HumanBytes(out.size), out.path));
             }
+        }
+        Found::Artifact(path, summary) => {
+            lines.push(format!("{path}"));
+            lines.extend(crate::artifact::render(summary).into_iter().map(|l| format!("  {l}")));
         }
         Found::Sums(path, sums) => {
             lines.push(format!("{path}"));

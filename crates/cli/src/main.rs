@@ -1,6 +1,7 @@
 //! `xspack`: a thin shell over the xspack libraries. It parses arguments, sets up output and
 //! signal cleanup, runs one subcommand, and turns the outcome into an exit code.
 
+mod artifact;
 mod cli;
 mod exit;
 mod image;

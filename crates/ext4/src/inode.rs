@@ -160,10 +160,10 @@ impl Default for InodeFields {
 pub fn encode_inode(f: &InodeFields) -> [u8; INODE_SIZE] {
     let mut b = [0u8; INODE_SIZE];
     let put16 = |b: &mut [u8; INODE_SIZE], at: usize, v: u16| {
-        b[at..at + 2].copy_from_slice(&v.to_le_bytes())
+        b[at..at + 2].copy_from_slice(&v.to_le_bytes());
     };
     let put32 = |b: &mut [u8; INODE_SIZE], at: usize, v: u32| {
-        b[at..at + 4].copy_from_slice(&v.to_le_bytes())
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     };
     let (atime, atime_x) = f.atime.encode();
     let (ctime, ctime_x) = f.ctime.encode();

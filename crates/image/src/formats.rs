@@ -114,7 +114,8 @@ pub fn build_into(
     } else {
         let path = out.scratch_path(&format!("{}.raw", req.name))?;
         let file = File::create_new(&path).map_err(|e| file_err(&path, e))?;
-        let (sparse, summary) = write_ext4(image, tree, &req.rootfs, SparseFile::new(file), progress)?;
+        let (sparse, summary) =
+            write_ext4(image, tree, &req.rootfs, SparseFile::new(file), progress)?;
         sparse.finish().map_err(|e| file_err(&path, e))?;
         (path, summary)
     };
@@ -138,14 +139,17 @@ pub fn build_into(
                 let vm_uuid = xspack_xva::Uuid::from_seed(&seed(image, "vm uuid").0);
                 let mut spec = xspack_xva::VmSpec::new(req.name.clone(), vm_uuid);
                 spec.description = format!("{} built by xspack from {}", req.name, image.source);
+                spec.sr_uuid = xspack_xva::Uuid::from_seed(&seed(image, "sr uuid").0);
                 spec.disks.push(xspack_xva::DiskSpec::new(
                     rootfs.size,
                     xspack_xva::Uuid::from_seed(&seed(image, "vdi uuid").0),
                     xspack_xva::Uuid::from_seed(&seed(image, "vbd uuid").0),
                 ));
                 let raw = File::open(&raw_path).map_err(|e| file_err(&raw_path, e))?;
-                let opts = xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
-                file = xspack_xva::write_xva(file, &spec, &mut [std::io::BufReader::new(raw)], &opts)?;
+                let opts =
+                    xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
+                file =
+                    xspack_xva::write_xva(file, &spec, &mut [std::io::BufReader::new(raw)], &opts)?;
             }
         }
         file.flush().map_err(|e| file_err(&raw_path, e))?;

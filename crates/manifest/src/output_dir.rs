@@ -115,7 +115,8 @@ impl OutputDir {
         let OutputDir { dir, mut manifest } = self;
         let scratch = dir.path().join(SCRATCH_DIR);
         if scratch.exists() {
-            fs::remove_dir_all(&scratch).map_err(|e| Error::io("removing scratch files", &scratch, e))?;
+            fs::remove_dir_all(&scratch)
+                .map_err(|e| Error::io("removing scratch files", &scratch, e))?;
         }
         manifest.outputs.sort_by(|a, b| a.path.cmp(&b.path));
         let json = manifest.to_json()?;

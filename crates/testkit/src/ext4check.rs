@@ -9,7 +9,6 @@ use std::process::Command;
 use camino::Utf8Path;
 use xspack_io::Sha256Digest;
 
-
 /// What one path of a tree holds, as the oracles report it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expected {
@@ -221,14 +220,23 @@ pub fn scan_dir(root: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
         let meta = std::fs::symlink_metadata(&path).unwrap();
         let rel = path.strip_prefix(root.as_std_path()).unwrap().as_os_str().as_bytes().to_vec();
         let kind = kind_of(meta.mode());
-        let mut item = Expected { kind, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid(), ..Expected::default() };
+        let mut item = Expected {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            ..Expected::default()
+        };
         match kind {
             'f' => {
                 let data = std::fs::read(&path).unwrap();
                 item.size = data.len() as u64;
                 item.sha256 = Some(Sha256Digest::of_bytes(&data).to_string());
             }
-            'l' => item.target = Some(std::fs::read_link(&path).unwrap().as_os_str().as_bytes().to_vec()),
+            'l' => {
+                let target = std::fs::read_link(&path).unwrap();
+                item.target = Some(target.as_os_str().as_bytes().to_vec());
+            }
             'c' | 'b' => {
                 let rdev = meta.rdev();
                 let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
