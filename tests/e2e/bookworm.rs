@@ -10,6 +10,33 @@ use xspack_testkit::ext4check::{e2fsck, read_tree, scan_dir};
 
 use crate::common::{code, run, stderr, tempdir};
 
+/// Unmounts when dropped, so a failed assertion leaves no mount behind.
+struct Mount(Utf8PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The running kernel mounts the image read-only, and `diff -r` finds the same tree as the
+/// root it came from (devices, which diff cannot compare, were checked above).
+fn kernel_reads_the_same_tree(image: &camino::Utf8Path, rootfs: &camino::Utf8Path, scratch: &camino::Utf8Path) {
+    let mnt = scratch.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = Command::new("mount").args(["-o", "loop,ro"]).arg(image).arg(&mnt).output().expect("mount runs");
+    assert!(out.status.success(), "mount -o loop,ro (needs root): {}", String::from_utf8_lossy(&out.stderr));
+    let _mounted = Mount(mnt.clone());
+    let out = Command::new("diff").args(["-r", "--no-dereference"]).arg(&mnt).arg(rootfs).output().expect("diff runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let unexplained: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(" is a character special file while file "))
+        .filter(|l| *l != format!("Only in {mnt}: lost+found"))
+        .collect();
+    assert!(unexplained.is_empty(), "the mounted image differs: {unexplained:#?}");
+}
+
 /// Path of the cached fixture, made on first use.
 fn fixture() -> Utf8PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fixtures/bookworm");
@@ -65,6 +92,7 @@ fn bookworm_minbase_matches_its_root_file_for_file() {
         &differences[..differences.len().min(10)]
     );
     assert!(theirs.len() > 6000, "the fixture has {} entries", theirs.len());
+    kernel_reads_the_same_tree(&image, &fixture.join("rootfs"), &dir);
 
     // The docker-archive packing of the same root gives a clean filesystem as well.
     let docker = dir.join("docker");
