@@ -1,0 +1,62 @@
+//! XenServer supplemental packs, per `shared/reference/supplemental-pack.md`.
+//!
+//! - [`spec`]: `packs/<name>/pack.toml`, parsed strictly (unknown keys are errors that name the
+//!   file, line and column) and checked against the rules of both pack formats;
+//! - [`legacy`]: the XenServer 6.x/7.0 format: `XS-REPOSITORY`, `XS-PACKAGES` (md5, size,
+//!   install order) and our own `install`/`install.sh` (section 1);
+//! - [`update`]: the 7.1+ format's `update.xml` (section 2.2), written and parsed with xapi's
+//!   rules.
+
+pub mod legacy;
+pub mod spec;
+pub mod update;
+mod xml;
+
+pub use spec::{PackFormat, PackSpec};
+
+/// Errors from pack definitions and metadata.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `pack.toml` is malformed or breaks a rule; `at` is `file:line:column` or `file`.
+    #[error("{at}: {reason}")]
+    Spec {
+        /// Where: `packs/x/pack.toml:3:5`.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Generated or read metadata breaks a rule of its format.
+    #[error("{what}: {reason}")]
+    Metadata {
+        /// Which document.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A template failed to render.
+    #[error("rendering {template}: {reason}")]
+    Template {
+        /// The template name.
+        template: String,
+        /// The cause.
+        reason: String,
+    },
+    /// Reading a file failed.
+    #[error("{path}: {op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn metadata(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Metadata { what: what.into(), reason: reason.into() }
+    }
+}
