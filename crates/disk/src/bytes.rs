@@ -1,5 +1,6 @@
-//! Big-endian field access for the fixed-layout headers of VHD and qcow2 (both formats store
-//! every integer big-endian), and the zero test used to keep blocks unallocated.
+//! Field access for fixed-layout headers: big-endian for VHD and qcow2 (both formats store
+//! every integer big-endian), little-endian for MBR, GPT and FAT, and the zero test used to keep
+//! blocks unallocated.
 
 pub(crate) fn get_u8<const N: usize>(buf: &[u8], off: usize) -> [u8; N] {
     buf[off..off + N].try_into().expect("slice of length N")
@@ -32,6 +33,31 @@ pub(crate) fn put_u32(buf: &mut [u8], off: usize, v: u32) {
 
 pub(crate) fn put_u64(buf: &mut [u8], off: usize, v: u64) {
     put(buf, off, &v.to_be_bytes());
+}
+
+#[cfg(test)]
+pub(crate) fn get_le16(buf: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes(get_u8(buf, off))
+}
+
+pub(crate) fn get_le32(buf: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(get_u8(buf, off))
+}
+
+pub(crate) fn get_le64(buf: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(get_u8(buf, off))
+}
+
+pub(crate) fn put_le16(buf: &mut [u8], off: usize, v: u16) {
+    put(buf, off, &v.to_le_bytes());
+}
+
+pub(crate) fn put_le32(buf: &mut [u8], off: usize, v: u32) {
+    put(buf, off, &v.to_le_bytes());
+}
+
+pub(crate) fn put_le64(buf: &mut [u8], off: usize, v: u64) {
+    put(buf, off, &v.to_le_bytes());
 }
 
 /// Whether every byte is zero.
@@ -79,6 +105,13 @@ mod tests {
         assert_eq!(get_u16(&buf, 0), 0x1234);
         assert_eq!(get_u32(&buf, 2), 0xdead_beef);
         assert_eq!(get_u64(&buf, 6), 0x0102_0304_0506_0708);
+        put_le16(&mut buf, 0, 0x1234);
+        put_le32(&mut buf, 2, 0xdead_beef);
+        put_le64(&mut buf, 6, 0x0102_0304_0506_0708);
+        assert_eq!(buf[..4], [0x34, 0x12, 0xef, 0xbe]);
+        assert_eq!(get_le16(&buf, 0), 0x1234);
+        assert_eq!(get_le32(&buf, 2), 0xdead_beef);
+        assert_eq!(get_le64(&buf, 6), 0x0102_0304_0506_0708);
         assert_eq!(align_up(1, 512), 512);
         assert_eq!(align_up(512, 512), 512);
         assert_eq!(align_up(0, 512), 0);

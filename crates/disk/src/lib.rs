@@ -1,10 +1,14 @@
-//! Sparse disk image formats for XenServer: dynamic VHD (blktap style) and qcow2 v3.
+//! Sparse disk image formats for XenServer: dynamic VHD (blktap style) and qcow2 v3, and the
+//! partitioned raw disks and FAT filesystems that go into them.
 //!
 //! - [`vhd`]: a dynamic VHD writer laid out byte for byte as blktap's `vhd-util create` does
 //!   (`shared/reference/vm-formats.md` section 3), a reader that enforces the rules of blktap's
 //!   `vhd-util check` (section 6, row 7), and a raw read-back stream.
 //! - [`qcow2`]: a sparse qcow2 v3 writer with optional deflate compression of clusters (the
 //!   qcow2 specification, `qemu/qemu:docs/interop/qcow2.txt`).
+//! - [`partition`]: GPT and MBR partition tables, and an assembler that places filesystem
+//!   images into 1 MiB-aligned partitions and exposes the whole disk as a [`DiskSource`].
+//! - [`fat`]: a deterministic FAT12/16/32 writer for EFI system partitions and config drives.
 //!
 //! # Input: a [`DiskSource`], read twice
 //!
@@ -44,9 +48,37 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A GPT disk with an ESP, written as VHD without ever existing as a raw disk:
+//!
+//! ```
+//! use xspack_disk::fat::{FatBuilder, FatOptions};
+//! use xspack_disk::partition::{DiskBuilder, Partition, PartitionType};
+//! use xspack_disk::{Uuid, vhd};
+//!
+//! let mut esp = FatBuilder::new(FatOptions::new(0x1234_5678, 1_700_000_000).with_label("ESP"));
+//! esp.add_file_bytes("EFI/BOOT/BOOTX64.EFI", b"MZ...".to_vec())?;
+//! let esp = esp.build()?;
+//! let disk = DiskBuilder::gpt(Uuid::from_bytes([1; 16]))
+//!     .partition(
+//!         Partition::new(PartitionType::EFI_SYSTEM, 8 << 20)
+//!             .guid(Uuid::from_bytes([2; 16]))
+//!             .name("EFI system")
+//!             .source(esp),
+//!     )
+//!     .build()?;
+//! assert_eq!(disk.layout().partitions[0].offset, 1 << 20);
+//! let opts = vhd::VhdOptions::new(Uuid::from_bytes([3; 16]), 1_700_000_000);
+//! let (_image, summary) = vhd::write_vhd(disk, Vec::new(), &opts, &xspack_io::NoProgress)?;
+//! assert_eq!(summary.virtual_size, 10 << 20);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The conventions follow `shared/reference/code-style.md` section 3.
 
 mod bytes;
+mod compose;
+pub mod fat;
+pub mod partition;
 pub mod qcow2;
 mod source;
 mod uuid;
@@ -152,6 +184,12 @@ pub enum Error {
     /// Atomic output failed.
     #[error(transparent)]
     Output(#[from] xspack_io::Error),
+    /// A partition table cannot be written, or one read back is invalid.
+    #[error(transparent)]
+    Partition(#[from] partition::TableError),
+    /// A FAT image cannot be built.
+    #[error(transparent)]
+    Fat(#[from] fat::FatError),
 }
 
 impl Error {

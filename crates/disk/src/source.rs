@@ -44,6 +44,31 @@ impl<S: DiskSource + ?Sized> DiskSource for &mut S {
     }
 }
 
+impl<S: DiskSource + ?Sized> DiskSource for Box<S> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_exact_at(offset, buf)
+    }
+
+    fn known_zero(&mut self, offset: u64, len: u64) -> io::Result<bool> {
+        (**self).known_zero(offset, len)
+    }
+}
+
+/// A disk held in memory and owned; its size is the vector length.
+impl DiskSource for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.as_slice().read_exact_at(offset, buf)
+    }
+}
+
 /// A disk held in memory; its size is the slice length.
 impl DiskSource for &[u8] {
     fn size(&self) -> u64 {

@@ -5,11 +5,18 @@
 //! - `tamper`: one hand-broken VHD per rule of the checker, each failing with its own error.
 //! - `roundtrip`: writer → reader property tests, and byte-identical repeated writes.
 //! - `sparse`: a 20 GiB disk holding 200 MiB of data gives images of about 200 MiB.
+//! - `fat`: FAT12/16/32 images checked by `fsck.fat` and read back with mtools.
+//! - `partition`: GPT and MBR disks as `sfdisk`, `fdisk` and `sgdisk` see them; GPT property
+//!   and tamper tests.
+//! - `assemble`: a GPT disk with a FAT ESP and an ext4 root, as raw, VHD and qcow2.
 
 // Test disks are small and every machine we test on has a 64-bit usize.
 #![allow(clippy::cast_possible_truncation)]
 
+mod assemble;
+mod fat;
 mod oracle;
+mod partition;
 mod roundtrip;
 mod sparse;
 mod tamper;
@@ -61,6 +68,43 @@ pub fn tool_ok(cmd: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Runs an mtools command (UTF-8 locale, so long names print as they are) that must succeed;
+/// returns its standard output as bytes.
+pub fn mtools(cmd: &str, args: &[&str]) -> Vec<u8> {
+    let out = match Command::new(cmd).args(args).env("LC_ALL", "C.UTF-8").output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            panic!("oracle `{cmd}` is not installed: run scripts/oracles (as root) to install it")
+        }
+        Err(e) => panic!("running {cmd}: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Creates `path` for writing an image, leaving holes where whole blocks are zero.
+pub fn sparse_file(path: &camino::Utf8Path) -> xspack_io::SparseFile {
+    xspack_io::SparseFile::new(std::fs::File::create(path).unwrap())
+}
+
+/// Bytes that are a function of `seed` and their index, never all zero.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
 }
 
 /// A disk of zeros except for `regions`, whose bytes are a non-zero function of their offset.
