@@ -46,6 +46,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Build guest disk images from container images
     Image(crate::image::ImageArgs),
+    /// Build and check supplemental packs for xe-install-supplemental-pack
+    Pack(crate::pack::PackArgs),
 }
 
 impl Command {
@@ -55,6 +57,7 @@ impl Command {
             Command::Verify(_) => "verify",
             Command::Inspect(_) => "inspect",
             Command::Image(_) => "image",
+            Command::Pack(_) => "pack",
         }
     }
 }

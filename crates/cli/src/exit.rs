@@ -52,6 +52,11 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         if crate::image::is_bad_input(cause) {
             return BAD_INPUT;
         }
+        if let Some(e) = cause.downcast_ref::<xspack_pack::Error>()
+            && e.is_bad_input()
+        {
+            return BAD_INPUT;
+        }
     }
     FAILURE
 }

@@ -6,6 +6,7 @@ mod cli;
 mod exit;
 mod image;
 mod inspect;
+mod pack;
 mod ui;
 mod verify;
 
@@ -19,12 +20,12 @@ fn main() -> ExitCode {
     if let Err(e) = xspack_io::install_signal_cleanup() {
         ui.warn(&format!("cannot install signal handlers: {e}"));
     }
+    let epoch = cli.global.source_date_epoch.unwrap_or(0);
     let result = match cli.command {
         cli::Command::Verify(args) => verify::run(args, &ui),
         cli::Command::Inspect(args) => inspect::run(args, &ui),
-        cli::Command::Image(args) => {
-            image::run(args, &ui, cli.global.source_date_epoch.unwrap_or(0))
-        }
+        cli::Command::Image(args) => image::run(args, &ui, epoch),
+        cli::Command::Pack(args) => pack::run(args, &ui, epoch),
     };
     match result {
         Ok(code) => code,

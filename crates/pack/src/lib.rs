@@ -7,11 +7,14 @@
 //! - [`update`]: the 7.1+ format's `update.xml` (section 2.2), written and parsed with xapi's
 //!   rules.
 
+mod build;
 pub mod legacy;
 pub mod spec;
 pub mod update;
+pub mod verify;
 mod xml;
 
+pub use build::{BuildOptions, PackSummary, build_pack, parse_dep};
 pub use spec::{PackFormat, PackSpec};
 
 /// Errors from pack definitions and metadata.
@@ -42,6 +45,12 @@ pub enum Error {
         /// The cause.
         reason: String,
     },
+    /// Reading, building or signing an RPM, or writing repodata, failed.
+    #[error(transparent)]
+    Rpm(Box<xspack_rpmrepo::Error>),
+    /// Writing an ISO failed.
+    #[error(transparent)]
+    Iso(Box<xspack_iso::Error>),
     /// Reading a file failed.
     #[error("{path}: {op}")]
     Io {

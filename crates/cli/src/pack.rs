@@ -1,0 +1,201 @@
+//! `xspack pack`: supplemental-pack ISOs from `pack.toml`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::HumanBytes;
+use serde_json::json;
+use xspack_manifest::{OutputDir, Tool};
+use xspack_pack::{BuildOptions, PackFormat, PackSpec};
+use xspack_rpmrepo::SigningKey;
+
+use crate::exit::{BadInput, Usage};
+use crate::ui::Ui;
+
+/// Environment variable holding the signing key's passphrase unless pack.toml names another.
+const DEFAULT_PASSPHRASE_ENV: &str = "XSPACK_SIGN_PASSPHRASE";
+
+/// Arguments of `xspack pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    #[command(subcommand)]
+    pub command: PackCommand,
+}
+
+/// The `pack` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PackCommand {
+    /// Build a pack's ISOs: legacy (XenServer 6.x/7.0) and update (7.1+, XCP-ng 8)
+    ///
+    /// Writes NAME-VERSION-BUILD.iso (legacy) and NAME-VERSION-BUILD-update.iso with
+    /// SHA256SUMS and manifest.json. Update packs are signed: xapi refuses unsigned ones.
+    Build(BuildArgs),
+    /// Check a pack ISO: structure, md5 and sha256 sums, signatures and metadata rules
+    Verify(VerifyArgs),
+    /// Make a throw-away RSA signing key for test packs (one primary key, no subkeys)
+    Keygen(KeygenArgs),
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// XS-REPOSITORY pack for XenServer 6.x and 7.0
+    Legacy,
+    /// Signed yum repository with update.xml for 7.1 and later
+    Update,
+    /// Both
+    Both,
+}
+
+/// Arguments of `xspack pack build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// A pack directory holding pack.toml, or the pack.toml file
+    #[arg(value_name = "PACK")]
+    pub pack: Utf8PathBuf,
+    /// Output directory [default: dist/NAME]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<Utf8PathBuf>,
+    /// Formats to build [default: those pack.toml lists]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Armored secret key to sign with (passphrase from $XSPACK_SIGN_PASSPHRASE or the variable
+    /// pack.toml names) [default: pack.toml's signing key]
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<Utf8PathBuf>,
+    /// Build an update pack without signatures (xapi will refuse to upload it)
+    #[arg(long, conflicts_with = "sign_key")]
+    pub unsigned: bool,
+    /// Replace the output directory if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `xspack pack verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The pack ISO
+    #[arg(value_name = "ISO")]
+    pub iso: Utf8PathBuf,
+    /// Armored public key the signatures must verify with [default: the key file on the ISO]
+    #[arg(long, value_name = "PUBKEY")]
+    pub key: Option<Utf8PathBuf>,
+}
+
+/// Arguments of `xspack pack keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write signing.asc (secret, mode 0600) and signing.pub.asc into
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Utf8PathBuf,
+    /// User ID of the key
+    #[arg(long, default_value = "xspack test key <test@example.invalid>")]
+    pub user_id: String,
+}
+
+/// Runs `xspack pack`.
+pub fn run(args: PackArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+    match args.command {
+        PackCommand::Build(a) => build(&a, ui, source_date_epoch),
+        PackCommand::Verify(a) => verify(&a, ui),
+        PackCommand::Keygen(a) => keygen(&a, ui, source_date_epoch),
+    }
+}
+
+fn spec_path(pack: &Utf8Path) -> Utf8PathBuf {
+    if pack.is_dir() { pack.join("pack.toml") } else { pack.to_owned() }
+}
+
+fn load_key(path: &Utf8Path, passphrase_env: &str) -> Result<SigningKey> {
+    let passphrase = std::env::var(passphrase_env).ok();
+    SigningKey::from_file(path, passphrase.as_deref()).map_err(|e| BadInput(format!("{e:#}")).into())
+}
+
+fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+    let start = std::time::Instant::now();
+    let spec_path = spec_path(&args.pack);
+    let spec = PackSpec::load(&spec_path)?;
+    let dir = spec_path.parent().unwrap_or(Utf8Path::new("."));
+    let env = spec.signing.passphrase_env.clone().unwrap_or_else(|| DEFAULT_PASSPHRASE_ENV.into());
+    let key_path = args.sign_key.clone().or_else(|| spec.signing.key.as_ref().map(|k| dir.join(k)));
+    let key = match (&key_path, args.unsigned) {
+        (Some(path), false) => Some(load_key(path, &env)?),
+        _ => None,
+    };
+    let formats = args.format.map(|f| match f {
+        FormatArg::Legacy => vec![PackFormat::Legacy],
+        FormatArg::Update => vec![PackFormat::Update],
+        FormatArg::Both => vec![PackFormat::Legacy, PackFormat::Update],
+    });
+    let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&spec.pack.name));
+    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("{parent}: creating the output's parent"))?;
+    }
+    let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
+    let mut out = OutputDir::create(&dest, tool, source_date_epoch, args.force)?;
+    let mut opts = BuildOptions::new(source_date_epoch, key.as_ref(), ui.progress());
+    opts.formats = formats;
+    opts.unsigned = args.unsigned;
+    let summary = xspack_pack::build_pack(&spec_path, &mut out, &opts)?;
+    let (dest, manifest) = out.commit()?;
+    if ui.json {
+        ui.result(json!({
+            "ok": true,
+            "exit_code": 0,
+            "output_dir": dest,
+            "artifacts": manifest.outputs,
+            "inputs": manifest.inputs,
+            "update_uuid": summary.update_uuid,
+            "rpms": summary.rpms,
+            "signed": key.is_some(),
+            "seconds": start.elapsed().as_secs_f64(),
+        }));
+    } else {
+        for o in &summary.outputs {
+            ui.say(&format!("{}: {} ({})", dest.join(o.path.as_str()), HumanBytes(o.size), o.sha256));
+        }
+        if args.unsigned {
+            ui.warn("the update pack is unsigned: xe update-upload will refuse it");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
+    let key = match &args.key {
+        Some(path) => Some(xspack_rpmrepo::PublicKey::from_file(path).map_err(|e| Usage(format!("--key {path}: {e}")))?),
+        None => None,
+    };
+    let report = xspack_pack::verify::verify_iso(&args.iso, key.as_ref())
+        .map_err(|e| -> anyhow::Error { if e.is_bad_input() { BadInput(format!("{}: {e}", args.iso)).into() } else { anyhow::Error::new(e).context(args.iso.to_string()) } })?;
+    for w in &report.warnings {
+        ui.warn(&format!("{}: {w}", args.iso));
+    }
+    if ui.json {
+        ui.result(json!({ "ok": true, "exit_code": 0, "iso": args.iso, "report": report }));
+    } else {
+        ui.say(&format!("{}: OK ({})", args.iso, report.checked.join(", ")));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+    let created = u32::try_from(source_date_epoch).unwrap_or(u32::MAX);
+    let key = xspack_rpmrepo::generate_test_key(&xspack_rpmrepo::TestKeyOptions::new(args.user_id.clone(), created))?;
+    let out = xspack_io::AtomicDir::create(&args.output)?;
+    let secret = out.path().join("signing.asc");
+    std::fs::write(&secret, &key.secret_armored).with_context(|| format!("{secret}: writing"))?;
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("{secret}: setting mode 0600"))?;
+    std::fs::write(out.path().join("signing.pub.asc"), &key.public_armored)?;
+    let dest = out.commit()?;
+    if ui.json {
+        ui.result(json!({ "ok": true, "exit_code": 0, "dir": dest, "fingerprint": key.info.fingerprint }));
+    } else {
+        ui.say(&format!("{dest}/signing.asc: secret key (keep it out of version control)"));
+        ui.say(&format!("{dest}/signing.pub.asc: public key {}", key.info.fingerprint));
+    }
+    Ok(ExitCode::SUCCESS)
+}

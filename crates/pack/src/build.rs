@@ -1,0 +1,408 @@
+//! Building a pack: `pack.toml` and RPMs to legacy and update ISOs in an output directory.
+//!
+//! RPMs come from the pack (`[[rpm]]` globs) or are built from files in the repository
+//! (`[[package]]`). Every RPM's header is read once (NEVRA, dependencies, sizes, MD5 and
+//! SHA-256). Then:
+//!
+//! - legacy: `XS-REPOSITORY`, `XS-PACKAGES` in install order, `install` and `install.sh`
+//!   (0755) and the RPMs at the ISO root (`supplemental-pack.md` section 1);
+//! - update: `Packages/` with the payload and the generated `update-<label>` and
+//!   `control-<label>` RPMs, repodata with the `update` group, `update.xml`, the public key
+//!   and detached signatures of `update.xml` and `repodata/repomd.xml` (section 2).
+//!
+//! The ISOs are written by xspack-iso, reproducibly, into an [`OutputDir`].
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, Read};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use xspack_io::{Progress, ProgressUnit};
+use xspack_iso::{FileId, IsoBuilder, IsoOptions, Metadata};
+use xspack_manifest::{Input, InputDigest, Output, OutputDir, RelPath};
+use xspack_rpmrepo::{Comparison, Dependency, RepoGroup, RepodataOptions, RpmBuilder, RpmHeader, SigningKey};
+
+use crate::legacy::{LegacyPackage, install_order, install_script, xs_packages, xs_repository};
+use crate::spec::{PackFormat, PackSpec, file_mode_bits};
+use crate::update::{UpdateXml, derive_uuid};
+use crate::Error;
+
+/// How to build.
+#[non_exhaustive]
+pub struct BuildOptions<'a> {
+    /// Formats to build; `None` builds those `pack.toml` lists.
+    pub formats: Option<Vec<PackFormat>>,
+    /// The signing key (required for update packs unless `unsigned`).
+    pub key: Option<&'a SigningKey>,
+    /// Build an update pack without signatures (xapi will refuse to upload it).
+    pub unsigned: bool,
+    /// Time stamped on everything.
+    pub source_date_epoch: u64,
+    /// Where progress goes.
+    pub progress: &'a dyn Progress,
+}
+
+impl<'a> BuildOptions<'a> {
+    /// Options for a build at `source_date_epoch`, signed with `key` if given.
+    pub fn new(source_date_epoch: u64, key: Option<&'a SigningKey>, progress: &'a dyn Progress) -> Self {
+        BuildOptions { formats: None, key, unsigned: false, source_date_epoch, progress }
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct PackSummary {
+    /// Pack label.
+    pub name: String,
+    /// The ISOs written.
+    pub outputs: Vec<Output>,
+    /// Payload RPMs, in install order.
+    pub rpms: Vec<String>,
+    /// The update uuid, when an update pack was built.
+    pub update_uuid: Option<String>,
+}
+
+/// One RPM of the pack: its file and what its header says.
+struct PackRpm {
+    path: Utf8PathBuf,
+    header: RpmHeader,
+}
+
+fn io_err(op: &'static str, path: &Utf8Path, e: io::Error) -> Error {
+    Error::Io { op, path: path.to_string(), source: e }
+}
+
+fn rpm_err(e: xspack_rpmrepo::Error) -> Error {
+    Error::Rpm(Box::new(e))
+}
+
+fn epoch32(epoch: u64) -> u32 {
+    u32::try_from(epoch).unwrap_or(u32::MAX)
+}
+
+/// Builds the pack defined at `spec_path` into `out`.
+pub fn build_pack(spec_path: &Utf8Path, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<PackSummary, Error> {
+    let spec = PackSpec::load(spec_path)?;
+    let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
+    let formats: Vec<PackFormat> = opts.formats.clone().unwrap_or_else(|| spec.pack.formats.clone());
+    let update = formats.contains(&PackFormat::Update);
+    if update && opts.key.is_none() && !opts.unsigned {
+        return Err(Error::Spec {
+            at: spec_path.to_string(),
+            reason: "update packs must be signed: give a signing key (--sign-key or [signing] key), or --unsigned".into(),
+        });
+    }
+    out.add_input(file_input(spec_path, "pack")?);
+    let rpms = collect_rpms(&spec, dir, out, opts)?;
+    let mut summary = PackSummary { name: spec.pack.name.clone(), outputs: Vec::new(), rpms: Vec::new(), update_uuid: None };
+    let legacy_pkgs = legacy_packages(&rpms);
+    summary.rpms = legacy_pkgs.iter().map(|p| p.file.clone()).collect();
+    let base = format!("{}-{}-{}", spec.pack.name, spec.pack.version, spec.pack.build);
+    if formats.contains(&PackFormat::Legacy) {
+        let iso = RelPath::new(format!("{base}.iso")).map_err(|e| Error::metadata("output", e.to_string()))?;
+        summary.outputs.push(write_legacy(&spec, &rpms, &legacy_pkgs, &iso, out, opts)?);
+    }
+    if update {
+        let iso = RelPath::new(format!("{base}-update.iso")).map_err(|e| Error::metadata("output", e.to_string()))?;
+        let (output, uuid) = write_update(&spec, &rpms, &iso, out, opts)?;
+        summary.outputs.push(output);
+        summary.update_uuid = Some(uuid);
+    }
+    Ok(summary)
+}
+
+/// A manifest input for a file: its sha256 and size.
+fn file_input(path: &Utf8Path, kind: &str) -> Result<Input, Error> {
+    let f = File::open(path).map_err(|e| io_err("opening", path, e))?;
+    let (digest, size) = xspack_io::hash_reader(f).map_err(|e| io_err("reading", path, e))?;
+    Ok(Input { name: path.to_string(), kind: kind.into(), digest: InputDigest(digest), size })
+}
+
+/// Prebuilt RPMs (globs, sorted) and RPMs built from `[[package]]`, each read once.
+fn collect_rpms(spec: &PackSpec, dir: &Utf8Path, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<Vec<PackRpm>, Error> {
+    let mut paths: Vec<Utf8PathBuf> = Vec::new();
+    for rpm in &spec.rpms {
+        let pattern = dir.join(&rpm.path);
+        let matches = glob::glob(pattern.as_str()).map_err(|e| Error::Spec { at: dir.join("pack.toml").to_string(), reason: format!("rpm path {:?}: {e}", rpm.path) })?;
+        let mut found: Vec<Utf8PathBuf> = matches
+            .filter_map(Result::ok)
+            .filter_map(|p| Utf8PathBuf::from_path_buf(p).ok())
+            .collect();
+        if found.is_empty() {
+            return Err(Error::Spec { at: dir.join("pack.toml").to_string(), reason: format!("rpm path {:?} matches no file", rpm.path) });
+        }
+        found.sort();
+        for p in &found {
+            out.add_input(file_input(p, "rpm")?);
+        }
+        paths.extend(found);
+    }
+    if !spec.packages.is_empty() {
+        let staging = out.scratch_path("built-rpms").map_err(|e| Error::metadata("scratch", e.to_string()))?;
+        std::fs::create_dir_all(&staging).map_err(|e| io_err("creating", &staging, e))?;
+        for pkg in &spec.packages {
+            let built = build_package(pkg, dir, opts, out)?.write_to_dir(&staging, opts.key, false).map_err(rpm_err)?;
+            paths.push(staging.join(built.file_name));
+        }
+    }
+    let task = opts.progress.task("reading RPMs", Some(paths.len() as u64), ProgressUnit::Items);
+    let mut rpms = Vec::with_capacity(paths.len());
+    let mut nevras = BTreeSet::new();
+    for path in paths {
+        let header = xspack_rpmrepo::read_rpm(&path).map_err(rpm_err)?;
+        if !nevras.insert(header.nevra()) {
+            return Err(Error::metadata(path.as_str(), format!("duplicate package {}", header.nevra())));
+        }
+        if let Some(key) = opts.key
+            && !path.starts_with(out.dest())
+        {
+            // Prebuilt RPMs must carry the pack key's signature: yum checks it on the host.
+            xspack_rpmrepo::verify_rpm_signature(&path, &key.public_key()).map_err(|e| {
+                Error::metadata(path.as_str(), format!("not signed by the pack key ({e}); sign it with rpmsign or let xspack build it"))
+            })?;
+        }
+        rpms.push(PackRpm { path, header });
+        task.advance(1);
+    }
+    task.finish();
+    Ok(rpms)
+}
+
+/// An [`RpmBuilder`] for a `[[package]]`.
+fn build_package(pkg: &crate::spec::PackageSpec, dir: &Utf8Path, opts: &BuildOptions<'_>, out: &mut OutputDir) -> Result<RpmBuilder, Error> {
+    let mut b = RpmBuilder::new(pkg.name.clone(), pkg.version.clone(), pkg.release.clone())
+        .arch(pkg.arch.clone())
+        .summary(pkg.summary.clone())
+        .description(pkg.description.clone())
+        .license(pkg.license.clone())
+        .source_date(epoch32(opts.source_date_epoch));
+    for f in &pkg.files {
+        let src = dir.join(&f.src);
+        out.add_input(file_input(&src, "file")?);
+        let mode = u16::try_from(file_mode_bits(f)).expect("validated to 0o7777");
+        let mut attrs = if f.config { xspack_rpmrepo::FileAttrs::config_noreplace(mode) } else { xspack_rpmrepo::FileAttrs::mode(mode) };
+        attrs.user.clone_from(&f.owner);
+        attrs.group.clone_from(&f.group);
+        b = b.file_from_disk_with(src, f.dest.clone(), attrs);
+    }
+    for (script, which) in [(&pkg.post, 0), (&pkg.postun, 1), (&pkg.posttrans, 2)] {
+        let Some(rel) = script else { continue };
+        let path = dir.join(rel);
+        let body = std::fs::read_to_string(&path).map_err(|e| io_err("reading script", &path, e))?;
+        out.add_input(file_input(&path, "script")?);
+        b = match which {
+            0 => b.post_install(body),
+            1 => b.post_uninstall(body),
+            _ => b.post_trans(body),
+        };
+    }
+    for dep in &pkg.requires {
+        b = b.requires(parse_dep(dep)?);
+    }
+    for dep in &pkg.provides {
+        b = b.provides(parse_dep(dep)?);
+    }
+    Ok(b)
+}
+
+/// `name`, or `name OP version` with OP one of `< <= = >= >`.
+pub fn parse_dep(text: &str) -> Result<Dependency, Error> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let bad = || Error::metadata("dependency", format!("{text:?} is not `name` or `name OP version`"));
+    match parts.as_slice() {
+        [name] => Ok(Dependency::any(*name)),
+        [name, op, version] => {
+            let cmp = match *op {
+                "<" => Comparison::Lt,
+                "<=" => Comparison::Le,
+                "=" | "==" => Comparison::Eq,
+                ">=" => Comparison::Ge,
+                ">" => Comparison::Gt,
+                _ => return Err(bad()),
+            };
+            Ok(Dependency::versioned(*name, cmp, *version))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The payload in install order, as the legacy format lists it.
+fn legacy_packages(rpms: &[PackRpm]) -> Vec<LegacyPackage> {
+    let pkgs: Vec<LegacyPackage> = rpms
+        .iter()
+        .map(|r| LegacyPackage {
+            name: r.header.name.clone(),
+            version_release: r.header.version_release(),
+            file: r.header.file_name(),
+            size: r.header.package_size,
+            md5: r.header.md5.to_string(),
+            requires: r.header.requires.iter().filter(|d| !d.is_rpmlib()).map(|d| d.name.clone()).collect(),
+            provides: std::iter::once(r.header.name.clone())
+                .chain(r.header.provides.iter().map(|d| d.name.clone()))
+                .chain(r.header.files.iter().map(|f| f.path.clone()))
+                .collect(),
+        })
+        .collect();
+    install_order(&pkgs).into_iter().map(|i| pkgs[i].clone()).collect()
+}
+
+/// What each ISO file is made from.
+enum Source {
+    Bytes(Vec<u8>),
+    File(Utf8PathBuf),
+}
+
+fn open_source(sources: &[Source], id: FileId) -> io::Result<Box<dyn Read>> {
+    match &sources[id.index()] {
+        Source::Bytes(b) => Ok(Box::new(io::Cursor::new(b.clone()))),
+        Source::File(p) => Ok(Box::new(File::open(p)?)),
+    }
+}
+
+fn iso_options(spec: &PackSpec, epoch: u64) -> IsoOptions {
+    let mut o = IsoOptions::new(xspack_iso::sanitize_volume_id(&spec.pack.name), i64::try_from(epoch).unwrap_or(i64::MAX));
+    o.publisher_id = spec.pack.originator.to_uppercase();
+    o
+}
+
+fn iso_err(e: xspack_iso::Error) -> Error {
+    Error::Iso(Box::new(e))
+}
+
+/// Writes an ISO of `files` (path, source, mode) as `rel` in `out`.
+fn write_iso(spec: &PackSpec, files: Vec<(String, Source, u32)>, rel: &RelPath, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<Output, Error> {
+    let mut builder = IsoBuilder::new(iso_options(spec, opts.source_date_epoch)).map_err(iso_err)?;
+    let mut sources: Vec<Source> = Vec::new();
+    let mut dirs = BTreeSet::new();
+    for (path, source, mode) in files {
+        if let Some((parent, _)) = path.rsplit_once('/')
+            && dirs.insert(parent.to_owned())
+        {
+            builder.add_dir(parent, Metadata::new(0o755)).map_err(iso_err)?;
+        }
+        let size = match &source {
+            Source::Bytes(b) => b.len() as u64,
+            Source::File(p) => std::fs::metadata(p).map_err(|e| io_err("reading", p, e))?.len(),
+        };
+        let id = builder.add_file(&path, size, Metadata::new(mode)).map_err(iso_err)?;
+        debug_assert_eq!(id.index(), sources.len());
+        sources.push(source);
+    }
+    let file = out.create_file(rel).map_err(|e| Error::metadata(rel.as_str(), e.to_string()))?;
+    let (file, _) = xspack_iso::write_iso(&builder, file, |id| open_source(&sources, id)).map_err(iso_err)?;
+    out.finish_file(file).map_err(|e| Error::metadata(rel.as_str(), e.to_string()))
+}
+
+fn write_legacy(spec: &PackSpec, rpms: &[PackRpm], pkgs: &[LegacyPackage], iso: &RelPath, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<Output, Error> {
+    let script = install_script(spec, pkgs)?.into_bytes();
+    let mut files = vec![
+        ("XS-REPOSITORY".to_owned(), Source::Bytes(xs_repository(spec).into_bytes()), 0o644),
+        ("XS-PACKAGES".to_owned(), Source::Bytes(xs_packages(pkgs).into_bytes()), 0o644),
+        ("install".to_owned(), Source::Bytes(script.clone()), 0o755),
+        ("install.sh".to_owned(), Source::Bytes(script), 0o755),
+    ];
+    for p in pkgs {
+        let rpm = rpms.iter().find(|r| r.header.file_name() == p.file).expect("listed from rpms");
+        files.push((p.file.clone(), Source::File(rpm.path.clone()), 0o644));
+    }
+    write_iso(spec, files, iso, out, opts)
+}
+
+fn write_update(spec: &PackSpec, rpms: &[PackRpm], iso: &RelPath, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<(Output, String), Error> {
+    let label = &spec.pack.name;
+    let uuid = spec.update.uuid.clone().unwrap_or_else(|| derive_uuid(label, &spec.pack.version));
+    let epoch = epoch32(opts.source_date_epoch);
+    let staging = out.scratch_path("update").map_err(|e| Error::metadata("scratch", e.to_string()))?;
+    let packages = staging.join("Packages");
+    std::fs::create_dir_all(&packages).map_err(|e| io_err("creating", &packages, e))?;
+    let mut locations = Vec::new();
+    for r in rpms {
+        let name = r.header.file_name();
+        let dest = packages.join(&name);
+        if std::fs::hard_link(&r.path, &dest).is_err() {
+            std::fs::copy(&r.path, &dest).map_err(|e| io_err("copying", &r.path, e))?;
+        }
+        locations.push(format!("Packages/{name}"));
+    }
+    let installation_size: u64 = rpms.iter().map(|r| r.header.installed_size).sum();
+    let xml = UpdateXml {
+        name_label: label.clone(),
+        version: spec.pack.version.clone(),
+        uuid: uuid.clone(),
+        installation_size,
+        key: if opts.key.is_some() { spec.key_name() } else { String::new() },
+        control: format!("control-{label}"),
+        guidance: spec.update.after_apply_guidance.clone(),
+        enforce_homogeneity: spec.update.enforce_homogeneity,
+        description: spec.pack.description.clone(),
+    };
+    let update_xml = xml.render();
+    // update-<label>: pulls in the payload and leaves /var/update/applied/<uuid> for xapi.
+    let mut update_rpm = RpmBuilder::new(format!("update-{label}"), spec.pack.version.clone(), "1")
+        .summary(format!("{} update metadata", spec.pack.description))
+        .description(format!("Installs {label} {} and records it as applied.", spec.pack.version))
+        .license("Proprietary")
+        .source_date(epoch)
+        .file_from_bytes(update_xml.clone().into_bytes(), format!("/var/update/applied/{uuid}"), 0o644);
+    for r in rpms {
+        update_rpm = update_rpm.requires(Dependency::versioned(r.header.name.clone(), Comparison::Ge, r.header.version_release()));
+    }
+    if xml.guidance.contains(&crate::spec::Guidance::RestartHost) {
+        update_rpm = update_rpm.post_trans(format!("echo {uuid} >> /run/reboot-required.hfxs\n"));
+    }
+    let built = update_rpm.write_to_dir(&packages, opts.key, false).map_err(rpm_err)?;
+    locations.push(format!("Packages/{}", built.file_name));
+    // control-<label>: what precheck installs to test the host.
+    let mut control = RpmBuilder::new(format!("control-{label}"), spec.pack.version.clone(), "1")
+        .summary(format!("{} precheck", spec.pack.description))
+        .description(format!("Checks that this host can take {label}."))
+        .license("Proprietary")
+        .source_date(epoch);
+    for dep in &spec.update.base_requires {
+        control = control.requires(parse_dep(dep)?);
+    }
+    let built = control.write_to_dir(&packages, opts.key, false).map_err(rpm_err)?;
+    locations.push(format!("Packages/{}", built.file_name));
+    locations.sort();
+    let mut repo = RepodataOptions::new(epoch);
+    repo.groups.push(RepoGroup {
+        id: "update".into(),
+        name: label.clone(),
+        description: String::new(),
+        mandatory: vec![format!("update-{label}")],
+        default: false,
+        user_visible: true,
+    });
+    xspack_rpmrepo::write_repodata(&staging, &locations, &repo).map_err(rpm_err)?;
+    let xml_path = staging.join("update.xml");
+    std::fs::write(&xml_path, &update_xml).map_err(|e| io_err("writing", &xml_path, e))?;
+    if let Some(key) = opts.key {
+        std::fs::write(staging.join(spec.key_name()), key.public_key().to_armored()).map_err(|e| io_err("writing", &staging, e))?;
+        for signed in [xml_path.clone(), staging.join("repodata/repomd.xml")] {
+            xspack_rpmrepo::sign_detached_file(key, &signed, epoch).map_err(rpm_err)?;
+        }
+    }
+    let mut files = Vec::new();
+    for entry in walk(&staging)? {
+        let rel = entry.strip_prefix(&staging).expect("under staging").to_string();
+        files.push((rel, Source::File(entry), 0o644));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let output = write_iso(spec, files, iso, out, opts)?;
+    Ok((output, uuid))
+}
+
+fn walk(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>, Error> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err("reading", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("reading", dir, e))?;
+        let path = Utf8PathBuf::from_path_buf(entry.path()).map_err(|p| io_err("reading", dir, io::Error::other(format!("{} is not UTF-8", p.display()))))?;
+        if entry.file_type().map_err(|e| io_err("reading", &path, e))?.is_dir() {
+            out.extend(walk(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
