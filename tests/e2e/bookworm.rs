@@ -21,13 +21,31 @@ impl Drop for Mount {
 
 /// The running kernel mounts the image read-only, and `diff -r` finds the same tree as the
 /// root it came from (devices, which diff cannot compare, were checked above).
-fn kernel_reads_the_same_tree(image: &camino::Utf8Path, rootfs: &camino::Utf8Path, scratch: &camino::Utf8Path) {
+fn kernel_reads_the_same_tree(
+    image: &camino::Utf8Path,
+    rootfs: &camino::Utf8Path,
+    scratch: &camino::Utf8Path,
+) {
     let mnt = scratch.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let out = Command::new("mount").args(["-o", "loop,ro"]).arg(image).arg(&mnt).output().expect("mount runs");
-    assert!(out.status.success(), "mount -o loop,ro (needs root): {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("mount")
+        .args(["-o", "loop,ro"])
+        .arg(image)
+        .arg(&mnt)
+        .output()
+        .expect("mount runs");
+    assert!(
+        out.status.success(),
+        "mount -o loop,ro (needs root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _mounted = Mount(mnt.clone());
-    let out = Command::new("diff").args(["-r", "--no-dereference"]).arg(&mnt).arg(rootfs).output().expect("diff runs");
+    let out = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(&mnt)
+        .arg(rootfs)
+        .output()
+        .expect("diff runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let unexplained: Vec<&str> = text
         .lines()

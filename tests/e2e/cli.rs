@@ -12,6 +12,10 @@ fn help_texts_are_golden() {
         (&["help", "verify"][..], "help/verify.txt"),
         (&["image", "--help"][..], "help/image.txt"),
         (&["image", "build", "--help"][..], "help/image-build.txt"),
+        (&["pack", "--help"][..], "help/pack.txt"),
+        (&["pack", "build", "--help"][..], "help/pack-build.txt"),
+        (&["pack", "verify", "--help"][..], "help/pack-verify.txt"),
+        (&["pack", "keygen", "--help"][..], "help/pack-keygen.txt"),
     ] {
         let out = run(args);
         assert_eq!(code(&out), 0, "{args:?}");

@@ -9,4 +9,5 @@ mod common;
 mod formats;
 mod image;
 mod inspect;
+mod pack;
 mod verify;

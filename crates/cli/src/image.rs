@@ -67,9 +67,13 @@ impl From<Format> for DiskFormat {
 /// Arguments of `xspack image build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Container image: docker-archive:PATH[:REPO:TAG], oci:DIR[:REF], oci-archive:PATH[:REF],
-    /// or a path whose kind is detected
-    #[arg(required = true, value_name = "SOURCE")]
+    /// Container image sources (see the help text).
+    #[arg(
+        required = true,
+        value_name = "SOURCE",
+        help = "Container image: docker-archive:PATH[:REPO:TAG], oci:DIR[:REF], oci-archive:PATH[:REF], or a path whose kind is detected",
+        long_help = "Container image: docker-archive:PATH[:REPO:TAG], oci:DIR[:REF], oci-archive:PATH[:REF],\nor a path whose kind is detected"
+    )]
     pub sources: Vec<String>,
     /// Guest flavor
     #[arg(long, value_enum)]

@@ -110,7 +110,8 @@ fn spec_path(pack: &Utf8Path) -> Utf8PathBuf {
 
 fn load_key(path: &Utf8Path, passphrase_env: &str) -> Result<SigningKey> {
     let passphrase = std::env::var(passphrase_env).ok();
-    SigningKey::from_file(path, passphrase.as_deref()).map_err(|e| BadInput(format!("{e:#}")).into())
+    SigningKey::from_file(path, passphrase.as_deref())
+        .map_err(|e| BadInput(format!("{e:#}")).into())
 }
 
 fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
@@ -129,9 +130,11 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         FormatArg::Update => vec![PackFormat::Update],
         FormatArg::Both => vec![PackFormat::Legacy, PackFormat::Update],
     });
-    let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&spec.pack.name));
+    let dest =
+        args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&spec.pack.name));
     if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("{parent}: creating the output's parent"))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{parent}: creating the output's parent"))?;
     }
     let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
     let mut out = OutputDir::create(&dest, tool, source_date_epoch, args.force)?;
@@ -154,7 +157,12 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         }));
     } else {
         for o in &summary.outputs {
-            ui.say(&format!("{}: {} ({})", dest.join(o.path.as_str()), HumanBytes(o.size), o.sha256));
+            ui.say(&format!(
+                "{}: {} ({})",
+                dest.join(o.path.as_str()),
+                HumanBytes(o.size),
+                o.sha256
+            ));
         }
         if args.unsigned {
             ui.warn("the update pack is unsigned: xe update-upload will refuse it");
@@ -165,11 +173,20 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
 
 fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
     let key = match &args.key {
-        Some(path) => Some(xspack_rpmrepo::PublicKey::from_file(path).map_err(|e| Usage(format!("--key {path}: {e}")))?),
+        Some(path) => Some(
+            xspack_rpmrepo::PublicKey::from_file(path)
+                .map_err(|e| Usage(format!("--key {path}: {e}")))?,
+        ),
         None => None,
     };
-    let report = xspack_pack::verify::verify_iso(&args.iso, key.as_ref())
-        .map_err(|e| -> anyhow::Error { if e.is_bad_input() { BadInput(format!("{}: {e}", args.iso)).into() } else { anyhow::Error::new(e).context(args.iso.to_string()) } })?;
+    let report =
+        xspack_pack::verify::verify_iso(&args.iso, key.as_ref()).map_err(|e| -> anyhow::Error {
+            if e.is_bad_input() {
+                BadInput(format!("{}: {e}", args.iso)).into()
+            } else {
+                anyhow::Error::new(e).context(args.iso.to_string())
+            }
+        })?;
     for w in &report.warnings {
         ui.warn(&format!("{}: {w}", args.iso));
     }
@@ -183,7 +200,10 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
 
 fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     let created = u32::try_from(source_date_epoch).unwrap_or(u32::MAX);
-    let key = xspack_rpmrepo::generate_test_key(&xspack_rpmrepo::TestKeyOptions::new(args.user_id.clone(), created))?;
+    let key = xspack_rpmrepo::generate_test_key(&xspack_rpmrepo::TestKeyOptions::new(
+        args.user_id.clone(),
+        created,
+    ))?;
     let out = xspack_io::AtomicDir::create(&args.output)?;
     let secret = out.path().join("signing.asc");
     std::fs::write(&secret, &key.secret_armored).with_context(|| format!("{secret}: writing"))?;
@@ -192,7 +212,9 @@ fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     std::fs::write(out.path().join("signing.pub.asc"), &key.public_armored)?;
     let dest = out.commit()?;
     if ui.json {
-        ui.result(json!({ "ok": true, "exit_code": 0, "dir": dest, "fingerprint": key.info.fingerprint }));
+        ui.result(
+            json!({ "ok": true, "exit_code": 0, "dir": dest, "fingerprint": key.info.fingerprint }),
+        );
     } else {
         ui.say(&format!("{dest}/signing.asc: secret key (keep it out of version control)"));
         ui.say(&format!("{dest}/signing.pub.asc: public key {}", key.info.fingerprint));

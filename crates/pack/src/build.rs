@@ -20,12 +20,14 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xspack_io::{Progress, ProgressUnit};
 use xspack_iso::{FileId, IsoBuilder, IsoOptions, Metadata};
 use xspack_manifest::{Input, InputDigest, Output, OutputDir, RelPath};
-use xspack_rpmrepo::{Comparison, Dependency, RepoGroup, RepodataOptions, RpmBuilder, RpmHeader, SigningKey};
+use xspack_rpmrepo::{
+    Comparison, Dependency, RepoGroup, RepodataOptions, RpmBuilder, RpmHeader, SigningKey,
+};
 
+use crate::Error;
 use crate::legacy::{LegacyPackage, install_order, install_script, xs_packages, xs_repository};
 use crate::spec::{PackFormat, PackSpec, file_mode_bits};
 use crate::update::{UpdateXml, derive_uuid};
-use crate::Error;
 
 /// How to build.
 #[non_exhaustive]
@@ -44,7 +46,11 @@ pub struct BuildOptions<'a> {
 
 impl<'a> BuildOptions<'a> {
     /// Options for a build at `source_date_epoch`, signed with `key` if given.
-    pub fn new(source_date_epoch: u64, key: Option<&'a SigningKey>, progress: &'a dyn Progress) -> Self {
+    pub fn new(
+        source_date_epoch: u64,
+        key: Option<&'a SigningKey>,
+        progress: &'a dyn Progress,
+    ) -> Self {
         BuildOptions { formats: None, key, unsigned: false, source_date_epoch, progress }
     }
 }
@@ -81,10 +87,15 @@ fn epoch32(epoch: u64) -> u32 {
 }
 
 /// Builds the pack defined at `spec_path` into `out`.
-pub fn build_pack(spec_path: &Utf8Path, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<PackSummary, Error> {
+pub fn build_pack(
+    spec_path: &Utf8Path,
+    out: &mut OutputDir,
+    opts: &BuildOptions<'_>,
+) -> Result<PackSummary, Error> {
     let spec = PackSpec::load(spec_path)?;
     let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
-    let formats: Vec<PackFormat> = opts.formats.clone().unwrap_or_else(|| spec.pack.formats.clone());
+    let formats: Vec<PackFormat> =
+        opts.formats.clone().unwrap_or_else(|| spec.pack.formats.clone());
     let update = formats.contains(&PackFormat::Update);
     if update && opts.key.is_none() && !opts.unsigned {
         return Err(Error::Spec {
@@ -94,16 +105,23 @@ pub fn build_pack(spec_path: &Utf8Path, out: &mut OutputDir, opts: &BuildOptions
     }
     out.add_input(file_input(spec_path, "pack")?);
     let rpms = collect_rpms(&spec, dir, out, opts)?;
-    let mut summary = PackSummary { name: spec.pack.name.clone(), outputs: Vec::new(), rpms: Vec::new(), update_uuid: None };
+    let mut summary = PackSummary {
+        name: spec.pack.name.clone(),
+        outputs: Vec::new(),
+        rpms: Vec::new(),
+        update_uuid: None,
+    };
     let legacy_pkgs = legacy_packages(&rpms);
     summary.rpms = legacy_pkgs.iter().map(|p| p.file.clone()).collect();
     let base = format!("{}-{}-{}", spec.pack.name, spec.pack.version, spec.pack.build);
     if formats.contains(&PackFormat::Legacy) {
-        let iso = RelPath::new(format!("{base}.iso")).map_err(|e| Error::metadata("output", e.to_string()))?;
+        let iso = RelPath::new(format!("{base}.iso"))
+            .map_err(|e| Error::metadata("output", e.to_string()))?;
         summary.outputs.push(write_legacy(&spec, &rpms, &legacy_pkgs, &iso, out, opts)?);
     }
     if update {
-        let iso = RelPath::new(format!("{base}-update.iso")).map_err(|e| Error::metadata("output", e.to_string()))?;
+        let iso = RelPath::new(format!("{base}-update.iso"))
+            .map_err(|e| Error::metadata("output", e.to_string()))?;
         let (output, uuid) = write_update(&spec, &rpms, &iso, out, opts)?;
         summary.outputs.push(output);
         summary.update_uuid = Some(uuid);
@@ -119,17 +137,28 @@ fn file_input(path: &Utf8Path, kind: &str) -> Result<Input, Error> {
 }
 
 /// Prebuilt RPMs (globs, sorted) and RPMs built from `[[package]]`, each read once.
-fn collect_rpms(spec: &PackSpec, dir: &Utf8Path, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<Vec<PackRpm>, Error> {
+fn collect_rpms(
+    spec: &PackSpec,
+    dir: &Utf8Path,
+    out: &mut OutputDir,
+    opts: &BuildOptions<'_>,
+) -> Result<Vec<PackRpm>, Error> {
     let mut paths: Vec<Utf8PathBuf> = Vec::new();
     for rpm in &spec.rpms {
         let pattern = dir.join(&rpm.path);
-        let matches = glob::glob(pattern.as_str()).map_err(|e| Error::Spec { at: dir.join("pack.toml").to_string(), reason: format!("rpm path {:?}: {e}", rpm.path) })?;
+        let matches = glob::glob(pattern.as_str()).map_err(|e| Error::Spec {
+            at: dir.join("pack.toml").to_string(),
+            reason: format!("rpm path {:?}: {e}", rpm.path),
+        })?;
         let mut found: Vec<Utf8PathBuf> = matches
             .filter_map(Result::ok)
             .filter_map(|p| Utf8PathBuf::from_path_buf(p).ok())
             .collect();
         if found.is_empty() {
-            return Err(Error::Spec { at: dir.join("pack.toml").to_string(), reason: format!("rpm path {:?} matches no file", rpm.path) });
+            return Err(Error::Spec {
+                at: dir.join("pack.toml").to_string(),
+                reason: format!("rpm path {:?} matches no file", rpm.path),
+            });
         }
         found.sort();
         for p in &found {
@@ -138,10 +167,14 @@ fn collect_rpms(spec: &PackSpec, dir: &Utf8Path, out: &mut OutputDir, opts: &Bui
         paths.extend(found);
     }
     if !spec.packages.is_empty() {
-        let staging = out.scratch_path("built-rpms").map_err(|e| Error::metadata("scratch", e.to_string()))?;
+        let staging = out
+            .scratch_path("built-rpms")
+            .map_err(|e| Error::metadata("scratch", e.to_string()))?;
         std::fs::create_dir_all(&staging).map_err(|e| io_err("creating", &staging, e))?;
         for pkg in &spec.packages {
-            let built = build_package(pkg, dir, opts, out)?.write_to_dir(&staging, opts.key, false).map_err(rpm_err)?;
+            let built = build_package(pkg, dir, opts, out)?
+                .write_to_dir(&staging, opts.key, false)
+                .map_err(rpm_err)?;
             paths.push(staging.join(built.file_name));
         }
     }
@@ -151,7 +184,10 @@ fn collect_rpms(spec: &PackSpec, dir: &Utf8Path, out: &mut OutputDir, opts: &Bui
     for path in paths {
         let header = xspack_rpmrepo::read_rpm(&path).map_err(rpm_err)?;
         if !nevras.insert(header.nevra()) {
-            return Err(Error::metadata(path.as_str(), format!("duplicate package {}", header.nevra())));
+            return Err(Error::metadata(
+                path.as_str(),
+                format!("duplicate package {}", header.nevra()),
+            ));
         }
         if let Some(key) = opts.key
             && !path.starts_with(out.dest())
@@ -169,7 +205,12 @@ fn collect_rpms(spec: &PackSpec, dir: &Utf8Path, out: &mut OutputDir, opts: &Bui
 }
 
 /// An [`RpmBuilder`] for a `[[package]]`.
-fn build_package(pkg: &crate::spec::PackageSpec, dir: &Utf8Path, opts: &BuildOptions<'_>, out: &mut OutputDir) -> Result<RpmBuilder, Error> {
+fn build_package(
+    pkg: &crate::spec::PackageSpec,
+    dir: &Utf8Path,
+    opts: &BuildOptions<'_>,
+    out: &mut OutputDir,
+) -> Result<RpmBuilder, Error> {
     let mut b = RpmBuilder::new(pkg.name.clone(), pkg.version.clone(), pkg.release.clone())
         .arch(pkg.arch.clone())
         .summary(pkg.summary.clone())
@@ -180,7 +221,11 @@ fn build_package(pkg: &crate::spec::PackageSpec, dir: &Utf8Path, opts: &BuildOpt
         let src = dir.join(&f.src);
         out.add_input(file_input(&src, "file")?);
         let mode = u16::try_from(file_mode_bits(f)).expect("validated to 0o7777");
-        let mut attrs = if f.config { xspack_rpmrepo::FileAttrs::config_noreplace(mode) } else { xspack_rpmrepo::FileAttrs::mode(mode) };
+        let mut attrs = if f.config {
+            xspack_rpmrepo::FileAttrs::config_noreplace(mode)
+        } else {
+            xspack_rpmrepo::FileAttrs::mode(mode)
+        };
         attrs.user.clone_from(&f.owner);
         attrs.group.clone_from(&f.group);
         b = b.file_from_disk_with(src, f.dest.clone(), attrs);
@@ -188,7 +233,8 @@ fn build_package(pkg: &crate::spec::PackageSpec, dir: &Utf8Path, opts: &BuildOpt
     for (script, which) in [(&pkg.post, 0), (&pkg.postun, 1), (&pkg.posttrans, 2)] {
         let Some(rel) = script else { continue };
         let path = dir.join(rel);
-        let body = std::fs::read_to_string(&path).map_err(|e| io_err("reading script", &path, e))?;
+        let body =
+            std::fs::read_to_string(&path).map_err(|e| io_err("reading script", &path, e))?;
         out.add_input(file_input(&path, "script")?);
         b = match which {
             0 => b.post_install(body),
@@ -208,7 +254,8 @@ fn build_package(pkg: &crate::spec::PackageSpec, dir: &Utf8Path, opts: &BuildOpt
 /// `name`, or `name OP version` with OP one of `< <= = >= >`.
 pub fn parse_dep(text: &str) -> Result<Dependency, Error> {
     let parts: Vec<&str> = text.split_whitespace().collect();
-    let bad = || Error::metadata("dependency", format!("{text:?} is not `name` or `name OP version`"));
+    let bad =
+        || Error::metadata("dependency", format!("{text:?} is not `name` or `name OP version`"));
     match parts.as_slice() {
         [name] => Ok(Dependency::any(*name)),
         [name, op, version] => {
@@ -236,7 +283,13 @@ fn legacy_packages(rpms: &[PackRpm]) -> Vec<LegacyPackage> {
             file: r.header.file_name(),
             size: r.header.package_size,
             md5: r.header.md5.to_string(),
-            requires: r.header.requires.iter().filter(|d| !d.is_rpmlib()).map(|d| d.name.clone()).collect(),
+            requires: r
+                .header
+                .requires
+                .iter()
+                .filter(|d| !d.is_rpmlib())
+                .map(|d| d.name.clone())
+                .collect(),
             provides: std::iter::once(r.header.name.clone())
                 .chain(r.header.provides.iter().map(|d| d.name.clone()))
                 .chain(r.header.files.iter().map(|f| f.path.clone()))
@@ -260,7 +313,10 @@ fn open_source(sources: &[Source], id: FileId) -> io::Result<Box<dyn Read>> {
 }
 
 fn iso_options(spec: &PackSpec, epoch: u64) -> IsoOptions {
-    let mut o = IsoOptions::new(xspack_iso::sanitize_volume_id(&spec.pack.name), i64::try_from(epoch).unwrap_or(i64::MAX));
+    let mut o = IsoOptions::new(
+        xspack_iso::sanitize_volume_id(&spec.pack.name),
+        i64::try_from(epoch).unwrap_or(i64::MAX),
+    );
     o.publisher_id = spec.pack.originator.to_uppercase();
     o
 }
@@ -270,8 +326,15 @@ fn iso_err(e: xspack_iso::Error) -> Error {
 }
 
 /// Writes an ISO of `files` (path, source, mode) as `rel` in `out`.
-fn write_iso(spec: &PackSpec, files: Vec<(String, Source, u32)>, rel: &RelPath, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<Output, Error> {
-    let mut builder = IsoBuilder::new(iso_options(spec, opts.source_date_epoch)).map_err(iso_err)?;
+fn write_iso(
+    spec: &PackSpec,
+    files: Vec<(String, Source, u32)>,
+    rel: &RelPath,
+    out: &mut OutputDir,
+    opts: &BuildOptions<'_>,
+) -> Result<Output, Error> {
+    let mut builder =
+        IsoBuilder::new(iso_options(spec, opts.source_date_epoch)).map_err(iso_err)?;
     let mut sources: Vec<Source> = Vec::new();
     let mut dirs = BTreeSet::new();
     for (path, source, mode) in files {
@@ -289,11 +352,19 @@ fn write_iso(spec: &PackSpec, files: Vec<(String, Source, u32)>, rel: &RelPath, 
         sources.push(source);
     }
     let file = out.create_file(rel).map_err(|e| Error::metadata(rel.as_str(), e.to_string()))?;
-    let (file, _) = xspack_iso::write_iso(&builder, file, |id| open_source(&sources, id)).map_err(iso_err)?;
+    let (file, _) =
+        xspack_iso::write_iso(&builder, file, |id| open_source(&sources, id)).map_err(iso_err)?;
     out.finish_file(file).map_err(|e| Error::metadata(rel.as_str(), e.to_string()))
 }
 
-fn write_legacy(spec: &PackSpec, rpms: &[PackRpm], pkgs: &[LegacyPackage], iso: &RelPath, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<Output, Error> {
+fn write_legacy(
+    spec: &PackSpec,
+    rpms: &[PackRpm],
+    pkgs: &[LegacyPackage],
+    iso: &RelPath,
+    out: &mut OutputDir,
+    opts: &BuildOptions<'_>,
+) -> Result<Output, Error> {
     let script = install_script(spec, pkgs)?.into_bytes();
     let mut files = vec![
         ("XS-REPOSITORY".to_owned(), Source::Bytes(xs_repository(spec).into_bytes()), 0o644),
@@ -308,11 +379,18 @@ fn write_legacy(spec: &PackSpec, rpms: &[PackRpm], pkgs: &[LegacyPackage], iso: 
     write_iso(spec, files, iso, out, opts)
 }
 
-fn write_update(spec: &PackSpec, rpms: &[PackRpm], iso: &RelPath, out: &mut OutputDir, opts: &BuildOptions<'_>) -> Result<(Output, String), Error> {
+fn write_update(
+    spec: &PackSpec,
+    rpms: &[PackRpm],
+    iso: &RelPath,
+    out: &mut OutputDir,
+    opts: &BuildOptions<'_>,
+) -> Result<(Output, String), Error> {
     let label = &spec.pack.name;
     let uuid = spec.update.uuid.clone().unwrap_or_else(|| derive_uuid(label, &spec.pack.version));
     let epoch = epoch32(opts.source_date_epoch);
-    let staging = out.scratch_path("update").map_err(|e| Error::metadata("scratch", e.to_string()))?;
+    let staging =
+        out.scratch_path("update").map_err(|e| Error::metadata("scratch", e.to_string()))?;
     let packages = staging.join("Packages");
     std::fs::create_dir_all(&packages).map_err(|e| io_err("creating", &packages, e))?;
     let mut locations = Vec::new();
@@ -343,9 +421,17 @@ fn write_update(spec: &PackSpec, rpms: &[PackRpm], iso: &RelPath, out: &mut Outp
         .description(format!("Installs {label} {} and records it as applied.", spec.pack.version))
         .license("Proprietary")
         .source_date(epoch)
-        .file_from_bytes(update_xml.clone().into_bytes(), format!("/var/update/applied/{uuid}"), 0o644);
+        .file_from_bytes(
+            update_xml.clone().into_bytes(),
+            format!("/var/update/applied/{uuid}"),
+            0o644,
+        );
     for r in rpms {
-        update_rpm = update_rpm.requires(Dependency::versioned(r.header.name.clone(), Comparison::Ge, r.header.version_release()));
+        update_rpm = update_rpm.requires(Dependency::versioned(
+            r.header.name.clone(),
+            Comparison::Ge,
+            r.header.version_release(),
+        ));
     }
     if xml.guidance.contains(&crate::spec::Guidance::RestartHost) {
         update_rpm = update_rpm.post_trans(format!("echo {uuid} >> /run/reboot-required.hfxs\n"));
@@ -377,7 +463,8 @@ fn write_update(spec: &PackSpec, rpms: &[PackRpm], iso: &RelPath, out: &mut Outp
     let xml_path = staging.join("update.xml");
     std::fs::write(&xml_path, &update_xml).map_err(|e| io_err("writing", &xml_path, e))?;
     if let Some(key) = opts.key {
-        std::fs::write(staging.join(spec.key_name()), key.public_key().to_armored()).map_err(|e| io_err("writing", &staging, e))?;
+        std::fs::write(staging.join(spec.key_name()), key.public_key().to_armored())
+            .map_err(|e| io_err("writing", &staging, e))?;
         for signed in [xml_path.clone(), staging.join("repodata/repomd.xml")] {
             xspack_rpmrepo::sign_detached_file(key, &signed, epoch).map_err(rpm_err)?;
         }
@@ -397,7 +484,9 @@ fn walk(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>, Error> {
     let entries = std::fs::read_dir(dir).map_err(|e| io_err("reading", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| io_err("reading", dir, e))?;
-        let path = Utf8PathBuf::from_path_buf(entry.path()).map_err(|p| io_err("reading", dir, io::Error::other(format!("{} is not UTF-8", p.display()))))?;
+        let path = Utf8PathBuf::from_path_buf(entry.path()).map_err(|p| {
+            io_err("reading", dir, io::Error::other(format!("{} is not UTF-8", p.display())))
+        })?;
         if entry.file_type().map_err(|e| io_err("reading", &path, e))?.is_dir() {
             out.extend(walk(&path)?);
         } else {

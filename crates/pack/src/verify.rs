@@ -67,7 +67,11 @@ struct Iso {
 
 impl Iso {
     fn open(path: &Utf8Path) -> Result<Self, Error> {
-        let file = File::open(path).map_err(|e| Error::Io { op: "opening", path: path.to_string(), source: e })?;
+        let file = File::open(path).map_err(|e| Error::Io {
+            op: "opening",
+            path: path.to_string(),
+            source: e,
+        })?;
         let mut reader = IsoReader::new(file).map_err(|e| Error::Iso(Box::new(e)))?;
         let entries = reader
             .entries()
@@ -125,10 +129,12 @@ impl Iso {
             sha2::Digest::update(&mut sha, &buf[..n]);
             size += n as u64;
         }
-        let hex = |b: &[u8]| b.iter().fold(String::new(), |mut s, x| {
-            s.push_str(&format!("{x:02x}"));
-            s
-        });
+        let hex = |b: &[u8]| {
+            b.iter().fold(String::new(), |mut s, x| {
+                s.push_str(&format!("{x:02x}"));
+                s
+            })
+        };
         Ok((hex(&md5.finalize()), hex(&sha2::Digest::finalize(sha)), size))
     }
 
@@ -136,7 +142,11 @@ impl Iso {
     fn extract(&mut self, name: &str, dir: &Utf8Path) -> Result<camino::Utf8PathBuf, Error> {
         let entry = self.entry(name)?.clone();
         let dest = dir.join(name.rsplit('/').next().unwrap_or(name));
-        let mut out = File::create(&dest).map_err(|e| Error::Io { op: "writing", path: dest.to_string(), source: e })?;
+        let mut out = File::create(&dest).map_err(|e| Error::Io {
+            op: "writing",
+            path: dest.to_string(),
+            source: e,
+        })?;
         let mut r = self.reader.open_file(&entry).map_err(|e| Error::Iso(Box::new(e)))?;
         io::copy(&mut r, &mut out).map_err(|e| bad(name, format!("unreadable: {e}")))?;
         Ok(dest)
@@ -154,7 +164,10 @@ pub fn verify_iso(path: &Utf8Path, key: Option<&PublicKey>) -> Result<PackReport
     let legacy = iso.has("XS-REPOSITORY");
     let update = iso.has("update.xml");
     if !legacy && !update {
-        return Err(bad(path.as_str(), "holds neither XS-REPOSITORY (legacy pack) nor update.xml (update pack)"));
+        return Err(bad(
+            path.as_str(),
+            "holds neither XS-REPOSITORY (legacy pack) nor update.xml (update pack)",
+        ));
     }
     if legacy {
         verify_legacy(&mut iso, &mut report)?;
@@ -173,32 +186,52 @@ fn verify_legacy(iso: &mut Iso, report: &mut PackReport) -> Result<(), Error> {
     report.formats.push("legacy");
     let repo_text = iso.text("XS-REPOSITORY")?;
     let repo = parse_xml("XS-REPOSITORY", &repo_text)?;
-    let need = |el: &Element, k: &str| el.attr(k).map(str::to_owned).ok_or_else(|| bad("XS-REPOSITORY", format!("<{}> lacks {k}", el.name)));
+    let need = |el: &Element, k: &str| {
+        el.attr(k)
+            .map(str::to_owned)
+            .ok_or_else(|| bad("XS-REPOSITORY", format!("<{}> lacks {k}", el.name)))
+    };
     if repo.name != "repository" {
         return Err(bad("XS-REPOSITORY", "root element is not <repository>"));
     }
-    let ident = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let ident = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
     for k in ["originator", "name"] {
         if !ident(&need(&repo, k)?) {
-            return Err(bad("XS-REPOSITORY", format!("{k} must be letters, digits, '.', '_' and '-'")));
+            return Err(bad(
+                "XS-REPOSITORY",
+                format!("{k} must be letters, digits, '.', '_' and '-'"),
+            ));
         }
     }
     need(&repo, "product")?;
     report.name = need(&repo, "name")?;
     report.version = need(&repo, "version")?;
     if !dotted(&report.version) {
-        return Err(bad("XS-REPOSITORY", format!("version {:?} is not dotted integers", report.version)));
+        return Err(bad(
+            "XS-REPOSITORY",
+            format!("version {:?} is not dotted integers", report.version),
+        ));
     }
     match repo.children.first() {
         Some(d) if d.name == "description" && !d.text.trim().is_empty() => {}
-        _ => return Err(bad("XS-REPOSITORY", "the first child must be a non-empty <description> (xapi reads only that)")),
+        _ => {
+            return Err(bad(
+                "XS-REPOSITORY",
+                "the first child must be a non-empty <description> (xapi reads only that)",
+            ));
+        }
     }
     for r in repo.all("requires") {
         need(r, "originator")?;
         need(r, "name")?;
         let test = need(r, "test")?;
         if !["eq", "ne", "lt", "gt", "le", "ge"].contains(&test.as_str()) {
-            return Err(bad("XS-REPOSITORY", format!("requires test {test:?} is not eq, ne, lt, gt, le or ge")));
+            return Err(bad(
+                "XS-REPOSITORY",
+                format!("requires test {test:?} is not eq, ne, lt, gt, le or ge"),
+            ));
         }
         if !dotted(&need(r, "version")?) {
             return Err(bad("XS-REPOSITORY", "a requires version is not dotted integers"));
@@ -218,13 +251,23 @@ fn verify_legacy(iso: &mut Iso, report: &mut PackReport) -> Result<(), Error> {
                 return Err(bad(&what, format!("lacks {k}")));
             }
         }
-        let size: u64 = p.attr("size").unwrap_or_default().parse().map_err(|_| bad(&what, "size is not an integer"))?;
+        let size: u64 = p
+            .attr("size")
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| bad(&what, "size is not an integer"))?;
         let (md5, _, actual) = iso.hash(&file)?;
         if actual != size {
             return Err(bad(&file, format!("size {actual} differs from XS-PACKAGES' {size}")));
         }
         if md5 != p.attr("md5").unwrap_or_default() {
-            return Err(bad(&file, format!("MD5 {md5} differs from XS-PACKAGES' {}", p.attr("md5").unwrap_or_default())));
+            return Err(bad(
+                &file,
+                format!(
+                    "MD5 {md5} differs from XS-PACKAGES' {}",
+                    p.attr("md5").unwrap_or_default()
+                ),
+            ));
         }
         report.rpms.push(file);
     }
@@ -245,7 +288,8 @@ fn recorded(el: &Element, what: &str) -> Result<(String, u64), Error> {
         return Err(bad(what, "checksum type is not sha256"));
     }
     let size_el = el.first("size").ok_or_else(|| bad(what, "no <size>"))?;
-    let size_text = size_el.attr("package").map_or_else(|| size_el.text.trim().to_owned(), str::to_owned);
+    let size_text =
+        size_el.attr("package").map_or_else(|| size_el.text.trim().to_owned(), str::to_owned);
     let size = size_text.parse().map_err(|_| bad(what, "size is not an integer"))?;
     Ok((checksum.text.trim().to_owned(), size))
 }
@@ -259,7 +303,11 @@ fn gunzip(name: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn verify_update(iso: &mut Iso, key: Option<&PublicKey>, report: &mut PackReport) -> Result<(), Error> {
+fn verify_update(
+    iso: &mut Iso,
+    key: Option<&PublicKey>,
+    report: &mut PackReport,
+) -> Result<(), Error> {
     report.formats.push("update");
     let update_text = iso.text("update.xml")?;
     let update = UpdateXml::parse(&update_text)?;
@@ -272,18 +320,31 @@ fn verify_update(iso: &mut Iso, key: Option<&PublicKey>, report: &mut PackReport
     for d in repomd.all("data") {
         let kind = d.attr("type").unwrap_or_default().to_owned();
         let what = format!("repomd.xml data {kind:?}");
-        let href = d.first("location").and_then(|l| l.attr("href")).ok_or_else(|| bad(&what, "no location"))?.to_owned();
+        let href = d
+            .first("location")
+            .and_then(|l| l.attr("href"))
+            .ok_or_else(|| bad(&what, "no location"))?
+            .to_owned();
         let (sha, size) = recorded(d, &what)?;
         let bytes = iso.read(&href)?;
         let actual = xspack_io::Sha256Digest::of_bytes(&bytes).to_string();
         if actual != sha || bytes.len() as u64 != size {
-            return Err(bad(&href, format!("sha256 {actual} / size {} differ from repomd.xml's {sha} / {size}", bytes.len())));
+            return Err(bad(
+                &href,
+                format!(
+                    "sha256 {actual} / size {} differ from repomd.xml's {sha} / {size}",
+                    bytes.len()
+                ),
+            ));
         }
-        let open = if href.ends_with(".gz") { gunzip(&href, &bytes)? } else { bytes };
+        let open = if bytes.starts_with(&[0x1f, 0x8b]) { gunzip(&href, &bytes)? } else { bytes };
         if let Some(oc) = d.first("open-checksum") {
             let actual = xspack_io::Sha256Digest::of_bytes(&open).to_string();
             if actual != oc.text.trim() {
-                return Err(bad(&href, format!("open-checksum {actual} differs from repomd.xml's {}", oc.text.trim())));
+                return Err(bad(
+                    &href,
+                    format!("open-checksum {actual} differs from repomd.xml's {}", oc.text.trim()),
+                ));
             }
         }
         data.insert(kind, open);
@@ -293,7 +354,10 @@ fn verify_update(iso: &mut Iso, key: Option<&PublicKey>, report: &mut PackReport
             return Err(bad("repodata/repomd.xml", format!("lists no {required}")));
         }
     }
-    let group = data.get("group").or_else(|| data.get("group_gz")).ok_or_else(|| bad("repodata/repomd.xml", "lists no group file (the `update` group)"))?;
+    let group = data
+        .get("group")
+        .or_else(|| data.get("group_gz"))
+        .ok_or_else(|| bad("repodata/repomd.xml", "lists no group file (the `update` group)"))?;
     let comps = parse_xml("comps", &String::from_utf8_lossy(group))?;
     let update_rpm = format!("update-{}", update.name_label);
     let in_group = comps
@@ -310,28 +374,50 @@ fn verify_update(iso: &mut Iso, key: Option<&PublicKey>, report: &mut PackReport
     let mut names = Vec::new();
     for p in primary.all("package") {
         let name = p.first("name").map(|n| n.text.trim().to_owned()).unwrap_or_default();
-        let href = p.first("location").and_then(|l| l.attr("href")).ok_or_else(|| bad("primary", format!("{name}: no location")))?.to_owned();
+        let href = p
+            .first("location")
+            .and_then(|l| l.attr("href"))
+            .ok_or_else(|| bad("primary", format!("{name}: no location")))?
+            .to_owned();
         let (sha, size) = recorded(p, &format!("primary: {name}"))?;
         let (_, actual, actual_size) = iso.hash(&href)?;
         if actual != sha || actual_size != size {
-            return Err(bad(&href, format!("sha256 {actual} / size {actual_size} differ from primary's {sha} / {size}")));
+            return Err(bad(
+                &href,
+                format!(
+                    "sha256 {actual} / size {actual_size} differ from primary's {sha} / {size}"
+                ),
+            ));
         }
         report.rpms.push(href);
         names.push(name);
     }
-    for needed in std::iter::once(update_rpm.clone()).chain((!update.control.is_empty()).then(|| update.control.clone())) {
+    for needed in std::iter::once(update_rpm.clone())
+        .chain((!update.control.is_empty()).then(|| update.control.clone()))
+    {
         if !names.contains(&needed) {
             return Err(bad("primary", format!("{needed} is not in the repository")));
         }
     }
     report.checked.push("update.xml rules, repodata and sha256 of every package".into());
-    // Signatures.
+    verify_signatures(iso, key, &update, report)
+}
+
+/// Detached signatures on update.xml and repomd.xml, and RPM header signatures when the pack
+/// names a key.
+fn verify_signatures(
+    iso: &mut Iso,
+    key: Option<&PublicKey>,
+    update: &UpdateXml,
+    report: &mut PackReport,
+) -> Result<(), Error> {
     let key_owned;
     let key = match key {
         Some(k) => k,
         None if !update.key.is_empty() && iso.has(&update.key) => {
             let text = iso.text(&update.key.clone())?;
-            key_owned = PublicKey::from_armored(&text, &update.key).map_err(|e| bad(&update.key, e.to_string()))?;
+            key_owned = PublicKey::from_armored(&text, &update.key)
+                .map_err(|e| bad(&update.key, e.to_string()))?;
             report.warnings.push(format!("signatures checked against the key the ISO carries ({}); pass --key to check who signed it", update.key));
             &key_owned
         }
@@ -344,15 +430,21 @@ fn verify_update(iso: &mut Iso, key: Option<&PublicKey>, report: &mut PackReport
         }
         let sig = iso.text(&sig_name)?;
         let content = iso.read(signed)?;
-        xspack_rpmrepo::verify_detached(key, content.as_slice(), &sig, Utf8Path::new(signed)).map_err(|e| bad(&sig_name, e.to_string()))?;
+        xspack_rpmrepo::verify_detached(key, content.as_slice(), &sig, Utf8Path::new(signed))
+            .map_err(|e| bad(&sig_name, e.to_string()))?;
     }
     let mut checked = format!("signatures on update.xml and repomd.xml by {}", key.info().key_id);
     if !update.key.is_empty() {
-        let tmp = tempfile::tempdir().map_err(|e| Error::Io { op: "creating a temporary directory", path: "tmp".into(), source: e })?;
+        let tmp = tempfile::tempdir().map_err(|e| Error::Io {
+            op: "creating a temporary directory",
+            path: "tmp".into(),
+            source: e,
+        })?;
         let dir = Utf8Path::from_path(tmp.path()).ok_or_else(|| bad("tmp", "not UTF-8"))?;
         for href in report.rpms.clone() {
             let path = iso.extract(&href, dir)?;
-            xspack_rpmrepo::verify_rpm_signature(&path, key).map_err(|e| bad(&href, format!("RPM signature: {e}")))?;
+            xspack_rpmrepo::verify_rpm_signature(&path, key)
+                .map_err(|e| bad(&href, format!("RPM signature: {e}")))?;
             let _ = std::fs::remove_file(path);
         }
         checked.push_str(" and every RPM header");

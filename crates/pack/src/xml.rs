@@ -63,7 +63,9 @@ fn element(e: &BytesStart<'_>) -> Result<Element, String> {
     let mut attrs = Vec::new();
     for a in e.attributes() {
         let a = a.map_err(|e| format!("bad attribute: {e}"))?;
-        let value = a.normalized_value(XmlVersion::Implicit1_0).map_err(|e| format!("bad attribute value: {e}"))?;
+        let value = a
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|e| format!("bad attribute value: {e}"))?;
         attrs.push((AsRef::<str>::as_ref(&a.key).to_owned(), value.into_owned()));
     }
     Ok(Element { name: local(e.name().as_ref()), attrs, ..Element::default() })
@@ -77,7 +79,9 @@ pub fn parse(text: &str) -> Result<Element, String> {
     let mut count = 0usize;
     loop {
         let event = reader.read_event().map_err(|e| format!("not well-formed XML: {e}"))?;
-        let done = |el: Element, stack: &mut Vec<Element>, root: &mut Option<Element>| match stack.last_mut() {
+        let done = |el: Element, stack: &mut Vec<Element>, root: &mut Option<Element>| match stack
+            .last_mut()
+        {
             Some(parent) => parent.children.push(el),
             None => *root = Some(el),
         };
@@ -113,15 +117,16 @@ pub fn parse(text: &str) -> Result<Element, String> {
                 }
             }
             Event::GeneralRef(r) => {
-                let c = match (r.resolve_char_ref().map_err(|e| format!("bad reference: {e}"))?, &*r) {
-                    (Some(c), _) => c,
-                    (None, "amp") => '&',
-                    (None, "lt") => '<',
-                    (None, "gt") => '>',
-                    (None, "quot") => '"',
-                    (None, "apos") => '\'',
-                    (None, other) => return Err(format!("unknown entity &{other};")),
-                };
+                let c =
+                    match (r.resolve_char_ref().map_err(|e| format!("bad reference: {e}"))?, &*r) {
+                        (Some(c), _) => c,
+                        (None, "amp") => '&',
+                        (None, "lt") => '<',
+                        (None, "gt") => '>',
+                        (None, "quot") => '"',
+                        (None, "apos") => '\'',
+                        (None, other) => return Err(format!("unknown entity &{other};")),
+                    };
                 if let Some(top) = stack.last_mut() {
                     top.text.push(c);
                 }

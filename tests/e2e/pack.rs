@@ -1,0 +1,517 @@
+//! `xspack pack`: the example packs built, then checked by the tools a XenServer host and its
+//! build engineers use: isoinfo and xorriso, `rpm -K`, gpg as xapi runs it, dnf precheck and
+//! apply into a fake root (supplemental-pack.md section 5 row 7), and the legacy install script
+//! against a fake root with a fake `xe` (row 9).
+
+use std::process::{Command, Output};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::common::{code, run, stderr, tempdir, xspack};
+
+const EPOCH: &str = "1700000000";
+
+fn repo_root() -> Utf8PathBuf {
+    Utf8PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// Runs `program` and requires success.
+fn tool(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (install it with just oracles): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A fresh test key pair in `dir`.
+fn keygen(dir: &Utf8Path) -> (Utf8PathBuf, Utf8PathBuf) {
+    let keys = dir.join("keys");
+    let out = xspack()
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .args(["-q", "pack", "keygen", "-o", keys.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    (keys.join("signing.asc"), keys.join("signing.pub.asc"))
+}
+
+/// Builds `packs/<pack>` into `dir/<out>` signed with `key`.
+fn build(pack: &str, dir: &Utf8Path, out: &str, key: &Utf8Path) -> Utf8PathBuf {
+    let dest = dir.join(out);
+    let src = repo_root().join("packs").join(pack);
+    let o = xspack()
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .args([
+            "-q",
+            "pack",
+            "build",
+            src.as_str(),
+            "--sign-key",
+            key.as_str(),
+            "-o",
+            dest.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    dest
+}
+
+/// Extracts an ISO with xorriso (Rock Ridge names and modes).
+fn extract(iso: &Utf8Path, dest: &Utf8Path) {
+    tool("xorriso", &["-osirrox", "on", "-indev", iso.as_str(), "-extract", "/", dest.as_str()]);
+}
+
+fn mode(path: &Utf8Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn iso_tools_read_both_formats() {
+    let (_t, dir) = tempdir();
+    let (secret, public) = keygen(&dir);
+    let dist = build("demo", &dir, "dist", &secret);
+    let legacy = dist.join("xspack-demo-1.0.0-1.iso");
+    let update = dist.join("xspack-demo-1.0.0-1-update.iso");
+    for iso in [&legacy, &update] {
+        let d = String::from_utf8(tool("isoinfo", &["-d", "-i", iso.as_str()]).stdout).unwrap();
+        assert!(d.contains("Volume id: XSPACK_DEMO"), "{d}");
+        assert!(
+            d.contains("Rock Ridge signatures version 1 found")
+                && d.contains("Joliet with UCS level 3 found"),
+            "{d}"
+        );
+        let out = run(&["pack", "verify", iso.as_str(), "--key", public.as_str()]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let listing =
+        String::from_utf8(tool("isoinfo", &["-R", "-l", "-i", legacy.as_str()]).stdout).unwrap();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.trim_end().ends_with(" install.sh")),
+        "{listing}"
+    );
+    let joliet =
+        String::from_utf8(tool("isoinfo", &["-J", "-f", "-i", update.as_str()]).stdout).unwrap();
+    assert!(
+        joliet.contains("/repodata/repomd.xml.asc")
+            && joliet.contains("/Packages/update-xspack-demo-1.0.0-1.noarch.rpm"),
+        "{joliet}"
+    );
+    // Extracted files are byte-equal to what the legacy metadata promises, scripts executable.
+    let x = dir.join("x");
+    extract(&legacy, &x);
+    assert_eq!(mode(&x.join("install.sh")), 0o755);
+    assert_eq!(mode(&x.join("install")), 0o755);
+    let pkgs = std::fs::read_to_string(x.join("XS-PACKAGES")).unwrap();
+    for rpm in ["xspack-demo-1.0.0-1.noarch.rpm", "xspack-demo-templates-1.0.0-1.noarch.rpm"] {
+        let md5 = String::from_utf8(tool("md5sum", &[x.join(rpm).as_str()]).stdout).unwrap();
+        let md5 = md5.split_whitespace().next().unwrap();
+        assert!(pkgs.contains(&format!("md5=\"{md5}\">{rpm}<")), "{pkgs}");
+    }
+    // The payload comes first in install order: the templates RPM requires the plugin RPM.
+    assert!(
+        pkgs.find("xspack-demo-1.0.0").unwrap() < pkgs.find("xspack-demo-templates").unwrap(),
+        "{pkgs}"
+    );
+}
+
+#[test]
+fn rpm_and_gpg_accept_the_signatures() {
+    let (_t, dir) = tempdir();
+    let (secret, public) = keygen(&dir);
+    let dist = build("demo", &dir, "dist", &secret);
+    let x = dir.join("x");
+    extract(&dist.join("xspack-demo-1.0.0-1-update.iso"), &x);
+    // rpm -K with the key in a scratch rpmdb.
+    let db = dir.join("rpmdb");
+    tool("rpm", &["--dbpath", db.as_str(), "--initdb"]);
+    tool("rpm", &["--dbpath", db.as_str(), "--import", x.join("RPM-GPG-KEY-xspack").as_str()]);
+    for entry in std::fs::read_dir(x.join("Packages")).unwrap() {
+        let rpm = Utf8PathBuf::from_path_buf(entry.unwrap().path()).unwrap();
+        let out = tool("rpm", &["--dbpath", db.as_str(), "-Kv", rpm.as_str()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Header V4 RSA/SHA256 Signature")
+                && text.contains(": OK")
+                && !text.contains("NOT OK"),
+            "{rpm}: {text}"
+        );
+    }
+    // gpg as xapi runs it: GOODSIG and TRUST_ULTIMATE for update.xml and repomd.xml.
+    let home = dir.join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    tool("gpg", &["--batch", "--homedir", home.as_str(), "--import", public.as_str()]);
+    let fpr = String::from_utf8(
+        tool("gpg", &["--batch", "--homedir", home.as_str(), "--with-colons", "--list-keys"])
+            .stdout,
+    )
+    .unwrap();
+    let fpr =
+        fpr.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_owned();
+    let trust = dir.join("trust.txt");
+    std::fs::write(&trust, format!("{fpr}:6:\n")).unwrap();
+    tool("gpg", &["--batch", "--homedir", home.as_str(), "--import-ownertrust", trust.as_str()]);
+    for file in ["update.xml", "repodata/repomd.xml"] {
+        let f = x.join(file);
+        let out = tool(
+            "gpg",
+            &[
+                "--batch",
+                "--homedir",
+                home.as_str(),
+                "--status-fd",
+                "1",
+                "--verify",
+                &format!("{f}.asc"),
+                f.as_str(),
+            ],
+        );
+        let status = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            status.contains("[GNUPG:] GOODSIG") && status.contains("[GNUPG:] TRUST_ULTIMATE"),
+            "{file}: {status}"
+        );
+    }
+    // A one-byte change to repomd.xml breaks its signature, for gpg and for pack verify.
+    let repomd = x.join("repodata/repomd.xml");
+    let mut bytes = std::fs::read(&repomd).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&repomd, bytes).unwrap();
+    let bad = Command::new("gpg")
+        .args([
+            "--batch",
+            "--homedir",
+            home.as_str(),
+            "--verify",
+            &format!("{repomd}.asc"),
+            repomd.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
+
+/// The xapi yum configuration of supplemental-pack.md section 2.7, for an extracted pack.
+fn yum_conf(dir: &Utf8Path, repo: &Utf8Path, label: &str, key: &str) -> Utf8PathBuf {
+    let conf = dir.join("yum.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[main]\nkeepcache=0\nreposdir=/dev/null\ngpgcheck=1\nrepo_gpgcheck=1\ninstallonlypkgs=\ngroup_command=compat\n\n\
+             [{label}]\nname={label}\nbaseurl=file://{repo}\ngpgkey=file://{repo}/{key}\n"
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn dnf(conf: &Utf8Path, root: &Utf8Path, cache: &Utf8Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("dnf");
+    cmd.args([
+        "-y",
+        "-c",
+        conf.as_str(),
+        "--installroot",
+        root.as_str(),
+        "--releasever=8",
+        "--noplugins",
+        "--setopt",
+        &format!("cachedir={cache}"),
+    ]);
+    cmd.args(args);
+    cmd.output().expect("dnf runs (install it with just oracles)")
+}
+
+#[test]
+fn dnf_prechecks_and_applies_into_a_fake_root() {
+    let (_t, dir) = tempdir();
+    let (secret, _public) = keygen(&dir);
+    let dist = build("demo", &dir, "dist", &secret);
+    let x = dir.join("repo");
+    extract(&dist.join("xspack-demo-1.0.0-1-update.iso"), &x);
+    // A fake dom0: an rpmdb and the release package's platform-version provide.
+    let root = dir.join("root");
+    tool("rpm", &["--root", root.as_str(), "--initdb"]);
+    let stub = dir.join("stub.rpm");
+    build_release_stub(&stub);
+    tool("rpm", &["--root", root.as_str(), "-i", "--nosignature", "--noscripts", stub.as_str()]);
+    let conf = yum_conf(&dir, &x, "xspack-demo", "RPM-GPG-KEY-xspack");
+    let cache = dir.join("cache");
+    let pre = dnf(&conf, &root, &cache, &["install", "control-xspack-demo"]);
+    assert!(
+        pre.status.success(),
+        "precheck: {}{}",
+        String::from_utf8_lossy(&pre.stdout),
+        String::from_utf8_lossy(&pre.stderr)
+    );
+    let apply = dnf(&conf, &root, &cache, &["install", "@update"]);
+    assert!(
+        apply.status.success(),
+        "apply: {}{}",
+        String::from_utf8_lossy(&apply.stdout),
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    // xapi's resync_host reads /var/update/applied/<uuid>: it must parse as update.xml.
+    let applied: Vec<_> = std::fs::read_dir(root.join("var/update/applied"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    let text = std::fs::read_to_string(&applied[0]).unwrap();
+    assert_eq!(text, std::fs::read_to_string(x.join("update.xml")).unwrap());
+    assert!(
+        root.join("usr/bin/xspack-demo").is_file()
+            && root.join("etc/xapi.d/vm-templates/xspack-demo.json").is_file()
+    );
+    // A tampered repomd.xml is refused by the repo signature check.
+    let repomd = x.join("repodata/repomd.xml");
+    let text = std::fs::read_to_string(&repomd).unwrap().replacen("<revision>", "<revision>1", 1);
+    std::fs::write(&repomd, text).unwrap();
+    let root2 = dir.join("root2");
+    tool("rpm", &["--root", root2.as_str(), "--initdb"]);
+    let tampered = dnf(&conf, &root2, &dir.join("cache2"), &["install", "control-xspack-demo"]);
+    assert!(!tampered.status.success(), "a tampered repomd.xml was accepted");
+    let err = String::from_utf8_lossy(&tampered.stderr);
+    assert!(
+        err.to_lowercase().contains("gpg") || err.to_lowercase().contains("signature"),
+        "{err}"
+    );
+}
+
+/// An RPM standing in for the XenServer/XCP-ng release package: it provides
+/// `platform-version` and `product-version`.
+fn build_release_stub(dest: &Utf8Path) {
+    use xspack_rpmrepo::{Comparison, Dependency, RpmBuilder};
+    let (file, _) = RpmBuilder::new("xcp-ng-release", "8.2.1", "1")
+        .summary("release stub")
+        .description("Provides what the control RPM requires.")
+        .license("MIT")
+        .source_date(1_700_000_000)
+        .provides(Dependency::versioned("platform-version", Comparison::Eq, "3.2.1"))
+        .provides(Dependency::versioned("product-version", Comparison::Eq, "8.2.1"))
+        .provides(Dependency::any("/bin/sh"))
+        .write(std::fs::File::create(dest).unwrap(), None)
+        .unwrap();
+    drop(file);
+}
+
+/// A fake XenServer 6.x/7.0 host for the legacy install script.
+struct FakeHost {
+    root: Utf8PathBuf,
+    bin: Utf8PathBuf,
+    xe_log: Utf8PathBuf,
+}
+
+fn fake_host(dir: &Utf8Path, platform_version: Option<&str>) -> FakeHost {
+    let root = dir.join("host");
+    std::fs::create_dir_all(root.join("etc/xensource/installed-repos")).unwrap();
+    std::fs::write(root.join("etc/xensource-inventory"), "PRODUCT_BRAND='XenServer'\nPLATFORM_NAME='XCP'\nINSTALLATION_UUID='0e2c7c2a-2d7b-4c47-9b4c-5c8d5d0e0001'\n").unwrap();
+    if let Some(v) = platform_version {
+        let main = root.join("etc/xensource/installed-repos/xcp:main");
+        std::fs::create_dir_all(&main).unwrap();
+        std::fs::write(main.join("XS-REPOSITORY"), format!("<repository originator=\"xcp\" name=\"main\" product=\"XCP\" version=\"{v}\" build=\"x\">\n  <description>XCP</description>\n</repository>\n")).unwrap();
+    }
+    tool("rpm", &["--root", root.as_str(), "--initdb"]);
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let xe_log = dir.join("xe.log");
+    std::fs::write(bin.join("xe"), format!("#!/bin/sh\necho \"$@\" >> '{xe_log}'\n")).unwrap();
+    std::fs::set_permissions(bin.join("xe"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    FakeHost { root, bin, xe_log }
+}
+
+fn install(x: &Utf8Path, host: &FakeHost) -> Output {
+    Command::new("sh")
+        .arg(x.join("install.sh"))
+        .arg("-b")
+        .env("XSPACK_ROOT", &host.root)
+        .env("XSPACK_RPM", format!("rpm --root {}", host.root))
+        .env("XSPACK_RPM_INSTALL_OPTS", "--nodeps --noscripts --nosignature")
+        .env("PATH", format!("{}:{}", host.bin, std::env::var("PATH").unwrap()))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn legacy_install_script_installs_and_records_the_pack() {
+    let (_t, dir) = tempdir();
+    let (secret, _) = keygen(&dir);
+    let dist = build("demo", &dir, "dist", &secret);
+    let x = dir.join("x");
+    extract(&dist.join("xspack-demo-1.0.0-1.iso"), &x);
+
+    let host = fake_host(&dir.join("ok"), Some("2.1.0"));
+    let out = install(&x, &host);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Pack installation successful."), "{text}");
+    tool("rpm", &["--root", host.root.as_str(), "-q", "xspack-demo", "xspack-demo-templates"]);
+    let recorded = host.root.join("etc/xensource/installed-repos/xspack:xspack-demo");
+    assert_eq!(
+        std::fs::read(recorded.join("XS-REPOSITORY")).unwrap(),
+        std::fs::read(x.join("XS-REPOSITORY")).unwrap()
+    );
+    assert!(recorded.join("XS-PACKAGES").is_file());
+    let log = std::fs::read_to_string(&host.xe_log).unwrap();
+    assert_eq!(log, "host-refresh-pack-info host-uuid=0e2c7c2a-2d7b-4c47-9b4c-5c8d5d0e0001\n");
+    // A second run skips what is installed and still succeeds in batch mode.
+    let again = install(&x, &host);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("is already installed"));
+
+    // Missing requirement: fatal, exit 1, nothing recorded.
+    let host = fake_host(&dir.join("missing"), None);
+    let out = install(&x, &host);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("FATAL: missing dependency xcp:main ge 1.9.0")
+    );
+    assert!(!host.root.join("etc/xensource/installed-repos/xspack:xspack-demo").exists());
+    // Too old a platform: unsatisfied, and batch mode answers no with exit 2.
+    let host = fake_host(&dir.join("old"), Some("1.8.9"));
+    let out = install(&x, &host);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("unsatisfied dependency xcp:main ge 1.9.0 (installed: 1.8.9)")
+    );
+    // A corrupted RPM is caught by its MD5 before anything is installed.
+    let rpm = x.join("xspack-demo-1.0.0-1.noarch.rpm");
+    let mut bytes = std::fs::read(&rpm).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&rpm, bytes).unwrap();
+    let host = fake_host(&dir.join("md5"), Some("2.1.0"));
+    let out = install(&x, &host);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("FATAL: MD5 mismatch for xspack-demo-1.0.0-1.noarch.rpm")
+    );
+}
+
+#[test]
+fn same_inputs_same_isos() {
+    let (_t, dir) = tempdir();
+    let (secret, _) = keygen(&dir);
+    let a = build("demo", &dir, "a", &secret);
+    let b = build("demo", &dir, "b", &secret);
+    assert_eq!(
+        std::fs::read(a.join("SHA256SUMS")).unwrap(),
+        std::fs::read(b.join("SHA256SUMS")).unwrap()
+    );
+}
+
+/// A copy of packs/demo in `dir` to break.
+fn demo_copy(dir: &Utf8Path) -> Utf8PathBuf {
+    let dest = dir.join("demo");
+    std::fs::create_dir_all(dir).unwrap();
+    tool("cp", &["-r", repo_root().join("packs/demo").as_str(), dest.as_str()]);
+    dest
+}
+
+fn build_fails(pack: &Utf8Path, key: &Utf8Path, want: &str, exit: i32) {
+    let out_dir = pack.with_file_name("out");
+    let out = xspack()
+        .args([
+            "-q",
+            "pack",
+            "build",
+            pack.as_str(),
+            "--sign-key",
+            key.as_str(),
+            "-o",
+            out_dir.as_str(),
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), exit, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("xspack: error: ") && err.contains(want), "want {want:?} in {err}");
+    assert!(!out_dir.exists(), "no output after a failure");
+}
+
+#[test]
+fn bad_packs_fail_cleanly() {
+    let (_t, dir) = tempdir();
+    let (secret, _) = keygen(&dir);
+    // A typo in pack.toml names file, line and column.
+    let pack = demo_copy(&dir.join("typo"));
+    let toml = pack.join("pack.toml");
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("originator = \"xspack\"", "orginator = \"xspack\"");
+    std::fs::write(&toml, text).unwrap();
+    build_fails(&pack, &secret, &format!("{toml}:7:1: unknown field `orginator`"), 3);
+    // An invalid label.
+    let pack = demo_copy(&dir.join("label"));
+    let toml = pack.join("pack.toml");
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("name = \"xspack-demo\"\nversion", "name = \"xspack demo\"\nversion");
+    std::fs::write(&toml, text).unwrap();
+    build_fails(&pack, &secret, "pack.name", 3);
+    // A missing payload file.
+    let pack = demo_copy(&dir.join("missing"));
+    std::fs::remove_file(pack.join("files/plugin")).unwrap();
+    build_fails(&pack, &secret, "files/plugin", 1);
+    // A corrupt prebuilt RPM, and a duplicate NEVRA.
+    let pack = demo_copy(&dir.join("corrupt"));
+    std::fs::create_dir(pack.join("rpms")).unwrap();
+    std::fs::write(pack.join("rpms/broken-1-1.noarch.rpm"), b"\xed\xab\xee\xdbnot really an rpm")
+        .unwrap();
+    let toml = pack.join("pack.toml");
+    std::fs::write(
+        &toml,
+        std::fs::read_to_string(&toml).unwrap() + "\n[[rpm]]\npath = \"rpms/*.rpm\"\n",
+    )
+    .unwrap();
+    build_fails(&pack, &secret, "broken-1-1.noarch.rpm", 3);
+    // A key that is not a key.
+    let pack = demo_copy(&dir.join("key"));
+    let bogus = dir.join("bogus.asc");
+    std::fs::write(
+        &bogus,
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnope\n-----END PGP PRIVATE KEY BLOCK-----\n",
+    )
+    .unwrap();
+    build_fails(&pack, &bogus, "bogus.asc", 3);
+}
+
+#[test]
+fn verify_catches_a_wrong_key_and_tampering() {
+    let (_t, dir) = tempdir();
+    let (secret, _) = keygen(&dir);
+    std::fs::create_dir(dir.join("other")).unwrap();
+    let (_, other_public) = keygen(&dir.join("other"));
+    let dist = build("demo", &dir, "dist", &secret);
+    let update = dist.join("xspack-demo-1.0.0-1-update.iso");
+    let out = run(&["pack", "verify", update.as_str(), "--key", other_public.as_str()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("update.xml.asc"), "{}", stderr(&out));
+    // Flip one byte inside an RPM of the legacy ISO: its MD5 no longer matches XS-PACKAGES.
+    let legacy = dist.join("xspack-demo-1.0.0-1.iso");
+    let mut bytes = std::fs::read(&legacy).unwrap();
+    let rpm_magic = [0xed, 0xab, 0xee, 0xdb];
+    let at = bytes.windows(4).position(|w| w == rpm_magic).unwrap();
+    bytes[at + 200] ^= 0x01;
+    let tampered = dir.join("tampered.iso");
+    std::fs::write(&tampered, bytes).unwrap();
+    let out = run(&["pack", "verify", tampered.as_str()]);
+    assert_eq!(code(&out), 3);
+    assert!(stderr(&out).contains("MD5") || stderr(&out).contains("differs"), "{}", stderr(&out));
+}
