@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use std::sync::Arc;
 use xspack_ext4::{Attrs, FsBuilder, InodeId, NodeKind as FsKind, Timestamp, Xattr};
-use xspack_oci::{EntryMeta, MergedTree, NodeId, NodeKind};
+
+use xspack_oci::{EntryMeta, FileData, MergedTree, NodeId, NodeKind};
 
 use crate::Error;
 
@@ -14,6 +16,8 @@ pub struct Converted {
     pub sources: HashMap<(usize, u64), InodeId>,
     /// Layers holding data of at least one surviving file.
     pub layers_with_data: BTreeSet<usize>,
+    /// Files added after the layers, in the order their data is written (after all layers).
+    pub inline: Vec<(InodeId, Arc<[u8]>)>,
 }
 
 fn attrs(meta: &EntryMeta) -> Attrs {
@@ -39,6 +43,9 @@ fn data_key(layer: usize, entry: u64) -> u64 {
     ((layer as u64) << 40) | entry
 }
 
+/// Files added after the layers come after every layer's data.
+const INLINE_KEYS: u64 = 1 << 63;
+
 /// Walks the reachable tree depth first, adding each node once (hard links share it).
 pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
     let root = tree.root();
@@ -47,6 +54,7 @@ pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
     ids.insert(root, builder.root());
     let mut sources = HashMap::new();
     let mut layers_with_data = BTreeSet::new();
+    let mut inline = Vec::new();
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
         let dir_id = ids[&dir];
@@ -60,8 +68,11 @@ pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
                         stack.push(child);
                         FsKind::Dir
                     }
-                    NodeKind::File { size, source } => {
-                        FsKind::File { size: *size, data_key: data_key(source.0, source.1) }
+                    NodeKind::File { size, source: FileData::Layer(layer, entry) } => {
+                        FsKind::File { size: *size, data_key: data_key(*layer, *entry) }
+                    }
+                    NodeKind::File { size, source: FileData::Inline(_) } => {
+                        FsKind::File { size: *size, data_key: INLINE_KEYS + inline.len() as u64 }
                     }
                     NodeKind::Symlink(target) => FsKind::Symlink(target.clone()),
                     NodeKind::CharDev(major, minor) => {
@@ -73,9 +84,15 @@ pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
                     NodeKind::Fifo => FsKind::Fifo,
                 };
                 let id = builder.add(kind, attrs(&node.meta));
-                if let NodeKind::File { source, .. } = &node.kind {
-                    sources.insert(*source, id);
-                    layers_with_data.insert(source.0);
+                match &node.kind {
+                    NodeKind::File { source: FileData::Layer(layer, entry), .. } => {
+                        sources.insert((*layer, *entry), id);
+                        layers_with_data.insert(*layer);
+                    }
+                    NodeKind::File { source: FileData::Inline(data), .. } => {
+                        inline.push((id, data.clone()))
+                    }
+                    _ => {}
                 }
                 ids.insert(child, id);
                 id
@@ -83,5 +100,5 @@ pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
             builder.link(dir_id, name, id)?;
         }
     }
-    Ok(Converted { builder, sources, layers_with_data })
+    Ok(Converted { builder, sources, layers_with_data, inline })
 }

@@ -26,7 +26,7 @@ mod spec;
 pub use digest::Digest;
 pub use image::{Image, LayerInfo};
 pub use layer::{EntryKind, EntryMeta, LayerEntry, LayerSummary};
-pub use merge::{MergeSummary, MergedTree, NodeId, NodeKind, TreeNode};
+pub use merge::{FileData, MergeSummary, MergedTree, NodeId, NodeKind, TreeNode};
 pub use source::ImageSource;
 pub use spec::ContainerConfig;
 

@@ -14,6 +14,7 @@
 //!   directory, is an error.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use crate::layer::{EntryKind, EntryMeta, LayerEntry};
 use crate::{Error, path};
@@ -30,12 +31,12 @@ pub struct NodeId(u32);
 pub enum NodeKind {
     /// A directory and its entries, sorted by name.
     Dir(BTreeMap<Vec<u8>, NodeId>),
-    /// A regular file: its size and where its data is (layer index, entry index).
+    /// A regular file: its size and where its data is.
     File {
         /// Size in bytes.
         size: u64,
-        /// Layer and entry holding the data.
-        source: (usize, u64),
+        /// Where the bytes come from.
+        source: FileData,
     },
     /// A symlink and its verbatim target.
     Symlink(Vec<u8>),
@@ -46,6 +47,18 @@ pub enum NodeKind {
     /// A FIFO.
     Fifo,
 }
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileData {
+    /// In a layer's tar stream: layer index and entry index.
+    Layer(usize, u64),
+    /// Held in memory: a file added after the layers (a guest fix-up).
+    Inline(Arc<[u8]>),
+}
+
+/// The layer number recorded on nodes added after every layer, so no whiteout hides them.
+const FIXUP_LAYER: usize = usize::MAX;
 
 /// One node: kind, metadata and the layer that created it.
 #[derive(Debug, Clone)]
@@ -179,7 +192,9 @@ impl MergedTree {
                 }
                 NodeKind::Dir(BTreeMap::new())
             }
-            EntryKind::File => NodeKind::File { size: entry.size, source: (layer, entry.index) },
+            EntryKind::File => {
+                NodeKind::File { size: entry.size, source: FileData::Layer(layer, entry.index) }
+            }
             EntryKind::Symlink(target) => NodeKind::Symlink(target.clone()),
             EntryKind::CharDev { major, minor } => NodeKind::CharDev(*major, *minor),
             EntryKind::BlockDev { major, minor } => NodeKind::BlockDev(*major, *minor),
@@ -194,6 +209,119 @@ impl MergedTree {
         let id = self.add(TreeNode { kind, meta: entry.meta.clone(), layer });
         self.dir_mut(parent).insert(name.to_vec(), id);
         Ok(())
+    }
+
+    /// Resolves `path` like the kernel would inside the image: every symlink followed, absolute
+    /// targets from the root and `..` clamped at it. `None` if it does not exist.
+    pub fn resolve(&mut self, path: &[u8]) -> Option<NodeId> {
+        let comps = path::components(path).ok()?;
+        let Some((name, parents)) = comps.split_last() else { return Some(self.root()) };
+        let mut dir = self.resolve_dir(parents, None).ok()??;
+        let mut name = name.to_vec();
+        for _ in 0..MAX_FOLLOW {
+            let id = self.dir_mut(dir).get(&name).copied()?;
+            let NodeKind::Symlink(target) = &self.node(id).kind else { return Some(id) };
+            let target = target.clone();
+            let (parent, last) = match target.iter().rposition(|&b| b == b'/') {
+                Some(i) => (target[..=i].to_vec(), target[i + 1..].to_vec()),
+                None => (Vec::new(), target.clone()),
+            };
+            // Resolve the target's directory relative to the symlink's own directory.
+            let mut full =
+                if parent.first() == Some(&b'/') { Vec::new() } else { self.path_of_dir(dir)? };
+            full.extend_from_slice(&parent);
+            let parts: Vec<&[u8]> = full.split(|&b| b == b'/').collect();
+            dir = self.resolve_dir(&parts, None).ok()??;
+            if last.is_empty() || last == b"." {
+                return Some(dir);
+            }
+            name = last;
+        }
+        None
+    }
+
+    /// The path of directory `dir` from the root, with a trailing `/` (empty for the root).
+    fn path_of_dir(&self, dir: NodeId) -> Option<Vec<u8>> {
+        if dir == self.root() {
+            return Some(Vec::new());
+        }
+        let mut path: Vec<Vec<u8>> = Vec::new();
+        let mut target = dir;
+        'up: while target != self.root() {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if let NodeKind::Dir(map) = &node.kind
+                    && let Some((name, _)) = map.iter().find(|(_, id)| **id == target)
+                {
+                    path.push(name.clone());
+                    target = NodeId(u32::try_from(i).expect("fits"));
+                    continue 'up;
+                }
+            }
+            return None;
+        }
+        path.reverse();
+        let mut out = path.join(&b'/');
+        out.push(b'/');
+        Some(out)
+    }
+
+    /// Puts `kind` at `path` after every layer, replacing what is there and creating parents
+    /// (mode 0755, root-owned). Symlinked parents are followed inside the tree.
+    fn put(&mut self, path: &[u8], kind: NodeKind, meta: EntryMeta) -> Result<NodeId, Error> {
+        let bad = |reason: String| Error::Entry {
+            layer: "guest fix-up".into(),
+            entry: String::from_utf8_lossy(path).into_owned(),
+            reason,
+        };
+        let comps = path::components(path).map_err(|why| bad(why.to_owned()))?;
+        let (name, parents) =
+            comps.split_last().ok_or_else(|| bad("cannot replace the root".into()))?;
+        let parent = self
+            .resolve_dir(parents, Some(FIXUP_LAYER))
+            .map_err(bad)?
+            .expect("created when missing");
+        if let NodeKind::Dir(_) = kind
+            && let Some(id) = self.dir_mut(parent).get(*name).copied()
+            && matches!(self.node(id).kind, NodeKind::Dir(_))
+        {
+            self.nodes[id.0 as usize].meta = meta;
+            return Ok(id);
+        }
+        let id = self.add(TreeNode { kind, meta, layer: FIXUP_LAYER });
+        self.dir_mut(parent).insert(name.to_vec(), id);
+        Ok(id)
+    }
+
+    /// Adds or replaces the regular file `path` with `data`.
+    pub fn put_file(&mut self, path: &[u8], data: Vec<u8>, meta: EntryMeta) -> Result<(), Error> {
+        let size = data.len() as u64;
+        self.put(path, NodeKind::File { size, source: FileData::Inline(data.into()) }, meta)
+            .map(drop)
+    }
+
+    /// Adds or replaces the symlink `path` pointing at `target`.
+    pub fn put_symlink(
+        &mut self,
+        path: &[u8],
+        target: &[u8],
+        meta: EntryMeta,
+    ) -> Result<(), Error> {
+        self.put(path, NodeKind::Symlink(target.to_vec()), meta).map(drop)
+    }
+
+    /// Creates the directory `path` (and its parents), or updates its metadata if it exists.
+    pub fn put_dir(&mut self, path: &[u8], meta: EntryMeta) -> Result<(), Error> {
+        self.put(path, NodeKind::Dir(BTreeMap::new()), meta).map(drop)
+    }
+
+    /// Removes the name `path` (not following a final symlink); whether something was there.
+    pub fn remove(&mut self, path: &[u8]) -> bool {
+        let Ok(comps) = path::components(path) else { return false };
+        let Some((name, parents)) = comps.split_last() else { return false };
+        match self.resolve_dir(parents, None) {
+            Ok(Some(dir)) => self.dir_mut(dir).remove(*name).is_some(),
+            _ => false,
+        }
     }
 
     fn whiteout(&mut self, layer: usize, parents: &[&[u8]], target: &[u8]) -> Result<(), String> {
@@ -389,6 +517,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("hard link target: path contains '..'"), "{err}");
+    }
+
+    #[test]
+    fn fixups_add_replace_and_resolve() {
+        let mut t = MergedTree::new();
+        apply(&mut t, 0, "usr/lib/os-release", EntryKind::File).unwrap();
+        apply(&mut t, 0, "etc/os-release", EntryKind::Symlink(b"../usr/lib/os-release".to_vec()))
+            .unwrap();
+        apply(&mut t, 0, "etc/hostname", EntryKind::File).unwrap();
+        let real = t.lookup(b"usr/lib/os-release").unwrap();
+        assert_eq!(t.resolve(b"etc/os-release"), Some(real));
+        assert_eq!(t.resolve(b"/etc/os-release"), Some(real));
+        let meta = EntryMeta { mode: 0o644, ..EntryMeta::default() };
+        t.put_file(b"etc/hostname", b"guest\n".to_vec(), meta.clone()).unwrap();
+        t.put_file(b"etc/systemd/system/app.service", b"[Unit]\n".to_vec(), meta.clone()).unwrap();
+        let NodeKind::File { size, source: FileData::Inline(data) } =
+            &t.node(t.lookup(b"etc/hostname").unwrap()).kind
+        else {
+            panic!()
+        };
+        assert_eq!((*size, &data[..]), (6, &b"guest\n"[..]));
+        assert!(t.lookup(b"etc/systemd/system/app.service").is_some());
+        assert!(t.remove(b"etc/os-release"));
+        assert!(!t.remove(b"etc/os-release"));
+        assert_eq!(t.resolve(b"etc/os-release"), None);
+        assert!(t.put_file(b"../x", Vec::new(), meta).is_err());
     }
 
     #[test]

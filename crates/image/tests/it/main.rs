@@ -158,3 +158,56 @@ fn twenty_thousand_entries_and_large_files() {
         assert_eq!(got.get(probe), expected.get(probe), "{}", String::from_utf8_lossy(probe));
     }
 }
+
+#[test]
+fn fixups_and_reading_files_from_the_image() {
+    use xspack_oci::EntryMeta;
+    use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, layer_tar};
+    let (_t, dir) = tempdir();
+    let layer = layer_tar(&[
+        Entry::file("usr/lib/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
+        Entry::new("etc/os-release", EntryKind::Symlink(b"../usr/lib/os-release".to_vec())),
+        Entry::file(".dockerenv", ""),
+        Entry::file("etc/hostname", "container\n"),
+    ]);
+    ImageSpec::new(vec![(layer, Compression::Gzip)])
+        .write_oci_dir(&dir.join("layout"), "latest")
+        .unwrap();
+    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    let mut tree = merge_layers(&image, &NoProgress).unwrap();
+    let files =
+        xspack_image::read_files(&image, &mut tree, &[b"etc/os-release", b"missing"]).unwrap();
+    assert_eq!(files[&b"etc/os-release".to_vec()], b"ID=debian\nVERSION_ID=\"12\"\n");
+    assert_eq!(files.len(), 1);
+    let meta = EntryMeta { mode: 0o644, ..EntryMeta::default() };
+    tree.put_file(b"etc/hostname", b"guest\n".to_vec(), meta.clone()).unwrap();
+    tree.put_file(
+        b"etc/systemd/system/app.service",
+        b"[Service]\nExecStart=/bin/true\n".to_vec(),
+        meta.clone(),
+    )
+    .unwrap();
+    tree.put_symlink(
+        b"etc/systemd/system/multi-user.target.wants/app.service",
+        b"../app.service",
+        EntryMeta { mode: 0o777, ..meta.clone() },
+    )
+    .unwrap();
+    tree.put_dir(b"var/lib/cloud/seed", EntryMeta { mode: 0o700, ..meta }).unwrap();
+    assert!(tree.remove(b".dockerenv"));
+    let (bytes, _) = write_ext4(&image, &tree, &opts(), Vec::new(), &NoProgress).unwrap();
+    let path = dir.join("fs.img");
+    std::fs::write(&path, bytes).unwrap();
+    e2fsck(&path);
+    let got = read_tree(&path);
+    assert!(!got.contains_key(&b".dockerenv".to_vec()));
+    assert_eq!(
+        got[&b"etc/hostname".to_vec()].sha256.as_deref(),
+        Some(xspack_io::Sha256Digest::of_bytes(b"guest\n").to_string().as_str())
+    );
+    assert_eq!(
+        got[&b"etc/systemd/system/multi-user.target.wants/app.service".to_vec()].target.as_deref(),
+        Some(&b"../app.service"[..])
+    );
+    assert_eq!(got[&b"var/lib/cloud/seed".to_vec()].mode, 0o700);
+}
