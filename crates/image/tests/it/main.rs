@@ -200,7 +200,7 @@ fn fixups_and_reading_files_from_the_image() {
     std::fs::write(&path, bytes).unwrap();
     e2fsck(&path);
     let got = read_tree(&path);
-    assert!(!got.contains_key(&b".dockerenv".to_vec()));
+    assert!(!got.contains_key(b".dockerenv".as_slice()));
     assert_eq!(
         got[&b"etc/hostname".to_vec()].sha256.as_deref(),
         Some(xspack_io::Sha256Digest::of_bytes(b"guest\n").to_string().as_str())
