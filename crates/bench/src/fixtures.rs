@@ -146,3 +146,58 @@ pub fn image_size(xspack: &Utf8Path, source: &str) -> Result<u64> {
     }
     Ok(std::fs::metadata(out.join("fs.raw"))?.len())
 }
+
+/// The raw image xspack builds from `source`, cached at `dest` (input for qemu-img convert).
+pub fn raw_image(xspack: &Utf8Path, source: &str, dest: &Utf8Path) -> Result<Utf8PathBuf> {
+    if dest.is_file() {
+        return Ok(dest.to_owned());
+    }
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let status = std::process::Command::new(xspack)
+        .args(["-q", "image", "build", source, "--flavor", "none", "--name", "fs", "-o"])
+        .arg(&out)
+        .status()
+        .context("running xspack")?;
+    if !status.success() {
+        anyhow::bail!("xspack image build {source} failed");
+    }
+    std::fs::copy(out.join("fs.raw"), dest).with_context(|| format!("writing {dest}"))?;
+    Ok(dest.to_owned())
+}
+
+/// RPMs in the pack fixture, and the incompressible payload of each.
+const PACK_RPMS: usize = 20;
+const PACK_RPM_PAYLOAD: usize = 10 << 20;
+
+/// A pack directory with 20 RPMs of 10 MiB incompressible payload each (about 200 MB) and a
+/// pack.toml listing them. Reused when present.
+pub fn pack(dest: &Utf8Path) -> Result<Utf8PathBuf> {
+    if dest.join("pack.toml").is_file() {
+        return Ok(dest.to_owned());
+    }
+    eprintln!("bench: generating {dest} (about 200 MB of RPMs, once)");
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let rpms = tmp.join("rpms");
+    std::fs::create_dir_all(&rpms)?;
+    let mut rng = XorShift(0xb3ac_4000_0000_0001);
+    for i in 0..PACK_RPMS {
+        let mut payload = vec![0u8; PACK_RPM_PAYLOAD];
+        rng.fill(&mut payload);
+        xspack_rpmrepo::RpmBuilder::new(format!("bench-payload-{i:02}"), "1.0", "1")
+            .summary("bench payload")
+            .description("Incompressible payload for the pack benchmark.")
+            .license("MIT")
+            .source_date(1_700_000_000)
+            .file_from_bytes(payload, format!("/opt/bench/payload-{i:02}.bin"), 0o644)
+            .write_to_dir(&rpms, None, false)?;
+    }
+    std::fs::write(
+        tmp.join("pack.toml"),
+        "[pack]\nname = \"bench\"\nversion = \"1.0.0\"\nbuild = \"1\"\noriginator = \"xspack\"\n\
+         description = \"Pack benchmark\"\nformats = [\"update\"]\n\n[[rpm]]\npath = \"rpms/*.rpm\"\n",
+    )?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("renaming {tmp}"))?;
+    Ok(dest.to_owned())
+}

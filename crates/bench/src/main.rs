@@ -6,6 +6,8 @@
 //! a `sync`. The table shows medians of wall time, CPU time (user + system) and peak RSS of
 //! the measured process, and ratios to the baseline. Absolute times on a shared machine mean
 //! little; compare the ratios. Results are also written to `target/bench/results.{json,md}`.
+//! xspack fsyncs its outputs before renaming them into place; the baselines end with
+//! `sync FILE` on their output, so both sides pay for durable results.
 //!
 //! Every timed command runs under `xspack-bench measure`, which starts it as its only child
 //! and reads that child's resource usage with getrusage(2) `RUSAGE_CHILDREN`.
@@ -92,6 +94,19 @@ fn main() -> Result<()> {
         let layout = fixtures::synthetic(&target.join("bench/fixtures/synthetic"))?;
         benches.push(image_bench("image-synthetic", &xspack, &me, &layout, "latest")?);
     }
+    if want("formats") {
+        let layout = fixtures::bookworm(&target)?;
+        let raw = fixtures::raw_image(
+            &xspack,
+            &format!("oci:{layout}:bookworm"),
+            &target.join("bench/fixtures/bookworm.raw"),
+        )?;
+        benches.push(formats_bench(&xspack, &layout, &raw));
+    }
+    if want("pack") {
+        let pack = fixtures::pack(&target.join("bench/fixtures/pack"))?;
+        benches.push(pack_bench(&xspack, &pack));
+    }
     let mut results = Vec::new();
     for bench in &benches {
         eprintln!("bench: {} ({rounds} rounds)", bench.name);
@@ -135,7 +150,7 @@ fn image_bench(
     let size = fixtures::image_size(xspack, &source)?;
     let baseline = format!(
         "umoci unpack --rootless --image '{layout}:{reference}' \"$0/bundle\" >/dev/null && \
-         mkfs.ext4 -q -F -d \"$0/bundle/rootfs\" \"$0/fs.img\" {}k",
+         mkfs.ext4 -q -F -d \"$0/bundle/rootfs\" \"$0/fs.img\" {}k && sync \"$0/fs.img\"",
         size / 1024
     );
     Ok(Bench {
@@ -176,6 +191,104 @@ fn image_bench(
             },
         ],
     })
+}
+
+/// Disk formats from one image build: VHD and XVA against raw output (ratio to raw), and
+/// `qemu-img convert -O vpc` of the raw image for comparison.
+fn formats_bench(xspack: &Utf8Path, layout: &Utf8Path, raw: &Utf8Path) -> Bench {
+    let source = format!("oci:{layout}:bookworm");
+    let build = |label: &str, format: &str| Contender {
+        label: label.into(),
+        argv: [
+            xspack.as_str(),
+            "-q",
+            "image",
+            "build",
+            &source,
+            "--flavor",
+            "none",
+            "--name",
+            "fs",
+            "--format",
+            format,
+            "-o",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .chain([format!("{SCRATCH}/out")])
+        .collect(),
+        cwd: None,
+        unprivileged: false,
+    };
+    Bench {
+        name: "formats".into(),
+        contenders: vec![
+            build("xspack image build --format vhd", "vhd"),
+            build("xspack image build --format raw", "raw"),
+            build("xspack image build --format xva", "xva"),
+            Contender {
+                label: "qemu-img convert -O vpc (from the raw image)".into(),
+                argv: [
+                    "qemu-img",
+                    "convert",
+                    "-O",
+                    "vpc",
+                    "-o",
+                    "subformat=dynamic,force_size=on",
+                    raw.as_str(),
+                ]
+                .iter()
+                .map(ToString::to_string)
+                .chain([format!("{SCRATCH}/fs.vhd")])
+                .collect(),
+                cwd: None,
+                unprivileged: false,
+            },
+        ],
+    }
+}
+
+/// An update pack of about 200 MB of RPMs: xspack against `createrepo_c` + `xorriso -as mkisofs`
+/// on the same RPMs (neither signs). Both copy the RPMs into their staging tree: the scratch
+/// filesystem is another device, so hard links are not possible for either.
+fn pack_bench(xspack: &Utf8Path, pack: &Utf8Path) -> Bench {
+    let baseline = format!(
+        "mkdir -p \"$0/repo\" && cp -r '{pack}/rpms' \"$0/repo/Packages\" && \
+         createrepo_c --quiet --no-database \"$0/repo\" && \
+         xorriso -as mkisofs -quiet -r -J -joliet-long -o \"$0/pack.iso\" \"$0/repo\" && \
+         sync \"$0/pack.iso\""
+    );
+    Bench {
+        name: "pack".into(),
+        contenders: vec![
+            Contender {
+                label: "xspack pack build --format update --unsigned".into(),
+                argv: [
+                    xspack.as_str(),
+                    "-q",
+                    "pack",
+                    "build",
+                    pack.as_str(),
+                    "--format",
+                    "update",
+                    "--unsigned",
+                    "-o",
+                ]
+                .iter()
+                .map(ToString::to_string)
+                .chain([format!("{SCRATCH}/out")])
+                .collect(),
+                cwd: None,
+                unprivileged: false,
+            },
+            Contender {
+                label: "createrepo_c + xorriso -as mkisofs".into(),
+                argv: vec!["sh".into(), "-c".into(), baseline, SCRATCH.into()],
+                cwd: None,
+                unprivileged: false,
+            },
+        ],
+    }
 }
 
 /// Warms every contender once, then runs `rounds` rounds, rotating the order.

@@ -97,7 +97,10 @@ pub fn print_and_save(
             )?;
         }
     }
-    writeln!(md, "\n{rounds} rounds, rotating order; {scratch}; `sync` before each run.")?;
+    writeln!(
+        md,
+        "\n{rounds} rounds, rotating order; {scratch}; `sync` before each run; every contender's output is synced to disk (xspack fsyncs, baselines end with `sync FILE`)."
+    )?;
     print!("{md}");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
     std::fs::write(dir.join("results.md"), &md)

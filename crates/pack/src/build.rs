@@ -166,7 +166,7 @@ fn collect_rpms(
         }
         paths.extend(found);
     }
-    if !spec.packages.is_empty() {
+    if !spec.packages.is_empty() || !spec.templates.is_empty() {
         let staging = out
             .scratch_path("built-rpms")
             .map_err(|e| Error::metadata("scratch", e.to_string()))?;
@@ -177,12 +177,18 @@ fn collect_rpms(
                 .map_err(rpm_err)?;
             paths.push(staging.join(built.file_name));
         }
+        for template in &spec.templates {
+            let built = build_template_rpm(&dir.join(&template.path), opts, out)?
+                .write_to_dir(&staging, opts.key, false)
+                .map_err(rpm_err)?;
+            paths.push(staging.join(built.file_name));
+        }
     }
     let task = opts.progress.task("reading RPMs", Some(paths.len() as u64), ProgressUnit::Items);
+    let headers = read_headers(&paths, task.as_ref())?;
     let mut rpms = Vec::with_capacity(paths.len());
     let mut nevras = BTreeSet::new();
-    for path in paths {
-        let header = xspack_rpmrepo::read_rpm(&path).map_err(rpm_err)?;
+    for (path, header) in paths.into_iter().zip(headers) {
         if !nevras.insert(header.nevra()) {
             return Err(Error::metadata(
                 path.as_str(),
@@ -198,10 +204,70 @@ fn collect_rpms(
             })?;
         }
         rpms.push(PackRpm { path, header });
-        task.advance(1);
     }
     task.finish();
     Ok(rpms)
+}
+
+/// Reads every RPM's header (hashing each whole file), spread over the cores; results keep
+/// the order of `paths`.
+fn read_headers(
+    paths: &[Utf8PathBuf],
+    task: &dyn xspack_io::ProgressTask,
+) -> Result<Vec<RpmHeader>, Error> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<RpmHeader, Error>>>> =
+        Mutex::new((0..paths.len()).map(|_| None).collect());
+    let workers =
+        std::thread::available_parallelism().map_or(1, usize::from).min(paths.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    let header = xspack_rpmrepo::read_rpm(path).map_err(rpm_err);
+                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] =
+                        Some(header);
+                    task.advance(1);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .map(|r| r.expect("every RPM read"))
+        .collect()
+}
+
+fn template_err(e: xspack_template::Error) -> Error {
+    Error::VmTemplate(Box::new(e))
+}
+
+/// The template RPM of a `[[template]]` definition (xspack-template, vm-formats.md 4.1).
+fn build_template_rpm(
+    path: &Utf8Path,
+    opts: &BuildOptions<'_>,
+    out: &mut OutputDir,
+) -> Result<RpmBuilder, Error> {
+    let spec = xspack_template::TemplateSpec::load(path).map_err(template_err)?;
+    out.add_input(file_input(path, "template")?);
+    let json = xspack_template::render_guest_json(&spec).map_err(template_err)?;
+    xspack_template::template_rpm(&spec, &json, epoch32(opts.source_date_epoch))
+        .map_err(template_err)
+}
+
+/// Whether a payload file is a guest-templates JSON that `create-guest-templates` loads.
+fn is_vm_template_json(dest: &str) -> bool {
+    [xspack_template::VM_TEMPLATES_DIR, xspack_template::SHIPPED_TEMPLATES_DIR].iter().any(|d| {
+        dest.strip_prefix(d)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|name| !name.contains('/') && name.ends_with(".json"))
+    })
 }
 
 /// An [`RpmBuilder`] for a `[[package]]`.
@@ -220,6 +286,10 @@ fn build_package(
     for f in &pkg.files {
         let src = dir.join(&f.src);
         out.add_input(file_input(&src, "file")?);
+        if is_vm_template_json(&f.dest) {
+            // The loader copies unknown keys into the VM record: refuse typos here.
+            xspack_template::validate_guest_template_file(&src).map_err(template_err)?;
+        }
         let mode = u16::try_from(file_mode_bits(f)).expect("validated to 0o7777");
         let mut attrs = if f.config {
             xspack_rpmrepo::FileAttrs::config_noreplace(mode)
@@ -393,14 +463,19 @@ fn write_update(
         out.scratch_path("update").map_err(|e| Error::metadata("scratch", e.to_string()))?;
     let packages = staging.join("Packages");
     std::fs::create_dir_all(&packages).map_err(|e| io_err("creating", &packages, e))?;
-    let mut locations = Vec::new();
+    // The payload is linked, not copied, into the staging tree: repodata reuses the headers
+    // already read, and the ISO writer reads each RPM through its link once.
+    let mut repo_packages = Vec::new();
     for r in rpms {
         let name = r.header.file_name();
         let dest = packages.join(&name);
-        if std::fs::hard_link(&r.path, &dest).is_err() {
-            std::fs::copy(&r.path, &dest).map_err(|e| io_err("copying", &r.path, e))?;
-        }
-        locations.push(format!("Packages/{name}"));
+        let target = r.path.canonicalize_utf8().map_err(|e| io_err("resolving", &r.path, e))?;
+        std::os::unix::fs::symlink(&target, &dest).map_err(|e| io_err("linking", &dest, e))?;
+        repo_packages.push(xspack_rpmrepo::RepoPackage {
+            location: format!("Packages/{name}"),
+            file_time: u64::from(epoch),
+            header: r.header.clone(),
+        });
     }
     let installation_size: u64 = rpms.iter().map(|r| r.header.installed_size).sum();
     let xml = UpdateXml {
@@ -437,7 +512,7 @@ fn write_update(
         update_rpm = update_rpm.post_trans(format!("echo {uuid} >> /run/reboot-required.hfxs\n"));
     }
     let built = update_rpm.write_to_dir(&packages, opts.key, false).map_err(rpm_err)?;
-    locations.push(format!("Packages/{}", built.file_name));
+    let mut built_names = vec![built.file_name];
     // control-<label>: what precheck installs to test the host.
     let mut control = RpmBuilder::new(format!("control-{label}"), spec.pack.version.clone(), "1")
         .summary(format!("{} precheck", spec.pack.description))
@@ -448,8 +523,15 @@ fn write_update(
         control = control.requires(parse_dep(dep)?);
     }
     let built = control.write_to_dir(&packages, opts.key, false).map_err(rpm_err)?;
-    locations.push(format!("Packages/{}", built.file_name));
-    locations.sort();
+    built_names.push(built.file_name);
+    for name in built_names {
+        let header = xspack_rpmrepo::read_rpm(&packages.join(&name)).map_err(rpm_err)?;
+        repo_packages.push(xspack_rpmrepo::RepoPackage {
+            location: format!("Packages/{name}"),
+            file_time: u64::from(epoch),
+            header,
+        });
+    }
     let mut repo = RepodataOptions::new(epoch);
     repo.groups.push(RepoGroup {
         id: "update".into(),
@@ -459,7 +541,7 @@ fn write_update(
         default: false,
         user_visible: true,
     });
-    xspack_rpmrepo::write_repodata(&staging, &locations, &repo).map_err(rpm_err)?;
+    xspack_rpmrepo::write_repodata_for(&staging, repo_packages, &repo).map_err(rpm_err)?;
     let xml_path = staging.join("update.xml");
     std::fs::write(&xml_path, &update_xml).map_err(|e| io_err("writing", &xml_path, e))?;
     if let Some(key) = opts.key {

@@ -51,6 +51,10 @@ pub enum Error {
     /// Writing an ISO failed.
     #[error(transparent)]
     Iso(Box<xspack_iso::Error>),
+    /// A `[[template]]` definition, or a template JSON file of a `[[package]]`, is bad, or its
+    /// RPM could not be built.
+    #[error(transparent)]
+    VmTemplate(Box<xspack_template::Error>),
     /// Reading a file failed.
     #[error("{path}: {op}")]
     Io {

@@ -32,7 +32,17 @@
 //! description = "Container host templates."
 //! posttrans = "scripts/reload-templates.sh"
 //! files = [{ src = "files/coreos.json", dest = "/etc/xapi.d/vm-templates/xspack-coreos.json" }]
+//!
+//! [[template]]                    # a VM template RPM built by xspack-template
+//! path = "../../templates/coreos-container-host.toml"
 //! ```
+//!
+//! A `[[template]]` names a `templates/<name>.toml` definition (relative to the pack
+//! directory). `pack build` renders its guest-templates JSON and packages it as the template
+//! RPM of `xspack template build` (`<name>-template`: the JSON under
+//! `/etc/xapi.d/vm-templates/` and the reload in `%posttrans`, vm-formats.md 4.1), signed with
+//! the pack key. JSON files that a `[[package]]` installs into a template directory are checked
+//! with the same guest-templates validator.
 //!
 //! Every table rejects unknown keys; errors name the file, line and column.
 
@@ -83,6 +93,9 @@ pub struct PackSpec {
     /// RPMs xspack builds.
     #[serde(default, rename = "package")]
     pub packages: Vec<PackageSpec>,
+    /// VM template RPMs xspack builds from template definitions.
+    #[serde(default, rename = "template")]
+    pub templates: Vec<TemplateRef>,
 }
 
 /// `[pack]`.
@@ -251,6 +264,14 @@ pub struct SigningInfo {
 pub struct PrebuiltRpm {
     /// A path or glob relative to the pack directory.
     pub path: String,
+}
+
+/// `[[template]]`: a VM template definition packaged as a template RPM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    /// The `templates/<name>.toml` file, relative to the pack directory.
+    pub path: Utf8PathBuf,
 }
 
 /// `[[package]]`: an RPM built from files in the repository.
@@ -487,8 +508,16 @@ impl PackSpec {
                 format!("{var:?} is not an environment variable name"),
             ));
         }
-        if self.rpms.is_empty() && self.packages.is_empty() {
-            return Err(bad("pack", "holds no [[rpm]] and no [[package]]".into()));
+        if self.rpms.is_empty() && self.packages.is_empty() && self.templates.is_empty() {
+            return Err(bad("pack", "holds no [[rpm]], no [[package]] and no [[template]]".into()));
+        }
+        for (i, t) in self.templates.iter().enumerate() {
+            if t.path.extension() != Some("toml") {
+                return Err(bad(
+                    &format!("template[{i}].path"),
+                    format!("{:?} is not a template definition (a .toml file)", t.path),
+                ));
+            }
         }
         self.check_packages(file)
     }
@@ -665,6 +694,22 @@ mod tests {
                 parse(&base.replace("DEST", dest).replace("MODE", mode)).unwrap_err().to_string();
             assert!(err.contains(want), "{dest} {mode}: {err}");
         }
+    }
+
+    #[test]
+    fn templates_are_a_payload_of_their_own() {
+        let only_templates = GOOD.replace(
+            "[[rpm]]\npath = \"rpms/*.rpm\"",
+            "[[template]]\npath = \"../../templates/debian-guest.toml\"",
+        );
+        let spec = parse(&only_templates).unwrap();
+        assert_eq!(spec.templates[0].path, "../../templates/debian-guest.toml");
+        let err = parse(&only_templates.replace("debian-guest.toml", "debian-guest.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("template[0].path") && err.contains("not a template"), "{err}");
+        let err = parse(&only_templates.replace("path = ", "file = ")).unwrap_err().to_string();
+        assert!(err.starts_with("packs/x/pack.toml:17:1: unknown field `file`"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl Error {
         match self {
             Error::Io { .. } => false,
             Error::Iso(e) => e.is_bad_input(),
+            Error::VmTemplate(e) => e.is_bad_input(),
             _ => true,
         }
     }

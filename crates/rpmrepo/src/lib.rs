@@ -58,7 +58,7 @@ pub use keys::{
 pub use repodata::{
     CHANGELOG_LIMIT, REPODATA_DIR, RepoGroup, RepoPackage, RepodataFile, RepodataOptions,
     RepodataSummary, is_primary_file, read_packages, write_comps, write_filelists, write_other,
-    write_primary, write_repodata, write_repomd,
+    write_primary, write_repodata, write_repodata_for, write_repomd,
 };
 pub use sign::{
     RpmSignature, SignatureInfo, sign_detached, sign_detached_file, verify_detached,

@@ -217,6 +217,37 @@ pub fn write_repodata<S: AsRef<str>>(
     opts: &RepodataOptions,
 ) -> Result<RepodataSummary, Error> {
     let packages = read_packages(root, locations, u64::from(opts.source_date))?;
+    write_repodata_for(root, packages, opts)
+}
+
+/// [`write_repodata`] for packages whose headers were already read (with [`read_rpm`]), so no
+/// RPM is read twice. Locations are checked, sorted, and duplicate NEVRAs refused as there.
+pub fn write_repodata_for(
+    root: &Utf8Path,
+    mut packages: Vec<RepoPackage>,
+    opts: &RepodataOptions,
+) -> Result<RepodataSummary, Error> {
+    packages.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (i, p) in packages.iter().enumerate() {
+        check_location(&p.location)?;
+        if i > 0 && packages[i - 1].location == p.location {
+            return Err(Error::InvalidRepoPath {
+                path: p.location.clone(),
+                reason: "listed twice",
+            });
+        }
+        let h = &p.header;
+        let nevra =
+            format!("{}-{}:{}-{}.{}", h.name, h.epoch.unwrap_or(0), h.version, h.release, h.arch);
+        if let Some(first) = seen.insert(nevra, p.location.clone()) {
+            return Err(Error::DuplicateNevra {
+                nevra: h.nevra(),
+                first,
+                second: p.location.clone(),
+            });
+        }
+    }
     let mut group_ids = std::collections::HashSet::new();
     for g in &opts.groups {
         g.check()?;
