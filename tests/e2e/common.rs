@@ -21,6 +21,26 @@ pub fn run(args: &[&str]) -> Output {
     xspack().args(args).output().expect("xspack runs")
 }
 
+/// Runs an oracle tool and requires success; the panic names the tool and its output.
+pub fn tool(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (install it with just oracles): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`tool`]'s stdout as text.
+pub fn tool_stdout(program: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&tool(program, args).stdout).into_owned()
+}
+
 /// stdout as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("UTF-8 stdout")

@@ -1,12 +1,10 @@
 //! `image build --format raw|vhd|qcow2|xva`: every format from one build, checked by qemu-img,
 //! vhdiinfo and xva-img against the raw image; `verify` and `inspect` on single artifacts.
 
-use std::process::Command;
-
 use camino::Utf8Path;
 use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
 
-use crate::common::{code, run, stderr, stdout, tempdir};
+use crate::common::{code, run, stderr, stdout, tempdir, tool_stdout};
 
 fn image() -> ImageSpec {
     let mut entries = vec![Entry::dir("data")];
@@ -16,20 +14,6 @@ fn image() -> ImageSpec {
         entries.push(Entry::file(format!("data/f{i:02}"), body));
     }
     ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)])
-}
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs (install it with just oracles): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn build_all(root: &Utf8Path) -> camino::Utf8PathBuf {
@@ -55,20 +39,22 @@ fn every_format_holds_the_same_disk() {
     let size = std::fs::metadata(&raw).unwrap().len();
     assert_eq!(size % (2 << 20), 0);
     // qemu-img: formats, exact sizes, identical content, a clean qcow2.
-    let info =
-        tool("qemu-img", &["info", "--output=json", "-f", "vpc", dist.join("disk.vhd").as_str()]);
+    let info = tool_stdout(
+        "qemu-img",
+        &["info", "--output=json", "-f", "vpc", dist.join("disk.vhd").as_str()],
+    );
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["virtual-size"], size);
     assert_eq!(info["format"], "vpc");
     assert!(
-        tool(
+        tool_stdout(
             "qemu-img",
             &["compare", "-f", "raw", "-F", "vpc", raw.as_str(), dist.join("disk.vhd").as_str()]
         )
         .contains("Images are identical")
     );
     assert!(
-        tool(
+        tool_stdout(
             "qemu-img",
             &[
                 "compare",
@@ -82,15 +68,15 @@ fn every_format_holds_the_same_disk() {
         )
         .contains("Images are identical")
     );
-    tool("qemu-img", &["check", "-f", "qcow2", dist.join("disk.qcow2").as_str()]);
+    tool_stdout("qemu-img", &["check", "-f", "qcow2", dist.join("disk.qcow2").as_str()]);
     // vhdiinfo: a dynamic disk of exactly the raw size.
-    let vhdi = tool("vhdiinfo", &[dist.join("disk.vhd").as_str()]);
+    let vhdi = tool_stdout("vhdiinfo", &[dist.join("disk.vhd").as_str()]);
     assert!(vhdi.contains("Dynamic"), "{vhdi}");
     assert!(vhdi.contains(&format!("{size} bytes")), "{vhdi}");
     // xva-img rebuilds the disk from the XVA byte for byte.
     let x = root.join("x");
     std::fs::create_dir(&x).unwrap();
-    tool("tar", &["-xf", dist.join("disk.xva").as_str(), "-C", x.as_str()]);
+    tool_stdout("tar", &["-xf", dist.join("disk.xva").as_str(), "-C", x.as_str()]);
     let refs: Vec<String> = std::fs::read_dir(&x)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -98,7 +84,7 @@ fn every_format_holds_the_same_disk() {
         .collect();
     assert_eq!(refs.len(), 1, "{refs:?}");
     let back = root.join("back.raw");
-    tool("xva-img", &["-p", "disk-export", &format!("{x}/{}/", refs[0]), back.as_str()]);
+    tool_stdout("xva-img", &["-p", "disk-export", &format!("{x}/{}/", refs[0]), back.as_str()]);
     assert!(
         std::fs::read(&back).unwrap() == std::fs::read(&raw).unwrap(),
         "xva-img output differs from the raw image"

@@ -7,27 +7,12 @@ use std::process::{Command, Output};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::common::{code, run, stderr, tempdir, xspack};
+use crate::common::{code, run, stderr, tempdir, tool, xspack};
 
 const EPOCH: &str = "1700000000";
 
 fn repo_root() -> Utf8PathBuf {
     Utf8PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// Runs `program` and requires success.
-fn tool(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs (install it with just oracles): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A fresh test key pair in `dir`.
