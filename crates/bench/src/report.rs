@@ -88,7 +88,9 @@ pub fn print_and_save(
                 s.max_rss_kib as f64 / 1024.0
             )?;
         }
-        if let (Some(ours), Some(floor)) = (r.contenders.first(), r.contenders.get(2)) {
+        if let (Some(ours), Some(floor)) =
+            (r.contenders.first(), r.contenders.iter().find(|c| c.label.starts_with("floor")))
+        {
             writeln!(
                 md,
                 "| {} | xspack / floor | | | | {:.2}x |",
