@@ -140,6 +140,30 @@ fn sync_dir(dir: &Utf8Path) -> Result<(), Error> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing directory", dir, e))
 }
 
+/// Checks `dest` (absent unless `replace`), then makes its temporary stand-in beside it with
+/// `make` and registers it, under the registry lock so a signal cannot strike in between.
+fn start<T>(
+    dest: &Utf8Path,
+    replace: bool,
+    mode: u32,
+    what: &'static str,
+    make: impl FnOnce(&tempfile::Builder<'_, '_>, &Utf8Path) -> io::Result<T>,
+    path_of: impl FnOnce(&T) -> &std::path::Path,
+) -> Result<(T, Utf8PathBuf, Registration), Error> {
+    let (parent, name) = split_dest(dest)?;
+    if !replace {
+        check_absent(dest)?;
+    }
+    let mut reg = registry();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(TEMP_SUFFIX).permissions(fs::Permissions::from_mode(mode));
+    let temp = make(&builder, &parent).map_err(|e| Error::io(what, &parent, e))?;
+    let path = temp_path(path_of(&temp))?;
+    let registration = reg.add(path.clone());
+    Ok((temp, path, registration))
+}
+
 /// A file that appears at its destination only when [`AtomicFile::commit`] succeeds.
 ///
 /// Writes go to a temporary file beside the destination. Dropping an uncommitted `AtomicFile`
@@ -164,19 +188,14 @@ impl AtomicFile {
     }
 
     fn open(dest: &Utf8Path, replace: bool) -> Result<Self, Error> {
-        let (parent, name) = split_dest(dest)?;
-        if !replace {
-            check_absent(dest)?;
-        }
-        let mut reg = registry();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(TEMP_SUFFIX)
-            .permissions(fs::Permissions::from_mode(FILE_MODE))
-            .tempfile_in(&parent)
-            .map_err(|e| Error::io("creating temporary file", &parent, e))?;
-        let registration = reg.add(temp_path(temp.path())?);
-        drop(reg);
+        let (temp, _, registration) = start(
+            dest,
+            replace,
+            FILE_MODE,
+            "creating temporary file",
+            |b, parent| b.tempfile_in(parent),
+            |t| t.path(),
+        )?;
         Ok(AtomicFile { temp: Some(temp), registration, dest: dest.to_owned(), replace })
     }
 
@@ -255,20 +274,14 @@ impl AtomicDir {
     }
 
     fn open(dest: &Utf8Path, replace: bool) -> Result<Self, Error> {
-        let (parent, name) = split_dest(dest)?;
-        if !replace {
-            check_absent(dest)?;
-        }
-        let mut reg = registry();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(TEMP_SUFFIX)
-            .permissions(fs::Permissions::from_mode(DIR_MODE))
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io("creating temporary directory", &parent, e))?;
-        let temp_path = temp_path(temp.path())?;
-        let registration = reg.add(temp_path.clone());
-        drop(reg);
+        let (temp, temp_path, registration) = start(
+            dest,
+            replace,
+            DIR_MODE,
+            "creating temporary directory",
+            |b, parent| b.tempdir_in(parent),
+            |t| t.path(),
+        )?;
         Ok(AtomicDir { temp: Some(temp), registration, temp_path, dest: dest.to_owned(), replace })
     }
 
