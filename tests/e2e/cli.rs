@@ -16,6 +16,9 @@ fn help_texts_are_golden() {
         (&["pack", "build", "--help"][..], "help/pack-build.txt"),
         (&["pack", "verify", "--help"][..], "help/pack-verify.txt"),
         (&["pack", "keygen", "--help"][..], "help/pack-keygen.txt"),
+        (&["template", "--help"][..], "help/template.txt"),
+        (&["template", "build", "--help"][..], "help/template-build.txt"),
+        (&["template", "check", "--help"][..], "help/template-check.txt"),
     ] {
         let out = run(args);
         assert_eq!(code(&out), 0, "{args:?}");

@@ -355,7 +355,7 @@ fn usage_errors() {
     for args in [
         &["image", "build", "x.tar"][..],
         &["image", "build", "a", "b", "--flavor", "none"][..],
-        &["image", "build", "a", "--flavor", "ubuntu"][..],
+        &["image", "build", "a", "--flavor", "coreos"][..],
         &["image", "build", "a", "--flavor", "none", "--size", "10"][..],
         &["image", "build", "a", "--flavor", "none", "--name", "../x"][..],
     ] {

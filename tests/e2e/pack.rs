@@ -466,6 +466,24 @@ fn bad_packs_fail_cleanly() {
     )
     .unwrap();
     build_fails(&pack, &secret, "broken-1-1.noarch.rpm", 3);
+    // Two RPMs with the same NEVRA: a prebuilt copy of a package the pack also builds.
+    let pack = demo_copy(&dir.join("dup"));
+    let built = build("demo", &dir.join("dup"), "first", &secret);
+    let x = dir.join("dup/x");
+    extract(&built.join("xspack-demo-1.0.0-1.iso"), &x);
+    std::fs::create_dir(pack.join("rpms")).unwrap();
+    std::fs::copy(
+        x.join("xspack-demo-1.0.0-1.noarch.rpm"),
+        pack.join("rpms/xspack-demo-1.0.0-1.noarch.rpm"),
+    )
+    .unwrap();
+    let toml = pack.join("pack.toml");
+    std::fs::write(
+        &toml,
+        std::fs::read_to_string(&toml).unwrap() + "\n[[rpm]]\npath = \"rpms/*.rpm\"\n",
+    )
+    .unwrap();
+    build_fails(&pack, &secret, "duplicate package xspack-demo-1.0.0-1.noarch", 3);
     // A key that is not a key.
     let pack = demo_copy(&dir.join("key"));
     let bogus = dir.join("bogus.asc");

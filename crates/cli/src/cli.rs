@@ -48,6 +48,8 @@ pub enum Command {
     Image(crate::image::ImageArgs),
     /// Build and check supplemental packs for xe-install-supplemental-pack
     Pack(crate::pack::PackArgs),
+    /// Build VM templates: guest-templates JSON, template RPMs and template XVAs
+    Template(crate::template::TemplateArgs),
 }
 
 impl Command {
@@ -58,6 +60,7 @@ impl Command {
             Command::Inspect(_) => "inspect",
             Command::Image(_) => "image",
             Command::Pack(_) => "pack",
+            Command::Template(_) => "template",
         }
     }
 }

@@ -57,6 +57,11 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         {
             return BAD_INPUT;
         }
+        if let Some(e) = cause.downcast_ref::<xspack_template::Error>()
+            && e.is_bad_input()
+        {
+            return BAD_INPUT;
+        }
     }
     FAILURE
 }

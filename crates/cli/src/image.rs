@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::HumanBytes;
 use serde_json::json;
@@ -37,6 +37,27 @@ pub enum ImageCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Flavor {
     /// The image's root filesystem as a plain ext4 filesystem image, nothing added
+    None,
+    /// A bootable Debian or Ubuntu guest: GRUB, fstab, serial console, DHCP, the image's
+    /// Entrypoint as a service
+    Ubuntu,
+}
+
+/// Firmware of a bootable guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Boot {
+    /// Legacy BIOS: GRUB in the MBR (XenServer's default HVM firmware)
+    Bios,
+    /// UEFI: GRUB on an EFI system partition of a GPT disk
+    Uefi,
+}
+
+/// What becomes of the image's Entrypoint and Cmd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    /// A systemd service started at boot
+    Entrypoint,
+    /// Nothing
     None,
 }
 
@@ -84,9 +105,25 @@ pub struct BuildArgs {
     /// Output directory [default: dist/NAME]
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<Utf8PathBuf>,
-    /// Filesystem size, e.g. 512M or 8G [default: the content plus a fifth, at least 16 MiB]
+    /// Filesystem (flavor none) or disk size, e.g. 512M or 8G [default: the content plus a
+    /// fifth, at least 16 MiB]
     #[arg(long, value_parser = parse_size)]
     pub size: Option<u64>,
+    /// Firmware of a bootable guest
+    #[arg(long, value_enum, default_value = "bios")]
+    pub boot: Boot,
+    /// A kernel on this host to boot instead of the image's (with --initrd)
+    #[arg(long, value_name = "FILE", requires = "initrd")]
+    pub kernel: Option<Utf8PathBuf>,
+    /// The initramfs for --kernel
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initrd: Option<Utf8PathBuf>,
+    /// Run the image's Entrypoint/Cmd as a systemd service
+    #[arg(long, value_enum, default_value = "entrypoint")]
+    pub service: Service,
+    /// cloud-init user-data to write to a NoCloud `cidata` drive (NAME-seed.img)
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<Utf8PathBuf>,
     /// Base name of the outputs [default: from the image]
     #[arg(long)]
     pub name: Option<String>,
@@ -148,11 +185,23 @@ pub fn run(args: ImageArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode>
 
 fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     let start = Instant::now();
-    if args.flavor == Flavor::None && args.sources.len() != 1 {
+    if args.sources.len() != 1 {
+        let flavor = if args.flavor == Flavor::None { "none" } else { "ubuntu" };
         return Err(Usage(format!(
-            "--flavor none takes exactly one SOURCE, got {}",
+            "--flavor {flavor} takes exactly one SOURCE, got {}",
             args.sources.len()
         ))
+        .into());
+    }
+    if args.flavor == Flavor::None
+        && (args.boot != Boot::Bios
+            || args.kernel.is_some()
+            || args.seed.is_some()
+            || args.service != Service::Entrypoint)
+    {
+        return Err(Usage(
+            "--boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu".into(),
+        )
         .into());
     }
     if let Some(name) = &args.name {
@@ -183,26 +232,16 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
             size: layer.size,
         });
     }
-    let tree =
+    let mut tree =
         xspack_image::merge_layers(&image, ui.progress()).with_context(|| source_text.clone())?;
-    let mut opts = RootfsOptions::default();
-    opts.size = args.size;
-    opts.label = name.chars().take(16).collect();
-    opts.source_date_epoch = source_date_epoch;
-    let formats: Vec<DiskFormat> = args.formats.iter().copied().map(DiskFormat::from).collect();
-    let request = BuildRequest::new(name.clone(), formats, opts);
-    let built = xspack_image::build_into(&image, &tree, &mut out, &request, ui.progress())
-        .with_context(|| source_text.clone())?;
-    let rootfs = &built.rootfs;
-    ui.detail(&format!(
-        "ext4: {} files ({}), {} inodes, {} layers, {}",
-        rootfs.files,
-        HumanBytes(rootfs.file_bytes),
-        rootfs.inodes,
-        rootfs.layers,
-        HumanBytes(rootfs.size)
-    ));
-    let artifacts = built.outputs;
+    let artifacts = match args.flavor {
+        Flavor::None => build_plain(args, &image, &tree, &mut out, &name, source_date_epoch, ui)
+            .with_context(|| source_text.clone())?,
+        Flavor::Ubuntu => {
+            build_ubuntu(args, &image, &mut tree, &mut out, &name, source_date_epoch, ui)
+                .with_context(|| source_text.clone())?
+        }
+    };
     let (dest, manifest) = out.commit()?;
     if ui.json {
         ui.result(json!({
@@ -226,6 +265,83 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--flavor none`: the filesystem image in every requested format.
+fn build_plain(
+    args: &BuildArgs,
+    image: &Image,
+    tree: &xspack_oci::MergedTree,
+    out: &mut OutputDir,
+    name: &str,
+    source_date_epoch: u64,
+    ui: &Ui,
+) -> Result<Vec<xspack_manifest::Output>> {
+    let formats: Vec<DiskFormat> = args.formats.iter().copied().map(DiskFormat::from).collect();
+    let mut opts = RootfsOptions::default();
+    opts.size = args.size;
+    opts.label = name.chars().take(16).collect();
+    opts.source_date_epoch = source_date_epoch;
+    let request = BuildRequest::new(name.to_owned(), formats, opts);
+    let built = xspack_image::build_into(image, tree, out, &request, ui.progress())?;
+    let rootfs = &built.rootfs;
+    ui.detail(&format!(
+        "ext4: {} files ({}), {} inodes, {} layers, {}",
+        rootfs.files,
+        HumanBytes(rootfs.file_bytes),
+        rootfs.inodes,
+        rootfs.layers,
+        HumanBytes(rootfs.size)
+    ));
+    Ok(built.outputs)
+}
+
+/// `--flavor ubuntu`: a bootable guest disk, and the seed drive when asked for.
+fn build_ubuntu(
+    args: &BuildArgs,
+    image: &Image,
+    tree: &mut xspack_oci::MergedTree,
+    out: &mut OutputDir,
+    name: &str,
+    source_date_epoch: u64,
+    ui: &Ui,
+) -> Result<Vec<xspack_manifest::Output>> {
+    let formats: Vec<DiskFormat> = args.formats.iter().copied().map(DiskFormat::from).collect();
+    let mut opts =
+        xspack_guest::ubuntu::UbuntuOptions::new(name.to_owned(), formats, source_date_epoch);
+    opts.boot = match args.boot {
+        Boot::Bios => xspack_guest::ubuntu::BootMode::Bios,
+        Boot::Uefi => xspack_guest::ubuntu::BootMode::Uefi,
+    };
+    opts.disk_size = args.size;
+    opts.kernel.clone_from(&args.kernel);
+    opts.initrd.clone_from(&args.initrd);
+    opts.service = args.service == Service::Entrypoint;
+    let built = xspack_guest::ubuntu::build_into(image, tree, out, &opts, ui.progress())?;
+    ui.detail(&format!("kernel command line: {}", built.cmdline));
+    for note in &built.notes {
+        ui.warn(note);
+    }
+    let mut outputs = built.outputs;
+    if let Some(seed) = &args.seed {
+        outputs.push(write_seed(out, seed, name, source_date_epoch)?);
+    }
+    Ok(outputs)
+}
+
+/// Writes the cloud-init NoCloud drive `NAME-seed.img` holding `user_data`.
+fn write_seed(
+    out: &mut OutputDir,
+    user_data: &Utf8Path,
+    name: &str,
+    epoch: u64,
+) -> Result<xspack_manifest::Output> {
+    let data = std::fs::read(user_data).with_context(|| format!("{user_data}: reading"))?;
+    let opts = xspack_guest::seed::SeedOptions::new(format!("{name}-{epoch}"), data, epoch);
+    let rel = xspack_manifest::RelPath::new(format!("{name}-seed.img"))?;
+    let file = out.create_file(&rel)?;
+    let file = xspack_guest::seed::write_seed(&opts, file)?;
+    Ok(out.finish_file(file)?)
+}
+
 fn kind_of(source: &ImageSource) -> &'static str {
     match source {
         ImageSource::DockerArchive { .. } => "docker-archive",
@@ -240,6 +356,9 @@ pub fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
         return e.is_bad_input();
     }
     if let Some(e) = e.downcast_ref::<xspack_image::Error>() {
+        return e.is_bad_input();
+    }
+    if let Some(e) = e.downcast_ref::<xspack_guest::Error>() {
         return e.is_bad_input();
     }
     false

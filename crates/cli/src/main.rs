@@ -7,6 +7,7 @@ mod exit;
 mod image;
 mod inspect;
 mod pack;
+mod template;
 mod ui;
 mod verify;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Inspect(args) => inspect::run(args, &ui),
         cli::Command::Image(args) => image::run(args, &ui, epoch),
         cli::Command::Pack(args) => pack::run(args, &ui, epoch),
+        cli::Command::Template(args) => template::run(args, &ui, epoch),
     };
     match result {
         Ok(code) => code,

@@ -266,7 +266,8 @@ fn is_vm_template_json(dest: &str) -> bool {
     [xspack_template::VM_TEMPLATES_DIR, xspack_template::SHIPPED_TEMPLATES_DIR].iter().any(|d| {
         dest.strip_prefix(d)
             .and_then(|rest| rest.strip_prefix('/'))
-            .is_some_and(|name| !name.contains('/') && name.ends_with(".json"))
+            .and_then(|name| name.strip_suffix(".json"))
+            .is_some_and(|stem| !stem.is_empty() && !stem.contains('/'))
     })
 }
 

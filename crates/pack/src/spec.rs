@@ -511,6 +511,15 @@ impl PackSpec {
         if self.rpms.is_empty() && self.packages.is_empty() && self.templates.is_empty() {
             return Err(bad("pack", "holds no [[rpm]], no [[package]] and no [[template]]".into()));
         }
+        self.check_packages(file)
+    }
+
+    /// Rules of the `[[package]]` and `[[template]]` tables.
+    fn check_packages(&self, file: &Utf8Path) -> Result<(), Error> {
+        let bad = |key: &str, reason: String| Error::Spec {
+            at: file.to_string(),
+            reason: format!("{key}: {reason}"),
+        };
         for (i, t) in self.templates.iter().enumerate() {
             if t.path.extension() != Some("toml") {
                 return Err(bad(
@@ -519,15 +528,6 @@ impl PackSpec {
                 ));
             }
         }
-        self.check_packages(file)
-    }
-
-    /// Rules of the `[[package]]` tables.
-    fn check_packages(&self, file: &Utf8Path) -> Result<(), Error> {
-        let bad = |key: &str, reason: String| Error::Spec {
-            at: file.to_string(),
-            reason: format!("{key}: {reason}"),
-        };
         let mut names = std::collections::BTreeSet::new();
         for (i, pkg) in self.packages.iter().enumerate() {
             let key = format!("package[{i}]");
@@ -694,22 +694,6 @@ mod tests {
                 parse(&base.replace("DEST", dest).replace("MODE", mode)).unwrap_err().to_string();
             assert!(err.contains(want), "{dest} {mode}: {err}");
         }
-    }
-
-    #[test]
-    fn templates_are_a_payload_of_their_own() {
-        let only_templates = GOOD.replace(
-            "[[rpm]]\npath = \"rpms/*.rpm\"",
-            "[[template]]\npath = \"../../templates/debian-guest.toml\"",
-        );
-        let spec = parse(&only_templates).unwrap();
-        assert_eq!(spec.templates[0].path, "../../templates/debian-guest.toml");
-        let err = parse(&only_templates.replace("debian-guest.toml", "debian-guest.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("template[0].path") && err.contains("not a template"), "{err}");
-        let err = parse(&only_templates.replace("path = ", "file = ")).unwrap_err().to_string();
-        assert!(err.starts_with("packs/x/pack.toml:17:1: unknown field `file`"), "{err}");
     }
 
     #[test]

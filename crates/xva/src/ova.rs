@@ -268,7 +268,7 @@ impl VmSpec {
                 ("type", s(disk.vdi_type.as_str())),
                 ("sharable", Value::Bool(false)),
                 ("read_only", Value::Bool(disk.read_only)),
-                ("other_config", empty()),
+                ("other_config", map(&disk.other_config)),
                 ("storage_lock", Value::Bool(false)),
                 ("managed", Value::Bool(true)),
                 ("missing", Value::Bool(false)),
@@ -325,7 +325,7 @@ fn vbd_object(
             ("storage_lock", Value::Bool(false)),
             ("empty", Value::Bool(disk.is_none())),
             ("currently_attached", Value::Bool(false)),
-            ("other_config", empty()),
+            ("other_config", disk.map_or_else(empty, |d| map(&d.other_config))),
             ("status_code", s("0")),
             ("status_detail", s("")),
             ("runtime_properties", empty()),
@@ -376,6 +376,16 @@ mod tests {
             }
         }
         assert_eq!(objects.len(), 1 + 1 + 2 * 5 + 1);
+    }
+
+    #[test]
+    fn disk_other_config_round_trips() {
+        let mut s = spec();
+        s.disks[1].other_config.insert("config-drive".into(), "True".into());
+        let xml = s.to_ova_xml().unwrap();
+        // On both the VDI and the VBD (vm-formats.md 4.5).
+        assert_eq!(xml.matches("<name>config-drive</name><value>True</value>").count(), 2);
+        assert_eq!(VmSpec::from_ova_xml(&xml).unwrap(), s);
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct DiskSpec {
     pub vdi_uuid: Uuid,
     /// The VBD's UUID.
     pub vbd_uuid: Uuid,
+    /// `other_config` of both the VDI and the VBD, e.g. `config-drive=True` for the config
+    /// drive of section 4.5. Empty by default.
+    pub other_config: BTreeMap<String, String>,
 }
 
 impl DiskSpec {
@@ -109,6 +112,7 @@ impl DiskSpec {
             vdi_type: VdiType::System,
             vdi_uuid,
             vbd_uuid,
+            other_config: BTreeMap::new(),
         }
     }
 }
@@ -277,6 +281,10 @@ impl VmSpec {
         for (i, d) in self.disks.iter().enumerate() {
             texts.push((format!("disks[{i}].name"), &d.name));
             texts.push((format!("disks[{i}].description"), &d.description));
+            for (k, v) in &d.other_config {
+                texts.push((format!("disks[{i}].other_config key"), k));
+                texts.push((format!("disks[{i}].other_config.{k}"), v));
+            }
         }
         for (field, text) in texts {
             if let Some(c) = invalid_xml_char(text) {

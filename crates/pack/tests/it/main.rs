@@ -5,7 +5,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xspack_io::NoProgress;
 use xspack_iso::{EntryKind, IsoReader};
 use xspack_manifest::{OutputDir, Tool};
-use xspack_pack::{BuildOptions, Error, build_pack};
+use xspack_pack::{BuildOptions, Error, PackSpec, build_pack};
 
 const EPOCH: u64 = 1_700_000_000;
 
@@ -118,4 +118,20 @@ fn package_json_for_the_template_directory_is_validated() {
     )
     .unwrap();
     assert_eq!(build(&pack, &dir.join("out")).unwrap().0, ["j-1-1.noarch.rpm"]);
+}
+
+#[test]
+fn template_tables_parse_and_are_checked() {
+    let parse = |text: &str| PackSpec::parse(text, Utf8Path::new("packs/x/pack.toml"));
+    let spec = parse(PACK).unwrap();
+    assert_eq!(spec.templates[0].path, "templates/guest.toml");
+    assert!(spec.rpms.is_empty() && spec.packages.is_empty(), "a template alone is a payload");
+    let err = parse(&PACK.replace("guest.toml", "guest.json")).unwrap_err().to_string();
+    assert!(err.contains("template[0].path") && err.contains("not a template"), "{err}");
+    let err = parse(&PACK.replace("path = ", "file = ")).unwrap_err().to_string();
+    assert!(err.starts_with("packs/x/pack.toml:11:1: unknown field `file`"), "{err}");
+    let err = parse(&PACK.replace("[[template]]\npath = \"templates/guest.toml\"", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no [[template]]"), "{err}");
 }

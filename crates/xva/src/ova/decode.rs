@@ -241,6 +241,7 @@ fn decode_vm(vm: &Record<'_>, objects: &Objects<'_>) -> Result<OvaDoc, Error> {
             vdi_type,
             vdi_uuid: vdi.uuid()?,
             vbd_uuid: vbd.uuid()?,
+            other_config: vdi.map("other_config")?,
         });
         vdi_ids.push(vdi.id.to_owned());
     }

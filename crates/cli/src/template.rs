@@ -1,0 +1,173 @@
+//! `xspack template`: VM templates (vm-formats.md section 4) from `templates/NAME.toml`, and
+//! the guest-templates JSON check of section 4.1.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use camino::Utf8PathBuf;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::HumanBytes;
+use serde_json::json;
+use xspack_manifest::{OutputDir, Tool};
+use xspack_rpmrepo::SigningKey;
+use xspack_template::{TemplateBuildOptions, TemplateFormat, TemplateSpec};
+
+use crate::exit::{BadInput, Usage};
+use crate::ui::Ui;
+
+/// Environment variable holding the signing key's passphrase.
+const PASSPHRASE_ENV: &str = "XSPACK_SIGN_PASSPHRASE";
+
+/// Arguments of `xspack template`.
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    #[command(subcommand)]
+    pub command: TemplateCommand,
+}
+
+/// The `template` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Build a VM template: guest-templates JSON, a template RPM and a template XVA
+    ///
+    /// NAME.json is loaded by create-guest-templates from /etc/xapi.d/vm-templates;
+    /// NAME-template-VERSION-RELEASE.noarch.rpm installs it there and reloads the templates;
+    /// NAME.xva is a template for xe vm-import. SHA256SUMS and manifest.json are written beside
+    /// them.
+    Build(BuildArgs),
+    /// Check guest-templates JSON files: every key and value type of vm-formats.md 4.1
+    ///
+    /// Exits 3 and names the file and key when a file has an unknown or mistyped key.
+    Check(CheckArgs),
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// guest-templates JSON (`NAME.json`)
+    Json,
+    /// Template RPM installing the JSON (`NAME-template-VERSION-RELEASE.noarch.rpm`)
+    Rpm,
+    /// Template XVA for xe vm-import (`NAME.xva`)
+    Xva,
+}
+
+impl From<FormatArg> for TemplateFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Json => TemplateFormat::Json,
+            FormatArg::Rpm => TemplateFormat::Rpm,
+            FormatArg::Xva => TemplateFormat::Xva,
+        }
+    }
+}
+
+/// Arguments of `xspack template build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The template definition
+    #[arg(value_name = "TEMPLATE.toml")]
+    pub template: Utf8PathBuf,
+    /// Output directory [default: dist/NAME]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<Utf8PathBuf>,
+    /// Artifact to build; repeat for several [default: json, rpm and xva]
+    #[arg(long = "format", value_enum, value_name = "FORMAT")]
+    pub formats: Vec<FormatArg>,
+    /// Armored secret key to sign the RPM with (passphrase from $XSPACK_SIGN_PASSPHRASE)
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<Utf8PathBuf>,
+    /// Replace the output directory if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `xspack template check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// guest-templates JSON files
+    #[arg(required = true, value_name = "FILE.json")]
+    pub files: Vec<Utf8PathBuf>,
+}
+
+/// Runs `xspack template`.
+pub fn run(args: TemplateArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+    match args.command {
+        TemplateCommand::Build(a) => build(&a, ui, source_date_epoch),
+        TemplateCommand::Check(a) => check(&a, ui),
+    }
+}
+
+fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
+    let start = Instant::now();
+    let mut formats: Vec<TemplateFormat> = args.formats.iter().copied().map(Into::into).collect();
+    if formats.is_empty() {
+        formats = vec![TemplateFormat::Json, TemplateFormat::Rpm, TemplateFormat::Xva];
+    }
+    if args.sign_key.is_some() && !formats.contains(&TemplateFormat::Rpm) {
+        return Err(Usage("--sign-key signs the RPM: add --format rpm".into()).into());
+    }
+    let spec = TemplateSpec::load(&args.template)?;
+    let key = match &args.sign_key {
+        Some(path) => {
+            let passphrase = std::env::var(PASSPHRASE_ENV).ok();
+            Some(
+                SigningKey::from_file(path, passphrase.as_deref())
+                    .map_err(|e| BadInput(format!("{e:#}")))?,
+            )
+        }
+        None => None,
+    };
+    let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(spec.name()));
+    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{parent}: creating the output's parent"))?;
+    }
+    let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
+    let mut out = OutputDir::create(&dest, tool, source_date_epoch, args.force)?;
+    let mut opts = TemplateBuildOptions::new(source_date_epoch, ui.progress());
+    opts.formats = formats;
+    opts.key = key.as_ref();
+    let summary = xspack_template::build_template(&args.template, &mut out, &opts)?;
+    let (dest, manifest) = out.commit()?;
+    if ui.json {
+        ui.result(json!({
+            "ok": true,
+            "exit_code": 0,
+            "output_dir": dest,
+            "name": summary.name,
+            "uuid": summary.uuid,
+            "artifacts": manifest.outputs,
+            "inputs": manifest.inputs,
+            "signed": summary.rpm_signed,
+            "seconds": start.elapsed().as_secs_f64(),
+        }));
+    } else {
+        for o in &summary.outputs {
+            ui.say(&format!(
+                "{}: {} ({})",
+                dest.join(o.path.as_str()),
+                HumanBytes(o.size),
+                o.sha256
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: &CheckArgs, ui: &Ui) -> Result<ExitCode> {
+    for file in &args.files {
+        xspack_template::validate_guest_template_file(file).map_err(|e| -> anyhow::Error {
+            if e.is_bad_input() { BadInput(e.to_string()).into() } else { e.into() }
+        })?;
+    }
+    if ui.json {
+        ui.result(json!({ "ok": true, "exit_code": 0, "files": args.files }));
+    } else {
+        for file in &args.files {
+            ui.say(&format!("{file}: OK (guest-templates JSON, vm-formats.md 4.1)"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
