@@ -81,11 +81,11 @@ pub mod fat;
 pub mod partition;
 pub mod qcow2;
 mod source;
-mod uuid;
+
 pub mod vhd;
 
 pub use source::{DiskSource, FileSource, ReopenSource, SeekSource};
-pub use uuid::{ParseUuidError, Uuid};
+pub use xspack_io::{ParseUuidError, Uuid};
 
 use camino::Utf8PathBuf;
 

@@ -4,6 +4,7 @@
 //! - [`HashingWriter`], [`HashingReader`], [`CountingWriter`], [`CountingReader`]: adapters
 //!   that hash or count bytes in the same pass that moves them, so outputs are never re-read.
 //! - [`SparseFile`]: a file sink that turns blocks of zeros into holes.
+//! - [`Uuid`]: the ids of disks, partitions and VM objects, derived from input digests.
 //! - [`Progress`]: how libraries report long steps without depending on a UI crate.
 //! - [`AtomicFile`] and [`AtomicDir`]: outputs that appear under their final name complete or
 //!   not at all, even when the process fails or is interrupted by SIGINT or SIGTERM.
@@ -29,6 +30,7 @@ mod hashing;
 pub mod pipe;
 mod progress;
 mod sparse;
+mod uuid;
 
 pub use atomic::{AtomicDir, AtomicFile, install_signal_cleanup, live_temp_paths};
 pub use counting::{CountingReader, CountingWriter};
@@ -36,6 +38,7 @@ pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
 pub use hashing::{HashingReader, HashingWriter, hash_reader};
 pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
 pub use sparse::SparseFile;
+pub use uuid::{ParseUuidError, Uuid};
 
 use camino::Utf8PathBuf;
 

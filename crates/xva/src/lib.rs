@@ -39,7 +39,7 @@ mod ova;
 mod reader;
 mod spec;
 mod tar;
-mod uuid;
+
 mod writer;
 mod xmlrpc;
 
@@ -49,7 +49,7 @@ pub use reader::{
     DiskInfo, DiskReader, DiskSummary, MAX_OVA_XML, XvaReader, XvaSummary, summarize_xva_file,
 };
 pub use spec::{BootMode, DiskSpec, Memory, VdiType, VmSpec};
-pub use uuid::{ParseUuidError, Uuid};
+pub use xspack_io::{ParseUuidError, Uuid};
 pub use writer::{XvaOptions, write_xva, write_xva_file};
 
 /// Size of a disk chunk member: every chunk but a disk's last is exactly this long (1.3).
