@@ -97,7 +97,9 @@ impl FromStr for Uuid {
             .iter()
             .enumerate()
             .filter(|(i, _)| !matches!(i, 8 | 13 | 18 | 23))
-            .map(|(_, &c)| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok()).ok_or_else(err))
+            .map(|(_, &c)| {
+                char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok()).ok_or_else(err)
+            })
             .collect::<Result<_, _>>()?;
         let mut out = [0u8; 16];
         for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
@@ -133,10 +135,18 @@ mod tests {
         assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "variant nibble");
         assert_eq!(text.parse::<Uuid>().unwrap(), u);
         assert_eq!(text.to_uppercase().parse::<Uuid>().unwrap(), u);
-        for bad in ["", "12345678-9abc-def0-0123-456789abcde", "+2345678-9abc-def0-0123-456789abcdef", "123456789abc-def0-0123-456789abcdef0"] {
+        for bad in [
+            "",
+            "12345678-9abc-def0-0123-456789abcde",
+            "+2345678-9abc-def0-0123-456789abcdef",
+            "123456789abc-def0-0123-456789abcdef0",
+        ] {
             assert!(bad.parse::<Uuid>().is_err(), "{bad}");
         }
-        assert_eq!(serde_json::to_string(&Uuid::from_bytes([0x12; 16])).unwrap(), "\"12121212-1212-1212-1212-121212121212\"");
+        assert_eq!(
+            serde_json::to_string(&Uuid::from_bytes([0x12; 16])).unwrap(),
+            "\"12121212-1212-1212-1212-121212121212\""
+        );
     }
 
     #[test]

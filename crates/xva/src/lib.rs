@@ -49,8 +49,8 @@ pub use reader::{
     DiskInfo, DiskReader, DiskSummary, MAX_OVA_XML, XvaReader, XvaSummary, summarize_xva_file,
 };
 pub use spec::{BootMode, DiskSpec, Memory, VdiType, VmSpec};
-pub use xspack_io::{ParseUuidError, Uuid};
 pub use writer::{XvaOptions, write_xva, write_xva_file};
+pub use xspack_io::{ParseUuidError, Uuid};
 
 /// Size of a disk chunk member: every chunk but a disk's last is exactly this long (1.3).
 pub const CHUNK_SIZE: u64 = 1024 * 1024;
