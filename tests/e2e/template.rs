@@ -1,8 +1,8 @@
 //! `xspack template`: the shipped templates built into JSON, RPM and XVA, then checked by the
 //! tools a host uses: `rpm -K` with the key in a scratch rpmdb, `rpm --root R -i` and `-e` with
 //! the scriptlets run chrooted in a fake root against a fake `create-guest-templates-wrapper`
-//! and `xe` (vm-formats.md 4.1), `xspack verify` and `xva-img` on the XVAs with mtools and
-//! fsck.fat on the config drive (4.5), and the guest-templates pack built from `[[template]]`.
+//! and `xe` (vm-formats.md 4.1), `xspack verify` and `xva-img` on the XVAs with isoinfo and
+//! blkid on the config drive (4.5), and the guest-templates pack built from `[[template]]`.
 
 use std::process::{Command, Output};
 
@@ -208,17 +208,22 @@ fn xva_img(xva: &Utf8Path, dir: &Utf8Path, vdi_ref: &str) -> Utf8PathBuf {
     raw
 }
 
-/// Checks a config drive image with fsck.fat, mtools and blkid: label and user data.
+/// Checks a config drive image as xscontainer made it (ISO 9660 labelled `config-2`) with
+/// isoinfo and blkid: label, Rock Ridge names and the user data.
 fn check_config_drive(raw: &Utf8Path, user_data: &[u8]) {
-    tool("fsck.fat", &["-n", raw.as_str()]);
-    let info = text(&tool("minfo", &["-i", raw.as_str(), "::"]));
-    assert!(info.contains("disk label=\"CONFIG-2   \""), "{info}");
-    // What udev's /dev/disk/by-label (and so cloud-init and Ignition) sees.
+    let info = text(&tool("isoinfo", &["-d", "-i", raw.as_str()]));
+    assert!(info.contains("Volume id: config-2\n"), "{info}");
+    assert!(info.contains("Rock Ridge signatures version 1 found"), "{info}");
+    assert!(info.contains("Joliet with UCS level 3 found"), "{info}");
+    // What udev's /dev/disk/by-label (and so coreos-cloudinit, Ignition, cloud-init) sees.
     let probe = text(&tool("blkid", &["-p", "-o", "export", raw.as_str()]));
-    assert!(probe.contains("\nLABEL=CONFIG-2\n") && probe.contains("\nTYPE=vfat\n"), "{probe}");
-    let data = tool("mtype", &["-i", raw.as_str(), "::/openstack/latest/user_data"]).stdout;
-    assert_eq!(data, user_data);
-    let meta = text(&tool("mtype", &["-i", raw.as_str(), "::/openstack/latest/meta_data.json"]));
+    assert!(probe.contains("\nLABEL=config-2\n") && probe.contains("\nTYPE=iso9660\n"), "{probe}");
+    let read = |path: &str| tool("isoinfo", &["-R", "-i", raw.as_str(), "-x", path]).stdout;
+    assert_eq!(read("/openstack/latest/user_data"), user_data);
+    let meta = text(&tool(
+        "isoinfo",
+        &["-R", "-i", raw.as_str(), "-x", "/openstack/latest/meta_data.json"],
+    ));
     assert!(meta.contains("\"uuid\":"), "{meta}");
 }
 

@@ -65,6 +65,7 @@ impl Joliet {
 pub struct IsoOptions {
     /// Volume identifier (the label), 1 to 32 d-characters (`A-Z 0-9 _`); see
     /// [`sanitize_volume_id`]. The Joliet descriptor records its first 16 characters.
+    /// With [`IsoOptions::verbatim_volume_id`] it may also hold `a-z`, `-` and `.`.
     pub volume_id: String,
     /// Seconds since the Unix epoch: the volume creation and modification dates, and the
     /// mtime of every entry that does not set its own. Years 1900 to 2155.
@@ -88,6 +89,11 @@ pub struct IsoOptions {
     /// not). Off by default, so such trees fail with [`Error::TooDeep`] or
     /// [`Error::PathTooLong`].
     pub allow_deep_paths: bool,
+    /// Write the volume identifier as given, lower case, `-` and `.` included, as
+    /// `genisoimage -V` and xorriso do. Some labels are matched exactly by their readers: an
+    /// `OpenStack` config drive must be labelled `config-2`, which is not made of d-characters.
+    /// Linux, blkid and isoinfo read such labels unchanged. Off by default.
+    pub verbatim_volume_id: bool,
 }
 
 impl IsoOptions {
@@ -104,6 +110,7 @@ impl IsoOptions {
             level: IsoLevel::default(),
             joliet: Joliet::default(),
             allow_deep_paths: false,
+            verbatim_volume_id: false,
         }
     }
 
@@ -116,7 +123,11 @@ impl IsoOptions {
                 reason: "must not be empty".into(),
             });
         }
-        check_chars("volume id", &self.volume_id, 32, is_d_char, "d-character (A-Z, 0-9, _)")?;
+        if self.verbatim_volume_id {
+            check_chars("volume id", &self.volume_id, 32, is_label_char, LABEL_CHARS)?;
+        } else {
+            check_chars("volume id", &self.volume_id, 32, is_d_char, "d-character (A-Z, 0-9, _)")?;
+        }
         check_chars("volume set id", &self.volume_set_id, 128, is_d_char, "d-character")?;
         check_chars("system id", &self.system_id, 32, is_a_char, A_CHARS)?;
         check_chars("publisher id", &self.publisher_id, 128, is_a_char, A_CHARS)?;
@@ -139,6 +150,13 @@ pub(crate) fn is_d_char(c: char) -> bool {
 /// ECMA-119 a-characters: d-characters, space and ``!"%&'()*+,-./:;<=>?``.
 fn is_a_char(c: char) -> bool {
     is_d_char(c) || " !\"%&'()*+,-./:;<=>?".contains(c)
+}
+
+const LABEL_CHARS: &str = "label character (A-Z, a-z, 0-9, _, -, .)";
+
+/// What a verbatim volume identifier may hold: d-characters, `a-z`, `-` and `.`.
+fn is_label_char(c: char) -> bool {
+    is_d_char(c) || c.is_ascii_lowercase() || c == '-' || c == '.'
 }
 
 fn check_chars(
@@ -212,6 +230,20 @@ mod tests {
         assert!(reason(&opts).contains("at most 32"));
         let opts = IsoOptions::new("X", time::MAX_TIME + 1);
         assert!(matches!(opts.validate(), Err(Error::InvalidEpoch(_))));
+    }
+
+    #[test]
+    fn verbatim_volume_ids() {
+        let mut opts = IsoOptions::new("config-2", 0);
+        assert!(reason(&opts).contains("not a d-character"));
+        opts.verbatim_volume_id = true;
+        opts.validate().unwrap();
+        opts.volume_id = "config 2".into();
+        assert_eq!(
+            reason(&opts),
+            "volume id \"config 2\": character ' ' at position 7 is not a label character \
+             (A-Z, a-z, 0-9, _, -, .)"
+        );
     }
 
     #[test]

@@ -118,9 +118,9 @@ pub enum Error {
     /// Building or writing the XVA failed.
     #[error(transparent)]
     Xva(Box<xspack_xva::Error>),
-    /// Building the config drive's FAT image failed.
+    /// Building the config drive's ISO 9660 image failed.
     #[error("building the config drive: {0}")]
-    ConfigDrive(Box<xspack_disk::Error>),
+    ConfigDrive(Box<xspack_iso::Error>),
     /// Writing the output directory failed.
     #[error(transparent)]
     Output(#[from] xspack_manifest::Error),
