@@ -11,8 +11,8 @@ pack:
     cargo build --release --locked -p xspack-cli
     scripts/pack-all
 
-# Install missing oracle tools, then run the whole test suite.
-test: oracles
+# Install missing oracle tools, make the cached fixtures, then run the whole test suite.
+test: oracles fixtures
     if cargo nextest --version >/dev/null 2>&1; then \
         cargo nextest run --workspace --locked --no-fail-fast && cargo test --workspace --locked --doc; \
     else \
@@ -24,6 +24,11 @@ check:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
     RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --document-private-items --locked
+
+# Make the Debian root fixtures the tests and benchmarks use, once per machine (needs root).
+fixtures:
+    scripts/fixtures/bookworm >/dev/null
+    scripts/fixtures/bookworm-guest >/dev/null
 
 # apt-get install the Debian tools the tests use as oracles (as root), or name what is missing.
 oracles:
