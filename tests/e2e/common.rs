@@ -17,6 +17,23 @@ pub fn xspack() -> Command {
 }
 
 /// Runs `xspack` with `args`.
+/// The repository root (packs/, templates/).
+pub fn repo_root() -> Utf8PathBuf {
+    Utf8PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// A fresh signing key pair in `dir/keys` from `xspack pack keygen`: (secret, public).
+pub fn keygen(dir: &Utf8Path) -> (Utf8PathBuf, Utf8PathBuf) {
+    let keys = dir.join("keys");
+    let out = xspack()
+        .env("SOURCE_DATE_EPOCH", EPOCH.to_string())
+        .args(["-q", "pack", "keygen", "-o", keys.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    (keys.join("signing.asc"), keys.join("signing.pub.asc"))
+}
+
 pub fn run(args: &[&str]) -> Output {
     xspack().args(args).output().expect("xspack runs")
 }

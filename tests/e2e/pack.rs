@@ -7,25 +7,9 @@ use std::process::{Command, Output};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::common::{code, run, stderr, tempdir, tool, xspack};
+use crate::common::{code, keygen, repo_root, run, stderr, tempdir, tool, xspack};
 
 const EPOCH: &str = "1700000000";
-
-fn repo_root() -> Utf8PathBuf {
-    Utf8PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// A fresh test key pair in `dir`.
-fn keygen(dir: &Utf8Path) -> (Utf8PathBuf, Utf8PathBuf) {
-    let keys = dir.join("keys");
-    let out = xspack()
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .args(["-q", "pack", "keygen", "-o", keys.as_str()])
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    (keys.join("signing.asc"), keys.join("signing.pub.asc"))
-}
 
 /// Builds `packs/<pack>` into `dir/<out>` signed with `key`.
 fn build(pack: &str, dir: &Utf8Path, out: &str, key: &Utf8Path) -> Utf8PathBuf {

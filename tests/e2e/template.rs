@@ -4,36 +4,17 @@
 //! and `xe` (vm-formats.md 4.1), `xspack verify` and `xva-img` on the XVAs with isoinfo and
 //! blkid on the config drive (4.5), and the guest-templates pack built from `[[template]]`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::common::{code, golden, run, stderr, stdout, tempdir, xspack};
+use crate::common::{code, golden, keygen, repo_root, run, stderr, stdout, tempdir, tool, xspack};
 
 const EPOCH: &str = "1700000000";
 const COREOS: &str = "xspack-coreos-container-host";
 
-fn repo_root() -> Utf8PathBuf {
-    Utf8PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
 fn shipped(stem: &str) -> Utf8PathBuf {
     repo_root().join(format!("templates/{stem}.toml"))
-}
-
-/// Runs `program` and requires success.
-fn tool(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs (install it with just oracles): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn text(out: &Output) -> String {
@@ -51,18 +32,6 @@ fn build(template: &Utf8Path, dir: &Utf8Path, out: &str, args: &[&str]) -> Utf8P
         .unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     dest
-}
-
-/// A fresh signing key pair in `dir/keys`.
-fn keygen(dir: &Utf8Path) -> (Utf8PathBuf, Utf8PathBuf) {
-    let keys = dir.join("keys");
-    let o = xspack()
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .args(["-q", "pack", "keygen", "-o", keys.as_str()])
-        .output()
-        .unwrap();
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    (keys.join("signing.asc"), keys.join("signing.pub.asc"))
 }
 
 #[test]

@@ -9,10 +9,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::HumanBytes;
 use serde_json::json;
 use xspack_image::{BuildRequest, DiskFormat, RootfsOptions};
-use xspack_manifest::{Input, InputDigest, OutputDir, Tool};
+use xspack_manifest::{Input, InputDigest, OutputDir};
 use xspack_oci::{Image, ImageSource};
 
 use crate::exit::Usage;
+use crate::outputs;
 use crate::ui::Ui;
 
 /// Arguments of `xspack image`.
@@ -211,13 +212,8 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     let source = ImageSource::parse(source_text)?;
     let name = args.name.clone().unwrap_or_else(|| default_name(&source));
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&name));
-    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{parent}: creating the output's parent"))?;
-    }
     let image = Image::open(&source).with_context(|| source_text.clone())?;
-    let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
-    let mut out = OutputDir::create(&dest, tool, source_date_epoch, args.force)?;
+    let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
     out.add_input(Input {
         name: source.to_string(),
         kind: kind_of(&source).into(),
@@ -242,26 +238,7 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
                 .with_context(|| source_text.clone())?
         }
     };
-    let (dest, manifest) = out.commit()?;
-    if ui.json {
-        ui.result(json!({
-            "ok": true,
-            "exit_code": 0,
-            "output_dir": dest,
-            "artifacts": manifest.outputs,
-            "inputs": manifest.inputs,
-            "seconds": start.elapsed().as_secs_f64(),
-        }));
-    } else {
-        for a in &artifacts {
-            ui.say(&format!(
-                "{}: {} ({})",
-                dest.join(a.path.as_str()),
-                HumanBytes(a.size),
-                a.sha256
-            ));
-        }
-    }
+    outputs::commit(ui, out, &artifacts, json!({}), start)?;
     Ok(ExitCode::SUCCESS)
 }
 

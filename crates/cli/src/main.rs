@@ -6,6 +6,7 @@ mod cli;
 mod exit;
 mod image;
 mod inspect;
+mod outputs;
 mod pack;
 mod template;
 mod ui;

@@ -5,13 +5,12 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::HumanBytes;
 use serde_json::json;
-use xspack_manifest::{OutputDir, Tool};
 use xspack_pack::{BuildOptions, PackFormat, PackSpec};
 use xspack_rpmrepo::SigningKey;
 
 use crate::exit::{BadInput, Usage};
+use crate::outputs;
 use crate::ui::Ui;
 
 /// Environment variable holding the signing key's passphrase unless pack.toml names another.
@@ -132,41 +131,19 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     });
     let dest =
         args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&spec.pack.name));
-    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{parent}: creating the output's parent"))?;
-    }
-    let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
-    let mut out = OutputDir::create(&dest, tool, source_date_epoch, args.force)?;
+    let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
     let mut opts = BuildOptions::new(source_date_epoch, key.as_ref(), ui.progress());
     opts.formats = formats;
     opts.unsigned = args.unsigned;
     let summary = xspack_pack::build_pack(&spec_path, &mut out, &opts)?;
-    let (dest, manifest) = out.commit()?;
-    if ui.json {
-        ui.result(json!({
-            "ok": true,
-            "exit_code": 0,
-            "output_dir": dest,
-            "artifacts": manifest.outputs,
-            "inputs": manifest.inputs,
-            "update_uuid": summary.update_uuid,
-            "rpms": summary.rpms,
-            "signed": key.is_some(),
-            "seconds": start.elapsed().as_secs_f64(),
-        }));
-    } else {
-        for o in &summary.outputs {
-            ui.say(&format!(
-                "{}: {} ({})",
-                dest.join(o.path.as_str()),
-                HumanBytes(o.size),
-                o.sha256
-            ));
-        }
-        if args.unsigned {
-            ui.warn("the update pack is unsigned: xe update-upload will refuse it");
-        }
+    let extra = json!({
+        "update_uuid": summary.update_uuid,
+        "rpms": summary.rpms,
+        "signed": key.is_some(),
+    });
+    outputs::commit(ui, out, &summary.outputs, extra, start)?;
+    if args.unsigned && !ui.json {
+        ui.warn("the update pack is unsigned: xe update-upload will refuse it");
     }
     Ok(ExitCode::SUCCESS)
 }

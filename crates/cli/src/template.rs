@@ -4,16 +4,15 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use camino::Utf8PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::HumanBytes;
 use serde_json::json;
-use xspack_manifest::{OutputDir, Tool};
 use xspack_rpmrepo::SigningKey;
 use xspack_template::{TemplateBuildOptions, TemplateFormat, TemplateSpec};
 
 use crate::exit::{BadInput, Usage};
+use crate::outputs;
 use crate::ui::Ui;
 
 /// Environment variable holding the signing key's passphrase.
@@ -120,39 +119,17 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         None => None,
     };
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(spec.name()));
-    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{parent}: creating the output's parent"))?;
-    }
-    let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
-    let mut out = OutputDir::create(&dest, tool, source_date_epoch, args.force)?;
+    let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
     let mut opts = TemplateBuildOptions::new(source_date_epoch, ui.progress());
     opts.formats = formats;
     opts.key = key.as_ref();
     let summary = xspack_template::build_template(&args.template, &mut out, &opts)?;
-    let (dest, manifest) = out.commit()?;
-    if ui.json {
-        ui.result(json!({
-            "ok": true,
-            "exit_code": 0,
-            "output_dir": dest,
-            "name": summary.name,
-            "uuid": summary.uuid,
-            "artifacts": manifest.outputs,
-            "inputs": manifest.inputs,
-            "signed": summary.rpm_signed,
-            "seconds": start.elapsed().as_secs_f64(),
-        }));
-    } else {
-        for o in &summary.outputs {
-            ui.say(&format!(
-                "{}: {} ({})",
-                dest.join(o.path.as_str()),
-                HumanBytes(o.size),
-                o.sha256
-            ));
-        }
-    }
+    let extra = json!({
+        "name": summary.name,
+        "uuid": summary.uuid,
+        "signed": summary.rpm_signed,
+    });
+    outputs::commit(ui, out, &summary.outputs, extra, start)?;
     Ok(ExitCode::SUCCESS)
 }
 
