@@ -25,6 +25,8 @@ use crate::measure::Sample;
 
 /// Rounds per benchmark unless `--rounds N` is given.
 const DEFAULT_ROUNDS: usize = 3;
+/// The benchmarks, in the order they run; `--only NAME` picks one.
+const BENCHES: [&str; 5] = ["verify", "image-bookworm", "image-synthetic", "formats", "pack"];
 /// Stands for the run's scratch directory in a contender's argv.
 const SCRATCH: &str = "{scratch}";
 
@@ -67,10 +69,11 @@ fn main() -> Result<()> {
                     .context("--rounds takes a number")?;
             }
             "--only" => only = Some(it.next().context("--only takes a benchmark name")?.clone()),
-            _ => bail!(
-                "usage: xspack-bench [--rounds N] [--only verify|image-bookworm|image-synthetic]"
-            ),
+            _ => bail!("usage: xspack-bench [--rounds N] [--only {}]", BENCHES.join("|")),
         }
+    }
+    if let Some(name) = only.as_deref().filter(|o| !BENCHES.contains(o)) {
+        bail!("--only {name}: no such benchmark (one of {})", BENCHES.join(", "));
     }
     let target = target_dir();
     let xspack = target.join("release/xspack");
