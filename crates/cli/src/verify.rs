@@ -93,9 +93,10 @@ fn print_report(report: &VerifyReport, ui: &Ui) {
         ui.result(to_json(report));
     } else if report.is_ok() {
         ui.say(&format!(
-            "{}: verified {} files ({}) against {}",
+            "{}: verified {} file{} ({}) against {}",
             report.dir,
             report.verified.len(),
+            if report.verified.len() == 1 { "" } else { "s" },
             HumanBytes(report.verified_bytes()),
             report.sources.join(" and "),
         ));
