@@ -11,6 +11,16 @@ pack:
     cargo build --release --locked -p xspack-cli
     scripts/pack-all
 
+# Install xspack, its shell completions and man pages under PREFIX (bin/, share/).
+install prefix="/usr/local":
+    cargo build --release --locked -p xspack-cli
+    install -Dm755 target/release/xspack "{{prefix}}/bin/xspack"
+    mkdir -p "{{prefix}}/share/bash-completion/completions" "{{prefix}}/share/zsh/site-functions" "{{prefix}}/share/fish/vendor_completions.d" "{{prefix}}/share/man"
+    target/release/xspack completions bash > "{{prefix}}/share/bash-completion/completions/xspack"
+    target/release/xspack completions zsh > "{{prefix}}/share/zsh/site-functions/_xspack"
+    target/release/xspack completions fish > "{{prefix}}/share/fish/vendor_completions.d/xspack.fish"
+    target/release/xspack -q man --force -o "{{prefix}}/share/man/man1"
+
 # Install missing oracle tools, make the cached fixtures, then run the whole test suite.
 test: oracles fixtures
     if cargo nextest --version >/dev/null 2>&1; then \

@@ -19,6 +19,8 @@ fn help_texts_are_golden() {
         (&["template", "--help"][..], "help/template.txt"),
         (&["template", "build", "--help"][..], "help/template-build.txt"),
         (&["template", "check", "--help"][..], "help/template-check.txt"),
+        (&["completions", "--help"][..], "help/completions.txt"),
+        (&["man", "--help"][..], "help/man.txt"),
     ] {
         let out = run(args);
         assert_eq!(code(&out), 0, "{args:?}");

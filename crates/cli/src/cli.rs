@@ -50,6 +50,10 @@ pub enum Command {
     Pack(crate::pack::PackArgs),
     /// Build VM templates: guest-templates JSON, template RPMs and template XVAs
     Template(crate::template::TemplateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(crate::docs::CompletionsArgs),
+    /// Write the man pages of every command into a directory
+    Man(crate::docs::ManArgs),
 }
 
 impl Command {
@@ -61,6 +65,8 @@ impl Command {
             Command::Image(_) => "image",
             Command::Pack(_) => "pack",
             Command::Template(_) => "template",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod artifact;
 mod cli;
+mod docs;
 mod exit;
 mod image;
 mod inspect;
@@ -29,6 +30,8 @@ fn main() -> ExitCode {
         cli::Command::Image(args) => image::run(args, &ui, epoch),
         cli::Command::Pack(args) => pack::run(args, &ui, epoch),
         cli::Command::Template(args) => template::run(args, &ui, epoch),
+        cli::Command::Completions(args) => docs::completions(&args),
+        cli::Command::Man(args) => docs::man(&args, &ui, epoch),
     };
     match result {
         Ok(code) => code,

@@ -24,6 +24,7 @@
 //! The conventions follow `shared/reference/code-style.md` (sections 3.3 to 3.6).
 
 mod atomic;
+pub mod civil;
 mod counting;
 mod digest;
 mod hashing;

@@ -45,8 +45,9 @@ impl DosTime {
     /// The UTC time `epoch` seconds after 1970, clamped to the DOS range.
     pub fn from_epoch(epoch: u64) -> Self {
         let t = epoch.clamp(DOS_EPOCH, DOS_END);
-        let (days, secs) = (t / 86_400, t % 86_400);
-        let (year, month, day) = civil_from_days(days);
+        let secs = t % 86_400;
+        let c = xspack_io::civil::civil_from_unix(i64::try_from(t).expect("clamped to 2107"));
+        let (year, month, day) = (c.year.unsigned_abs(), u64::from(c.month), u64::from(c.day));
         let date = ((year - 1980) << 9) | (month << 5) | day;
         let time = (secs / 3600) << 11 | (secs / 60 % 60) << 5 | (secs % 60 / 2);
         DosTime {
@@ -55,23 +56,6 @@ impl DosTime {
             hundredths: u8::try_from(secs % 2 * 100).expect("0 or 100"),
         }
     }
-}
-
-/// Year, month (1–12) and day (1–31) of the day `days` after 1970-01-01, in the proleptic
-/// Gregorian calendar: count in 400-year eras of 146097 days starting on March 1st, so that the
-/// leap day ends a year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let march_month = (5 * day_of_year + 2) / 153; // 0 = March
-    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
-    let month = if march_month < 10 { march_month + 3 } else { march_month - 9 };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// A 32-byte short entry.
@@ -270,8 +254,6 @@ mod tests {
         assert_eq!(date_time(DosTime::from_epoch(u64::MAX)), packed(2107, 12, 31, 23, 59, 59));
         // A leap day: 2024-02-29T00:00:00Z.
         assert_eq!(date_time(DosTime::from_epoch(1_709_164_800)), packed(2024, 2, 29, 0, 0, 0));
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]
