@@ -94,6 +94,12 @@ impl Civil {
     pub fn date_string(&self) -> String {
         format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
     }
+
+    /// The time as an RFC 3339 UTC timestamp, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub fn rfc3339(&self) -> String {
+        let (h, m, s) = (self.hour, self.minute, self.second);
+        format!("{}T{h:02}:{m:02}:{s:02}Z", self.date_string())
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +114,9 @@ mod tests {
             (2023, 11, 14, 22, 13, 20)
         );
         assert_eq!(c.date_string(), "2023-11-14");
+        assert_eq!(c.rfc3339(), "2023-11-14T22:13:20Z");
+        assert_eq!(civil_from_unix(4_102_444_799).rfc3339(), "2099-12-31T23:59:59Z");
+        assert!(civil_from_unix(i64::MAX).year > 292_000_000_000, "no overflow at the far end");
         assert_eq!(civil_from_unix(0).date_string(), "1970-01-01");
         assert_eq!(civil_from_unix(11_016 * 86_400).date_string(), "2000-02-29");
         assert_eq!(civil_from_unix(-1).date_string(), "1969-12-31");

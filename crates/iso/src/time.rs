@@ -97,11 +97,6 @@ mod tests {
     #[test]
     fn known_dates() {
         // 2023-11-14T22:13:20Z, a common SOURCE_DATE_EPOCH.
-        let c = civil_from_unix(1_700_000_000);
-        assert_eq!(
-            (c.year, c.month, c.day, c.hour, c.minute, c.second),
-            (2023, 11, 14, 22, 13, 20)
-        );
         assert_eq!(&vd_date(1_700_000_000), b"2023111422132000\0");
         assert_eq!(dir_date(1_700_000_000), [123, 11, 14, 22, 13, 20, 0]);
         assert_eq!(dir_date(0), [70, 1, 1, 0, 0, 0, 0]);
