@@ -19,7 +19,7 @@ install prefix="/usr/local":
     target/release/xspack completions bash > "{{prefix}}/share/bash-completion/completions/xspack"
     target/release/xspack completions zsh > "{{prefix}}/share/zsh/site-functions/_xspack"
     target/release/xspack completions fish > "{{prefix}}/share/fish/vendor_completions.d/xspack.fish"
-    target/release/xspack -q man --force -o "{{prefix}}/share/man/man1"
+    SOURCE_DATE_EPOCH="$(git log -1 --format=%ct 2>/dev/null || echo 0)" target/release/xspack -q man --force -o "{{prefix}}/share/man/man1"
 
 # Install missing oracle tools, make the cached fixtures, then run the whole test suite.
 test: oracles fixtures
