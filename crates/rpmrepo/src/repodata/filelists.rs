@@ -6,8 +6,8 @@
 use std::io::{self, Write};
 
 use crate::repodata::RepoPackage;
-use crate::repodata::primary::{file_type_attr, write_version};
-use crate::repodata::xml::{attr, text};
+use crate::repodata::primary::{file_type_attr, write_package_open};
+use crate::repodata::xml::text;
 
 /// Namespace of `filelists.xml`'s root element.
 pub const NS_FILELISTS: &str = "http://linux.duke.edu/metadata/filelists";
@@ -18,14 +18,7 @@ pub fn write_filelists<W: Write>(mut out: W, packages: &[RepoPackage]) -> io::Re
     writeln!(out, "<filelists xmlns=\"{NS_FILELISTS}\" packages=\"{}\">", packages.len())?;
     for p in packages {
         let h = &p.header;
-        writeln!(
-            out,
-            "<package pkgid=\"{}\" name=\"{}\" arch=\"{}\">",
-            h.sha256,
-            attr(&h.name),
-            attr(&h.arch)
-        )?;
-        write_version(&mut out, h)?;
+        write_package_open(&mut out, h)?;
         for f in &h.files {
             writeln!(out, "  <file{}>{}</file>", file_type_attr(f.kind), text(&f.path))?;
         }

@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use crate::repodata::RepoPackage;
-use crate::repodata::primary::write_version;
+use crate::repodata::primary::write_package_open;
 use crate::repodata::xml::{attr, text};
 
 /// Namespace of `other.xml`'s root element.
@@ -20,14 +20,7 @@ pub fn write_other<W: Write>(mut out: W, packages: &[RepoPackage]) -> io::Result
     writeln!(out, "<otherdata xmlns=\"{NS_OTHER}\" packages=\"{}\">", packages.len())?;
     for p in packages {
         let h = &p.header;
-        writeln!(
-            out,
-            "<package pkgid=\"{}\" name=\"{}\" arch=\"{}\">",
-            h.sha256,
-            attr(&h.name),
-            attr(&h.arch)
-        )?;
-        write_version(&mut out, h)?;
+        write_package_open(&mut out, h)?;
         // Headers store the newest entry first.
         for c in h.changelog.iter().take(CHANGELOG_LIMIT).rev() {
             writeln!(

@@ -39,6 +39,19 @@ pub(crate) fn write_version(out: &mut impl Write, h: &RpmHeader) -> io::Result<(
     )
 }
 
+/// Opens a package of `filelists.xml` or `other.xml`: `<package pkgid name arch>` and its
+/// `<version>`.
+pub(crate) fn write_package_open(out: &mut impl Write, h: &RpmHeader) -> io::Result<()> {
+    writeln!(
+        out,
+        "<package pkgid=\"{}\" name=\"{}\" arch=\"{}\">",
+        h.sha256,
+        attr(&h.name),
+        attr(&h.arch)
+    )?;
+    write_version(out, h)
+}
+
 /// The file type attribute as filelists and primary write it.
 pub(crate) fn file_type_attr(kind: FileKind) -> &'static str {
     match kind {
