@@ -34,6 +34,24 @@ pub fn keygen(dir: &Utf8Path) -> (Utf8PathBuf, Utf8PathBuf) {
     (keys.join("signing.asc"), keys.join("signing.pub.asc"))
 }
 
+/// `rpm -Kv` on each of `rpms` with `public_key` imported into a scratch rpmdb under `dir`: every
+/// package must carry a good V4 RSA/SHA256 header signature and nothing may be NOT OK.
+pub fn assert_rpm_signatures(dir: &Utf8Path, public_key: &Utf8Path, rpms: &[Utf8PathBuf]) {
+    let db = dir.join("rpmdb");
+    tool("rpm", &["--dbpath", db.as_str(), "--initdb"]);
+    tool("rpm", &["--dbpath", db.as_str(), "--import", public_key.as_str()]);
+    for rpm in rpms {
+        let out = tool("rpm", &["--dbpath", db.as_str(), "-Kv", rpm.as_str()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Header V4 RSA/SHA256 Signature")
+                && text.contains(": OK")
+                && !text.contains("NOT OK"),
+            "{rpm}: {text}"
+        );
+    }
+}
+
 pub fn run(args: &[&str]) -> Output {
     xspack().args(args).output().expect("xspack runs")
 }

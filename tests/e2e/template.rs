@@ -8,7 +8,10 @@ use std::process::Output;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::common::{code, golden, keygen, repo_root, run, stderr, stdout, tempdir, tool, xspack};
+use crate::common::{
+    assert_rpm_signatures, code, golden, keygen, repo_root, run, stderr, stdout, tempdir, tool,
+    xspack,
+};
 
 const EPOCH: &str = "1700000000";
 const COREOS: &str = "xspack-coreos-container-host";
@@ -127,14 +130,7 @@ fn rpm_checks_the_signature_and_installs_into_a_fake_root() {
     );
     let rpm = out.join(format!("{COREOS}-template-1.0.0-1.noarch.rpm"));
     // rpm -K with the key imported into a scratch rpmdb.
-    let db = dir.join("rpmdb");
-    tool("rpm", &["--dbpath", db.as_str(), "--initdb"]);
-    tool("rpm", &["--dbpath", db.as_str(), "--import", public.as_str()]);
-    let k = text(&tool("rpm", &["--dbpath", db.as_str(), "-Kv", rpm.as_str()]));
-    assert!(
-        k.contains("Header V4 RSA/SHA256 Signature") && k.contains(": OK") && !k.contains("NOT OK"),
-        "{k}"
-    );
+    assert_rpm_signatures(&dir, &public, std::slice::from_ref(&rpm));
     // A fake root: rpm installs the fake base, then the template RPM, running its scriptlets
     // chrooted (rpm --root needs root privileges to chroot).
     let root = dir.join("root");
