@@ -7,6 +7,7 @@
 //! - [`ImageSpec`] writes an image as an OCI layout directory, an OCI archive, or a
 //!   `docker save` archive (the classic `<id>/layer.tar` layout, with or without skopeo's
 //!   symlinks, and the newer layout with `blobs/`).
+//! - [`noise`] gives deterministic incompressible bytes for file contents.
 
 pub mod ext4check;
 mod tar;
@@ -18,6 +19,19 @@ use serde_json::json;
 use xspack_io::Sha256Digest;
 
 pub use tar::{Entry, EntryKind, layer_tar, plain_tar};
+
+/// Deterministic pseudo-random bytes (xorshift64), the same for the same seed on every run.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect()
+}
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -100,18 +100,7 @@ pub fn bookworm_guest_image(dir: &Utf8Path, config: &Value) -> String {
     format!("oci:{dir}:guest")
 }
 
-/// Deterministic pseudo-random bytes (fake kernels).
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
+pub use xspack_testkit::noise;
 
 /// A fake kernel and initrd of the synthetic image.
 pub fn fake_boot_files() -> (Vec<u8>, Vec<u8>) {

@@ -6,18 +6,7 @@ use xspack_io::Sha256Digest;
 use xspack_testkit::ext4check::Expected;
 use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, layer_tar};
 
-/// Deterministic pseudo-random bytes.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
+pub use xspack_testkit::noise;
 
 fn file(data: &[u8], mode: u32, owner: (u32, u32), links: u32, xattrs: &[&str]) -> Expected {
     Expected {
