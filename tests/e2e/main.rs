@@ -6,11 +6,14 @@
 mod bookworm;
 mod cli;
 mod common;
+mod corpus;
 mod docs;
+mod faults;
 mod formats;
 mod guest;
 mod image;
 mod inspect;
 mod pack;
+mod security;
 mod template;
 mod verify;

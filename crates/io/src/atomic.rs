@@ -76,7 +76,8 @@ pub fn live_temp_paths() -> Vec<Utf8PathBuf> {
 }
 
 /// Starts a thread that, on SIGINT, SIGTERM or SIGHUP, removes every live temporary output and
-/// then terminates the process as the signal would have. Call it once, early in `main`; later
+/// then terminates the process as the signal would have; SIGXFSZ is caught so that exceeding a
+/// file size limit is an ordinary write error (EFBIG). Call it once, early in `main`; later
 /// calls do nothing.
 pub fn install_signal_cleanup() -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -84,6 +85,13 @@ pub fn install_signal_cleanup() -> io::Result<()> {
     if INSTALLED.get().is_some() {
         return Ok(());
     }
+    // A file size limit (RLIMIT_FSIZE) raises SIGXFSZ, whose default action kills the process
+    // before any cleanup can run. With a handler installed the write fails with EFBIG instead,
+    // and the ordinary error path reports it and removes the temporary outputs.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    )?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new().name("xspack-signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
