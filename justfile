@@ -28,6 +28,11 @@ test: oracles fixtures
     else \
         cargo test --workspace --locked --no-fail-fast; \
     fi
+    scripts/fuzz 10
+
+# Fuzz each parser of untrusted input for SECONDS (cargo-fuzz, installed if missing), or only TARGETS.
+fuzz seconds="60" *targets:
+    scripts/fuzz {{seconds}} {{targets}}
 
 # Formatting, lints with warnings denied, and documentation.
 check:

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::common::{code, xspack};
+use crate::common::xspack;
 
 /// One bad input and what xspack must say about it.
 pub struct Case {
@@ -99,6 +99,8 @@ fn check(root: &Utf8Path, case: &Case) -> Option<String> {
             wrong.push(format!("does not say {:?}", case.problem));
         }
     }
+    // With --no-capture, one line per case: name, exit code, error line.
+    eprintln!("corpus\t{}\t{:?}\t{}", case.name, out.status.code(), errors.first().unwrap_or(&""));
     let after = snapshot(root);
     if after != before {
         let added: Vec<&Utf8PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();

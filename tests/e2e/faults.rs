@@ -42,10 +42,23 @@ fn big_pack(dir: &Utf8Path) -> Utf8PathBuf {
 }
 
 fn image_args(source: &str, out: &Utf8Path) -> Vec<String> {
-    ["-q", "image", "build", source, "--flavor", "none", "--format", "raw", "--format", "vhd", "-o", out.as_str()]
-        .iter()
-        .map(|&s| s.to_owned())
-        .collect()
+    [
+        "-q",
+        "image",
+        "build",
+        source,
+        "--flavor",
+        "none",
+        "--format",
+        "raw",
+        "--format",
+        "vhd",
+        "-o",
+        out.as_str(),
+    ]
+    .iter()
+    .map(|&s| s.to_owned())
+    .collect()
 }
 
 fn pack_args(pack: &Utf8Path, key: &Utf8Path, out: &Utf8Path) -> Vec<String> {
@@ -75,7 +88,8 @@ fn verifies(out: &Utf8Path) {
 /// checks the process died of it and left nothing behind.
 fn interrupt(args: &[String], parent: &Utf8Path, signal: &str, signo: i32) {
     let before = names(parent);
-    let mut child = xspack().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        xspack().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let start = Instant::now();
     loop {
         let now = names(parent);
@@ -89,7 +103,10 @@ fn interrupt(args: &[String], parent: &Utf8Path, signal: &str, signo: i32) {
     // Let it get well into the work.
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "finished before it could be interrupted");
-    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -155,7 +172,12 @@ fn as_user(args: &[String]) -> Command {
     let root_user = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     if root_user {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_xspack")]);
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_xspack"),
+        ]);
         cmd.args(args).env_remove("SOURCE_DATE_EPOCH");
         cmd
     } else {
@@ -172,7 +194,9 @@ fn read_only_output_directory_is_a_clear_error() {
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
     let entries = vec![Entry::dir("etc"), Entry::file("etc/hostname", "ro\n")];
     let layout = root.join("layout");
-    ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)]).write_oci_dir(&layout, "latest").unwrap();
+    ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)])
+        .write_oci_dir(&layout, "latest")
+        .unwrap();
     for p in [&layout, &layout.join("blobs"), &layout.join("blobs/sha256")] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -195,15 +219,23 @@ fn read_only_output_directory_is_a_clear_error() {
 #[test]
 fn two_builds_racing_for_one_output_directory() {
     let (_t, root) = tempdir();
-    let entries = vec![Entry::dir("data"), Entry::file("data/a", xspack_testkit::noise(3, 2 << 20))];
+    let entries =
+        vec![Entry::dir("data"), Entry::file("data/a", xspack_testkit::noise(3, 2 << 20))];
     let layout = root.join("layout");
-    ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)]).write_oci_dir(&layout, "latest").unwrap();
+    ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)])
+        .write_oci_dir(&layout, "latest")
+        .unwrap();
     let source = format!("oci:{layout}");
     for round in 0..3 {
         let out = root.join(format!("out{round}"));
         let children: Vec<_> = (0..2)
             .map(|_| {
-                xspack().args(image_args(&source, &out)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+                xspack()
+                    .args(image_args(&source, &out))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
             })
             .collect();
         let results: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();

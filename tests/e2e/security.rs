@@ -69,11 +69,22 @@ fn secret_key_material_never_appears_in_outputs() {
     let out = root.join("dist");
     let o = xspack()
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--json", "-v", "pack", "build", pack.as_str(), "--sign-key", secret.as_str(), "-o", out.as_str()])
+        .args([
+            "--json",
+            "-v",
+            "pack",
+            "build",
+            pack.as_str(),
+            "--sign-key",
+            secret.as_str(),
+            "-o",
+            out.as_str(),
+        ])
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let mut scanned = vec![("stdout".to_owned(), o.stdout.clone()), ("stderr".to_owned(), o.stderr.clone())];
+    let mut scanned =
+        vec![("stdout".to_owned(), o.stdout.clone()), ("stderr".to_owned(), o.stderr.clone())];
     for f in files_under(&out) {
         scanned.push((f.to_string(), std::fs::read(&f).unwrap()));
     }
@@ -81,7 +92,10 @@ fn secret_key_material_never_appears_in_outputs() {
     let x = root.join("x");
     for iso in files_under(&out).into_iter().filter(|f| f.extension() == Some("iso")) {
         let dest = x.join(iso.file_name().unwrap());
-        tool("xorriso", &["-osirrox", "on", "-indev", iso.as_str(), "-extract", "/", dest.as_str()]);
+        tool(
+            "xorriso",
+            &["-osirrox", "on", "-indev", iso.as_str(), "-extract", "/", dest.as_str()],
+        );
     }
     for f in files_under(&x) {
         if f.extension() == Some("rpm") {
@@ -94,8 +108,11 @@ fn secret_key_material_never_appears_in_outputs() {
     let bad = root.join("bad");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("pack.toml"), "[pack]\nname = \"x\"\n").unwrap();
-    let o = xspack().args(["-v", "pack", "build", bad.as_str(), "--sign-key", secret.as_str(), "-o"])
-        .arg(bad.join("out")).output().unwrap();
+    let o = xspack()
+        .args(["-v", "pack", "build", bad.as_str(), "--sign-key", secret.as_str(), "-o"])
+        .arg(bad.join("out"))
+        .output()
+        .unwrap();
     scanned.push(("failed build stderr".to_owned(), o.stderr));
     for (name, bytes) in &scanned {
         if let Some(i) = find_leak(bytes, &text_needles) {
@@ -125,13 +142,26 @@ fn setuid_bits_and_devices_stay_inside_the_image() {
         Entry::dir("tmp").mode(0o1777),
     ];
     let layout = root.join("layout");
-    ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)]).write_oci_dir(&layout, "latest").unwrap();
+    ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)])
+        .write_oci_dir(&layout, "latest")
+        .unwrap();
     let tmp = root.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     let out = root.join("out");
     let o = xspack()
         .env("TMPDIR", &tmp)
-        .args(["-q", "image", "build", &format!("oci:{layout}"), "--flavor", "none", "--name", "img", "-o", out.as_str()])
+        .args([
+            "-q",
+            "image",
+            "build",
+            &format!("oci:{layout}"),
+            "--flavor",
+            "none",
+            "--name",
+            "img",
+            "-o",
+            out.as_str(),
+        ])
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -153,14 +183,20 @@ fn setuid_bits_and_devices_stay_inside_the_image() {
             let p = Utf8PathBuf::from_path_buf(e.path()).unwrap();
             let meta = std::fs::symlink_metadata(&p).unwrap();
             let t = meta.file_type();
-            assert!(!(t.is_char_device() || t.is_block_device() || t.is_fifo() || t.is_socket()), "{p}: a node on the host");
+            assert!(
+                !(t.is_char_device() || t.is_block_device() || t.is_fifo() || t.is_socket()),
+                "{p}: a node on the host"
+            );
             assert_eq!(meta.permissions().mode() & 0o6000, 0, "{p}: setuid or setgid on the host");
             if t.is_dir() {
                 stack.push(p);
             }
         }
     }
-    let mut listing: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut listing: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     listing.sort();
     assert_eq!(listing, ["SHA256SUMS", "img.raw", "manifest.json"]);
 }

@@ -69,8 +69,16 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
 /// Prints `e` in the standard shape and returns its exit code.
 pub fn report(e: &anyhow::Error, json: bool, command: &str) -> ExitCode {
     let code = code_of(e);
-    // `{:#}` joins the context chain with ": " on one line.
-    let message = format!("{e:#}").replace('\n', " ");
+    // `{:#}` joins the context chain with ": " on one line. Control characters (from names or
+    // bytes in a hostile input) are escaped so the line stays one line and the terminal sane.
+    let message: String = format!("{e:#}")
+        .chars()
+        .map(|c| match c {
+            '\n' => " ".to_owned(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect();
     if json {
         let result = serde_json::json!({
             "result_version": crate::ui::RESULT_VERSION,

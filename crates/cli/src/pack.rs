@@ -109,8 +109,12 @@ fn spec_path(pack: &Utf8Path) -> Utf8PathBuf {
 
 fn load_key(path: &Utf8Path, passphrase_env: &str) -> Result<SigningKey> {
     let passphrase = std::env::var(passphrase_env).ok();
-    SigningKey::from_file(path, passphrase.as_deref())
-        .map_err(|e| BadInput(format!("{e:#}")).into())
+    // A key file that cannot be read is a failure (exit 1); one that is not a usable secret key
+    // is bad input (exit 3). Either way the message carries the whole cause chain.
+    SigningKey::from_file(path, passphrase.as_deref()).map_err(|e| match e {
+        xspack_rpmrepo::Error::Io { .. } => anyhow::Error::new(e),
+        e => BadInput(format!("{:#}", anyhow::Error::new(e))).into(),
+    })
 }
 
 fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {

@@ -28,7 +28,7 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> Result<std::process::ExitCode> {
     Err(BadInput(summary_line(&target, &report)).into())
 }
 
-/// One file: its own structure and checksums when it is an ISO, VHD or XVA, and its digest
+/// One file: its own structure (and checksums) when it is an ISO, VHD, XVA or qcow2, and its digest
 /// when a checksum list beside it names it. At least one of the two must apply.
 fn verify_file(target: &Utf8Path, ui: &Ui) -> Result<std::process::ExitCode> {
     let kind = crate::artifact::detect(target)?;
@@ -37,14 +37,14 @@ fn verify_file(target: &Utf8Path, ui: &Ui) -> Result<std::process::ExitCode> {
         Ok(report) => Some(report),
         Err(
             xspack_manifest::Error::NotListed { .. } | xspack_manifest::Error::NoManifest { .. },
-        ) if kind.is_some_and(crate::artifact::Kind::self_checking) => None,
+        ) if kind.is_some() => None,
         Err(e) => return Err(e.into()),
     };
     let mut checked = Vec::new();
     let mut summary = None;
-    if let Some(kind) = kind.filter(|k| k.self_checking()) {
+    if let Some(kind) = kind {
         summary = Some(crate::artifact::check(target, kind)?);
-        checked.push(format!("{} structure and checksums", kind.name()));
+        checked.push(format!("{} {}", kind.name(), kind.checks()));
     }
     if let Some(report) = &listed {
         if !report.is_ok() {

@@ -155,6 +155,12 @@ pub enum Error {
     /// The VHD breaks a rule of blktap's `vhd-util check` or of a forward-only reader.
     #[error(transparent)]
     Vhd(#[from] vhd::Violation),
+    /// The qcow2 image breaks a rule of the format or points outside the file.
+    #[error("{reason}")]
+    Qcow2 {
+        /// What is wrong.
+        reason: String,
+    },
     /// The VHD is valid but of a type this crate does not read.
     #[error("{disk_type} VHDs are not supported (only dynamic ones)")]
     UnsupportedVhdType {
@@ -205,6 +211,17 @@ impl Error {
         match self {
             e @ (Error::Io { .. } | Error::File { .. } | Error::Output(_)) => e,
             e => Error::File { path: path.into(), source: Box::new(e) },
+        }
+    }
+
+    /// Whether the error says the image itself is bad (a broken rule, or cut short), rather
+    /// than that reading or writing it failed; looks through [`Error::File`].
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Vhd(_) | Error::Qcow2 { .. } => true,
+            Error::Read { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
+            Error::File { source, .. } => source.is_bad_input(),
+            _ => false,
         }
     }
 

@@ -272,9 +272,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// An extent lies (partly) beyond the end of the image.
+    /// An extent lies (partly) beyond the end of the volume (the image, or the volume space its
+    /// primary descriptor declares if that ends first).
     #[error(
-        "{path}: extent at sector {extent} of {size} bytes lies beyond the end of the image ({image_len} bytes)"
+        "{path}: extent at sector {extent} of {size} bytes lies beyond the end of the volume ({image_len} bytes)"
     )]
     ExtentOutOfBounds {
         /// The entry.
@@ -283,7 +284,7 @@ pub enum Error {
         extent: u32,
         /// Length in bytes.
         size: u64,
-        /// Size of the image.
+        /// Size of the volume in bytes.
         image_len: u64,
     },
     /// A directory appears twice in the hierarchy, so walking it would never end.

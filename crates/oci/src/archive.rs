@@ -36,6 +36,8 @@ impl TarIndex {
     /// Reads every header of the tar at `path`, seeking over member data.
     pub fn scan(path: &Utf8Path) -> Result<Self, Error> {
         let file = File::open(path).map_err(|e| Error::io("opening archive", path.as_str(), e))?;
+        let len =
+            file.metadata().map_err(|e| Error::io("opening archive", path.as_str(), e))?.len();
         let bad = |reason: String| Error::Source { source_name: path.to_string(), reason };
         let mut archive = tar::Archive::new(BufReader::new(file));
         let mut members = HashMap::new();
@@ -45,10 +47,16 @@ impl TarIndex {
             let entry = entry.map_err(|e| bad(format!("broken tar archive: {e}")))?;
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = clean(&name);
-            match entry.header().entry_type() {
+            let member = match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let size = entry.size();
-                    members.insert(name, Member::File { offset: entry.raw_file_position(), size });
+                    let (offset, size) = (entry.raw_file_position(), entry.size());
+                    // Seeking past the end succeeds: check that the data is really there.
+                    if offset.checked_add(size).is_none_or(|end| end > len) {
+                        return Err(bad(format!(
+                            "archive truncated: member {name} ({size} bytes) ends beyond the end of the file ({len} bytes)"
+                        )));
+                    }
+                    Member::File { offset, size }
                 }
                 tar::EntryType::Symlink => {
                     let target =
@@ -57,10 +65,15 @@ impl TarIndex {
                     let target = target.unwrap_or_default();
                     let joined =
                         if target.starts_with('/') { target } else { format!("{dir}/{target}") };
-                    members.insert(name, Member::Link(resolve_dots(&joined)));
+                    Member::Link(resolve_dots(&joined))
                 }
-                _ => {}
+                _ => continue,
+            };
+            // Which copy a reader would pick is a guess: refuse rather than pick one.
+            if members.contains_key(&name) {
+                return Err(bad(format!("member {name} appears more than once")));
             }
+            members.insert(name, member);
         }
         Ok(TarIndex { path: path.to_owned(), members })
     }

@@ -156,8 +156,20 @@ impl Image {
         });
         // A decompression or read failure explains a truncated tar better than the tar error.
         let produced = produced?;
+        check_blob(layer, &label, produced.stored_bytes, produced.stored)?;
+        if let Some(e) = produced.error {
+            return Err(e.into());
+        }
         let (entries, diff_id, tar_bytes) = consumed?;
-        check(layer, &label, produced.stored_bytes, produced.stored, diff_id)?;
+        if diff_id != layer.diff_id {
+            return Err(Error::DigestMismatch {
+                what: label,
+                kind: "diff_id",
+                expected: layer.diff_id.to_string(),
+                actual: diff_id.to_string(),
+            }
+            .into());
+        }
         Ok(LayerSummary {
             entries,
             stored_bytes: produced.stored_bytes,
@@ -176,6 +188,8 @@ struct Produced {
     stored: Option<Digest>,
     stored_bytes: u64,
     compression: &'static str,
+    /// Why decompressing failed, if it did (reported after the blob's size and digest).
+    error: Option<Error>,
 }
 
 /// Reads the blob (hashing it when `digest`), decompresses by magic number and sends the tar on.
@@ -190,11 +204,16 @@ fn produce(
         reason: format!("corrupt layer: {e}"),
     };
     let mut blob = HashingReader::new(CountingReader::new(blob));
-    let compression = {
+    let (compression, error) = 'read: {
         // Without a digest to compute, hash nothing: read around the hasher.
         let source: &mut dyn Read = if digest { &mut blob } else { blob.get_mut() };
         let mut buffered = BufReader::with_capacity(BUFFER_SIZE, source);
         let head = buffered.fill_buf().map_err(|e| corrupt(&e))?;
+        if head.is_empty() {
+            // Not even the end-of-archive blocks of an empty tar: nothing a layer tool writes.
+            let reason = "empty blob (0 bytes): not a tar archive, compressed or not".to_owned();
+            break 'read ("none", Some(Error::Layer { layer: label.to_owned(), reason }));
+        }
         let (mut decoder, compression): (Box<dyn Read + '_>, &'static str) =
             if head.starts_with(&[0x1f, 0x8b]) {
                 (Box::new(MultiGzDecoder::new(&mut buffered)), "gzip")
@@ -205,16 +224,22 @@ fn produce(
             } else {
                 (Box::new(&mut buffered), "none")
             };
-        match io::copy(&mut decoder, &mut out) {
-            Ok(_) => {}
+        let copied = match io::copy(&mut decoder, &mut out) {
+            Ok(_) => Ok(()),
             // The parser stopped early and will report why.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-            Err(e) => return Err(corrupt(&e)),
-        }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(corrupt(&e)),
+        };
         drop(decoder);
-        // Bytes after the compressed stream still belong to the blob and its digest.
-        io::copy(&mut buffered, &mut io::sink()).map_err(|e| corrupt(&e))?;
-        compression
+        // Bytes after the compressed stream still belong to the blob and its digest. After a
+        // decoding error, hashing the rest tells a damaged blob (digest mismatch, the better
+        // diagnosis) from one that is stored as recorded but was corrupt to begin with.
+        let drained = if copied.is_ok() || digest {
+            io::copy(&mut buffered, &mut io::sink()).map(|_| ()).map_err(|e| corrupt(&e))
+        } else {
+            Ok(())
+        };
+        (compression, copied.and(drained).err())
     };
     // A closed reader here means the parser failed; its error is the one to report.
     let _ = out.finish();
@@ -223,16 +248,16 @@ fn produce(
         stored: digest.then_some(Digest(stored)),
         stored_bytes: counted.count(),
         compression,
+        error,
     })
 }
 
-/// Compares what was read with what the image records.
-fn check(
+/// Compares the blob as read with the size and digest the manifest records.
+fn check_blob(
     layer: &LayerInfo,
     label: &str,
     stored_bytes: u64,
     stored: Option<Digest>,
-    diff_id: Digest,
 ) -> Result<(), Error> {
     let mismatch = |kind, expected: String, actual: String| Error::DigestMismatch {
         what: label.to_owned(),
@@ -247,9 +272,6 @@ fn check(
         && want != stored
     {
         return Err(mismatch("digest", want.to_string(), stored.to_string()));
-    }
-    if diff_id != layer.diff_id {
-        return Err(mismatch("diff_id", layer.diff_id.to_string(), diff_id.to_string()));
     }
     Ok(())
 }

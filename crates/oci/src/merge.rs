@@ -12,6 +12,8 @@
 //!   umoci's rootless unpack does; the entry itself is never written through a symlink.
 //! - A hard link names the node its target names at that moment; a missing target, or a
 //!   directory, is an error.
+//! - Two entries of one layer with the same name are an error (bad input), unless both are
+//!   directories, when the later one only updates the metadata.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -180,6 +182,16 @@ impl MergedTree {
         let parent =
             self.resolve_dir(parents, Some(layer)).map_err(bad)?.expect("created when missing");
         let existing = self.dir_mut(parent).get(*name).copied();
+        if let Some(id) = existing
+            && self.node(id).layer == layer
+            && !(matches!(entry.kind, EntryKind::Dir)
+                && matches!(self.node(id).kind, NodeKind::Dir(_)))
+        {
+            // Which of two entries a tool extracts last differs between tools: refuse to guess.
+            return Err(bad(
+                "duplicate entry: an earlier entry of this layer has the same name".into()
+            ));
+        }
         let kind = match &entry.kind {
             EntryKind::Dir => {
                 if let Some(id) = existing
@@ -562,5 +574,22 @@ mod tests {
         apply(&mut t, 1, "file", EntryKind::File).unwrap();
         let err = apply(&mut t, 1, "file/x", EntryKind::File).unwrap_err().to_string();
         assert!(err.contains("is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_entries_of_one_layer_are_refused() {
+        let mut t = MergedTree::new();
+        apply(&mut t, 0, "d", EntryKind::Dir).unwrap();
+        apply(&mut t, 0, "d/x", EntryKind::File).unwrap();
+        apply(&mut t, 0, "d", EntryKind::Dir).unwrap(); // metadata update only
+        for (path, kind) in
+            [("d", EntryKind::File), ("d/x", EntryKind::File), ("d/x", EntryKind::Dir)]
+        {
+            let err = apply(&mut t, 0, path, kind).unwrap_err().to_string();
+            assert!(err.contains("duplicate entry"), "{err}");
+        }
+        // A later layer replaces freely.
+        apply(&mut t, 1, "d/x", EntryKind::Dir).unwrap();
+        apply(&mut t, 1, "d", EntryKind::File).unwrap();
     }
 }

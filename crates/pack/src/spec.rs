@@ -392,10 +392,16 @@ impl PackSpec {
 
     /// Reads and parses `pack.toml` at `path`.
     pub fn load(path: &Utf8Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
             op: "reading",
             path: path.to_string(),
             source: e,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let prefix = std::str::from_utf8(valid).unwrap_or_default();
+            let (line, column) = position(prefix, prefix.len());
+            Error::Spec { at: format!("{path}:{line}:{column}"), reason: "not valid UTF-8".into() }
         })?;
         Self::parse(&text, path)
     }

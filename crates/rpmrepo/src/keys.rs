@@ -204,8 +204,10 @@ impl PublicKey {
 
     /// Reads an armored public key file.
     pub fn from_file(path: &Utf8Path) -> Result<Self, Error> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io("reading public key", path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io("reading public key", path, e))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            invalid(path.as_str(), &"not an ASCII-armored key (the file is not text)")
+        })?;
         Self::from_armored(&text, path.as_str())
     }
 
@@ -293,8 +295,10 @@ impl SigningKey {
 
     /// Reads an armored secret key file.
     pub fn from_file(path: &Utf8Path, passphrase: Option<&str>) -> Result<Self, Error> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io("reading secret key", path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io("reading secret key", path, e))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            invalid(path.as_str(), &"not an ASCII-armored key (the file is not text)")
+        })?;
         Self::from_armored(&text, path.as_str(), passphrase)
     }
 

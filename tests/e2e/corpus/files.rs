@@ -255,11 +255,58 @@ fn file_cases(root: &Utf8Path, dist: &Utf8Path, iso: &Utf8Path) -> Vec<(Utf8Path
     );
     single("xva-tar-header-checksum", &xva, "disk.xva", |b| b[0x94] ^= 0x07, &both("XVA"));
 
-    // qcow2 (no structure checks of its own yet: caught by the lists beside it).
-    for (name, damage) in [
-        ("qcow2-flipped-in-build", (|b: &mut Vec<u8>| b[100_000] ^= 1) as Damage),
-        ("qcow2-truncated-in-build", |b: &mut Vec<u8>| b.truncate(b.len() / 2)),
-    ] {
+    // qcow2: its header and tables by themselves, and its content by the lists beside it.
+    let qcow2 = dist.join("disk.qcow2");
+    single("qcow2-truncated", &qcow2, "disk.qcow2", |b| b.truncate(b.len() / 2), &both("qcow2"));
+    single("qcow2-header-only", &qcow2, "disk.qcow2", |b| b.truncate(50), &both("qcow2"));
+    single("qcow2-version-9", &qcow2, "disk.qcow2", |b| be32(b, 4, 9), &both("version 9"));
+    single(
+        "qcow2-cluster-bits-40",
+        &qcow2,
+        "disk.qcow2",
+        |b| be32(b, 20, 40),
+        &both("cluster_bits 40"),
+    );
+    single(
+        "qcow2-backing-file",
+        &qcow2,
+        "disk.qcow2",
+        |b| be64(b, 8, 0x1000),
+        &both("backing file"),
+    );
+    single(
+        "qcow2-l1-out-of-bounds",
+        &qcow2,
+        "disk.qcow2",
+        |b| be64(b, 40, 1 << 40),
+        &both("L1 table"),
+    );
+    single(
+        "qcow2-huge-virtual-size",
+        &qcow2,
+        "disk.qcow2",
+        |b| be64(b, 24, u64::MAX),
+        &both("virtual size"),
+    );
+    single("qcow2-marked-corrupt", &qcow2, "disk.qcow2", |b| be64(b, 72, 2), &both("corrupt"));
+    single(
+        "qcow2-l2-entry-out-of-bounds",
+        &qcow2,
+        "disk.qcow2",
+        |b| {
+            let l1 = usize::try_from(u64::from_be_bytes(b[40..48].try_into().unwrap())).unwrap();
+            let l2 = usize::try_from(
+                u64::from_be_bytes(b[l1..l1 + 8].try_into().unwrap()) & 0x00ff_ffff_ffff_fe00,
+            )
+            .unwrap();
+            let at = (l2..l2 + 65_536).step_by(8).find(|&i| b[i..i + 8] != [0; 8]).unwrap();
+            be64(b, at, 0x8000_0000_0000_0000 | (1 << 45));
+        },
+        &both("beyond the end"),
+    );
+    for (name, damage) in
+        [("qcow2-flipped-in-build", (|b: &mut Vec<u8>| b[100_000] ^= 1) as Damage)]
+    {
         let dir = case_dir(root, name);
         let copy = dir.join("dist");
         std::fs::create_dir(&copy).unwrap();

@@ -203,7 +203,13 @@ fn image_cases(root: &Utf8Path) -> Vec<(Utf8PathBuf, Case)> {
     let mut junk = vec![0x1f, 0x8b, 0x08, 0x00];
     junk.extend(xspack_testkit::noise(1, 4000));
     c.oci("gzip-garbage", &Layout::raw(junk, GZIP, &sha(&tar)), nothing, 3, "layer 1");
-    c.oci("gzip-not-gzip", &Layout::raw(tar.clone(), GZIP, &sha(&tar)), nothing, 3, "layer 1");
+    c.oci(
+        "gzip-header-only",
+        &Layout::raw(gz[..10].to_vec(), GZIP, &sha(&tar)),
+        nothing,
+        3,
+        "layer 1",
+    );
     c.oci(
         "zstd-truncated",
         &Layout::raw(zst[..zst.len() / 2].to_vec(), ZSTD, &sha(&tar)),
@@ -439,7 +445,23 @@ fn image_cases(root: &Utf8Path) -> Vec<(Utf8PathBuf, Case)> {
         (
             "duplicate-dir-then-file",
             vec![Entry::dir("d"), Entry::file("d/x", "1"), Entry::file("d", "2")],
-            "\"d\"",
+            "entry \"d\": duplicate entry",
+        ),
+        ("duplicate-file", vec![Entry::file("f", "1"), Entry::file("f", "2")], "duplicate entry"),
+        (
+            "duplicate-file-then-symlink",
+            vec![Entry::file("f", "1"), Entry::new("f", EntryKind::Symlink(b"/etc".to_vec()))],
+            "duplicate entry",
+        ),
+        ("whiteout-of-nothing", vec![Entry::dir("a"), Entry::file("a/.wh.", "")], ".wh."),
+        (
+            "device-under-a-symlink-loop",
+            vec![
+                Entry::new("a", EntryKind::Symlink(b"b".to_vec())),
+                Entry::new("b", EntryKind::Symlink(b"a".to_vec())),
+                Entry::new("a/null", EntryKind::Char(1, 3)),
+            ],
+            "too many levels",
         ),
         ("empty-path", vec![Entry::file("", "x")], "entry"),
     ];
@@ -470,12 +492,24 @@ fn image_cases(root: &Utf8Path) -> Vec<(Utf8PathBuf, Case)> {
     );
     c.file("docker-config-missing", "docker-archive:", &plain_tar(&d, &[]), 3, "nothere.json");
     let whole = plain_tar(&docker_ok, &[]);
-    c.file("docker-archive-truncated", "docker-archive:", &whole[..whole.len() - 1500], 3, "");
+    c.file(
+        "docker-archive-truncated",
+        "docker-archive:",
+        &whole[..whole.len() - 1500],
+        3,
+        "archive truncated: member manifest.json",
+    );
     c.file("docker-archive-empty-file", "docker-archive:", b"", 3, "");
     c.file("docker-archive-garbage", "docker-archive:", &xspack_testkit::noise(4, 3000), 3, "");
     let mut d = docker_ok.clone();
     d.push(("l/layer.tar".to_owned(), b"second copy".to_vec()));
-    c.file("docker-duplicate-member", "docker-archive:", &plain_tar(&d, &[]), 3, "l/layer.tar");
+    c.file(
+        "docker-duplicate-member",
+        "docker-archive:",
+        &plain_tar(&d, &[]),
+        3,
+        "member l/layer.tar appears more than once",
+    );
     let oci_archive = {
         let (_t, tmp) = tempdir();
         good().write(&tmp);

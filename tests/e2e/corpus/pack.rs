@@ -86,7 +86,15 @@ fn pack_cases(root: &Utf8Path, keys: &Keys) -> Vec<(Utf8PathBuf, Case)> {
     // pack.toml.
     add("toml-syntax", b"[pack\nname = 1\n", &none, key, 3, &toml_of, ":1:");
     add("toml-empty", b"", &none, key, 3, &toml_of, "pack");
-    add("toml-not-utf8", b"[pack]\nname = \"\xff\xfe\"\n", &none, key, 3, &toml_of, "UTF-8");
+    add(
+        "toml-not-utf8",
+        b"[pack]\nname = \"\xff\xfe\"\n",
+        &none,
+        key,
+        3,
+        &toml_of,
+        "not valid UTF-8",
+    );
     add(
         "toml-unknown-field",
         PACK.replace("originator", "orginator").as_bytes(),
@@ -134,7 +142,7 @@ fn pack_cases(root: &Utf8Path, keys: &Keys) -> Vec<(Utf8PathBuf, Case)> {
         key,
         3,
         &toml_of,
-        "build",
+        "invalid type: integer `1`, expected a string",
     );
     add(
         "toml-bad-file-mode",
@@ -254,7 +262,15 @@ fn pack_cases(root: &Utf8Path, keys: &Keys) -> Vec<(Utf8PathBuf, Case)> {
         add(name, PACK.as_bytes(), &none, &path, 3, &|_| shown.clone(), "");
     }
     let missing = key_dir.join("no-such-key.asc");
-    add("key-missing-file", PACK.as_bytes(), &none, &missing, 1, &|_| missing.to_string(), "");
+    add(
+        "key-missing-file",
+        PACK.as_bytes(),
+        &none,
+        &missing,
+        1,
+        &|_| missing.to_string(),
+        "No such file",
+    );
     list
 }
 

@@ -22,8 +22,10 @@
 //! There are no timestamps in qcow2, so the same input always gives the same bytes.
 
 mod layout;
+mod read;
 mod write;
 
+pub use read::{Qcow2Info, check_qcow2, check_qcow2_file};
 pub use write::{Qcow2Options, Qcow2WriteSummary, write_qcow2, write_qcow2_file};
 
 use crate::bytes::{put, put_u32, put_u64};

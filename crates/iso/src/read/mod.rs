@@ -42,6 +42,8 @@ enum Tree {
 pub struct IsoReader<R> {
     inner: R,
     len: u64,
+    /// Where extents must end: the image length, or the declared volume space if smaller.
+    volume_end: u64,
     limits: ReadLimits,
     volume: VolumeInfo,
     primary_root: RawRecord,
@@ -68,6 +70,7 @@ impl<R: Read + Seek> IsoReader<R> {
         let mut reader = IsoReader {
             inner,
             len,
+            volume_end: len,
             limits,
             volume: VolumeInfo::empty(),
             primary_root: empty_record(),
@@ -173,10 +176,14 @@ impl<R: Read + Seek> IsoReader<R> {
 
     /// Checks that an extent lies within the image and returns its byte offset.
     fn check_extent(&self, path: &str, extent: u32, size: u64) -> Result<u64, Error> {
-        let oob =
-            || Error::ExtentOutOfBounds { path: path.into(), extent, size, image_len: self.len };
+        let oob = || Error::ExtentOutOfBounds {
+            path: path.into(),
+            extent,
+            size,
+            image_len: self.volume_end,
+        };
         match extent_range(extent, size) {
-            Some((start, end)) if size == 0 || end <= self.len => Ok(start),
+            Some((start, end)) if size == 0 || end <= self.volume_end => Ok(start),
             _ => Err(oob()),
         }
     }
@@ -227,6 +234,14 @@ impl<R: Read + Seek> IsoReader<R> {
                 image_len: self.len,
             });
         }
+        // The volume holds at least the system area, this descriptor and the terminator; the
+        // extents it describes lie inside it, even if the file goes on (padding).
+        if u64::from(space) < sector + 2 {
+            return Err(bad(format!(
+                "volume space of {space} sectors ends before the volume descriptors"
+            )));
+        }
+        self.volume_end = needed;
         self.primary_root = self.root_record(vd, sector)?;
         let text = |at: usize, len: usize| ascii_field(&vd[at..at + len]);
         self.volume = VolumeInfo {

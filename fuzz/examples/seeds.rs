@@ -1,0 +1,109 @@
+//! Writes one valid input per fuzz target, made by xspack's own writers, into
+//! `corpus/<target>/` (generated, not committed): `cargo run --example seeds [DIR]`.
+
+use std::io::Cursor;
+
+use xspack_testkit::{Compression, Entry, EntryKind, layer_tar};
+
+fn main() {
+    let root = std::env::args().nth(1).unwrap_or_else(|| "corpus".to_owned());
+    let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
+
+    // Layers: a tree with every kind of entry, whiteouts and a hard link, in each compression.
+    let tar = layer_tar(&[
+        Entry::dir("usr/bin"),
+        Entry::file("usr/bin/su", "#!/bin/sh\n").mode(0o4755),
+        Entry::new("usr/bin/hl", EntryKind::Hardlink(b"usr/bin/su".to_vec())),
+        Entry::new("usr/bin/sl", EntryKind::Symlink(b"su".to_vec())),
+        Entry::new("dev-null", EntryKind::Char(1, 3)),
+        Entry::file("etc/.wh.passwd", ""),
+        Entry::file("var/.wh..wh..opq", ""),
+        Entry::file("long/".repeat(30) + "name", "x").xattr("user.k", "v"),
+    ]);
+    for (mode, c) in [(0u8, Compression::None), (1, Compression::Gzip), (2, Compression::Zstd)] {
+        for top in [0u8, 0x80] {
+            let mut s = vec![mode | top];
+            s.extend(c.apply(&tar));
+            seeds.push(("layer", s));
+        }
+    }
+
+    // OCI and docker JSON documents, as the testkit writes them.
+    let spec = xspack_testkit::ImageSpec::new(vec![(tar.clone(), Compression::None)]);
+    let built = spec.build();
+    for (name, data) in spec.oci_files("latest") {
+        if name == "index.json" {
+            seeds.push(("oci_json", [&[0u8][..], &data].concat()));
+        }
+    }
+    seeds.push(("oci_json", [&[1u8][..], &built.manifest.1].concat()));
+    seeds.push(("oci_json", [&[2u8][..], &built.config.1].concat()));
+    seeds.push((
+        "oci_json",
+        [&[3u8][..], br#"[{"Config":"c.json","RepoTags":["x:1"],"Layers":["l/layer.tar"]}]"#].concat(),
+    ));
+
+    // Disks: 2 MiB with a little data.
+    let mut raw = vec![0u8; 2 << 20];
+    raw[1000..5000].fill(0xa5);
+    raw[(1 << 20) + 7] = 1;
+    let size = raw.len() as u64;
+    let uuid = xspack_io::Uuid::from_seed(b"fuzz seed");
+    let (vhd, _) = xspack_disk::vhd::write_vhd(
+        xspack_disk::SeekSource::new(Cursor::new(raw.clone()), size),
+        Vec::new(),
+        &xspack_disk::vhd::VhdOptions::new(uuid, 1_700_000_000),
+        &xspack_io::NoProgress,
+    )
+    .expect("vhd");
+    seeds.push(("vhd", vhd));
+    for compress in [false, true] {
+        let (q, _) = xspack_disk::qcow2::write_qcow2(
+            xspack_disk::SeekSource::new(Cursor::new(raw.clone()), size),
+            Vec::new(),
+            &xspack_disk::qcow2::Qcow2Options::new(compress),
+            &xspack_io::NoProgress,
+        )
+        .expect("qcow2");
+        seeds.push(("qcow2", q));
+    }
+    let mut vm = xspack_xva::VmSpec::new("seed", uuid);
+    vm.disks.push(xspack_xva::DiskSpec::new(
+        size,
+        xspack_io::Uuid::from_seed(b"vdi"),
+        xspack_io::Uuid::from_seed(b"vbd"),
+    ));
+    let xva = xspack_xva::write_xva(
+        Vec::new(),
+        &vm,
+        &mut [Cursor::new(raw)],
+        &xspack_xva::XvaOptions::default(),
+    )
+    .expect("xva");
+    seeds.push(("xva", xva));
+
+    // An ISO with Rock Ridge and Joliet, a directory, files and a symlink.
+    let mut b = xspack_iso::IsoBuilder::new(xspack_iso::IsoOptions::new("SEED", 1_700_000_000))
+        .expect("iso options");
+    b.add_dir("dir", xspack_iso::Metadata::new(0o755)).expect("dir");
+    let a = b.add_file("dir/a.txt", 5, xspack_iso::Metadata::new(0o644)).expect("file");
+    let s = b.add_file("install.sh", 10, xspack_iso::Metadata::new(0o755)).expect("file");
+    b.add_symlink("latest", "install.sh", xspack_iso::Metadata::new(0o777)).expect("symlink");
+    let (iso, _) = xspack_iso::write_iso(&b, Vec::new(), |id| {
+        Ok(Cursor::new(if id == a { b"hello".to_vec() } else if id == s { b"#!/bin/sh\n".to_vec() } else { Vec::new() }))
+    })
+    .expect("iso");
+    seeds.push(("iso", iso));
+
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../packs/demo/pack.toml");
+    seeds.push(("pack_toml", std::fs::read(demo).expect("packs/demo/pack.toml")));
+
+    for (i, (target, data)) in seeds.iter().enumerate() {
+        let dir = format!("{root}/{target}");
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        std::fs::write(format!("{dir}/seed-{i:02}"), data).expect("write seed");
+        // Every seed runs through its harness cleanly.
+        xspack_fuzz::run(target, data);
+    }
+    println!("{} seeds in {root}/", seeds.len());
+}
