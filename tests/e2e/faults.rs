@@ -15,7 +15,7 @@ use crate::common::{code, keygen, stderr, tempdir, xspack};
 /// An image big enough that a build takes a while: incompressible files, stored uncompressed.
 fn big_image(dir: &Utf8Path) -> String {
     let mut entries = vec![Entry::dir("data")];
-    for i in 0..24u64 {
+    for i in 0..32u64 {
         entries.push(Entry::file(format!("data/f{i:02}"), xspack_testkit::noise(i, 2 << 20)));
     }
     let layout = dir.join("layout");
@@ -29,7 +29,7 @@ fn big_image(dir: &Utf8Path) -> String {
 fn big_pack(dir: &Utf8Path) -> Utf8PathBuf {
     let pack = dir.join("pack");
     std::fs::create_dir_all(pack.join("files")).unwrap();
-    std::fs::write(pack.join("files/big"), xspack_testkit::noise(99, 32 << 20)).unwrap();
+    std::fs::write(pack.join("files/big"), xspack_testkit::noise(99, 16 << 20)).unwrap();
     std::fs::write(
         pack.join("pack.toml"),
         "[pack]\nname = \"faults\"\nversion = \"1.0.0\"\nbuild = \"1\"\noriginator = \"xspack\"\n\
@@ -101,7 +101,7 @@ fn interrupt(args: &[String], parent: &Utf8Path, signal: &str, signo: i32) {
         std::thread::sleep(Duration::from_millis(2));
     }
     // Let it get well into the work.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(150));
     assert!(child.try_wait().unwrap().is_none(), "finished before it could be interrupted");
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
