@@ -122,6 +122,11 @@ impl<'a> DockerArchive<'a> {
         Ok(DockerArchive { image, members, size, mtime })
     }
 
+    /// The image archived.
+    pub fn image(&self) -> &'a Image {
+        self.image
+    }
+
     /// The archive's length in bytes.
     pub fn size(&self) -> u64 {
         self.size
@@ -157,7 +162,7 @@ impl<'a> DockerArchive<'a> {
                 }
             }
         }
-        pieces.push_back(Piece::Bytes(io::Cursor::new(vec![0; 2 * BLOCK as usize])));
+        pieces.push_back(Piece::Bytes(io::Cursor::new(vec![0; 1024])));
         Ok(ArchiveReader { archive: self, pieces })
     }
 
@@ -288,7 +293,7 @@ mod tests {
     }
 
     /// Every source layout round-trips: the archive opens as a docker archive with the same
-    /// config digest, diff_ids and blobs.
+    /// config digest, `diff_ids` and blobs.
     #[test]
     fn archives_reopen_with_the_same_identity() {
         let dir = tempfile::tempdir().unwrap();
