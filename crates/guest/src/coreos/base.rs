@@ -17,9 +17,12 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::{Arc, Mutex};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use sha2::{Digest as _, Sha256};
 use xspack_disk::partition::{GptEntry, GptHeader, crc32};
+use xspack_io::Sha256Digest;
 
 use crate::Error;
 
@@ -71,6 +74,34 @@ impl fmt::Display for Distribution {
     }
 }
 
+/// Hashes a file as it is read, for the build manifest.
+struct HashedFile {
+    file: std::fs::File,
+    state: Arc<Mutex<(Sha256, u64)>>,
+}
+
+impl Read for HashedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// The digest and size of the base file, complete once its disk has been read to the end.
+#[derive(Debug, Clone, Default)]
+pub struct FileDigest(Arc<Mutex<(Sha256, u64)>>);
+
+impl FileDigest {
+    /// The SHA-256 and length of the bytes read so far.
+    pub fn get(&self) -> (Sha256Digest, u64) {
+        let state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (Sha256Digest(state.0.clone().finalize().into()), state.1)
+    }
+}
+
 /// A base disk opened and checked, ready to stream.
 pub struct BaseDisk {
     path: Utf8PathBuf,
@@ -84,6 +115,8 @@ pub struct BaseDisk {
     pub original_size: u64,
     /// Size of the disk written.
     pub size: u64,
+    /// The file's digest, complete once the disk has been read.
+    pub file_digest: FileDigest,
     head: Vec<u8>,
     rest: Box<dyn Read + Send>,
     /// The moved GPT: the new primary header sector, and the backup copy (array then header)
@@ -124,7 +157,7 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// The decompressing reader for `file`, judged by its first bytes.
 fn decompressor(
     path: &Utf8Path,
-    file: std::fs::File,
+    file: impl Read + Send + 'static,
 ) -> Result<(Compression, Box<dyn Read + Send>), Error> {
     let mut buffered = BufReader::with_capacity(1 << 20, file);
     let magic = buffered.fill_buf().map_err(|e| Error::io("reading", path, e))?.to_vec();
@@ -204,6 +237,8 @@ impl BaseDisk {
     /// for a larger disk (rounded up to 2 MiB); the disk is always grown to a 2 MiB multiple.
     pub fn open(path: &Utf8Path, grow_to: Option<u64>) -> Result<BaseDisk, Error> {
         let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let file_digest = FileDigest::default();
+        let file = HashedFile { file, state: Arc::clone(&file_digest.0) };
         let (compression, mut reader) = decompressor(path, file)?;
         let mut head = vec![0u8; HEAD];
         let n =
@@ -276,6 +311,7 @@ impl BaseDisk {
             labels,
             original_size,
             size,
+            file_digest,
             head,
             rest: reader,
             moved,
@@ -366,5 +402,130 @@ impl Read for BaseReader {
         }
         self.offset += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use xspack_disk::DiskSource;
+    use xspack_disk::partition::{DiskBuilder, Gpt, Partition, PartitionType};
+
+    use super::*;
+
+    /// A small disk partitioned like a Flatcar (or Fedora CoreOS) image, with data in a
+    /// partition.
+    fn disk(names: &[&str], size: u64) -> Vec<u8> {
+        let mut builder = DiskBuilder::gpt(xspack_disk::Uuid::from_bytes([7; 16])).size(size);
+        for (i, name) in names.iter().enumerate() {
+            let data = xspack_testkit::noise(i as u64, 256 << 10);
+            let kind =
+                if i == 0 { PartitionType::EFI_SYSTEM } else { PartitionType::LINUX_FILESYSTEM };
+            let guid = xspack_disk::Uuid::from_bytes([u8::try_from(i).unwrap() + 1; 16]);
+            builder = builder
+                .partition(Partition::new(kind, 1 << 20).guid(guid).name(*name).source(data));
+        }
+        let mut disk = builder.build().unwrap();
+        let mut out = vec![0u8; usize::try_from(disk.size()).unwrap()];
+        disk.read_exact_at(0, &mut out).unwrap();
+        out
+    }
+
+    const FLATCAR: [&str; 6] = ["EFI-SYSTEM", "BIOS-BOOT", "USR-A", "USR-B", "OEM", "ROOT"];
+
+    fn write_file(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> Utf8PathBuf {
+        let path = Utf8PathBuf::try_from(dir.path().join(name)).unwrap();
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+
+    fn read_all(base: BaseDisk) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        base.into_reader().read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn every_compression_streams_the_same_disk() {
+        let raw = disk(&FLATCAR, 16 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&raw).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&raw).unwrap();
+        let files = [
+            ("a.img", raw.clone(), Compression::None),
+            ("a.img.gz", gz.finish().unwrap(), Compression::Gzip),
+            ("a.img.bz2", bz.finish().unwrap(), Compression::Bzip2),
+            ("a.img.xz", xz.finish().unwrap(), Compression::Xz),
+        ];
+        for (name, bytes, compression) in files {
+            let base = BaseDisk::open(&write_file(&dir, name, &bytes), None).unwrap();
+            assert_eq!(base.compression, compression);
+            assert_eq!(base.distribution, Distribution::Flatcar);
+            assert_eq!(base.labels, FLATCAR);
+            assert_eq!(base.size, raw.len() as u64);
+            let digest = base.file_digest.clone();
+            assert!(read_all(base).unwrap() == raw, "{name}");
+            assert_eq!(digest.get(), (Sha256Digest::of_bytes(&bytes), bytes.len() as u64));
+        }
+        let fcos = disk(&["BIOS-BOOT", "EFI-SYSTEM", "boot", "root"], 16 << 20);
+        let base = BaseDisk::open(&write_file(&dir, "f.img", &fcos), None).unwrap();
+        assert_eq!(base.distribution, Distribution::FedoraCoreos);
+    }
+
+    #[test]
+    fn a_grown_disk_keeps_its_partitions_and_moves_the_backup_gpt() {
+        let raw = disk(&FLATCAR, 16 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(&dir, "a.img", &raw);
+        let base = BaseDisk::open(&path, Some((24 << 20) + 1)).unwrap();
+        assert_eq!(base.size, 26 << 20, "rounded up to 2 MiB");
+        let mut grown = read_all(base).unwrap();
+        assert_eq!(grown.len(), 26 << 20);
+        // Gpt::read checks both headers, both arrays, their CRCs and the last-LBA rule.
+        let before = Gpt::read(&mut raw.clone()).unwrap();
+        let after = Gpt::read(&mut grown).unwrap();
+        assert_eq!(before, after);
+        let data_end = usize::try_from(before.entries.last().unwrap().last_lba + 1).unwrap() * 512;
+        assert!(grown[1024..data_end] == raw[1024..data_end], "partitions unchanged");
+        assert!(
+            grown[raw.len() - 33 * 512..raw.len()].iter().all(|&b| b == 0),
+            "old backup zeroed"
+        );
+    }
+
+    #[test]
+    fn wrong_and_damaged_bases_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = disk(&FLATCAR, 16 << 20);
+        let open = |name: &str, data: &[u8]| {
+            BaseDisk::open(&write_file(&dir, name, data), None).and_then(|b| {
+                read_all(b)
+                    .map_err(|e| Error::BaseImage { path: "x".into(), reason: e.to_string() })
+            })
+        };
+        let ubuntu = disk(&["root", "EFI system partition"], 16 << 20);
+        let mut bad_crc = raw.clone();
+        bad_crc[2 * 512 + 60] ^= 1;
+        let mut qcow = raw.clone();
+        qcow[..4].copy_from_slice(b"QFI\xfb");
+        let cases: [(&str, Vec<u8>, &str); 7] = [
+            ("ubuntu.img", ubuntu, "not those of Flatcar"),
+            ("crc.img", bad_crc, "does not match its CRC"),
+            ("qcow.img", qcow, "qemu-img convert -O raw"),
+            ("zeros.img", vec![0; 1 << 20], "no MBR signature"),
+            ("short.img", raw[..10 << 20].to_vec(), "truncated"),
+            ("long.img", [&raw[..], &[1u8; 512]].concat(), "holds more than"),
+            ("tiny.img", b"hello".to_vec(), "not a GPT disk"),
+        ];
+        for (name, data, want) in cases {
+            let err = open(name, &data).unwrap_err().to_string();
+            assert!(err.contains(want), "{name}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 }

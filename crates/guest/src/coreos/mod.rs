@@ -105,6 +105,8 @@ pub struct Container<'a> {
 pub struct CoreosSummary {
     /// The base distribution.
     pub distribution: Distribution,
+    /// SHA-256 and size of the base file.
+    pub base_file: (xspack_io::Sha256Digest, u64),
     /// Base disk size in the file, and as written.
     pub base_size: (u64, u64),
     /// Data disk size.
@@ -245,6 +247,7 @@ pub fn build_into(
     let base = BaseDisk::open(&opts.base, opts.base_size)?;
     let distribution = base.distribution;
     let base_sizes = (base.original_size, base.size);
+    let base_digest = base.file_digest.clone();
     let prepared = prepare(containers, opts, distribution)?;
     let epoch = opts.source_date_epoch;
     let mut formats = opts.formats.clone();
@@ -306,6 +309,7 @@ pub fn build_into(
     }
     Ok(CoreosSummary {
         distribution,
+        base_file: base_digest.get(),
         base_size: base_sizes,
         data_size,
         archives,
