@@ -11,7 +11,8 @@
 //!
 //! A disk may be grown (to a whole number of 2 MiB units, the XenServer VDI unit, or to a size
 //! the user asks for). The GPT is then moved as `sgdisk -e` would: the primary header points at
-//! a new backup header on the new last sector, the old backup copy is zeroed, and the partitions
+//! a new backup header on the new last sector, the protective MBR covers the new size, the old
+//! backup copy is zeroed, and the partitions
 //! stay where they are. Flatcar and Fedora CoreOS grow their root partition into the free space
 //! on first boot.
 
@@ -303,6 +304,13 @@ impl BaseDisk {
         }
         if let Some((sector, _)) = &moved {
             head[512..1024].copy_from_slice(sector);
+            // The protective MBR's entry covers the whole disk (or 2^32 - 1 sectors).
+            for entry in head[446..510].chunks_mut(16) {
+                if entry[4] == 0xee {
+                    let sectors = u32::try_from(size / SECTOR - 1).unwrap_or(u32::MAX);
+                    entry[12..16].copy_from_slice(&sectors.to_le_bytes());
+                }
+            }
         }
         Ok(BaseDisk {
             path: path.to_owned(),
