@@ -455,7 +455,7 @@ fn bad_coreos_inputs_fail_with_one_line() {
     assert!(stderr(&out).contains("apply to --flavor coreos"), "{}", stderr(&out));
 }
 
-/// Boots the guest under QEMU (TCG, SeaBIOS) from a real Flatcar OpenStack image and waits for
+/// Boots the guest under QEMU (TCG, `SeaBIOS`) from a real Flatcar OpenStack image and waits for
 /// the console lines of the containers. Run it with
 /// `XSPACK_COREOS_BASE=/path/flatcar_production_openstack_image.img.gz cargo nextest run
 /// --run-ignored only coreos_guest_boots`; the images it runs are the fixtures' small workloads,
@@ -503,9 +503,10 @@ fn coreos_guest_boots_when_a_base_is_given() {
     let waited = xspack_testkit::console::wait_for_lines(
         console,
         &CONTAINERS.map(|c| format!("xspack: container {c} started")),
-        std::time::Duration::from_secs(1800),
+        std::time::Duration::from_mins(30),
     );
     let _ = qemu.kill();
+    let _ = qemu.wait();
     if let Err(log) = waited {
         panic!("{log}");
     }
