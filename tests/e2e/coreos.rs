@@ -455,35 +455,46 @@ fn bad_coreos_inputs_fail_with_one_line() {
     assert!(stderr(&out).contains("apply to --flavor coreos"), "{}", stderr(&out));
 }
 
-/// Boots the guest under QEMU (TCG, `SeaBIOS`) from a real Flatcar OpenStack image and waits for
-/// the console lines of the containers. Run it with
+/// A runnable workload for the boot test: the host's static busybox, sleeping.
+fn busybox_workload(dir: &Utf8Path, name: &str) -> Utf8PathBuf {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (just oracles installs it)");
+    let layer = layer_tar(&[Entry::dir("bin"), Entry::file("bin/busybox", busybox).mode(0o755)]);
+    let mut spec = ImageSpec::new(vec![(layer, Compression::Gzip)]);
+    spec.config = serde_json::json!({"Cmd": ["/bin/busybox", "sleep", "1000000"]});
+    let path = dir.join(format!("{name}.tar"));
+    spec.write_docker_archive(&path, &format!("{name}:1"), DockerLayout::Classic).unwrap();
+    path
+}
+
+/// Boots the guest under QEMU (TCG, `SeaBIOS`) from a real Flatcar `OpenStack` image and waits
+/// until the console says each container runs. Run it with
 /// `XSPACK_COREOS_BASE=/path/flatcar_production_openstack_image.img.gz cargo nextest run
-/// --run-ignored only coreos_guest_boots`; the images it runs are the fixtures' small workloads,
-/// replaced by `XSPACK_COREOS_IMAGES` (a guest.toml) when given.
+/// --test e2e --run-ignored only coreos_guest_boots`. The containers are four busybox images
+/// named like the seed's services; `XSPACK_COREOS_SPEC` (a guest.toml) replaces them.
 #[test]
 #[ignore = "needs a real Flatcar image in XSPACK_COREOS_BASE; none can be downloaded here"]
 fn coreos_guest_boots_when_a_base_is_given() {
     let base = std::env::var("XSPACK_COREOS_BASE")
         .expect("XSPACK_COREOS_BASE names a Flatcar OpenStack image");
     let (_t, dir) = tempdir();
-    let spec = match std::env::var("XSPACK_COREOS_IMAGES") {
-        Ok(spec) => Utf8PathBuf::from(spec),
-        Err(_) => inputs(&dir),
-    };
+    let (spec, names): (Utf8PathBuf, Vec<String>) =
+        if let Ok(spec) = std::env::var("XSPACK_COREOS_SPEC") {
+            let parsed = xspack_guest::coreos::GuestSpec::load(Utf8Path::new(&spec)).unwrap();
+            (spec.into(), parsed.containers.iter().map(|c| c.name.clone()).collect())
+        } else {
+            let mut text = String::new();
+            for c in CONTAINERS {
+                let image = busybox_workload(&dir, c);
+                text.push_str(&format!("[[container]]\nname = \"{c}\"\nimage = \"{image}\"\n"));
+            }
+            std::fs::write(dir.join("guest.toml"), text).unwrap();
+            (dir.join("guest.toml"), CONTAINERS.map(String::from).to_vec())
+        };
     let dist = dir.join("dist");
     let out = xspack()
-        .args([
-            "-q",
-            "image",
-            "build",
-            "--flavor",
-            "coreos",
-            "--base",
-            &base,
-            "--spec",
-            spec.as_str(),
-        ])
-        .args(["--size", "12G", "--format", "raw", "-o", dist.as_str(), "--name", "boot"])
+        .args(["-q", "image", "build", "--flavor", "coreos", "--base", &base])
+        .args(["--spec", spec.as_str(), "--size", "12G", "--format", "raw"])
+        .args(["-o", dist.as_str(), "--name", "boot"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -491,18 +502,17 @@ fn coreos_guest_boots_when_a_base_is_given() {
     let mut qemu = std::process::Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-m", "2048", "-smp", "2", "-nographic", "-no-reboot"])
         .args(["-drive", &drive("boot.raw"), "-drive", &drive("boot-data.raw")])
-        .args([
-            "-drive",
-            &format!("file={dist}/boot-config-2.iso,format=raw,if=virtio,readonly=on"),
-        ])
+        .args(["-drive", &format!("{},readonly=on", drive("boot-config-2.iso"))])
         .args(["-nic", "user,model=virtio-net-pci"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("qemu-system-x86_64 runs");
     let console = qemu.stdout.take().unwrap();
+    let lines: Vec<String> =
+        names.iter().map(|c| format!("xspack: container {c} running")).collect();
     let waited = xspack_testkit::console::wait_for_lines(
         console,
-        &CONTAINERS.map(|c| format!("xspack: container {c} started")),
+        &lines,
         std::time::Duration::from_mins(30),
     );
     let _ = qemu.kill();

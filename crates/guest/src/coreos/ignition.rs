@@ -11,8 +11,9 @@
 //! - `xspack-images.service`: checks the archives against `SHA256SUMS` and loads each into the
 //!   container engine, once per boot, before any container starts;
 //! - `xspack-NAME.service`, one per container: `run --rm --name NAME` with its ports,
-//!   environment, volumes and arguments, restarted by systemd as the spec says, and a line
-//!   `xspack: container NAME started` on the console once it runs.
+//!   environment, volumes and arguments, restarted by systemd as the spec says; once the
+//!   engine reports it running, [`REPORT_SCRIPT`] prints `xspack: container NAME running` on the
+//!   console (or, after two minutes, `xspack: container NAME did not start`).
 
 use ignition_config::v3_3 as ign;
 
@@ -28,6 +29,25 @@ pub const LOAD_UNIT: &str = "xspack-images.service";
 pub const DATA_LABEL: &str = "xspack-data";
 /// The directory of the archives on the data disk.
 pub const IMAGES_DIR: &str = "images";
+
+/// Where the console report script goes (`/etc` is writable on Flatcar and Fedora CoreOS alike).
+pub const REPORT_SCRIPT: &str = "/etc/xspack/report-running";
+
+/// The console report: waits until the engine says the container runs, then says so.
+const REPORT: &str = r#"#!/bin/sh
+# Written by xspack: prints on the console whether container $2 (engine $1) is running.
+engine=$1 name=$2 i=0
+console=${XSPACK_CONSOLE:-/dev/console}
+while [ "$i" -lt "${XSPACK_REPORT_TRIES:-120}" ]; do
+    if [ "$("$engine" inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
+        echo "xspack: container $name running" >"$console"
+        exit 0
+    fi
+    i=$((i + 1))
+    sleep 1
+done
+echo "xspack: container $name did not start" >"$console"
+"#;
 
 /// One container as the guest runs it: its spec and the tag its archive loads as.
 #[derive(Debug, Clone)]
@@ -167,7 +187,7 @@ fn container_unit(w: &Workload<'_>, runtime: Runtime) -> String {
          [Service]\n\
          ExecStartPre=-{engine} rm --force {name}\n\
          ExecStart={run}\n\
-         ExecStartPost=/bin/sh -c \"echo 'xspack: container {name} started' >/dev/console\"\n\
+         ExecStartPost=/bin/sh {REPORT_SCRIPT} {engine} {name}\n\
          ExecStop={engine} stop {name}\n\
          Restart={restart}\n\
          RestartSec=5s\n\
@@ -221,7 +241,13 @@ pub fn config(workloads: &[Workload<'_>], opts: &IgnitionOptions<'_>) -> ign::Co
         source: Some(data_url(&format!("{}\n", opts.hostname))),
         ..ign::Resource::default()
     });
-    config.storage = Some(ign::Storage { files: Some(vec![hostname]), ..ign::Storage::default() });
+    let mut report = ign::File::new(REPORT_SCRIPT.into());
+    report.mode = Some(0o755);
+    report.overwrite = Some(true);
+    report.contents =
+        Some(ign::Resource { source: Some(data_url(REPORT)), ..ign::Resource::default() });
+    config.storage =
+        Some(ign::Storage { files: Some(vec![hostname, report]), ..ign::Storage::default() });
     let mut units = vec![
         unit(DATA_MOUNT_UNIT, mount_unit()),
         unit(LOAD_UNIT, load_unit(workloads, opts.runtime)),
@@ -248,6 +274,51 @@ pub fn render(config: &ign::Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes a `data:,` URL of [`data_url`].
+    fn decode(url: &str) -> Vec<u8> {
+        let text = url.strip_prefix("data:,").unwrap().as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < text.len() {
+            if text[i] == b'%' {
+                let hex = std::str::from_utf8(&text[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(text[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The report script, run by sh against a stand-in engine, says what the engine says.
+    #[test]
+    fn the_report_script_tells_running_from_not_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("report");
+        std::fs::write(&script, decode(&data_url(REPORT))).unwrap();
+        for (answer, line) in [
+            ("true", "xspack: container web running"),
+            ("false", "xspack: container web did not start"),
+        ] {
+            let engine = dir.path().join("engine");
+            std::fs::write(&engine, format!("#!/bin/sh\n[ \"$1 $2 $3 $4\" = 'inspect --format {{{{.State.Running}}}} web' ] && echo {answer}\n")).unwrap();
+            std::process::Command::new("chmod").arg("+x").arg(&engine).status().unwrap();
+            let console = dir.path().join("console");
+            let status = std::process::Command::new("sh")
+                .arg(&script)
+                .arg(&engine)
+                .arg("web")
+                .env("XSPACK_CONSOLE", &console)
+                .env("XSPACK_REPORT_TRIES", "2")
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert_eq!(std::fs::read_to_string(&console).unwrap(), format!("{line}\n"));
+        }
+    }
 
     #[test]
     fn quoting_keeps_arguments_whole_and_literal() {
