@@ -386,8 +386,8 @@ impl PackSpec {
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let prefix = std::str::from_utf8(valid).unwrap_or_default();
-            let (line, column) = position(prefix, prefix.len());
-            Error::Spec { at: format!("{path}:{line}:{column}"), reason: "not valid UTF-8".into() }
+            let at = xspack_io::location::locate(path, prefix, Some(prefix.len()));
+            Error::Spec { at, reason: "not valid UTF-8".into() }
         })?;
         Self::parse(&text, path)
     }
