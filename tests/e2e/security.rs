@@ -26,7 +26,7 @@ fn files_under(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
     out
 }
 
-/// The binary OpenPGP packets of an armored key file.
+/// The binary `OpenPGP` packets of an armored key file.
 fn dearmor(path: &Utf8Path) -> Vec<u8> {
     tool("gpg", &["--dearmor", "--batch", "--output", "-", path.as_str()]).stdout
 }

@@ -188,7 +188,9 @@ fn file_cases(root: &Utf8Path, dist: &Utf8Path, iso: &Utf8Path) -> Vec<(Utf8Path
         &vhd,
         "disk.vhd",
         |b| {
-            let table = u64::from_be_bytes(b[512 + 16..512 + 24].try_into().unwrap()) as usize;
+            let table =
+                usize::try_from(u64::from_be_bytes(b[512 + 16..512 + 24].try_into().unwrap()))
+                    .unwrap();
             be32(b, table, 0x7fff_fff0);
         },
         &both("VHD"),

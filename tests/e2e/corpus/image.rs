@@ -1,5 +1,5 @@
 //! Bad image sources for `xspack image build`: broken tar, gzip and zstd streams, malformed
-//! OCI and docker JSON, digest, size and diff_id mismatches, traversal, escaping whiteouts,
+//! OCI and docker JSON, digest, size and `diff_id` mismatches, traversal, escaping whiteouts,
 //! bad hard links, duplicate entries, an empty layer and huge declared sizes.
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -52,7 +52,7 @@ impl Layout {
         Layout { index, manifest, config, blobs: vec![blob] }
     }
 
-    /// A layer of `tar` bytes compressed as `c`, with a correct digest and diff_id.
+    /// A layer of `tar` bytes compressed as `c`, with a correct digest and `diff_id`.
     fn of_tar(tar: &[u8], c: Compression) -> Self {
         let media = match c {
             Compression::None => TAR,
@@ -186,7 +186,7 @@ fn tar_declaring(size: u64) -> Vec<u8> {
     tar
 }
 
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)]
 fn image_cases(root: &Utf8Path) -> Vec<(Utf8PathBuf, Case)> {
     let mut c = Cases { root: root.to_owned(), list: Vec::new() };
     let tar = good_tar();

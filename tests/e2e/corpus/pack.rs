@@ -56,6 +56,7 @@ struct Keys {
     other: SigningKey,
 }
 
+#[allow(clippy::too_many_lines)]
 fn pack_cases(root: &Utf8Path, keys: &Keys) -> Vec<(Utf8PathBuf, Case)> {
     let mut list = Vec::new();
     let mut add = |name: &str,

@@ -64,7 +64,7 @@ fn read_at<R: Read + Seek>(
 
 /// Checks that `len` bytes at `offset` are cluster-aligned and inside a file of `file_size`.
 fn in_file(what: &str, offset: u64, len: u64, cluster: u64, file_size: u64) -> Result<(), Error> {
-    if offset % cluster != 0 {
+    if !offset.is_multiple_of(cluster) {
         return Err(bad(format!("{what} at offset {offset} is not cluster-aligned")));
     }
     match offset.checked_add(len) {
@@ -73,6 +73,156 @@ fn in_file(what: &str, offset: u64, len: u64, cluster: u64, file_size: u64) -> R
             "{what} at offset {offset} ({len} bytes) lies beyond the end of the file ({file_size} bytes)"
         ))),
     }
+}
+
+/// The header fields the checks use.
+struct Header {
+    version: u32,
+    cluster_bits: u32,
+    virtual_size: u64,
+    l1_entries: u32,
+    l1_offset: u64,
+    refcount_table_offset: u64,
+    refcount_table_clusters: u32,
+}
+
+impl Header {
+    fn cluster(&self) -> u64 {
+        1 << self.cluster_bits
+    }
+}
+
+/// Checks the header's fields on their own (`h` holds the first `file_size.min(104)` bytes).
+fn parse_header(h: &[u8; 104], file_size: u64) -> Result<Header, Error> {
+    if h[..4] != MAGIC {
+        return Err(bad("bad magic (not a qcow2 image)"));
+    }
+    let version = get_u32(h, 4);
+    if version != 2 && version != 3 {
+        return Err(bad(format!("version {version} is not 2 or 3")));
+    }
+    if get_u64(h, 8) != 0 {
+        return Err(bad("has a backing file (only self-contained images are supported)"));
+    }
+    let cluster_bits = get_u32(h, 20);
+    if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
+        return Err(bad(format!(
+            "cluster_bits {cluster_bits} is outside {MIN_CLUSTER_BITS}..={MAX_CLUSTER_BITS}"
+        )));
+    }
+    if get_u32(h, 32) != 0 {
+        return Err(bad("is encrypted (not supported)"));
+    }
+    if version == 3 {
+        if file_size < 104 {
+            return Err(bad(format!("the file ({file_size} bytes) is shorter than a v3 header")));
+        }
+        let incompatible = get_u64(h, 72);
+        if incompatible & INCOMPATIBLE_DIRTY != 0 {
+            return Err(bad("is marked dirty (refcounts may be wrong)"));
+        }
+        if incompatible & INCOMPATIBLE_CORRUPT != 0 {
+            return Err(bad("is marked corrupt"));
+        }
+        if incompatible != 0 {
+            return Err(bad(format!("unsupported incompatible features {incompatible:#x}")));
+        }
+        let refcount_order = get_u32(h, 96);
+        if refcount_order > 6 {
+            return Err(bad(format!("refcount_order {refcount_order} is above 6")));
+        }
+        let header_length = get_u32(h, 100);
+        let cluster = 1u64 << cluster_bits;
+        if header_length < 104 || u64::from(header_length) > cluster {
+            return Err(bad(format!("header_length {header_length} is not in 104..={cluster}")));
+        }
+    }
+    Ok(Header {
+        version,
+        cluster_bits,
+        virtual_size: get_u64(h, 24),
+        l1_entries: get_u32(h, 36),
+        l1_offset: get_u64(h, 40),
+        refcount_table_offset: get_u64(h, 48),
+        refcount_table_clusters: get_u32(h, 56),
+    })
+}
+
+/// Checks that the refcount table and every refcount block it names lie inside the file.
+fn check_refcounts<R: Read + Seek>(inner: &mut R, h: &Header, file_size: u64) -> Result<(), Error> {
+    let cluster = h.cluster();
+    if h.refcount_table_clusters == 0 {
+        return Err(bad("refcount table has no clusters"));
+    }
+    let bytes = u64::from(h.refcount_table_clusters) * cluster;
+    in_file("refcount table", h.refcount_table_offset, bytes, cluster, file_size)?;
+    let mut table = vec![0u8; usize::try_from(bytes).expect("within the file")];
+    read_at(inner, "refcount table", h.refcount_table_offset, &mut table)?;
+    for (i, entry) in table.chunks_exact(8).enumerate() {
+        let offset = u64::from_be_bytes(entry.try_into().expect("8 bytes")) & !0x1ff;
+        if offset != 0 {
+            in_file(&format!("refcount block {i}"), offset, cluster, cluster, file_size)?;
+        }
+    }
+    Ok(())
+}
+
+/// Walks the L1 and L2 tables: every table and data cluster inside the file and the virtual
+/// size. Returns the allocated and the compressed cluster counts.
+fn check_mapping<R: Read + Seek>(
+    inner: &mut R,
+    h: &Header,
+    l1: &[u8],
+    file_size: u64,
+) -> Result<(u64, u64), Error> {
+    let cluster = h.cluster();
+    let l2_entries = cluster / 8;
+    let needed = h.virtual_size.div_ceil(l2_entries * cluster);
+    let mut l2 = vec![0u8; usize::try_from(cluster).expect("at most 2 MiB")];
+    let (mut allocated, mut compressed) = (0u64, 0u64);
+    // Bits of a compressed descriptor below the sector count (qcow2.txt, "Compressed Clusters").
+    let x = 62 - (h.cluster_bits - 8);
+    for (i, entry) in (0u64..).zip(l1.chunks_exact(8)) {
+        let l2_offset = u64::from_be_bytes(entry.try_into().expect("8 bytes")) & OFFSET_MASK;
+        if l2_offset == 0 {
+            continue;
+        }
+        if i >= needed {
+            return Err(bad(format!("L1 entry {i} maps an L2 table beyond the virtual size")));
+        }
+        in_file(&format!("L2 table {i}"), l2_offset, cluster, cluster, file_size)?;
+        read_at(inner, "L2 table", l2_offset, &mut l2)?;
+        for (j, e) in (0u64..).zip(l2.chunks_exact(8)) {
+            let e = u64::from_be_bytes(e.try_into().expect("8 bytes"));
+            // i < needed <= 4 Mi entries, so this stays below 2^61.
+            let guest = (i * l2_entries + j) * cluster;
+            if e & OFLAG_COMPRESSED != 0 {
+                let host = e & ((1u64 << x) - 1);
+                let sectors = ((e & !OFLAG_COMPRESSED & !(1 << 63)) >> x) + 1;
+                let end = host.checked_add(sectors * 512);
+                if end.is_none_or(|end| end > file_size.next_multiple_of(512)) {
+                    return Err(bad(format!(
+                        "compressed cluster for guest offset {guest} lies beyond the end of the file"
+                    )));
+                }
+                compressed += 1;
+                allocated += 1;
+                continue;
+            }
+            let data = e & OFFSET_MASK;
+            if data != 0 {
+                if guest >= h.virtual_size {
+                    return Err(bad(format!(
+                        "L2 entry maps guest offset {guest}, beyond the virtual size"
+                    )));
+                }
+                let what = format!("data cluster for guest offset {guest}");
+                in_file(&what, data, cluster, cluster, file_size)?;
+                allocated += 1;
+            }
+        }
+    }
+    Ok((allocated, compressed))
 }
 
 /// Checks the qcow2 image in `inner` and returns what it holds.
@@ -85,141 +235,33 @@ pub fn check_qcow2<R: Read + Seek>(mut inner: R) -> Result<Qcow2Info, Error> {
     if file_size < V2_HEADER_LENGTH as u64 {
         return Err(bad(format!("the file ({file_size} bytes) is shorter than a qcow2 header")));
     }
-    let mut h = [0u8; 104];
+    let mut raw = [0u8; 104];
     let header_len = usize::try_from(file_size.min(104)).expect("at most 104");
-    read_at(&mut inner, "header", 0, &mut h[..header_len])?;
-    if h[..4] != MAGIC {
-        return Err(bad("bad magic (not a qcow2 image)"));
-    }
-    let version = get_u32(&h, 4);
-    if version != 2 && version != 3 {
-        return Err(bad(format!("version {version} is not 2 or 3")));
-    }
-    if get_u64(&h, 8) != 0 {
-        return Err(bad("has a backing file (only self-contained images are supported)"));
-    }
-    let cluster_bits = get_u32(&h, 20);
-    if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
-        return Err(bad(format!(
-            "cluster_bits {cluster_bits} is outside {MIN_CLUSTER_BITS}..={MAX_CLUSTER_BITS}"
-        )));
-    }
-    let cluster = 1u64 << cluster_bits;
-    let virtual_size = get_u64(&h, 24);
-    if get_u32(&h, 32) != 0 {
-        return Err(bad("is encrypted (not supported)"));
-    }
-    let l1_entries = get_u32(&h, 36);
-    let l1_offset = get_u64(&h, 40);
-    let refcount_table_offset = get_u64(&h, 48);
-    let refcount_table_clusters = get_u32(&h, 56);
-    if version == 3 {
-        if file_size < 104 {
-            return Err(bad(format!("the file ({file_size} bytes) is shorter than a v3 header")));
-        }
-        let incompatible = get_u64(&h, 72);
-        if incompatible & INCOMPATIBLE_DIRTY != 0 {
-            return Err(bad("is marked dirty (refcounts may be wrong)"));
-        }
-        if incompatible & INCOMPATIBLE_CORRUPT != 0 {
-            return Err(bad("is marked corrupt"));
-        }
-        if incompatible != 0 {
-            return Err(bad(format!("unsupported incompatible features {incompatible:#x}")));
-        }
-        let refcount_order = get_u32(&h, 96);
-        if refcount_order > 6 {
-            return Err(bad(format!("refcount_order {refcount_order} is above 6")));
-        }
-        let header_length = get_u32(&h, 100);
-        if header_length < 104 || u64::from(header_length) > cluster {
-            return Err(bad(format!("header_length {header_length} is not in 104..={cluster}")));
-        }
-    }
+    read_at(&mut inner, "header", 0, &mut raw[..header_len])?;
+    let h = parse_header(&raw, file_size)?;
+    let cluster = h.cluster();
     // Each L2 table maps a cluster's worth of 8-byte entries, each a cluster of guest data.
-    let l2_entries = cluster / 8;
-    let per_l1 = l2_entries * cluster;
-    let needed = virtual_size.div_ceil(per_l1);
-    if u64::from(l1_entries) < needed {
+    let needed = h.virtual_size.div_ceil((cluster / 8) * cluster);
+    if u64::from(h.l1_entries) < needed {
         return Err(bad(format!(
-            "L1 table of {l1_entries} entries cannot map the virtual size of {virtual_size} bytes"
+            "L1 table of {} entries cannot map the virtual size of {} bytes",
+            h.l1_entries, h.virtual_size
         )));
     }
-    let l1_bytes = u64::from(l1_entries) * 8;
+    let l1_bytes = u64::from(h.l1_entries) * 8;
     if l1_bytes > MAX_L1_BYTES {
-        return Err(bad(format!("L1 table of {l1_entries} entries exceeds 32 MiB")));
+        return Err(bad(format!("L1 table of {} entries exceeds 32 MiB", h.l1_entries)));
     }
-    in_file("L1 table", l1_offset, l1_bytes, cluster, file_size)?;
-    let refcount_bytes = u64::from(refcount_table_clusters) * cluster;
-    if refcount_table_clusters == 0 {
-        return Err(bad("refcount table has no clusters"));
-    }
-    in_file("refcount table", refcount_table_offset, refcount_bytes, cluster, file_size)?;
-    let mut refcounts = vec![0u8; usize::try_from(refcount_bytes).expect("within the file")];
-    read_at(&mut inner, "refcount table", refcount_table_offset, &mut refcounts)?;
-    for (i, entry) in refcounts.chunks_exact(8).enumerate() {
-        let offset = u64::from_be_bytes(entry.try_into().expect("8 bytes")) & !0x1ff;
-        if offset != 0 {
-            in_file(&format!("refcount block {i}"), offset, cluster, cluster, file_size)?;
-        }
-    }
-
+    in_file("L1 table", h.l1_offset, l1_bytes, cluster, file_size)?;
+    check_refcounts(&mut inner, &h, file_size)?;
     let mut l1 = vec![0u8; usize::try_from(l1_bytes).expect("at most 32 MiB")];
-    read_at(&mut inner, "L1 table", l1_offset, &mut l1)?;
-    let mut l2 = vec![0u8; usize::try_from(cluster).expect("at most 2 MiB")];
-    let mut allocated_clusters = 0u64;
-    let mut compressed_clusters = 0u64;
-    // Bits of a compressed descriptor below the sector count (qcow2.txt, "Compressed Clusters").
-    let x = 62 - (cluster_bits - 8);
-    for (i, entry) in l1.chunks_exact(8).enumerate() {
-        let l2_offset = u64::from_be_bytes(entry.try_into().expect("8 bytes")) & OFFSET_MASK;
-        if l2_offset == 0 {
-            continue;
-        }
-        if i as u64 >= needed {
-            return Err(bad(format!("L1 entry {i} maps an L2 table beyond the virtual size")));
-        }
-        in_file(&format!("L2 table {i}"), l2_offset, cluster, cluster, file_size)?;
-        read_at(&mut inner, "L2 table", l2_offset, &mut l2)?;
-        for (j, e) in l2.chunks_exact(8).enumerate() {
-            let e = u64::from_be_bytes(e.try_into().expect("8 bytes"));
-            let guest = (i as u64 * l2_entries + j as u64) * cluster;
-            if e & OFLAG_COMPRESSED != 0 {
-                let host = e & ((1u64 << x) - 1);
-                let sectors = ((e & !OFLAG_COMPRESSED & !(1 << 63)) >> x) + 1;
-                let end = host.checked_add(sectors * 512);
-                if end.is_none_or(|end| end > file_size.next_multiple_of(512)) {
-                    return Err(bad(format!(
-                        "compressed cluster for guest offset {guest} lies beyond the end of the file"
-                    )));
-                }
-                compressed_clusters += 1;
-                allocated_clusters += 1;
-                continue;
-            }
-            let data = e & OFFSET_MASK;
-            if data != 0 {
-                if guest >= virtual_size {
-                    return Err(bad(format!(
-                        "L2 entry maps guest offset {guest}, beyond the virtual size"
-                    )));
-                }
-                in_file(
-                    &format!("data cluster for guest offset {guest}"),
-                    data,
-                    cluster,
-                    cluster,
-                    file_size,
-                )?;
-                allocated_clusters += 1;
-            }
-        }
-    }
+    read_at(&mut inner, "L1 table", h.l1_offset, &mut l1)?;
+    let (allocated_clusters, compressed_clusters) = check_mapping(&mut inner, &h, &l1, file_size)?;
     Ok(Qcow2Info {
-        version,
-        virtual_size,
+        version: h.version,
+        virtual_size: h.virtual_size,
         cluster_size: cluster,
-        l1_entries,
+        l1_entries: h.l1_entries,
         allocated_clusters,
         compressed_clusters,
         file_size,
@@ -266,26 +308,26 @@ mod tests {
         }
     }
 
+    /// Damage done to a good image.
+    type Damage = fn(&mut Vec<u8>);
+
     #[test]
     fn broken_headers_and_tables_are_refused() {
         let good = image(false);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-            ("shorter than a qcow2 header", Box::new(|b| b.truncate(40))),
-            ("bad magic", Box::new(|b| b[0] = b'X')),
-            ("version 7", Box::new(|b| b[7] = 7)),
-            ("backing file", Box::new(|b| b[15] = 1)),
-            ("cluster_bits 40", Box::new(|b| b[23] = 40)),
-            ("cannot map the virtual size", Box::new(|b| b[24] = 0x10)),
-            ("L1 table at offset", Box::new(|b| b[41] = 0x7f)),
-            ("refcount table at offset", Box::new(|b| b[49] = 0x7f)),
-            ("marked dirty", Box::new(|b| b[79] = 1)),
-            (
-                "lies beyond the end",
-                Box::new(|b| {
-                    let n = b.len();
-                    b.truncate(n - 65_536);
-                }),
-            ),
+        let cases: [(&str, Damage); 10] = [
+            ("shorter than a qcow2 header", |b| b.truncate(40)),
+            ("bad magic", |b| b[0] = b'X'),
+            ("version 7", |b| b[7] = 7),
+            ("backing file", |b| b[15] = 1),
+            ("cluster_bits 40", |b| b[23] = 40),
+            ("cannot map the virtual size", |b| b[24] = 0x10),
+            ("L1 table at offset", |b| b[41] = 0x7f),
+            ("refcount table at offset", |b| b[49] = 0x7f),
+            ("marked dirty", |b| b[79] = 1),
+            ("lies beyond the end", |b| {
+                let n = b.len();
+                b.truncate(n - 65_536);
+            }),
         ];
         for (want, damage) in cases {
             let mut b = good.clone();
