@@ -165,6 +165,25 @@ fn full_disk_is_a_clear_error_and_leaves_nothing() {
     let o = xspack().args(image_args(&source, &out)).output().unwrap();
     assert_eq!(code(&o), 0, "rerun: {}", stderr(&o));
     verifies(&out);
+
+    // A pack build too: writing its RPM fails, which is a failure (1), not bad input (3).
+    let pack = big_pack(&root.join("p"));
+    let out = root.join("p/out");
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--fsize=8388608").arg(env!("CARGO_BIN_EXE_xspack"));
+    cmd.args(["-q", "pack", "build", pack.as_str(), "--unsigned", "-o", out.as_str()]);
+    let o = cmd.env_remove("SOURCE_DATE_EPOCH").output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{:?} {err}", o.status);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(names(&root.join("p")), ["pack"], "nothing left behind");
+    let o = xspack()
+        .args(["-q", "pack", "build", pack.as_str(), "--unsigned", "-o", out.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "rerun: {}", stderr(&o));
+    verifies(&out);
 }
 
 /// Runs `args` as an unprivileged user when we are root (root ignores directory modes).

@@ -50,6 +50,13 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Io { .. } => false,
+            // Writing a package out (a full disk) or any other I/O is not the input's fault.
+            Error::Rpm(e) => !matches!(
+                **e,
+                xspack_rpmrepo::Error::Write { .. }
+                    | xspack_rpmrepo::Error::Io { .. }
+                    | xspack_rpmrepo::Error::Output(_)
+            ),
             Error::Iso(e) => e.is_bad_input(),
             Error::VmTemplate(e) => e.is_bad_input(),
             _ => true,

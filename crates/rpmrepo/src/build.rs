@@ -564,8 +564,12 @@ impl RpmBuilder {
                 .map_err(|e| Error::Sign { what: self.file_name(), reason: e.to_string() })?;
         }
         let mut hashing = HashingWriter::new(out);
-        package.write(&mut hashing).map_err(|e| self.fail(&format!("writing: {e}")))?;
-        hashing.flush().map_err(|e| self.fail(&format!("writing: {e}")))?;
+        let write_err = |e: &dyn std::fmt::Display| Error::Write {
+            package: self.name.clone(),
+            reason: e.to_string(),
+        };
+        package.write(&mut hashing).map_err(|e| write_err(&e))?;
+        hashing.flush().map_err(|e| write_err(&e))?;
         let (out, sha256, size) = hashing.finish();
         Ok((out, BuiltRpm { file_name: self.file_name(), sha256, size, signed: key.is_some() }))
     }

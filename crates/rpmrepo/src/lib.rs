@@ -164,6 +164,15 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// Writing a built package out failed: an I/O error (a full disk, say), not a problem with
+    /// the package.
+    #[error("writing RPM {package}: {reason}")]
+    Write {
+        /// The package being written.
+        package: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A package path given to the repodata writer is not a clean relative path.
     #[error("{path:?}: invalid repository path: {reason}")]
     InvalidRepoPath {
