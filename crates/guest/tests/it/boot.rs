@@ -15,7 +15,7 @@ use xspack_guest::seed::{SeedOptions, write_seed};
 use xspack_guest::ubuntu::{BootMode, UbuntuOptions};
 use xspack_image::DiskFormat;
 
-use crate::fixture::{bookworm_guest, bookworm_guest_image};
+use crate::fixture::{bookworm_guest, bookworm_guest_docker_archive, bookworm_guest_image};
 use crate::{EPOCH, build, extract, pygrub, run, sfdisk, tempdir};
 
 /// What the service prints: its user, directory, environment and the host name.
@@ -73,7 +73,11 @@ fn build_guest(
     dir: &Utf8Path,
     boot: BootMode,
 ) -> (camino::Utf8PathBuf, xspack_guest::ubuntu::GuestSummary) {
-    let source = bookworm_guest_image(&dir.join("layout"), &guest_config());
+    // BIOS builds from the OCI layout, UEFI from a docker archive of the same image.
+    let source = match boot {
+        BootMode::Bios => bookworm_guest_image(&dir.join("layout"), &guest_config()),
+        BootMode::Uefi => bookworm_guest_docker_archive(&dir.join("guest.tar"), &guest_config()),
+    };
     let mut opts = UbuntuOptions::new("bookworm-guest", vec![DiskFormat::Raw], EPOCH);
     opts.boot = boot;
     let started = Instant::now();
