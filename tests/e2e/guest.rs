@@ -7,7 +7,7 @@ use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, layer_tar};
 use crate::common::{code, run, stderr, tempdir, tool_stdout};
 
 /// A Debian-like image with a stand-in kernel and initrd, or without them.
-fn debian(os_release: &str, kernel: bool) -> ImageSpec {
+pub fn debian(os_release: &str, kernel: bool) -> ImageSpec {
     let mut entries = vec![
         Entry::dir("etc"),
         Entry::file("usr/lib/os-release", os_release),
@@ -29,7 +29,7 @@ fn debian(os_release: &str, kernel: bool) -> ImageSpec {
     spec
 }
 
-const DEBIAN: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+pub const DEBIAN: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
 
 fn build(dir: &Utf8Path, spec: &ImageSpec, extra: &[&str]) -> std::process::Output {
     spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();

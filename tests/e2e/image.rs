@@ -105,7 +105,7 @@ fn same_input_same_bytes_and_no_clobber() {
     ]);
     assert_eq!(code(&again), 1);
     assert!(
-        stderr(&again).contains("already exists (use --force to replace it)"),
+        stderr(&again).contains("already exists\nhint: add --force to replace it\n"),
         "{}",
         stderr(&again)
     );

@@ -1,7 +1,6 @@
 //! `xspack image build`: container images to guest disk images.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -185,7 +184,6 @@ pub fn run(args: ImageArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode>
 }
 
 fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
-    let start = Instant::now();
     if args.sources.len() != 1 {
         let flavor = if args.flavor == Flavor::None { "none" } else { "ubuntu" };
         return Err(Usage(format!(
@@ -238,7 +236,7 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
                 .with_context(|| source_text.clone())?
         }
     };
-    outputs::commit(ui, out, &artifacts, json!({}), start)?;
+    outputs::commit(ui, out, &artifacts, json!({ "name": name }))?;
     Ok(ExitCode::SUCCESS)
 }
 
