@@ -29,7 +29,12 @@ fn check_scripts(file: &str, scripts: &[String]) -> Vec<String> {
     let mut used = Vec::new();
     for script in scripts {
         for words in commands(script) {
-            let Some(at) = words.iter().position(|w| w == "xspack" || w.ends_with("/xspack")) else {
+            // The program of a command: the first word, or the one after `do`/`then`.
+            let is_program = |i: usize| {
+                (words[i] == "xspack" || words[i].ends_with("/xspack"))
+                    && (i == 0 || ["do", "then", "else"].contains(&words[i - 1].as_str()))
+            };
+            let Some(at) = (0..words.len()).find(|&i| is_program(i)) else {
                 if words[0] == "just" {
                     assert!(recipes.contains(&words[1]), "{file}: no just recipe {}", words[1]);
                 }

@@ -85,7 +85,7 @@ fn every_subcommand_prints_one_valid_result_on_success_and_failure() {
     // verify and inspect: a directory, one file, a tampered directory, a missing one.
     sample_build(&dir.join("sample"));
     run(&["verify", "sample"], 0);
-    run(&["verify", "sample/templates/demo.json"], 0);
+    run(&["verify", "sample/demo-1.0.iso"], 0);
     run(&["inspect", "sample"], 0);
     run(&["inspect", &iso], 0);
     std::fs::write(dir.join("sample/demo-1.0.xva"), b"tampered").unwrap();

@@ -74,7 +74,9 @@ fn key_hint(e: &xspack_rpmrepo::Error, command: &str) -> Option<String> {
 
 fn pack_hint(e: &xspack_pack::Error) -> Option<String> {
     match e {
-        xspack_pack::Error::Metadata { reason, .. } if reason.starts_with("update packs must be signed") => {
+        xspack_pack::Error::Spec { reason, .. } | xspack_pack::Error::Metadata { reason, .. }
+            if reason.starts_with("update packs must be signed") =>
+        {
             Some(format!(
                 "make a key with `xspack pack keygen -o keys`, then pass --sign-key \
                  keys/signing.asc (or set [signing] key in pack.toml); --format {} needs none",
