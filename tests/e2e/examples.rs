@@ -75,7 +75,10 @@ fn github_actions_fans_out_and_verifies() {
         assert!(doc["jobs"][job]["strategy"]["matrix"].is_mapping(), "{file}: {job} matrix");
         let mut paths = Vec::new();
         strings(&doc["jobs"][job]["steps"], &mut paths);
-        assert!(paths.iter().any(|p| p.contains("/SHA256SUMS")), "{file}: {job} uploads SHA256SUMS");
+        assert!(
+            paths.iter().any(|p| p.contains("/SHA256SUMS")),
+            "{file}: {job} uploads SHA256SUMS"
+        );
     }
     assert!(
         doc["jobs"]["pack"]["strategy"]["matrix"]["pack"]
@@ -84,8 +87,12 @@ fn github_actions_fans_out_and_verifies() {
             .contains("needs.matrix.outputs.packs"),
         "{file}: the pack matrix comes from xspack pack list"
     );
-    let needs: Vec<&str> =
-        doc["jobs"]["verify"]["needs"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
+    let needs: Vec<&str> = doc["jobs"]["verify"]["needs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(needs, ["pack", "image"], "{file}");
     let mut scripts = Vec::new();
     for (_, job) in jobs {

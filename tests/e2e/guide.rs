@@ -77,7 +77,9 @@ fn every_sh_block_of_the_guide_runs() {
     copy_tree(&root.join("packs"), &dir.join("packs"));
     copy_tree(&root.join("templates"), &dir.join("templates"));
     let image = debian(DEBIAN, true);
-    image.write_docker_archive(&dir.join("myapp.tar"), "myapp:latest", DockerLayout::Blobs).unwrap();
+    image
+        .write_docker_archive(&dir.join("myapp.tar"), "myapp:latest", DockerLayout::Blobs)
+        .unwrap();
     image.write_oci_dir(&dir.join("myapp-oci"), "latest").unwrap();
 
     let mut script = String::from("set -euo pipefail\n");
@@ -196,7 +198,8 @@ pub fn is_xspack_command(words: &[String]) -> bool {
     // `xspack pack build --help` succeeds only for a real path; extra words would be arguments.
     (1..=path.len()).rev().any(|n| {
         let out = xspack().args(&path[..n]).arg("--help").output().unwrap();
-        out.status.success() && (n == path.len() || !String::from_utf8_lossy(&out.stdout).contains("Commands:"))
+        out.status.success()
+            && (n == path.len() || !String::from_utf8_lossy(&out.stdout).contains("Commands:"))
     })
 }
 
@@ -208,7 +211,11 @@ fn console_blocks_are_valid_shell_naming_real_commands() {
     let recipes = just_recipes();
     for (line, body) in &console {
         let out = Command::new("bash").args(["-n", "-c", body]).output().unwrap();
-        assert!(out.status.success(), "docs/guide.md:{line}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docs/guide.md:{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for words in commands(body) {
             let program = words[0].as_str();
             assert!(PROGRAMS.contains(&program), "docs/guide.md:{line}: unknown program {program}");

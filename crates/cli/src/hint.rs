@@ -58,7 +58,11 @@ fn key_hint(e: &xspack_rpmrepo::Error, command: &str) -> Option<String> {
         ),
         xspack_rpmrepo::Error::PassphraseRequired { .. } => Some(format!(
             "put the passphrase in ${PASSPHRASE_ENV}{}",
-            if command == "pack build" { " (or the variable [signing] passphrase-env names)" } else { "" }
+            if command == "pack build" {
+                " (or the variable [signing] passphrase-env names)"
+            } else {
+                ""
+            }
         )),
         xspack_rpmrepo::Error::WrongPassphrase { .. } => {
             Some(format!("check ${PASSPHRASE_ENV} (or [signing] passphrase-env)"))

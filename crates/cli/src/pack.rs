@@ -153,7 +153,10 @@ fn list(args: &ListArgs, ui: &Ui) -> Result<ExitCode> {
                 p["name"].as_str().unwrap_or_default(),
                 p["version"].as_str().unwrap_or_default(),
                 p["build"].as_str().unwrap_or_default(),
-                p["formats"].as_array().map(|f| f.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                p["formats"]
+                    .as_array()
+                    .map(|f| f.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
                 p["path"].as_str().unwrap_or_default(),
             ));
         }
@@ -246,10 +249,11 @@ fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     std::fs::write(out.path().join("signing.pub.asc"), &key.public_armored)?;
     let dest = out.commit()?;
     if ui.json {
-        let artifacts: Vec<_> = [("signing.asc", &key.secret_armored), ("signing.pub.asc", &key.public_armored)]
-            .into_iter()
-            .map(|(name, text)| outputs::artifact(name, text.as_bytes()))
-            .collect();
+        let artifacts: Vec<_> =
+            [("signing.asc", &key.secret_armored), ("signing.pub.asc", &key.public_armored)]
+                .into_iter()
+                .map(|(name, text)| outputs::artifact(name, text.as_bytes()))
+                .collect();
         ui.result(json!({
             "output_dir": dest,
             "artifacts": artifacts,

@@ -30,11 +30,7 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> Result<std::process::ExitCode> {
 
 /// A failed verification: the error line, or with `--json` the one result with the report and
 /// the error.
-fn failed(
-    target: &Utf8Path,
-    report: &VerifyReport,
-    ui: &Ui,
-) -> Result<std::process::ExitCode> {
+fn failed(target: &Utf8Path, report: &VerifyReport, ui: &Ui) -> Result<std::process::ExitCode> {
     let line = summary_line(target, report);
     if ui.json {
         let mut result = to_json(report);
