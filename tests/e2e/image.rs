@@ -139,7 +139,7 @@ fn json_result_lists_artifacts_and_inputs() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["command"], "image");
+    assert_eq!(v["command"], "image build");
     assert_eq!(v["artifacts"][0]["path"], "img.raw");
     assert_eq!(v["inputs"].as_array().unwrap().len(), 3);
 }

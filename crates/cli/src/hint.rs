@@ -56,6 +56,11 @@ fn key_hint(e: &xspack_rpmrepo::Error, command: &str) -> Option<String> {
             "make a key with `xspack pack keygen -o keys`, then pass --sign-key keys/signing.asc"
                 .into(),
         ),
+        xspack_rpmrepo::Error::InvalidKey { .. } => Some(
+            "--sign-key takes an armored OpenPGP secret key: make one with `xspack pack keygen \
+             -o keys`"
+                .into(),
+        ),
         xspack_rpmrepo::Error::PassphraseRequired { .. } => Some(format!(
             "put the passphrase in ${PASSPHRASE_ENV}{}",
             if command == "pack build" {
