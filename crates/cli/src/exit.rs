@@ -77,8 +77,7 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
 /// returns its exit code.
 pub fn report(e: &anyhow::Error, ui: &Ui) -> ExitCode {
     let code = code_of(e);
-    // `{:#}` joins the context chain with ": " on one line.
-    let message = format!("{e:#}").replace('\n', " ");
+    let message = one_line(e);
     let hint = crate::hint::hint_of(e, ui.command);
     if ui.json {
         ui.result(serde_json::json!({
@@ -94,6 +93,23 @@ pub fn report(e: &anyhow::Error, ui: &Ui) -> ExitCode {
         }
     }
     ExitCode::from(code)
+}
+
+/// The context chain joined with ": " on one line, as `{:#}` does, but without a cause that
+/// repeats what its parent already said (`ext4: {0}` over its own source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// A command line clap refused: clap's own message (or help and version, which are not
@@ -126,6 +142,26 @@ pub fn usage(e: &clap::Error) -> ExitCode {
 mod tests {
     use super::*;
     use anyhow::Context as _;
+
+    #[test]
+    fn a_cause_repeating_its_parent_is_said_once() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "ext4: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Wrapper(std::io::Error::other("too small"))).context("oci:x");
+        assert_eq!(one_line(&e), "oci:x: ext4: too small");
+        let plain = anyhow::anyhow!("b").context("a");
+        assert_eq!(one_line(&plain), "a: b");
+    }
 
     #[test]
     fn codes_follow_the_chain() {

@@ -28,6 +28,12 @@ fn hint_of_cause(cause: &(dyn std::error::Error + 'static), command: &str) -> Op
             _ => e.hint(),
         };
     }
+    if let Some(xspack_ext4::Error::TooSmall { needed, .. }) = cause.downcast_ref() {
+        return Some(format!(
+            "give --size {}M or more, or leave --size out",
+            needed.div_ceil(1 << 20)
+        ));
+    }
     if let Some(e) = cause.downcast_ref::<xspack_rpmrepo::Error>() {
         return key_hint(e, command);
     }
@@ -114,6 +120,17 @@ mod tests {
         let e: anyhow::Error = xspack_io::Error::Exists { path: "dist/x".into() }.into();
         assert_eq!(hint_of(&e, "image build").as_deref(), Some("add --force to replace it"));
         assert!(hint_of(&e, "pack keygen").unwrap().contains("never replaced"));
+    }
+
+    #[test]
+    fn too_small_names_the_size_that_fits() {
+        let e =
+            anyhow::Error::new(xspack_ext4::Error::TooSmall { given: 1 << 20, needed: 5 << 20 })
+                .context("oci:x");
+        assert_eq!(
+            hint_of(&e, "image build").as_deref(),
+            Some("give --size 5M or more, or leave --size out")
+        );
     }
 
     #[test]
