@@ -95,7 +95,6 @@ fn every_sh_block_of_the_guide_runs() {
         .env("HOME", &dir)
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("XSPACK_SIGN_PASSPHRASE")
-        .env_remove("GNUPGHOME")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -111,6 +110,7 @@ fn every_sh_block_of_the_guide_runs() {
         "dist/demo/xspack-demo-1.0.0-1-update.iso",
         "dist/hello/SHA256SUMS",
         "dist/hello-vendor/manifest.json",
+        "protected-key/signing.asc",
         "dist/myapp/myapp.vhd",
         "dist/myapp/myapp.xva",
         "dist/myapp-uefi/myapp-uefi.qcow2",
@@ -122,6 +122,8 @@ fn every_sh_block_of_the_guide_runs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("exit 3"), "the misspelt key fails with exit 3: {stdout}");
     assert!(err.contains("hint: valid keys here: "), "{err}");
+    assert!(err.contains("hint: put the passphrase in $XSPACK_SIGN_PASSPHRASE"), "{err}");
+    assert!(!dir.join("dist/nope").exists());
     let packs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("packs.json")).unwrap()).unwrap();
     assert_eq!(packs["ok"], true);
@@ -141,8 +143,9 @@ const XE_COMMANDS: [&str; 9] = [
 ];
 
 /// Other programs a console block may run.
-const PROGRAMS: [&str; 9] = [
+const PROGRAMS: [&str; 10] = [
     "git",
+    "gpg",
     "cd",
     "docker",
     "skopeo",

@@ -104,6 +104,10 @@ pub struct KeygenArgs {
     /// User ID of the key
     #[arg(long, default_value = "xspack test key <test@example.invalid>")]
     pub user_id: String,
+    /// Protect signing.asc with the passphrase in $XSPACK_SIGN_PASSPHRASE (which `pack build`
+    /// and `template build` then read to unlock it)
+    #[arg(long)]
+    pub protect: bool,
 }
 
 /// Runs `xspack pack`.
@@ -170,7 +174,8 @@ fn spec_path(pack: &Utf8Path) -> Utf8PathBuf {
 
 /// Loads a signing key; its errors stay typed for the hint and count as bad input (exit 3).
 fn load_key(path: &Utf8Path, passphrase_env: &str) -> Result<SigningKey> {
-    let passphrase = std::env::var(passphrase_env).ok();
+    // An empty variable is an unset one: a passphrase is never empty.
+    let passphrase = std::env::var(passphrase_env).ok().filter(|p| !p.is_empty());
     Ok(SigningKey::from_file(path, passphrase.as_deref())?)
 }
 
@@ -237,10 +242,15 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
 
 fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     let created = u32::try_from(source_date_epoch).unwrap_or(u32::MAX);
-    let key = xspack_rpmrepo::generate_test_key(&xspack_rpmrepo::TestKeyOptions::new(
-        args.user_id.clone(),
-        created,
-    ))?;
+    let mut opts = xspack_rpmrepo::TestKeyOptions::new(args.user_id.clone(), created);
+    if args.protect {
+        let passphrase =
+            std::env::var(DEFAULT_PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).ok_or_else(
+                || Usage(format!("--protect: set ${DEFAULT_PASSPHRASE_ENV} to the passphrase")),
+            )?;
+        opts.passphrase = Some(passphrase);
+    }
+    let key = xspack_rpmrepo::generate_test_key(&opts)?;
     let out = xspack_io::AtomicDir::create(&args.output)?;
     let secret = out.path().join("signing.asc");
     std::fs::write(&secret, &key.secret_armored).with_context(|| format!("{secret}: writing"))?;

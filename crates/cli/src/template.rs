@@ -107,7 +107,7 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     let spec = TemplateSpec::load(&args.template)?;
     let key = match &args.sign_key {
         Some(path) => {
-            let passphrase = std::env::var(PASSPHRASE_ENV).ok();
+            let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty());
             Some(SigningKey::from_file(path, passphrase.as_deref())?)
         }
         None => None,
