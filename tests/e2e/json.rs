@@ -30,7 +30,7 @@ fn check(validator: &jsonschema::Validator, cwd: &Utf8Path, args: &[&str], want:
     assert_eq!(text.lines().count(), 1, "{args:?}: one line on stdout: {text}{}", stderr(&out));
     let result: Value = serde_json::from_str(&text).unwrap();
     let errors: Vec<String> =
-        validator.iter_errors(&result).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+        validator.iter_errors(&result).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{args:?}: {errors:#?}\n{result:#}");
     assert_eq!(code(&out), want, "{args:?}: {result:#}");
     assert_eq!(result["exit_code"], want, "{args:?}");

@@ -6,6 +6,7 @@
 mod bookworm;
 mod cli;
 mod common;
+mod coreos;
 mod docs;
 mod examples;
 mod formats;

@@ -3,6 +3,7 @@
 
 mod artifact;
 mod cli;
+mod coreos;
 mod docs;
 mod exit;
 mod hint;

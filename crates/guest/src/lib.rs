@@ -23,6 +23,7 @@
 //! The conventions follow `shared/reference/code-style.md` section 3: typed errors, injected
 //! progress, derived identities (the same image and options give the same bytes).
 
+pub mod coreos;
 pub mod fixups;
 pub mod grub;
 pub mod kernel;
@@ -110,6 +111,28 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The CoreOS base image is not usable.
+    #[error("base image {path}: {reason}")]
+    BaseImage {
+        /// The file given.
+        path: Utf8PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `guest.toml` is invalid.
+    #[error("{at}: {reason}")]
+    Spec {
+        /// `file:line:column`, or the file.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Building the config drive failed.
+    #[error("building the config drive: {0}")]
+    ConfigDrive(Box<xspack_iso::Error>),
+    /// Writing the data disk's filesystem failed.
+    #[error("writing the data disk: {0}")]
+    Ext4(#[from] xspack_ext4::Error),
     /// Reading the image or writing the filesystem failed.
     #[error(transparent)]
     Image(#[from] xspack_image::Error),
@@ -167,7 +190,9 @@ impl Error {
             | Error::NoKernel { .. }
             | Error::NoInit { .. }
             | Error::Service { .. }
-            | Error::Options(_) => true,
+            | Error::Options(_)
+            | Error::BaseImage { .. }
+            | Error::Spec { .. } => true,
             Error::Image(e) => e.is_bad_input(),
             Error::Tree(e) => e.is_bad_input(),
             _ => false,

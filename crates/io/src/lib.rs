@@ -28,6 +28,7 @@ pub mod civil;
 mod counting;
 mod digest;
 mod hashing;
+pub mod location;
 pub mod pipe;
 mod progress;
 mod sparse;

@@ -2,10 +2,8 @@
 //! booted by QEMU under TCG (`SeaBIOS`, and OVMF for UEFI) until the Entrypoint service prints
 //! its marker on the serial console; pygrub extracts the kernel and initrd; e2fsck is clean.
 
-use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
@@ -48,33 +46,12 @@ fn boot_until_marker(name: &str, args: &[String]) -> f64 {
         .spawn()
         .expect("qemu-system-x86_64 runs (scripts/oracles installs it from bookworm-backports)");
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n') {
-            let Ok(line) = line else { break };
-            if tx.send(String::from_utf8_lossy(&line).trim_end().to_owned()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut serial: Vec<String> = Vec::new();
-    let found = loop {
-        let left = BOOT_TIMEOUT.saturating_sub(start.elapsed());
-        match rx.recv_timeout(left) {
-            // Console lines of systemd and the kernel may share a line with the marker.
-            Ok(line) if line.contains(MARKER) => break true,
-            Ok(line) => serial.push(line),
-            Err(_) => break false,
-        }
-    };
+    let found = xspack_testkit::console::wait_for_lines(stdout, &[MARKER.to_owned()], BOOT_TIMEOUT);
     let secs = start.elapsed().as_secs_f64();
     let _ = child.kill();
     let status = child.wait().unwrap();
-    if !found {
-        let log = format!("{}/{name}-serial.log", env!("CARGO_TARGET_TMPDIR"));
-        std::fs::write(&log, serial.join("\n")).unwrap();
-        let tail = serial[serial.len().saturating_sub(40)..].join("\n");
-        panic!("no marker within {BOOT_TIMEOUT:?} (qemu {status}); serial log in {log}:\n{tail}");
+    if let Err(log) = found {
+        panic!("{name} (qemu {status}): {log}");
     }
     secs
 }
