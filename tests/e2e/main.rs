@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod coreos;
 mod docs;
+mod errors;
 mod examples;
 mod formats;
 mod guest;
