@@ -78,7 +78,11 @@ fn every_subcommand_prints_one_valid_result_on_success_and_failure() {
     assert_eq!(Utf8Path::new(&iso).extension(), Some("iso"), "{r}");
 
     // pack verify.
-    run(&["pack", "verify", &iso], 0);
+    let r = run(&["pack", "verify", &iso], 0);
+    let built = r["inputs"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    assert_eq!(r["inputs"][0]["kind"], "iso", "{r}");
+    let sums = std::fs::read_to_string(dir.join("pack/SHA256SUMS")).unwrap();
+    assert!(sums.contains(&built), "the verified ISO's digest is the built one: {sums}");
     std::fs::write(dir.join("not.iso"), b"nothing").unwrap();
     run(&["pack", "verify", "not.iso"], 3);
 

@@ -233,7 +233,13 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
         ui.warn(&format!("{}: {w}", args.iso));
     }
     if ui.json {
-        ui.result(json!({ "iso": args.iso, "report": report }));
+        // The ISO as the input it is: its digest names exactly what was verified.
+        let file =
+            std::fs::File::open(&args.iso).with_context(|| format!("{}: cannot open", args.iso))?;
+        let (digest, size) =
+            xspack_io::hash_reader(file).with_context(|| format!("{}: reading", args.iso))?;
+        let input = json!({ "name": args.iso, "kind": "iso", "digest": format!("sha256:{digest}"), "size": size });
+        ui.result(json!({ "iso": args.iso, "report": report, "inputs": [input] }));
     } else {
         ui.say(&format!("{}: OK ({})", args.iso, report.checked.join(", ")));
     }
