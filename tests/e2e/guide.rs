@@ -81,6 +81,9 @@ fn every_sh_block_of_the_guide_runs() {
         .write_docker_archive(&dir.join("myapp.tar"), "myapp:latest", DockerLayout::Blobs)
         .unwrap();
     image.write_oci_dir(&dir.join("myapp-oci"), "latest").unwrap();
+    // The CoreOS section's stand-ins: a Flatcar-partitioned base and four workload images.
+    crate::coreos::inputs(&dir);
+    crate::common::tool("gzip", &["-1", "--keep", dir.join("flatcar.img").as_str()]);
 
     let mut script = String::from("set -euo pipefail\n");
     for (line, body) in &sh {
@@ -115,6 +118,7 @@ fn every_sh_block_of_the_guide_runs() {
         "dist/myapp/myapp.xva",
         "dist/myapp-uefi/myapp-uefi.qcow2",
         "dist/debian-guest/xspack-debian-guest.xva",
+        "dist/apps/apps.xva",
         "vendor-key/signing.pub.asc",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
@@ -130,8 +134,9 @@ fn every_sh_block_of_the_guide_runs() {
 }
 
 /// `xe` subcommands the guide may use (xapi's CLI, `xe help --all`).
-const XE_COMMANDS: [&str; 9] = [
+const XE_COMMANDS: [&str; 10] = [
     "vm-import",
+    "vm-start",
     "vm-install",
     "vdi-create",
     "vdi-import",
@@ -143,8 +148,11 @@ const XE_COMMANDS: [&str; 9] = [
 ];
 
 /// Other programs a console block may run.
-const PROGRAMS: [&str; 10] = [
+const PROGRAMS: [&str; 13] = [
     "git",
+    "curl",
+    "ssh",
+    "cargo",
     "gpg",
     "cd",
     "docker",
