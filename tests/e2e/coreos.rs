@@ -52,8 +52,9 @@ fn workload(name: &str) -> ImageSpec {
     spec
 }
 
-/// Writes the base (xz), the four images and a guest.toml into `dir`.
-fn inputs(dir: &Utf8Path) -> Utf8PathBuf {
+/// Writes the base (xz), the four images and a guest.toml into `dir` (the guide's CoreOS
+/// section runs on them too).
+pub fn inputs(dir: &Utf8Path) -> Utf8PathBuf {
     std::fs::write(dir.join("flatcar.img"), base_disk(&FLATCAR)).unwrap();
     tool("xz", &["-T1", "-0", "--keep", dir.join("flatcar.img").as_str()]);
     let images = dir.join("images");

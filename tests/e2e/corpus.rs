@@ -2,7 +2,8 @@
 //! each run through the `xspack` binary and required to fail cleanly:
 //!
 //! - the exit code the case names (3 for an input found bad, 1 for a failure to do the work);
-//! - exactly one `xspack: error:` line, the last on stderr, naming the input and the problem;
+//! - exactly one `xspack: error:` line, the last on stderr but for a `hint:` line, naming the
+//!   input and the problem;
 //! - no panic;
 //! - the case's directory unchanged: nothing under the final output name, no temporary left.
 //!
@@ -87,8 +88,10 @@ fn check(root: &Utf8Path, case: &Case) -> Option<String> {
     if err.contains("panicked") {
         wrong.push("panicked".to_owned());
     }
+    // A `hint:` line may follow the error; nothing else may.
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("xspack: error: ")).collect();
-    if errors.len() != 1 || err.lines().last() != errors.first().copied() {
+    let last = err.lines().rfind(|l| !l.starts_with("hint: "));
+    if errors.len() != 1 || last != errors.first().copied() {
         wrong.push("not exactly one error line, last".to_owned());
     }
     if let Some(line) = errors.first() {

@@ -2,7 +2,6 @@
 //! given images, from `--base` and SOURCE arguments or a `--spec guest.toml`.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use camino::Utf8PathBuf;
@@ -83,7 +82,7 @@ fn options(
 }
 
 /// Runs `image build --flavor coreos`.
-pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64, start: Instant) -> Result<ExitCode> {
+pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     if args.boot != Boot::Bios
         || args.kernel.is_some()
         || args.seed.is_some()
@@ -160,10 +159,11 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64, start: Instant) ->
         .map(|a| json!({"name": a.name, "archive": a.file, "size": a.size, "sha256": a.sha256.to_string()}))
         .collect();
     let extra = json!({
+        "name": name,
         "flavor": "coreos",
         "distribution": built.distribution.to_string(),
         "containers": containers_json,
     });
-    outputs::commit(ui, out, &built.outputs, extra, start)?;
+    outputs::commit(ui, out, &built.outputs, extra)?;
     Ok(ExitCode::SUCCESS)
 }

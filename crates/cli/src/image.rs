@@ -1,7 +1,6 @@
 //! `xspack image build`: container images to guest disk images.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -229,7 +228,6 @@ pub fn run(args: ImageArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode>
 }
 
 fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
-    let start = Instant::now();
     let coreos_only = args.base.is_some()
         || args.spec.is_some()
         || !args.ssh_keys.is_empty()
@@ -238,7 +236,7 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
         || args.vcpus.is_some()
         || args.runtime.is_some();
     if args.flavor == Flavor::Coreos {
-        return crate::coreos::run(args, ui, source_date_epoch, start);
+        return crate::coreos::run(args, ui, source_date_epoch);
     }
     if coreos_only {
         return Err(Usage(
@@ -288,7 +286,7 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
         }
         Flavor::Coreos => unreachable!("handled above"),
     };
-    outputs::commit(ui, out, &artifacts, json!({}), start)?;
+    outputs::commit(ui, out, &artifacts, json!({ "name": name, "flavor": args.flavor.name() }))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -59,7 +59,7 @@ pub enum Error {
         pretty: String,
     },
     /// The image has no kernel, or a kernel without an initramfs.
-    #[error("{problem}: add `{dockerfile}` to the Dockerfile, or pass a kernel and an initrd")]
+    #[error("{problem}")]
     NoKernel {
         /// What is missing.
         problem: String,
@@ -67,7 +67,7 @@ pub enum Error {
         dockerfile: String,
     },
     /// The image has no systemd as `/sbin/init`.
-    #[error("{problem}: add `{dockerfile}` to the Dockerfile")]
+    #[error("{problem}")]
     NoInit {
         /// What is missing.
         problem: String,
@@ -167,6 +167,19 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<Utf8PathBuf>, e: std::io::Error) -> Self {
         Error::Io { op, path: path.into(), source: e }
+    }
+
+    /// The obvious fix, when there is one: the Dockerfile line that adds what is missing.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NoKernel { dockerfile, .. } => Some(format!(
+                "add `{dockerfile}` to the Dockerfile, or pass --kernel FILE --initrd FILE"
+            )),
+            Error::NoInit { dockerfile, .. } => {
+                Some(format!("add `{dockerfile}` to the Dockerfile"))
+            }
+            _ => None,
+        }
     }
 
     /// Whether the input image (or an option) is at fault rather than the build host.

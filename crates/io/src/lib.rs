@@ -55,7 +55,7 @@ pub const BUFFER_SIZE: usize = 256 * 1024;
 #[non_exhaustive]
 pub enum Error {
     /// The final output path already exists and clobbering was not requested.
-    #[error("{path}: already exists (use --force to replace it)")]
+    #[error("{path}: already exists")]
     Exists {
         /// The path that exists.
         path: Utf8PathBuf,

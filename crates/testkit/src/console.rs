@@ -26,9 +26,18 @@ pub fn wait_for_lines(
     let mut serial: Vec<String> = Vec::new();
     while !missing.is_empty() {
         let left = timeout.saturating_sub(start.elapsed());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let tail = serial[serial.len().saturating_sub(40)..].join("\n");
-            return Err(format!("no {missing:?} within {timeout:?}; console:\n{tail}"));
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(e) => {
+                let why = match e {
+                    mpsc::RecvTimeoutError::Timeout => format!("within {timeout:?}"),
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        format!("before the console closed after {:?}", start.elapsed())
+                    }
+                };
+                let tail = serial[serial.len().saturating_sub(40)..].join("\n");
+                return Err(format!("no {missing:?} {why}; console:\n{tail}"));
+            }
         };
         missing.retain(|w| !line.contains(w.as_str()));
         serial.push(line);

@@ -323,7 +323,9 @@ impl BaseDisk {
             head,
             rest: reader,
             moved,
-            backup_len: (array_sectors + 1) * SECTOR,
+            // Never into the usable space, whatever the old layout was.
+            backup_len: ((array_sectors + 1) * SECTOR)
+                .min(original_size - (header.last_usable_lba + 1) * SECTOR),
         })
     }
 

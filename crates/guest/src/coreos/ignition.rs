@@ -75,23 +75,9 @@ pub struct IgnitionOptions<'a> {
 /// "Command lines"): specifiers `%` and variables `$` are doubled, and anything but plain
 /// characters is put in double quotes with `\` and `"` escaped.
 pub fn systemd_quote(arg: &str) -> String {
-    let escaped = arg.replace('%', "%%").replace('$', "$$");
-    let plain = !escaped.is_empty()
-        && escaped.bytes().all(|b| b.is_ascii_alphanumeric() || b"%$/._-:=,+@".contains(&b));
-    if plain {
-        return escaped;
-    }
-    let mut out = String::from("\"");
-    for c in escaped.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    let plain = !arg.is_empty()
+        && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"%$/._-:=,+@".contains(&b));
+    if plain { arg.replace('%', "%%").replace('$', "$$") } else { crate::service::quote(arg, true) }
 }
 
 fn command_line(args: &[String]) -> String {

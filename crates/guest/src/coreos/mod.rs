@@ -153,12 +153,7 @@ fn derive(images: &[Container<'_>], opts: &CoreosOptions, purpose: &str) -> [u8;
         h.update([0]);
         h.update(c.image.digest.0.0);
     }
-    let full = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out[6] = (out[6] & 0x0f) | 0x40;
-    out[8] = (out[8] & 0x3f) | 0x80;
-    out
+    xspack_io::Uuid::from_digest(&xspack_io::Sha256Digest(h.finalize().into())).0
 }
 
 /// What goes on the data disk and the config drive, worked out before any disk is written.
