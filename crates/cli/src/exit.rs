@@ -65,10 +65,9 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         {
             return BAD_INPUT;
         }
-        // Only a signing key given on the command line reaches here as a bare rpmrepo error:
-        // one that is not a usable key is bad input, one that cannot be read a failure.
-        if let Some(e) = cause.downcast_ref::<xspack_rpmrepo::Error>() {
-            return if matches!(e, xspack_rpmrepo::Error::Io { .. }) { FAILURE } else { BAD_INPUT };
+        // Only a signing key given on the command line reaches here as a bare rpmrepo error.
+        if cause.is::<xspack_rpmrepo::Error>() {
+            return BAD_INPUT;
         }
     }
     FAILURE

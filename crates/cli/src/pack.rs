@@ -172,8 +172,7 @@ fn spec_path(pack: &Utf8Path) -> Utf8PathBuf {
     if pack.is_dir() { pack.join("pack.toml") } else { pack.to_owned() }
 }
 
-/// Loads a signing key; its errors stay typed for the hint and count as bad input (exit 3),
-/// unless the file cannot be read (exit 1).
+/// Loads a signing key; its errors stay typed for the hint and count as bad input (exit 3).
 fn load_key(path: &Utf8Path, passphrase_env: &str) -> Result<SigningKey> {
     // An empty variable is an unset one: a passphrase is never empty.
     let passphrase = std::env::var(passphrase_env).ok().filter(|p| !p.is_empty());

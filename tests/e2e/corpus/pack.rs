@@ -268,7 +268,7 @@ fn pack_cases(root: &Utf8Path, keys: &Keys) -> Vec<(Utf8PathBuf, Case)> {
         PACK.as_bytes(),
         &none,
         &missing,
-        1,
+        3,
         &|_| missing.to_string(),
         "No such file",
     );
