@@ -11,6 +11,20 @@
 //!
 //! Every timed command runs under `xspack-bench measure`, which starts it as its only child
 //! and reads that child's resource usage with getrusage(2) `RUSAGE_CHILDREN`.
+//!
+//! The benchmarks (`--only NAME` runs one):
+//!
+//! - `verify`: `xspack verify` against `sha256sum -c` on ~520 MiB;
+//! - `image-bookworm`, `image-synthetic`: image to raw ext4 against `umoci unpack --rootless` +
+//!   `mkfs.ext4 -d`, image to VHD against that pipeline + `qemu-img convert -O vpc`, image to
+//!   XVA, and the floor (`xspack-bench floor`: inflate and sha256 every layer, layers in
+//!   parallel, writing nothing), on the debootstrap bookworm minbase image and on a synthetic
+//!   ~1 GB image of 50,000 files in 3 layers;
+//! - `scale-synthetic`: the synthetic image at twice the size and file count, raw and VHD
+//!   against the floor, for how time and peak RSS grow;
+//! - `formats`: VHD and XVA against raw from the same bookworm image, and against
+//!   `qemu-img convert -O vpc` of the raw image (alone, and after xspack's raw build);
+//! - `pack`: an update pack of ~200 MB against `createrepo_c` + `xorriso -as mkisofs`.
 
 mod fixtures;
 mod floor;

@@ -32,7 +32,7 @@ impl Plan {
         let units = usize::try_from(self.blocks.div_ceil(per_unit)).expect("map fits memory");
         let mut map = vec![false; units];
         let index = |block: u64| usize::try_from(block / per_unit).expect("inside the map");
-        let mut mark = |map: &mut [bool], start: u64, len: u64| {
+        let mark = |map: &mut [bool], start: u64, len: u64| {
             if len > 0 {
                 map[index(start)..=index(start + len - 1)].fill(true);
             }
@@ -54,8 +54,8 @@ impl Plan {
             // Walk the file's blocks as runs of data between its zero runs, mapping each run
             // through the extents.
             let mut z = zeros.iter().copied().peekable();
-            let mut logical = 0u64;
             for extent in &file.extents {
+                let logical = u64::from(extent.logical);
                 let ext_end = (logical + u64::from(extent.len)).min(data_blocks);
                 let mut at = logical;
                 while at < ext_end {
@@ -71,7 +71,6 @@ impl Plan {
                         }
                     }
                 }
-                logical += u64::from(extent.len);
             }
         }
         map

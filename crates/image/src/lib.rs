@@ -109,31 +109,91 @@ impl Error {
 }
 
 /// Pass 1: reads every layer's entries and merges them.
+///
+/// With several layers and cores, layers are read in parallel (each into a list of its entries
+/// and their zero runs: metadata only) and merged in layer order; with one of either, each
+/// entry is merged as it is read.
 pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree, Error> {
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     let task = progress.task("reading layers", Some(total), ProgressUnit::Bytes);
     let mut tree = MergedTree::new();
-    let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
-    for layer in &image.layers {
-        let label = layer.label();
-        image.read_layer(layer, |entry, data| -> Result<(), Error> {
-            tree.apply(layer.index, &label, entry)?;
-            if matches!(entry.kind, EntryKind::File) && entry.size > 0 {
-                let runs = zero_runs(data, &mut buf).map_err(|e| {
-                    Error::Image(xspack_oci::Error::Layer {
-                        layer: label.clone(),
-                        reason: format!("corrupt layer: {e}"),
-                    })
-                })?;
+    let workers =
+        std::thread::available_parallelism().map_or(1, usize::from).min(image.layers.len());
+    if workers <= 1 {
+        let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
+        for layer in &image.layers {
+            let label = layer.label();
+            read_entries(image, layer, &mut buf, |entry, runs| {
+                tree.apply(layer.index, &label, entry)?;
+                tree.set_zero_runs(layer.index, entry.index, runs);
+                Ok(())
+            })?;
+            task.advance(layer.size);
+        }
+    } else {
+        type Entries = Vec<(xspack_oci::LayerEntry, Vec<(u64, u64)>)>;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let read: Vec<std::sync::Mutex<Option<Result<Entries, Error>>>> =
+            image.layers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(layer) = image.layers.get(i) else { break };
+                        let mut entries = Vec::new();
+                        let result = read_entries(image, layer, &mut buf, |entry, runs| {
+                            entries.push((entry.clone(), runs));
+                            Ok(())
+                        })
+                        .map(|()| entries);
+                        *read[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(result);
+                        task.advance(layer.size);
+                    }
+                });
+            }
+        });
+        for (layer, entries) in image.layers.iter().zip(read) {
+            let entries = entries
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .expect("every layer read")?;
+            let label = layer.label();
+            for (entry, runs) in entries {
+                tree.apply(layer.index, &label, &entry)?;
                 tree.set_zero_runs(layer.index, entry.index, runs);
             }
-            Ok(())
-        })?;
-        task.advance(layer.size);
+        }
     }
     tree.set_zero_runs_known(true);
     task.finish();
     Ok(tree)
+}
+
+/// Reads `layer`, calling `visit` with each entry and the zero runs of its data.
+fn read_entries(
+    image: &Image,
+    layer: &xspack_oci::LayerInfo,
+    buf: &mut [u8],
+    mut visit: impl FnMut(&xspack_oci::LayerEntry, Vec<(u64, u64)>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let label = layer.label();
+    image.read_layer(layer, |entry, data| -> Result<(), Error> {
+        let runs = if matches!(entry.kind, EntryKind::File) && entry.size > 0 {
+            zero_runs(data, buf).map_err(|e| {
+                Error::Image(xspack_oci::Error::Layer {
+                    layer: label.clone(),
+                    reason: format!("corrupt layer: {e}"),
+                })
+            })?
+        } else {
+            Vec::new()
+        };
+        visit(entry, runs)
+    })?;
+    Ok(())
 }
 
 /// Bytes read at a time while looking for zero blocks in file data.

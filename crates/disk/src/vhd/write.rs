@@ -121,7 +121,7 @@ pub fn write_vhd<S: DiskSource, W: Write>(
     for i in 0..stream.allocated.len() {
         if stream.allocated[i] {
             read_at(&mut source, i as u64 * block, &mut data)?;
-            stream.write_block(i, &data)?;
+            stream.write_block(&data)?;
         }
     }
     stream.pos = size;
@@ -224,7 +224,7 @@ impl<W: Write> VhdStream<W> {
     }
 
     /// Writes allocated block `i` whole (the two-pass writer's path).
-    fn write_block(&mut self, i: usize, data: &[u8]) -> Result<(), Error> {
+    fn write_block(&mut self, data: &[u8]) -> Result<(), Error> {
         self.out.write_all(&[0xFF; BITMAP_SIZE]).map_err(Error::Write)?;
         self.out.write_all(data).map_err(Error::Write)?;
         self.task.advance((BITMAP_SIZE + data.len()) as u64);
