@@ -144,7 +144,12 @@ fn main() -> Result<()> {
     for bench in &benches {
         eprintln!("bench: {} ({rounds} rounds)", bench.name);
         let samples = run_bench(bench, rounds, &scratch)?;
-        results.push(report::BenchResult::new(&bench.name, &bench.contenders, &bench.extra, &samples));
+        results.push(report::BenchResult::new(
+            &bench.name,
+            &bench.contenders,
+            &bench.extra,
+            &samples,
+        ));
     }
     report::print_and_save(&results, rounds, &scratch.describe(), &target.join("bench"))
 }
@@ -224,14 +229,26 @@ fn image_bench(
         name: name.into(),
         extra: vec![(4, 3)],
         contenders: vec![
-            Contender::new("xspack image build --format raw", xspack_build(xspack, &source, "raw"), Some(1)),
+            Contender::new(
+                "xspack image build --format raw",
+                xspack_build(xspack, &source, "raw"),
+                Some(1),
+            ),
             baseline("umoci unpack --rootless + mkfs.ext4 -d (as nobody)", raw_baseline),
-            Contender::new("xspack image build --format vhd", xspack_build(xspack, &source, "vhd"), Some(3)),
+            Contender::new(
+                "xspack image build --format vhd",
+                xspack_build(xspack, &source, "vhd"),
+                Some(3),
+            ),
             baseline(
                 "umoci unpack --rootless + mkfs.ext4 -d + qemu-img convert -O vpc (as nobody)",
                 vhd_baseline,
             ),
-            Contender::new("xspack image build --format xva", xspack_build(xspack, &source, "xva"), Some(0)),
+            Contender::new(
+                "xspack image build --format xva",
+                xspack_build(xspack, &source, "xva"),
+                Some(0),
+            ),
             floor(me, layout, reference, 0),
         ],
     })
@@ -245,8 +262,16 @@ fn scale_bench(name: &str, xspack: &Utf8Path, me: &Utf8Path, layout: &Utf8Path) 
         name: name.into(),
         extra: Vec::new(),
         contenders: vec![
-            Contender::new("xspack image build --format raw", xspack_build(xspack, &source, "raw"), Some(2)),
-            Contender::new("xspack image build --format vhd", xspack_build(xspack, &source, "vhd"), Some(2)),
+            Contender::new(
+                "xspack image build --format raw",
+                xspack_build(xspack, &source, "raw"),
+                Some(2),
+            ),
+            Contender::new(
+                "xspack image build --format vhd",
+                xspack_build(xspack, &source, "vhd"),
+                Some(2),
+            ),
             Contender { compare_to: None, ..floor(me, layout, "latest", 0) },
         ],
     }
@@ -260,9 +285,21 @@ fn formats_bench(xspack: &Utf8Path, layout: &Utf8Path, raw: &Utf8Path) -> Bench 
         name: "formats".into(),
         extra: vec![(0, 3), (0, 4), (2, 3)],
         contenders: vec![
-            Contender::new("xspack image build --format vhd", xspack_build(xspack, &source, "vhd"), Some(1)),
-            Contender::new("xspack image build --format raw", xspack_build(xspack, &source, "raw"), None),
-            Contender::new("xspack image build --format xva", xspack_build(xspack, &source, "xva"), Some(1)),
+            Contender::new(
+                "xspack image build --format vhd",
+                xspack_build(xspack, &source, "vhd"),
+                Some(1),
+            ),
+            Contender::new(
+                "xspack image build --format raw",
+                xspack_build(xspack, &source, "raw"),
+                None,
+            ),
+            Contender::new(
+                "xspack image build --format xva",
+                xspack_build(xspack, &source, "xva"),
+                Some(1),
+            ),
             Contender::new(
                 "qemu-img convert -O vpc (from the raw image)",
                 [

@@ -124,8 +124,7 @@ mod tests {
         }
         let image = w.finish().unwrap();
         let unit = usize::try_from(unit).unwrap();
-        let want: Vec<bool> =
-            image.chunks(unit).map(|c| c.iter().any(|&b| b != 0)).collect();
+        let want: Vec<bool> = image.chunks(unit).map(|c| c.iter().any(|&b| b != 0)).collect();
         assert_eq!(map, want);
     }
 

@@ -265,7 +265,8 @@ impl<W: Write> Write for XvaStream<W> {
             return if data.is_empty() {
                 Ok(0)
             } else {
-                let (_, chunks, disk) = self.disks.last().map_or((String::new(), 0, 0), Clone::clone);
+                let (_, chunks, disk) =
+                    self.disks.last().map_or((String::new(), 0, 0), Clone::clone);
                 Err(io::Error::other(Error::DiskTooLong { disk, expected: chunks * CHUNK_SIZE }))
             };
         };
@@ -376,7 +377,8 @@ mod tests {
 
     #[test]
     fn stream_writes_the_same_bytes_as_write_xva() {
-        let sizes = [2 * DISK_ALIGNMENT, DISK_ALIGNMENT, DISK_ALIGNMENT, DISK_ALIGNMENT, CHUNK_SIZE * 6];
+        let sizes =
+            [2 * DISK_ALIGNMENT, DISK_ALIGNMENT, DISK_ALIGNMENT, DISK_ALIGNMENT, CHUNK_SIZE * 6];
         let disks: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()

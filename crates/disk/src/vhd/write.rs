@@ -388,13 +388,13 @@ mod tests {
         // A wrong map is an error, never a different image.
         let mut wrong = allocated.clone();
         wrong[1] = false;
-        let mut s = VhdStream::new(Vec::new(), raw.len() as u64, wrong, &opts(), &NoProgress)
-            .unwrap();
+        let mut s =
+            VhdStream::new(Vec::new(), raw.len() as u64, wrong, &opts(), &NoProgress).unwrap();
         assert!(s.write_all(&raw).is_err(), "data in a block marked empty");
         let mut wrong = allocated.clone();
         wrong[0] = true;
-        let mut s = VhdStream::new(Vec::new(), raw.len() as u64, wrong, &opts(), &NoProgress)
-            .unwrap();
+        let mut s =
+            VhdStream::new(Vec::new(), raw.len() as u64, wrong, &opts(), &NoProgress).unwrap();
         assert!(s.write_all(&raw).is_err(), "zeros in a block marked as data");
         let mut s =
             VhdStream::new(Vec::new(), raw.len() as u64, allocated, &opts(), &NoProgress).unwrap();
