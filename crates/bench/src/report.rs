@@ -25,7 +25,7 @@ pub struct Summary {
 
 /// A further ratio of one contender's median wall time to another's.
 #[derive(Debug, Serialize)]
-pub struct Ratio {
+pub struct Comparison {
     of: String,
     to: String,
     wall_ratio: f64,
@@ -36,7 +36,7 @@ pub struct Ratio {
 pub struct BenchResult {
     name: String,
     contenders: Vec<Summary>,
-    ratios: Vec<Ratio>,
+    ratios: Vec<Comparison>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -84,7 +84,7 @@ impl BenchResult {
         }
         let ratios = pairs
             .iter()
-            .map(|&(a, b)| Ratio {
+            .map(|&(a, b)| Comparison {
                 of: contenders[a].label.clone(),
                 to: contenders[b].label.clone(),
                 wall_ratio: walls[a] / walls[b],

@@ -84,6 +84,9 @@ pub struct MergeSummary {
     pub hardlinks: u64,
 }
 
+/// All-zero 4 KiB blocks of a file's data, as `(first block, count)` runs.
+type ZeroRuns = Box<[(u64, u64)]>;
+
 /// The filesystem tree all layers so far describe.
 #[derive(Debug, Clone)]
 pub struct MergedTree {
@@ -92,7 +95,7 @@ pub struct MergedTree {
     pub summary: MergeSummary,
     /// All-zero 4 KiB blocks of file entries' data, by (layer, entry); see
     /// [`MergedTree::set_zero_runs`].
-    zero_runs: HashMap<(usize, u64), Box<[(u64, u64)]>>,
+    zero_runs: HashMap<(usize, u64), ZeroRuns>,
     /// Whether every file entry's zero runs were recorded.
     zero_runs_known: bool,
 }
