@@ -52,3 +52,8 @@ bench:
 # Rewrite the golden files from the current output; review the diff before committing.
 golden:
     EXPECTORATE=overwrite cargo test --workspace --locked
+
+# The CI matrix: every pack under packs/ as one JSON result (name, version, formats, path).
+matrix:
+    cargo build --release --locked --quiet -p xspack-cli
+    target/release/xspack --json pack list packs

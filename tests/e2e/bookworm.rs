@@ -56,7 +56,7 @@ fn kernel_reads_the_same_tree(
 }
 
 /// Path of the cached fixture, made on first use.
-fn fixture() -> Utf8PathBuf {
+pub fn fixture() -> Utf8PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fixtures/bookworm");
     let out = Command::new(script).output().expect("scripts/fixtures/bookworm runs");
     assert!(

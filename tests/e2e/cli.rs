@@ -16,6 +16,7 @@ fn help_texts_are_golden() {
         (&["pack", "build", "--help"][..], "help/pack-build.txt"),
         (&["pack", "verify", "--help"][..], "help/pack-verify.txt"),
         (&["pack", "keygen", "--help"][..], "help/pack-keygen.txt"),
+        (&["pack", "list", "--help"][..], "help/pack-list.txt"),
         (&["template", "--help"][..], "help/template.txt"),
         (&["template", "build", "--help"][..], "help/template-build.txt"),
         (&["template", "check", "--help"][..], "help/template-check.txt"),

@@ -76,6 +76,15 @@ pub fn tool_stdout(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&tool(program, args).stdout).into_owned()
 }
 
+/// The error shape: `xspack: error: <input>: <what is wrong>` on one line, then at most one
+/// `hint: <fix>` line. Returns the hint.
+pub fn error_hint(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("xspack: error: ")), "{stderr}");
+    assert!(lines.len() <= 2, "one error line and at most one hint: {stderr}");
+    lines.get(1).map(|l| l.strip_prefix("hint: ").expect("a hint line").to_owned())
+}
+
 /// stdout as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("UTF-8 stdout")

@@ -82,6 +82,7 @@ fn man_renders_every_page_reproducibly() {
         "xspack-man.1",
         "xspack-pack-build.1",
         "xspack-pack-keygen.1",
+        "xspack-pack-list.1",
         "xspack-pack-verify.1",
         "xspack-pack.1",
         "xspack-template-build.1",

@@ -7,7 +7,7 @@ use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, layer_tar};
 use crate::common::{code, run, stderr, tempdir, tool_stdout};
 
 /// A Debian-like image with a stand-in kernel and initrd, or without them.
-fn debian(os_release: &str, kernel: bool) -> ImageSpec {
+pub fn debian(os_release: &str, kernel: bool) -> ImageSpec {
     let mut entries = vec![
         Entry::dir("etc"),
         Entry::file("usr/lib/os-release", os_release),
@@ -29,7 +29,7 @@ fn debian(os_release: &str, kernel: bool) -> ImageSpec {
     spec
 }
 
-const DEBIAN: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+pub const DEBIAN: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
 
 fn build(dir: &Utf8Path, spec: &ImageSpec, extra: &[&str]) -> std::process::Output {
     spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
@@ -115,10 +115,10 @@ fn bad_guests_fail_with_one_line() {
     assert!(!dir.join("alpine/dist").exists());
     let out = build(&dir.join("nokernel"), &debian(DEBIAN, false), &[]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let hint = crate::common::error_hint(&stderr(&out)).expect("a hint");
     assert!(
-        stderr(&out).contains("linux-image-amd64"),
-        "the error says what to install: {}",
-        stderr(&out)
+        hint.contains("linux-image-amd64") && hint.contains("--kernel FILE --initrd FILE"),
+        "the hint says what to install: {hint}"
     );
     let out = run(&["image", "build", "x.tar", "--flavor", "none", "--boot", "uefi"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));

@@ -105,7 +105,7 @@ fn same_input_same_bytes_and_no_clobber() {
     ]);
     assert_eq!(code(&again), 1);
     assert!(
-        stderr(&again).contains("already exists (use --force to replace it)"),
+        stderr(&again).contains("already exists\nhint: add --force to replace it\n"),
         "{}",
         stderr(&again)
     );
@@ -139,7 +139,7 @@ fn json_result_lists_artifacts_and_inputs() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["command"], "image");
+    assert_eq!(v["command"], "image build");
     assert_eq!(v["artifacts"][0]["path"], "img.raw");
     assert_eq!(v["inputs"].as_array().unwrap().len(), 3);
 }

@@ -6,11 +6,17 @@
 mod bookworm;
 mod cli;
 mod common;
+mod coreos;
 mod docs;
+mod errors;
+mod examples;
 mod formats;
 mod guest;
+mod guide;
 mod image;
 mod inspect;
+mod json;
 mod pack;
+mod progress;
 mod template;
 mod verify;

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::common::{
-    assert_rpm_signatures, code, keygen, repo_root, run, stderr, tempdir, tool, xspack,
+    assert_rpm_signatures, code, error_hint, keygen, repo_root, run, stderr, tempdir, tool, xspack,
 };
 
 const EPOCH: &str = "1700000000";
@@ -385,7 +385,8 @@ fn demo_copy(dir: &Utf8Path) -> Utf8PathBuf {
     dest
 }
 
-fn build_fails(pack: &Utf8Path, key: &Utf8Path, want: &str, exit: i32) {
+/// Builds `pack`, which must fail with `exit` and the error `want`; returns the hint line.
+fn build_fails(pack: &Utf8Path, key: &Utf8Path, want: &str, exit: i32) -> Option<String> {
     let out_dir = pack.with_file_name("out");
     let out = xspack()
         .args([
@@ -402,9 +403,10 @@ fn build_fails(pack: &Utf8Path, key: &Utf8Path, want: &str, exit: i32) {
         .unwrap();
     let err = stderr(&out);
     assert_eq!(code(&out), exit, "{err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("xspack: error: ") && err.contains(want), "want {want:?} in {err}");
+    let hint = error_hint(&err);
+    assert!(err.lines().next().unwrap().contains(want), "want {want:?} in {err}");
     assert!(!out_dir.exists(), "no output after a failure");
+    hint
 }
 
 #[test]
@@ -418,7 +420,14 @@ fn bad_packs_fail_cleanly() {
         .unwrap()
         .replace("originator = \"xspack\"", "orginator = \"xspack\"");
     std::fs::write(&toml, text).unwrap();
-    build_fails(&pack, &secret, &format!("{toml}:7:1: unknown field `orginator`"), 3);
+    let hint = build_fails(&pack, &secret, &format!("{toml}:7:1: unknown field `orginator`"), 3);
+    assert_eq!(
+        hint.as_deref(),
+        Some(
+            "valid keys here: name, version, build, originator, description, formats (see \
+             packs/README.md)"
+        )
+    );
     // An invalid label.
     let pack = demo_copy(&dir.join("label"));
     let toml = pack.join("pack.toml");
@@ -426,11 +435,11 @@ fn bad_packs_fail_cleanly() {
         .unwrap()
         .replace("name = \"xspack-demo\"\nversion", "name = \"xspack demo\"\nversion");
     std::fs::write(&toml, text).unwrap();
-    build_fails(&pack, &secret, "pack.name", 3);
+    assert_eq!(build_fails(&pack, &secret, "pack.name", 3), None);
     // A missing payload file.
     let pack = demo_copy(&dir.join("missing"));
     std::fs::remove_file(pack.join("files/plugin")).unwrap();
-    build_fails(&pack, &secret, "files/plugin", 1);
+    assert_eq!(build_fails(&pack, &secret, "files/plugin", 1), None);
     // A corrupt prebuilt RPM, and a duplicate NEVRA.
     let pack = demo_copy(&dir.join("corrupt"));
     std::fs::create_dir(pack.join("rpms")).unwrap();
@@ -442,7 +451,7 @@ fn bad_packs_fail_cleanly() {
         std::fs::read_to_string(&toml).unwrap() + "\n[[rpm]]\npath = \"rpms/*.rpm\"\n",
     )
     .unwrap();
-    build_fails(&pack, &secret, "broken-1-1.noarch.rpm", 3);
+    assert_eq!(build_fails(&pack, &secret, "broken-1-1.noarch.rpm", 3), None);
     // Two RPMs with the same NEVRA: a prebuilt copy of a package the pack also builds.
     let pack = demo_copy(&dir.join("dup"));
     let built = build("demo", &dir.join("dup"), "first", &secret);
@@ -460,7 +469,10 @@ fn bad_packs_fail_cleanly() {
         std::fs::read_to_string(&toml).unwrap() + "\n[[rpm]]\npath = \"rpms/*.rpm\"\n",
     )
     .unwrap();
-    build_fails(&pack, &secret, "duplicate package xspack-demo-1.0.0-1.noarch", 3);
+    assert_eq!(
+        build_fails(&pack, &secret, "duplicate package xspack-demo-1.0.0-1.noarch", 3),
+        None
+    );
     // A key that is not a key.
     let pack = demo_copy(&dir.join("key"));
     let bogus = dir.join("bogus.asc");
@@ -469,7 +481,12 @@ fn bad_packs_fail_cleanly() {
         "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnope\n-----END PGP PRIVATE KEY BLOCK-----\n",
     )
     .unwrap();
-    build_fails(&pack, &bogus, "bogus.asc", 3);
+    let hint = build_fails(&pack, &bogus, "bogus.asc", 3).unwrap();
+    assert!(hint.contains("xspack pack keygen -o keys"), "{hint}");
+    // A key file that is not there.
+    let missing = dir.join("missing.asc");
+    let hint = build_fails(&pack, &missing, "missing.asc: reading secret key", 3).unwrap();
+    assert!(hint.contains("--sign-key keys/signing.asc"), "{hint}");
 }
 
 #[test]

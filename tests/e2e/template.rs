@@ -9,8 +9,8 @@ use std::process::Output;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::common::{
-    assert_rpm_signatures, code, golden, keygen, repo_root, run, stderr, stdout, tempdir, tool,
-    xspack,
+    assert_rpm_signatures, code, error_hint, golden, keygen, repo_root, run, stderr, stdout,
+    tempdir, tool, xspack,
 };
 
 const EPOCH: &str = "1700000000";
@@ -278,13 +278,15 @@ fn the_guest_templates_pack_ships_template_rpms() {
     }
 }
 
-/// Runs `xspack` with `args` (no SOURCE_DATE_EPOCH) and checks a one-line error.
-fn fails(args: &[&str], exit: i32, want: &str) {
+/// Runs `xspack` with `args` (no SOURCE_DATE_EPOCH) and checks a one-line error (and at most a
+/// hint under it); returns the hint.
+fn fails(args: &[&str], exit: i32, want: &str) -> Option<String> {
     let out = run(args);
     let err = stderr(&out);
     assert_eq!(code(&out), exit, "{args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("xspack: error: ") && err.contains(want), "want {want:?} in {err}");
+    let hint = error_hint(&err);
+    assert!(err.lines().next().unwrap().contains(want), "want {want:?} in {err}");
+    hint
 }
 
 #[test]
@@ -294,11 +296,13 @@ fn bad_templates_fail_cleanly() {
     let typo = dir.join("typo.toml");
     std::fs::write(&typo, good.replace("memory = ", "memroy = ")).unwrap();
     let out = dir.join("out");
-    fails(
+    let hint = fails(
         &["template", "build", typo.as_str(), "-o", out.as_str()],
         3,
         &format!("{typo}:11:1: unknown field `memroy`"),
-    );
+    )
+    .unwrap();
+    assert!(hint.starts_with("valid keys here: ") && hint.contains("memory"), "{hint}");
     let coreos = dir.join("coreos.toml");
     std::fs::write(&coreos, good.replace("flavor = \"debian\"", "flavor = \"coreos\"")).unwrap();
     fails(&["template", "build", coreos.as_str(), "-o", out.as_str()], 3, "template.label");

@@ -57,14 +57,27 @@ pub enum Command {
 }
 
 impl Command {
-    /// The subcommand's name, for JSON results and messages.
+    /// The subcommand's full name (`pack build`), for JSON results and hints.
     pub fn name(&self) -> &'static str {
+        use crate::image::ImageCommand;
+        use crate::pack::PackCommand;
+        use crate::template::TemplateCommand;
         match self {
             Command::Verify(_) => "verify",
             Command::Inspect(_) => "inspect",
-            Command::Image(_) => "image",
-            Command::Pack(_) => "pack",
-            Command::Template(_) => "template",
+            Command::Image(a) => match a.command {
+                ImageCommand::Build(_) => "image build",
+            },
+            Command::Pack(a) => match a.command {
+                PackCommand::Build(_) => "pack build",
+                PackCommand::Verify(_) => "pack verify",
+                PackCommand::Keygen(_) => "pack keygen",
+                PackCommand::List(_) => "pack list",
+            },
+            Command::Template(a) => match a.command {
+                TemplateCommand::Build(_) => "template build",
+                TemplateCommand::Check(_) => "template check",
+            },
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",
         }

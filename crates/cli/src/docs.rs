@@ -36,11 +36,17 @@ pub struct ManArgs {
     pub force: bool,
 }
 
-/// Prints the completion script for `args.shell` on stdout.
-pub fn completions(args: &CompletionsArgs) -> Result<ExitCode> {
+/// Prints the completion script for `args.shell` on stdout (with `--json`, in the result's
+/// `script` field).
+pub fn completions(args: &CompletionsArgs, ui: &Ui) -> Result<ExitCode> {
     let mut cmd = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "xspack", &mut script);
+    if ui.json {
+        let script = String::from_utf8(script).context("the completion script is not UTF-8")?;
+        ui.result(serde_json::json!({ "shell": args.shell.to_string(), "script": script }));
+        return Ok(ExitCode::SUCCESS);
+    }
     std::io::stdout().lock().write_all(&script).context("writing the completion script")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -88,8 +94,10 @@ pub fn man(args: &ManArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     let dest = dir.commit()?;
     if ui.json {
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        let artifacts: Vec<_> =
+            pages.iter().map(|(n, text)| crate::outputs::artifact(n, text)).collect();
         ui.result(
-            serde_json::json!({ "ok": true, "exit_code": 0, "output_dir": dest, "pages": names }),
+            serde_json::json!({ "output_dir": dest, "artifacts": artifacts, "pages": names }),
         );
     } else {
         ui.say(&format!("{dest}: {} man pages", pages.len()));

@@ -1,10 +1,13 @@
 //! Exit codes and the one shape every error is printed in.
 //!
-//! `xspack: error: <input>: <what is wrong>` on stderr, or with `--json` a JSON result on
-//! stdout. Codes: 0 ok, 1 failure, 2 usage error, 3 verification failed (the input is bad).
+//! `xspack: error: <input>: <what is wrong>` on stderr, then `hint: <the fix>` when there is an
+//! obvious one ([`crate::hint`]); or with `--json` a JSON result on stdout with `error` and
+//! `hint` fields. Codes: 0 ok, 1 failure, 2 usage error, 3 verification failed (the input is bad).
 
 use std::fmt;
 use std::process::ExitCode;
+
+use crate::ui::Ui;
 
 /// Exit code for a failure to do the work.
 pub const FAILURE: u8 = 1;
@@ -62,34 +65,103 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         {
             return BAD_INPUT;
         }
+        // Only a signing key given on the command line reaches here as a bare rpmrepo error.
+        if cause.is::<xspack_rpmrepo::Error>() {
+            return BAD_INPUT;
+        }
     }
     FAILURE
 }
 
-/// Prints `e` in the standard shape and returns its exit code.
-pub fn report(e: &anyhow::Error, json: bool, command: &str) -> ExitCode {
+/// Prints `e` in the standard shape, with a `hint:` line when there is an obvious fix, and
+/// returns its exit code.
+pub fn report(e: &anyhow::Error, ui: &Ui) -> ExitCode {
     let code = code_of(e);
-    // `{:#}` joins the context chain with ": " on one line.
-    let message = format!("{e:#}").replace('\n', " ");
-    if json {
-        let result = serde_json::json!({
-            "result_version": crate::ui::RESULT_VERSION,
-            "command": command,
+    let message = one_line(e);
+    let hint = crate::hint::hint_of(e, ui.command);
+    if ui.json {
+        ui.result(serde_json::json!({
             "ok": false,
             "exit_code": code,
             "error": message,
-        });
-        println!("{result}");
+            "hint": hint,
+        }));
     } else {
         eprintln!("xspack: error: {message}");
+        if let Some(hint) = hint {
+            eprintln!("hint: {hint}");
+        }
     }
     ExitCode::from(code)
+}
+
+/// The context chain joined with ": " on one line, as `{:#}` does, but without a cause that
+/// repeats what its parent already said (`ext4: {0}` over its own source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+/// A command line clap refused: clap's own message (or help and version, which are not
+/// errors); with `--json` among the arguments, the one JSON result with `command` null.
+pub fn usage(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    if !wants_json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let message = text.lines().next().unwrap_or("usage error").trim_start_matches("error: ");
+    let result = serde_json::json!({
+        "result_version": crate::ui::RESULT_VERSION,
+        "command": null,
+        "ok": false,
+        "exit_code": USAGE,
+        "artifacts": [],
+        "inputs": [],
+        "warnings": [],
+        "seconds": 0.0,
+        "error": message,
+        "hint": "see xspack --help",
+    });
+    println!("{result}");
+    ExitCode::from(USAGE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::Context as _;
+
+    #[test]
+    fn a_cause_repeating_its_parent_is_said_once() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "ext4: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Wrapper(std::io::Error::other("too small"))).context("oci:x");
+        assert_eq!(one_line(&e), "oci:x: ext4: too small");
+        let plain = anyhow::anyhow!("b").context("a");
+        assert_eq!(one_line(&plain), "a: b");
+    }
 
     #[test]
     fn codes_follow_the_chain() {

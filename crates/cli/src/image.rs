@@ -1,7 +1,6 @@
 //! `xspack image build`: container images to guest disk images.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -31,7 +30,7 @@ pub enum ImageCommand {
     /// The layers are read as streams (blob and uncompressed digests verified), merged with the
     /// OCI whiteout rules, and written straight into an ext4 filesystem: nothing is extracted,
     /// nothing needs root. The output directory gets the image, SHA256SUMS and manifest.json.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
 }
 
 /// What kind of guest to make.
@@ -42,6 +41,28 @@ pub enum Flavor {
     /// A bootable Debian or Ubuntu guest: GRUB, fstab, serial console, DHCP, the image's
     /// Entrypoint as a service
     Ubuntu,
+    /// A Flatcar or Fedora CoreOS container host (--base) running the images as containers,
+    /// configured by Ignition from a config-2 drive
+    Coreos,
+}
+
+impl Flavor {
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::None => "none",
+            Flavor::Ubuntu => "ubuntu",
+            Flavor::Coreos => "coreos",
+        }
+    }
+}
+
+/// Container engine of a CoreOS guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Runtime {
+    /// Docker (Flatcar's default)
+    Docker,
+    /// Podman (Fedora CoreOS's default)
+    Podman,
 }
 
 /// Firmware of a bootable guest.
@@ -91,7 +112,7 @@ impl From<Format> for DiskFormat {
 pub struct BuildArgs {
     /// Container image sources (see the help text).
     #[arg(
-        required = true,
+        required_unless_present = "spec",
         value_name = "SOURCE",
         help = "Container image: docker-archive:PATH[:REPO:TAG], oci:DIR[:REF], oci-archive:PATH[:REF], or a path whose kind is detected",
         long_help = "Container image: docker-archive:PATH[:REPO:TAG], oci:DIR[:REF], oci-archive:PATH[:REF],\nor a path whose kind is detected"
@@ -106,8 +127,8 @@ pub struct BuildArgs {
     /// Output directory [default: dist/NAME]
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<Utf8PathBuf>,
-    /// Filesystem (flavor none) or disk size, e.g. 512M or 8G [default: the content plus a
-    /// fifth, at least 16 MiB]
+    /// Filesystem (flavor none), disk (ubuntu) or base disk (coreos) size, e.g. 512M or 8G
+    /// [default: the content plus a fifth, at least 16 MiB; coreos: the base image's]
     #[arg(long, value_parser = parse_size)]
     pub size: Option<u64>,
     /// Firmware of a bootable guest
@@ -125,6 +146,28 @@ pub struct BuildArgs {
     /// cloud-init user-data to write to a NoCloud `cidata` drive (NAME-seed.img)
     #[arg(long, value_name = "FILE")]
     pub seed: Option<Utf8PathBuf>,
+    /// coreos: the Flatcar or Fedora CoreOS OpenStack raw image (.img, .gz, .bz2 or .xz)
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<Utf8PathBuf>,
+    /// coreos: a guest.toml naming the containers (image, ports, env, volumes, restart) and the
+    /// guest's settings
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<Utf8PathBuf>,
+    /// coreos: an SSH public key file for the `core` user; repeat for several
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    pub ssh_keys: Vec<Utf8PathBuf>,
+    /// coreos: host name [default: the name]
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// coreos: memory of the VM, e.g. 4G [default: 2G]
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// coreos: virtual CPUs [default: 2]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub vcpus: Option<u32>,
+    /// coreos: container engine [default: docker on Flatcar, podman on Fedora CoreOS]
+    #[arg(long, value_enum)]
+    pub runtime: Option<Runtime>,
     /// Base name of the outputs [default: from the image]
     #[arg(long)]
     pub name: Option<String>,
@@ -134,7 +177,7 @@ pub struct BuildArgs {
 }
 
 /// Parses `123`, `512K`, `512M`, `8G` or `1T` (binary multiples) into bytes.
-fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let upper = text.trim().to_ascii_uppercase();
     let trimmed = upper.strip_suffix("IB").or_else(|| upper.strip_suffix('B')).unwrap_or(&upper);
     let (digits, shift) = match trimmed.chars().last() {
@@ -156,7 +199,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// A file-name-safe default name for an image source.
-fn default_name(source: &ImageSource) -> String {
+pub fn default_name(source: &ImageSource) -> String {
     let stem = source.path().file_stem().unwrap_or("image");
     let cleaned: String = stem
         .chars()
@@ -165,7 +208,7 @@ fn default_name(source: &ImageSource) -> String {
     if cleaned.is_empty() { "image".into() } else { cleaned }
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
@@ -185,11 +228,28 @@ pub fn run(args: ImageArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode>
 }
 
 fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
-    let start = Instant::now();
+    let coreos_only = args.base.is_some()
+        || args.spec.is_some()
+        || !args.ssh_keys.is_empty()
+        || args.hostname.is_some()
+        || args.memory.is_some()
+        || args.vcpus.is_some()
+        || args.runtime.is_some();
+    if args.flavor == Flavor::Coreos {
+        return crate::coreos::run(args, ui, source_date_epoch);
+    }
+    if coreos_only {
+        return Err(Usage(
+            "--base, --spec, --ssh-key, --hostname, --memory, --vcpus and --runtime apply to \
+             --flavor coreos"
+                .into(),
+        )
+        .into());
+    }
     if args.sources.len() != 1 {
-        let flavor = if args.flavor == Flavor::None { "none" } else { "ubuntu" };
         return Err(Usage(format!(
-            "--flavor {flavor} takes exactly one SOURCE, got {}",
+            "--flavor {} takes exactly one SOURCE, got {}",
+            args.flavor.name(),
             args.sources.len()
         ))
         .into());
@@ -214,20 +274,7 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&name));
     let image = Image::open(&source).with_context(|| source_text.clone())?;
     let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
-    out.add_input(Input {
-        name: source.to_string(),
-        kind: kind_of(&source).into(),
-        digest: InputDigest(image.digest.0),
-        size: image.digest_size,
-    });
-    for layer in &image.layers {
-        out.add_input(Input {
-            name: format!("layer {}", layer.index + 1),
-            kind: "layer".into(),
-            digest: InputDigest(layer.digest.unwrap_or(layer.diff_id).0),
-            size: layer.size,
-        });
-    }
+    add_image_inputs(&mut out, &image, "");
     let mut tree =
         xspack_image::merge_layers(&image, ui.progress()).with_context(|| source_text.clone())?;
     let artifacts = match args.flavor {
@@ -237,9 +284,28 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
             build_ubuntu(args, &image, &mut tree, &mut out, &name, source_date_epoch, ui)
                 .with_context(|| source_text.clone())?
         }
+        Flavor::Coreos => unreachable!("handled above"),
     };
-    outputs::commit(ui, out, &artifacts, json!({}), start)?;
+    outputs::commit(ui, out, &artifacts, json!({ "name": name, "flavor": args.flavor.name() }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records `image` and its layers as inputs; `prefix` names the container they belong to.
+pub fn add_image_inputs(out: &mut OutputDir, image: &Image, prefix: &str) {
+    out.add_input(Input {
+        name: format!("{prefix}{}", image.source),
+        kind: kind_of(&image.source).into(),
+        digest: InputDigest(image.digest.0),
+        size: image.digest_size,
+    });
+    for layer in &image.layers {
+        out.add_input(Input {
+            name: format!("{prefix}layer {}", layer.index + 1),
+            kind: "layer".into(),
+            digest: InputDigest(layer.digest.unwrap_or(layer.diff_id).0),
+            size: layer.size,
+        });
+    }
 }
 
 /// `--flavor none`: the filesystem image in every requested format.

@@ -56,10 +56,9 @@ pub fn run(args: InspectArgs, ui: &Ui) -> Result<std::process::ExitCode> {
 
 fn to_json(found: &Found) -> serde_json::Value {
     match found {
-        Found::Manifest(path, m) => json!({ "ok": true, "path": path, "manifest": m }),
-        Found::Artifact(path, summary) => json!({ "ok": true, "path": path, "artifact": summary }),
+        Found::Manifest(path, m) => json!({ "path": path, "manifest": m }),
+        Found::Artifact(path, summary) => json!({ "path": path, "artifact": summary }),
         Found::Sums(path, sums) => json!({
-            "ok": true,
             "path": path,
             "sha256sums": sums.iter().map(|(p, d)| json!({"path": p, "sha256": d})).collect::<Vec<_>>(),
         }),

@@ -3,8 +3,10 @@
 
 mod artifact;
 mod cli;
+mod coreos;
 mod docs;
 mod exit;
+mod hint;
 mod image;
 mod inspect;
 mod outputs;
@@ -18,7 +20,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::usage(&e),
+    };
     let ui = ui::Ui::new(&cli.global, cli.command.name());
     if let Err(e) = xspack_io::install_signal_cleanup() {
         ui.warn(&format!("cannot install signal handlers: {e}"));
@@ -30,11 +35,11 @@ fn main() -> ExitCode {
         cli::Command::Image(args) => image::run(args, &ui, epoch),
         cli::Command::Pack(args) => pack::run(args, &ui, epoch),
         cli::Command::Template(args) => template::run(args, &ui, epoch),
-        cli::Command::Completions(args) => docs::completions(&args),
+        cli::Command::Completions(args) => docs::completions(&args, &ui),
         cli::Command::Man(args) => docs::man(&args, &ui, epoch),
     };
     match result {
         Ok(code) => code,
-        Err(e) => exit::report(&e, ui.json, ui.command),
+        Err(e) => exit::report(&e, &ui),
     }
 }

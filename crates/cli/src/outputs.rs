@@ -1,8 +1,6 @@
 //! The output directory every build command (`image`, `pack`, `template`) writes, and what it
 //! prints when the directory is committed: one line per artifact, or one JSON result.
 
-use std::time::Instant;
-
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use indicatif::HumanBytes;
@@ -23,20 +21,12 @@ pub fn open(dest: &Utf8Path, source_date_epoch: u64, force: bool) -> Result<Outp
 }
 
 /// Commits `out`, then prints `shown` (a line each: path, size, sha256), or with `--json` the
-/// result: the manifest's artifacts and inputs, the fields of the command's `extra` object and the time taken.
+/// result: the manifest's artifacts and inputs, and the fields of the command's `extra` object.
 /// Returns the final directory.
-pub fn commit(
-    ui: &Ui,
-    out: OutputDir,
-    shown: &[Output],
-    extra: Value,
-    start: Instant,
-) -> Result<Utf8PathBuf> {
+pub fn commit(ui: &Ui, out: OutputDir, shown: &[Output], extra: Value) -> Result<Utf8PathBuf> {
     let (dest, manifest) = out.commit()?;
     if ui.json {
         let mut result = json!({
-            "ok": true,
-            "exit_code": 0,
             "output_dir": dest,
             "artifacts": manifest.outputs,
             "inputs": manifest.inputs,
@@ -45,7 +35,6 @@ pub fn commit(
         if let Value::Object(extra) = extra {
             obj.extend(extra);
         }
-        obj.insert("seconds".into(), start.elapsed().as_secs_f64().into());
         ui.result(result);
     } else {
         for o in shown {
@@ -58,4 +47,14 @@ pub fn commit(
         }
     }
     Ok(dest)
+}
+
+/// An artifact entry of a JSON result (path, size, sha256) for a file written outside an
+/// [`OutputDir`]: `path` relative to the command's output directory.
+pub fn artifact(path: &str, bytes: &[u8]) -> Value {
+    json!({
+        "path": path,
+        "size": bytes.len(),
+        "sha256": xspack_io::Sha256Digest::of_bytes(bytes),
+    })
 }

@@ -13,8 +13,7 @@ use crate::exit::{BadInput, Usage};
 use crate::outputs;
 use crate::ui::Ui;
 
-/// Environment variable holding the signing key's passphrase unless pack.toml names another.
-const DEFAULT_PASSPHRASE_ENV: &str = "XSPACK_SIGN_PASSPHRASE";
+use crate::hint::PASSPHRASE_ENV as DEFAULT_PASSPHRASE_ENV;
 
 /// Arguments of `xspack pack`.
 #[derive(Debug, Args)]
@@ -35,6 +34,19 @@ pub enum PackCommand {
     Verify(VerifyArgs),
     /// Make a throw-away RSA signing key for test packs (one primary key, no subkeys)
     Keygen(KeygenArgs),
+    /// List the packs under a directory: name, version, formats and path (for CI matrices)
+    ///
+    /// Every DIR/*/pack.toml is loaded and checked; with --json the list is one JSON result
+    /// whose `packs` array a CI job can fan out over (see examples/ci/).
+    List(ListArgs),
+}
+
+/// Arguments of `xspack pack list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Directory holding one subdirectory per pack
+    #[arg(value_name = "DIR", default_value = "packs")]
+    pub dir: Utf8PathBuf,
 }
 
 /// `--format` values.
@@ -92,6 +104,10 @@ pub struct KeygenArgs {
     /// User ID of the key
     #[arg(long, default_value = "xspack test key <test@example.invalid>")]
     pub user_id: String,
+    /// Protect signing.asc with the passphrase in $XSPACK_SIGN_PASSPHRASE (which `pack build`
+    /// and `template build` then read to unlock it)
+    #[arg(long)]
+    pub protect: bool,
 }
 
 /// Runs `xspack pack`.
@@ -100,21 +116,70 @@ pub fn run(args: PackArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         PackCommand::Build(a) => build(&a, ui, source_date_epoch),
         PackCommand::Verify(a) => verify(&a, ui),
         PackCommand::Keygen(a) => keygen(&a, ui, source_date_epoch),
+        PackCommand::List(a) => list(&a, ui),
     }
+}
+
+fn list(args: &ListArgs, ui: &Ui) -> Result<ExitCode> {
+    let entries =
+        std::fs::read_dir(&args.dir).with_context(|| format!("{}: cannot read", args.dir))?;
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{}: cannot read", args.dir))?;
+        let path = Utf8PathBuf::try_from(entry.path())
+            .map_err(|e| anyhow::anyhow!("{}: not UTF-8", e.as_path().display()))?;
+        if path.join("pack.toml").is_file() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    let mut packs = Vec::new();
+    for dir in dirs {
+        let toml = dir.join("pack.toml");
+        let spec = PackSpec::load(&toml)?;
+        let formats: Vec<String> = spec.pack.formats.iter().map(ToString::to_string).collect();
+        packs.push(json!({
+            "name": spec.pack.name,
+            "version": spec.pack.version,
+            "build": spec.pack.build,
+            "kind": "pack",
+            "formats": formats,
+            "path": dir,
+            "pack_toml": toml,
+        }));
+    }
+    if ui.json {
+        ui.result(json!({ "dir": args.dir, "packs": packs }));
+    } else {
+        for p in &packs {
+            ui.say(&format!(
+                "{}\t{}-{}\t{}\t{}",
+                p["name"].as_str().unwrap_or_default(),
+                p["version"].as_str().unwrap_or_default(),
+                p["build"].as_str().unwrap_or_default(),
+                p["formats"]
+                    .as_array()
+                    .map(|f| f.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+                p["path"].as_str().unwrap_or_default(),
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn spec_path(pack: &Utf8Path) -> Utf8PathBuf {
     if pack.is_dir() { pack.join("pack.toml") } else { pack.to_owned() }
 }
 
+/// Loads a signing key; its errors stay typed for the hint and count as bad input (exit 3).
 fn load_key(path: &Utf8Path, passphrase_env: &str) -> Result<SigningKey> {
-    let passphrase = std::env::var(passphrase_env).ok();
-    SigningKey::from_file(path, passphrase.as_deref())
-        .map_err(|e| BadInput(format!("{e:#}")).into())
+    // An empty variable is an unset one: a passphrase is never empty.
+    let passphrase = std::env::var(passphrase_env).ok().filter(|p| !p.is_empty());
+    Ok(SigningKey::from_file(path, passphrase.as_deref())?)
 }
 
 fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
-    let start = std::time::Instant::now();
     let spec_path = spec_path(&args.pack);
     let spec = PackSpec::load(&spec_path)?;
     let dir = spec_path.parent().unwrap_or(Utf8Path::new("."));
@@ -136,15 +201,15 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     opts.formats = formats;
     opts.unsigned = args.unsigned;
     let summary = xspack_pack::build_pack(&spec_path, &mut out, &opts)?;
+    if args.unsigned {
+        ui.warn("the update pack is unsigned: xe update-upload will refuse it");
+    }
     let extra = json!({
         "update_uuid": summary.update_uuid,
         "rpms": summary.rpms,
         "signed": key.is_some(),
     });
-    outputs::commit(ui, out, &summary.outputs, extra, start)?;
-    if args.unsigned && !ui.json {
-        ui.warn("the update pack is unsigned: xe update-upload will refuse it");
-    }
+    outputs::commit(ui, out, &summary.outputs, extra)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -168,7 +233,13 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
         ui.warn(&format!("{}: {w}", args.iso));
     }
     if ui.json {
-        ui.result(json!({ "ok": true, "exit_code": 0, "iso": args.iso, "report": report }));
+        // The ISO as the input it is: its digest names exactly what was verified.
+        let file =
+            std::fs::File::open(&args.iso).with_context(|| format!("{}: cannot open", args.iso))?;
+        let (digest, size) =
+            xspack_io::hash_reader(file).with_context(|| format!("{}: reading", args.iso))?;
+        let input = json!({ "name": args.iso, "kind": "iso", "digest": format!("sha256:{digest}"), "size": size });
+        ui.result(json!({ "iso": args.iso, "report": report, "inputs": [input] }));
     } else {
         ui.say(&format!("{}: OK ({})", args.iso, report.checked.join(", ")));
     }
@@ -177,10 +248,15 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
 
 fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     let created = u32::try_from(source_date_epoch).unwrap_or(u32::MAX);
-    let key = xspack_rpmrepo::generate_test_key(&xspack_rpmrepo::TestKeyOptions::new(
-        args.user_id.clone(),
-        created,
-    ))?;
+    let mut opts = xspack_rpmrepo::TestKeyOptions::new(args.user_id.clone(), created);
+    if args.protect {
+        let passphrase =
+            std::env::var(DEFAULT_PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).ok_or_else(
+                || Usage(format!("--protect: set ${DEFAULT_PASSPHRASE_ENV} to the passphrase")),
+            )?;
+        opts.passphrase = Some(passphrase);
+    }
+    let key = xspack_rpmrepo::generate_test_key(&opts)?;
     let out = xspack_io::AtomicDir::create(&args.output)?;
     let secret = out.path().join("signing.asc");
     std::fs::write(&secret, &key.secret_armored).with_context(|| format!("{secret}: writing"))?;
@@ -189,9 +265,16 @@ fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     std::fs::write(out.path().join("signing.pub.asc"), &key.public_armored)?;
     let dest = out.commit()?;
     if ui.json {
-        ui.result(
-            json!({ "ok": true, "exit_code": 0, "dir": dest, "fingerprint": key.info.fingerprint }),
-        );
+        let artifacts: Vec<_> =
+            [("signing.asc", &key.secret_armored), ("signing.pub.asc", &key.public_armored)]
+                .into_iter()
+                .map(|(name, text)| outputs::artifact(name, text.as_bytes()))
+                .collect();
+        ui.result(json!({
+            "output_dir": dest,
+            "artifacts": artifacts,
+            "fingerprint": key.info.fingerprint,
+        }));
     } else {
         ui.say(&format!("{dest}/signing.asc: secret key (keep it out of version control)"));
         ui.say(&format!("{dest}/signing.pub.asc: public key {}", key.info.fingerprint));

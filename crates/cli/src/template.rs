@@ -2,7 +2,6 @@
 //! the guest-templates JSON check of section 4.1.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Result;
 use camino::Utf8PathBuf;
@@ -15,8 +14,7 @@ use crate::exit::{BadInput, Usage};
 use crate::outputs;
 use crate::ui::Ui;
 
-/// Environment variable holding the signing key's passphrase.
-const PASSPHRASE_ENV: &str = "XSPACK_SIGN_PASSPHRASE";
+use crate::hint::PASSPHRASE_ENV;
 
 /// Arguments of `xspack template`.
 #[derive(Debug, Args)]
@@ -99,7 +97,6 @@ pub fn run(args: TemplateArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
 }
 
 fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
-    let start = Instant::now();
     let mut formats: Vec<TemplateFormat> = args.formats.iter().copied().map(Into::into).collect();
     if formats.is_empty() {
         formats = vec![TemplateFormat::Json, TemplateFormat::Rpm, TemplateFormat::Xva];
@@ -110,11 +107,8 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     let spec = TemplateSpec::load(&args.template)?;
     let key = match &args.sign_key {
         Some(path) => {
-            let passphrase = std::env::var(PASSPHRASE_ENV).ok();
-            Some(
-                SigningKey::from_file(path, passphrase.as_deref())
-                    .map_err(|e| BadInput(format!("{e:#}")))?,
-            )
+            let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty());
+            Some(SigningKey::from_file(path, passphrase.as_deref())?)
         }
         None => None,
     };
@@ -129,7 +123,7 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         "uuid": summary.uuid,
         "signed": summary.rpm_signed,
     });
-    outputs::commit(ui, out, &summary.outputs, extra, start)?;
+    outputs::commit(ui, out, &summary.outputs, extra)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -140,7 +134,7 @@ fn check(args: &CheckArgs, ui: &Ui) -> Result<ExitCode> {
         })?;
     }
     if ui.json {
-        ui.result(json!({ "ok": true, "exit_code": 0, "files": args.files }));
+        ui.result(json!({ "files": args.files }));
     } else {
         for file in &args.files {
             ui.say(&format!("{file}: OK (guest-templates JSON, vm-formats.md 4.1)"));

@@ -19,6 +19,8 @@ pub const RESULT_VERSION: u32 = 1;
 
 /// Output settings for one run.
 pub struct Ui {
+    /// When the run started, for `seconds` in JSON results.
+    pub start: Instant,
     /// Print nothing but errors.
     pub quiet: bool,
     /// Verbosity level from `-v`.
@@ -28,6 +30,8 @@ pub struct Ui {
     /// The subcommand being run.
     pub command: &'static str,
     progress: Box<dyn Progress>,
+    /// Warnings given so far, for `warnings` in JSON results.
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Ui {
@@ -40,7 +44,15 @@ impl Ui {
         } else {
             Box::new(LineProgress)
         };
-        Ui { quiet: global.quiet, verbose: global.verbose, json: global.json, command, progress }
+        Ui {
+            start: Instant::now(),
+            quiet: global.quiet,
+            verbose: global.verbose,
+            json: global.json,
+            command,
+            progress,
+            warnings: Mutex::new(Vec::new()),
+        }
     }
 
     /// Where libraries report progress.
@@ -62,8 +74,9 @@ impl Ui {
         }
     }
 
-    /// A warning on stderr; suppressed by `--quiet`.
+    /// A warning on stderr (suppressed by `--quiet`), and in the JSON result's `warnings`.
     pub fn warn(&self, line: &str) {
+        lock(&self.warnings).push(line.to_owned());
         if !self.quiet {
             eprintln!("xspack: warning: {line}");
         }
@@ -76,14 +89,29 @@ impl Ui {
         }
     }
 
-    /// Prints a JSON result on stdout.
-    pub fn result(&self, mut value: serde_json::Value) {
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("result_version".into(), RESULT_VERSION.into());
-            obj.insert("command".into(), self.command.into());
+    /// Prints a JSON result on stdout (docs/json.md): `fields` plus the envelope every result
+    /// has. `ok`, `exit_code`, `artifacts` and `inputs` default to a success with none.
+    pub fn result(&self, fields: serde_json::Value) {
+        let mut result = serde_json::json!({
+            "result_version": RESULT_VERSION,
+            "command": self.command,
+            "ok": true,
+            "exit_code": 0,
+            "artifacts": [],
+            "inputs": [],
+        });
+        let obj = result.as_object_mut().expect("an object");
+        if let serde_json::Value::Object(fields) = fields {
+            obj.extend(fields);
         }
-        println!("{value}");
+        obj.insert("warnings".into(), lock(&self.warnings).clone().into());
+        obj.insert("seconds".into(), self.start.elapsed().as_secs_f64().into());
+        println!("{result}");
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Progress bars on a terminal.
@@ -170,11 +198,11 @@ struct LineTask {
 
 impl ProgressTask for LineTask {
     fn advance(&self, delta: u64) {
-        *self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += delta;
+        *lock(&self.done) += delta;
     }
 
     fn finish(&self) {
-        let done = *self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = *lock(&self.done);
         let amount = match self.unit {
             ProgressUnit::Bytes => HumanBytes(done).to_string(),
             ProgressUnit::Items => format!("{done} items"),

@@ -25,7 +25,21 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> Result<std::process::ExitCode> {
     if report.is_ok() {
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    Err(BadInput(summary_line(&target, &report)).into())
+    failed(&target, &report, ui)
+}
+
+/// A failed verification: the error line, or with `--json` the one result with the report and
+/// the error.
+fn failed(target: &Utf8Path, report: &VerifyReport, ui: &Ui) -> Result<std::process::ExitCode> {
+    let line = summary_line(target, report);
+    if ui.json {
+        let mut result = to_json(report);
+        result["error"] = json!(line);
+        result["hint"] = json!(null);
+        ui.result(result);
+        return Ok(std::process::ExitCode::from(crate::exit::BAD_INPUT));
+    }
+    Err(BadInput(line).into())
 }
 
 /// One file: its own structure and checksums when it is an ISO, VHD or XVA, and its digest
@@ -49,12 +63,12 @@ fn verify_file(target: &Utf8Path, ui: &Ui) -> Result<std::process::ExitCode> {
     if let Some(report) = &listed {
         if !report.is_ok() {
             print_report(report, ui);
-            return Err(BadInput(summary_line(target, report)).into());
+            return failed(target, report, ui);
         }
         checked.push(format!("sha256 in {}", report.sources.join(" and ")));
     }
     if ui.json {
-        ui.result(json!({ "ok": true, "exit_code": 0, "file": target, "checked": checked, "artifact": summary }));
+        ui.result(json!({ "file": target, "checked": checked, "artifact": summary }));
     } else {
         ui.say(&format!("{target}: OK ({})", checked.join(", ")));
     }
@@ -90,7 +104,9 @@ fn print_report(report: &VerifyReport, ui: &Ui) {
         ));
     }
     if ui.json {
-        ui.result(to_json(report));
+        if report.is_ok() {
+            ui.result(to_json(report));
+        }
     } else if report.is_ok() {
         ui.say(&format!(
             "{}: verified {} file{} ({}) against {}",

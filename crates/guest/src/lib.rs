@@ -23,6 +23,7 @@
 //! The conventions follow `shared/reference/code-style.md` section 3: typed errors, injected
 //! progress, derived identities (the same image and options give the same bytes).
 
+pub mod coreos;
 pub mod fixups;
 pub mod grub;
 pub mod kernel;
@@ -58,7 +59,7 @@ pub enum Error {
         pretty: String,
     },
     /// The image has no kernel, or a kernel without an initramfs.
-    #[error("{problem}: add `{dockerfile}` to the Dockerfile, or pass a kernel and an initrd")]
+    #[error("{problem}")]
     NoKernel {
         /// What is missing.
         problem: String,
@@ -66,7 +67,7 @@ pub enum Error {
         dockerfile: String,
     },
     /// The image has no systemd as `/sbin/init`.
-    #[error("{problem}: add `{dockerfile}` to the Dockerfile")]
+    #[error("{problem}")]
     NoInit {
         /// What is missing.
         problem: String,
@@ -110,6 +111,28 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The CoreOS base image is not usable.
+    #[error("base image {path}: {reason}")]
+    BaseImage {
+        /// The file given.
+        path: Utf8PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `guest.toml` is invalid.
+    #[error("{at}: {reason}")]
+    Spec {
+        /// `file:line:column`, or the file.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Building the config drive failed.
+    #[error("building the config drive: {0}")]
+    ConfigDrive(Box<xspack_iso::Error>),
+    /// Writing the data disk's filesystem failed.
+    #[error("writing the data disk: {0}")]
+    Ext4(#[from] xspack_ext4::Error),
     /// Reading the image or writing the filesystem failed.
     #[error(transparent)]
     Image(#[from] xspack_image::Error),
@@ -146,6 +169,19 @@ impl Error {
         Error::Io { op, path: path.into(), source: e }
     }
 
+    /// The obvious fix, when there is one: the Dockerfile line that adds what is missing.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NoKernel { dockerfile, .. } => Some(format!(
+                "add `{dockerfile}` to the Dockerfile, or pass --kernel FILE --initrd FILE"
+            )),
+            Error::NoInit { dockerfile, .. } => {
+                Some(format!("add `{dockerfile}` to the Dockerfile"))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the input image (or an option) is at fault rather than the build host.
     pub fn is_bad_input(&self) -> bool {
         match self {
@@ -154,7 +190,9 @@ impl Error {
             | Error::NoKernel { .. }
             | Error::NoInit { .. }
             | Error::Service { .. }
-            | Error::Options(_) => true,
+            | Error::Options(_)
+            | Error::BaseImage { .. }
+            | Error::Spec { .. } => true,
             Error::Image(e) => e.is_bad_input(),
             Error::Tree(e) => e.is_bad_input(),
             _ => false,

@@ -39,7 +39,7 @@ pub struct ServiceUnit {
 }
 
 /// Escapes one word for a double-quoted systemd command-line or assignment value.
-fn quote(word: &str, dollar: bool) -> String {
+pub(crate) fn quote(word: &str, dollar: bool) -> String {
     let mut out = String::from("\"");
     for c in word.chars() {
         match c {

@@ -168,12 +168,7 @@ fn derive(image: &Image, purpose: &str) -> [u8; 32] {
 }
 
 fn uuid(image: &Image, purpose: &str) -> [u8; 16] {
-    let d = derive(image, purpose);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out[6] = (out[6] & 0x0f) | 0x40;
-    out[8] = (out[8] & 0x3f) | 0x80;
-    out
+    xspack_io::Uuid::from_digest(&xspack_io::Sha256Digest(derive(image, purpose))).0
 }
 
 fn check_options(opts: &UbuntuOptions) -> Result<(), Error> {

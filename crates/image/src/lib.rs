@@ -309,12 +309,7 @@ fn derive(purpose: &str, image: &Image) -> [u8; 16] {
     for layer in &image.layers {
         h.update(layer.diff_id.0.0);
     }
-    let full = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out[6] = (out[6] & 0x0f) | 0x40;
-    out[8] = (out[8] & 0x3f) | 0x80;
-    out
+    xspack_io::Uuid::from_digest(&xspack_io::Sha256Digest(h.finalize().into())).0
 }
 
 /// Pass 2: plans the filesystem for `tree` and writes it to `out`, streaming file data from

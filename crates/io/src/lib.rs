@@ -28,6 +28,7 @@ pub mod civil;
 mod counting;
 mod digest;
 mod hashing;
+pub mod location;
 pub mod pipe;
 mod progress;
 mod sparse;
@@ -54,7 +55,7 @@ pub const BUFFER_SIZE: usize = 256 * 1024;
 #[non_exhaustive]
 pub enum Error {
     /// The final output path already exists and clobbering was not requested.
-    #[error("{path}: already exists (use --force to replace it)")]
+    #[error("{path}: already exists")]
     Exists {
         /// The path that exists.
         path: Utf8PathBuf,

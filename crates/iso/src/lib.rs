@@ -43,6 +43,7 @@
 //! ```
 
 mod bytes;
+pub mod config_drive;
 mod host;
 mod layout;
 mod names;

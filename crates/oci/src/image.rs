@@ -98,6 +98,8 @@ pub struct Image {
     pub digest_size: u64,
     /// Digest of the config.
     pub config_digest: Digest,
+    /// The config's member name in the layout or archive.
+    config_name: String,
     /// CPU architecture from the config.
     pub architecture: Option<String>,
     /// Operating system from the config.
@@ -265,6 +267,7 @@ impl Image {
             store,
             digest,
             digest_size: desc.size,
+            config_name: blob_name(&config_digest),
             config_digest,
             architecture: config.architecture,
             os: config.os,
@@ -321,12 +324,28 @@ impl Image {
             store,
             digest: config_digest,
             digest_size,
+            config_name: entry.config.clone(),
             config_digest,
             architecture: config.architecture,
             os: config.os,
             config: config.config.unwrap_or_default(),
             layers,
         })
+    }
+
+    /// The config document as stored, checked against [`Image::config_digest`].
+    pub fn config_bytes(&self) -> Result<Vec<u8>, Error> {
+        let what = format!("config {}", self.config_digest);
+        let (bytes, digest) = read_limited(&self.store, &self.config_name, &what)?;
+        if digest != self.config_digest {
+            return Err(Error::DigestMismatch {
+                what,
+                kind: "digest",
+                expected: self.config_digest.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        Ok(bytes)
     }
 
     /// A reader of layer `i`'s stored (possibly compressed) bytes.

@@ -16,6 +16,7 @@
 
 mod archive;
 mod digest;
+pub mod docker_archive;
 mod image;
 mod layer;
 mod merge;

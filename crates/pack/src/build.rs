@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Read};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use xspack_io::{Progress, ProgressUnit};
+use xspack_io::{Progress, ProgressReader, ProgressUnit};
 use xspack_iso::{FileId, IsoBuilder, IsoOptions, Metadata};
 use xspack_manifest::{Input, InputDigest, Output, OutputDir, RelPath};
 use xspack_rpmrepo::{
@@ -417,6 +417,7 @@ fn write_iso(
         IsoBuilder::new(iso_options(spec, opts.source_date_epoch)).map_err(iso_err)?;
     let mut sources: Vec<Source> = Vec::new();
     let mut dirs = BTreeSet::new();
+    let mut total = 0u64;
     for (path, source, mode) in files {
         if let Some((parent, _)) = path.rsplit_once('/')
             && dirs.insert(parent.to_owned())
@@ -427,13 +428,19 @@ fn write_iso(
             Source::Bytes(b) => b.len() as u64,
             Source::File(p) => std::fs::metadata(p).map_err(|e| io_err("reading", p, e))?.len(),
         };
+        total += size;
         let id = builder.add_file(&path, size, Metadata::new(mode)).map_err(iso_err)?;
         debug_assert_eq!(id.index(), sources.len());
         sources.push(source);
     }
     let file = out.create_file(rel).map_err(|e| Error::metadata(rel.as_str(), e.to_string()))?;
-    let (file, _) =
-        xspack_iso::write_iso(&builder, file, |id| open_source(&sources, id)).map_err(iso_err)?;
+    // The files' bytes are the ISO's bulk: the task counts them as they are copied in.
+    let task = opts.progress.task(&format!("writing {rel}"), Some(total), ProgressUnit::Bytes);
+    let (file, _) = xspack_iso::write_iso(&builder, file, |id| {
+        open_source(&sources, id).map(|r| ProgressReader::new(r, task.as_ref()))
+    })
+    .map_err(iso_err)?;
+    task.finish();
     out.finish_file(file).map_err(|e| Error::metadata(rel.as_str(), e.to_string()))
 }
 

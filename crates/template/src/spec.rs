@@ -288,14 +288,6 @@ const RESERVED_PLATFORM: &[&str] = &["secureboot", "device-model", "device_model
 /// and `disks` is generated from `[[disk]]`.
 const RESERVED_OTHER_CONFIG: &[&str] = &["default_template", "disks"];
 
-/// Line and column (1-based) of byte `offset` in `text`.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
-    (line, column)
-}
-
 fn printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
 }
@@ -304,13 +296,7 @@ impl TemplateSpec {
     /// Parses `text`, the contents of `file`, and checks every rule.
     pub fn parse(text: &str, file: &Utf8Path) -> Result<Self, Error> {
         let mut spec: TemplateSpec = toml::from_str(text).map_err(|e| {
-            let at = match e.span() {
-                Some(span) => {
-                    let (line, column) = position(text, span.start);
-                    format!("{file}:{line}:{column}")
-                }
-                None => file.to_string(),
-            };
+            let at = xspack_io::location::locate(file, text, e.span().map(|s| s.start));
             Error::Spec { at, reason: e.message().trim().to_owned() }
         })?;
         spec.path = file.to_owned();

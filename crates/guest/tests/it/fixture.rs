@@ -1,6 +1,7 @@
 //! Test images: the real bookworm guest root from `scripts/fixtures/bookworm-guest` (one layer
-//! tar made by GNU tar), turned into an OCI image layout here; and small synthetic images
-//! written by xspack-testkit.
+//! tar made by GNU tar), turned into an OCI image layout here (and from that into a
+//! `docker save` archive by xspack's own writer); and small synthetic images written by
+//! xspack-testkit.
 
 use std::io::Read as _;
 use std::process::Command;
@@ -98,6 +99,22 @@ pub fn bookworm_guest_image(dir: &Utf8Path, config: &Value) -> String {
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     format!("oci:{dir}:guest")
+}
+
+/// The same image as a `docker save` archive at `path`, written by xspack's own
+/// [`xspack_oci::docker_archive`] from the OCI layout (digests checked as it streams); returns
+/// the source string `docker-archive:PATH`.
+pub fn bookworm_guest_docker_archive(path: &Utf8Path, config: &Value) -> String {
+    let layout = path.with_extension("layout");
+    let source = bookworm_guest_image(&layout, config);
+    let image = xspack_oci::Image::open(&xspack_oci::ImageSource::parse(&source).unwrap()).unwrap();
+    let archive =
+        xspack_oci::docker_archive::DockerArchive::new(&image, "bookworm-guest:test", 0).unwrap();
+    let mut file = std::fs::File::create(path).unwrap();
+    let copied = std::io::copy(&mut archive.reader().unwrap(), &mut file).unwrap();
+    assert_eq!(copied, archive.size());
+    std::fs::remove_dir_all(&layout).unwrap();
+    format!("docker-archive:{path}")
 }
 
 pub use xspack_testkit::noise;
