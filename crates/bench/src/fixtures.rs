@@ -5,6 +5,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use std::io::Write as _;
 use xspack_manifest::{OutputDir, RelPath, Tool};
 
+/// Where the fixtures are cached.
+pub fn dir(target: &Utf8Path) -> Utf8PathBuf {
+    std::env::var("XSPACK_BENCH_FIXTURES")
+        .map_or_else(|_| target.join("bench/fixtures"), Utf8PathBuf::from)
+}
+
 /// Large incompressible files in the verify fixture, and their size.
 const LARGE_FILES: usize = 8;
 const LARGE_SIZE: usize = 64 << 20;
@@ -80,14 +86,15 @@ const SYNTH_SMALL_2: usize = 10_000;
 /// Large incompressible files: 100 MiB each.
 const SYNTH_LARGE: usize = 100 << 20;
 
-/// A synthetic image of about 1 GB: 50,000 small files and nine large incompressible ones over
-/// three gzip layers, with whiteouts and an opaque directory. Reused when present.
-pub fn synthetic(dest: &Utf8Path) -> Result<Utf8PathBuf> {
+/// A synthetic image of about `scale` GB: `scale` × 50,000 small files and `scale` × nine
+/// large incompressible ones over three gzip layers, with whiteouts and an opaque directory.
+/// Scale 1 is the standard fixture; 2 measures how cost grows. Reused when present.
+pub fn synthetic(dest: &Utf8Path, scale: usize) -> Result<Utf8PathBuf> {
     use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
     if dest.join("index.json").is_file() {
         return Ok(dest.to_owned());
     }
-    eprintln!("bench: generating {dest} (about 1 GB, once)");
+    eprintln!("bench: generating {dest} (about {scale} GB, once)");
     let mut rng = XorShift(0x5eed_1234_abcd_ef01);
     let mut data = |len: usize| {
         let mut v = vec![0u8; len];
@@ -95,24 +102,24 @@ pub fn synthetic(dest: &Utf8Path) -> Result<Utf8PathBuf> {
         v
     };
     let mut l1 = Vec::new();
-    for i in 0..SYNTH_SMALL {
+    for i in 0..SYNTH_SMALL * scale {
         let len = (i * 37) % 8192;
         l1.push(Entry::file(format!("small/d{:03}/f{i:05}", i % 500), data(len)));
     }
-    for i in 0..6 {
+    for i in 0..6 * scale {
         l1.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
     }
     l1.push(Entry::file("opaque/old", data(100)));
     let mut l2 = Vec::new();
-    for i in 0..SYNTH_SMALL_2 {
+    for i in 0..SYNTH_SMALL_2 * scale {
         l2.push(Entry::file(format!("more/d{:03}/g{i:05}", i % 100), data((i * 53) % 8192)));
     }
-    for i in (0..SYNTH_SMALL).step_by(40) {
+    for i in (0..SYNTH_SMALL * scale).step_by(40) {
         l2.push(Entry::file(format!("small/d{:03}/.wh.f{i:05}", i % 500), Vec::new()));
     }
     l2.push(Entry::file("opaque/.wh..wh..opq", Vec::new()));
     l2.push(Entry::file("opaque/new", data(100)));
-    for i in 6..8 {
+    for i in 6 * scale..8 * scale {
         l2.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
     }
     let l3 = vec![

@@ -11,6 +11,20 @@
 //!
 //! Every timed command runs under `xspack-bench measure`, which starts it as its only child
 //! and reads that child's resource usage with getrusage(2) `RUSAGE_CHILDREN`.
+//!
+//! The benchmarks (`--only NAME` runs one):
+//!
+//! - `verify`: `xspack verify` against `sha256sum -c` on ~520 MiB;
+//! - `image-bookworm`, `image-synthetic`: image to raw ext4 against `umoci unpack --rootless` +
+//!   `mkfs.ext4 -d`, image to VHD against that pipeline + `qemu-img convert -O vpc`, image to
+//!   XVA, and the floor (`xspack-bench floor`: inflate and sha256 every layer, layers in
+//!   parallel, writing nothing), on the debootstrap bookworm minbase image and on a synthetic
+//!   ~1 GB image of 50,000 files in 3 layers;
+//! - `scale-synthetic`: the synthetic image at twice the size and file count, raw and VHD
+//!   against the floor, for how time and peak RSS grow;
+//! - `formats`: VHD and XVA against raw from the same bookworm image, and against
+//!   `qemu-img convert -O vpc` of the raw image (alone, and after xspack's raw build);
+//! - `pack`: an update pack of ~200 MB against `createrepo_c` + `xorriso -as mkisofs`.
 
 mod fixtures;
 mod floor;
@@ -26,7 +40,8 @@ use crate::measure::Sample;
 /// Rounds per benchmark unless `--rounds N` is given.
 const DEFAULT_ROUNDS: usize = 3;
 /// The benchmarks, in the order they run; `--only NAME` picks one.
-const BENCHES: [&str; 5] = ["verify", "image-bookworm", "image-synthetic", "formats", "pack"];
+const BENCHES: [&str; 6] =
+    ["verify", "image-bookworm", "image-synthetic", "scale-synthetic", "formats", "pack"];
 /// Stands for the run's scratch directory in a contender's argv.
 const SCRATCH: &str = "{scratch}";
 
@@ -41,12 +56,22 @@ pub struct Contender {
     pub cwd: Option<Utf8PathBuf>,
     /// Run as the unprivileged user `nobody`, as users run the baseline.
     pub unprivileged: bool,
+    /// Index of the contender this one's ratio is taken against; `None` for a baseline.
+    pub compare_to: Option<usize>,
 }
 
-/// A job done by xspack (first contender), the baseline (second) and optionally the floor.
+impl Contender {
+    fn new(label: &str, argv: Vec<String>, compare_to: Option<usize>) -> Self {
+        Contender { label: label.into(), argv, cwd: None, unprivileged: false, compare_to }
+    }
+}
+
+/// A job done by xspack and by the baselines, and optionally the floor.
 struct Bench {
     name: String,
     contenders: Vec<Contender>,
+    /// More ratios to print: (contender, contender it is compared with).
+    extra: Vec<(usize, usize)>,
 }
 
 fn main() -> Result<()> {
@@ -87,61 +112,93 @@ fn main() -> Result<()> {
     let mut benches = Vec::new();
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if want("verify") {
-        benches.push(verify_bench(&xspack, &target)?);
+        benches.push(verify_bench(&xspack, &fixtures::dir(&target))?);
     }
+    let fixtures_dir = fixtures::dir(&target);
     if want("image-bookworm") {
         let layout = fixtures::bookworm(&target)?;
         benches.push(image_bench("image-bookworm", &xspack, &me, &layout, "bookworm")?);
     }
     if want("image-synthetic") {
-        let layout = fixtures::synthetic(&target.join("bench/fixtures/synthetic"))?;
+        let layout = fixtures::synthetic(&fixtures_dir.join("synthetic"), 1)?;
         benches.push(image_bench("image-synthetic", &xspack, &me, &layout, "latest")?);
+    }
+    if want("scale-synthetic") {
+        let layout = fixtures::synthetic(&fixtures_dir.join("synthetic-2x"), 2)?;
+        benches.push(scale_bench("scale-synthetic-2x", &xspack, &me, &layout));
     }
     if want("formats") {
         let layout = fixtures::bookworm(&target)?;
         let raw = fixtures::raw_image(
             &xspack,
             &format!("oci:{layout}:bookworm"),
-            &target.join("bench/fixtures/bookworm.raw"),
+            &fixtures_dir.join("bookworm.raw"),
         )?;
         benches.push(formats_bench(&xspack, &layout, &raw));
     }
     if want("pack") {
-        let pack = fixtures::pack(&target.join("bench/fixtures/pack"))?;
+        let pack = fixtures::pack(&fixtures_dir.join("pack"))?;
         benches.push(pack_bench(&xspack, &pack));
     }
     let mut results = Vec::new();
     for bench in &benches {
         eprintln!("bench: {} ({rounds} rounds)", bench.name);
         let samples = run_bench(bench, rounds, &scratch)?;
-        results.push(report::BenchResult::new(&bench.name, &bench.contenders, &samples));
+        results.push(report::BenchResult::new(
+            &bench.name,
+            &bench.contenders,
+            &bench.extra,
+            &samples,
+        ));
     }
     report::print_and_save(&results, rounds, &scratch.describe(), &target.join("bench"))
 }
 
-fn verify_bench(xspack: &Utf8Path, target: &Utf8Path) -> Result<Bench> {
-    let dir = fixtures::verify_fixture(&target.join("bench/fixtures/verify"))?;
+fn verify_bench(xspack: &Utf8Path, fixtures: &Utf8Path) -> Result<Bench> {
+    let dir = fixtures::verify_fixture(&fixtures.join("verify"))?;
     Ok(Bench {
         name: "verify".into(),
+        extra: Vec::new(),
         contenders: vec![
             Contender {
                 label: "xspack verify".into(),
                 argv: vec![xspack.to_string(), "-q".into(), "verify".into(), dir.to_string()],
                 cwd: None,
                 unprivileged: false,
+                compare_to: Some(1),
             },
             Contender {
                 label: "sha256sum -c".into(),
                 argv: ["sha256sum", "--check", "--quiet", "SHA256SUMS"].map(String::from).to_vec(),
                 cwd: Some(dir),
                 unprivileged: false,
+                compare_to: None,
             },
         ],
     })
 }
 
-/// Image to raw ext4: xspack against `umoci unpack --rootless` + `mkfs.ext4 -d`, with the
-/// decompress-and-hash floor.
+/// `xspack image build SOURCE --format FORMAT` into the scratch directory.
+fn xspack_build(xspack: &Utf8Path, source: &str, format: &str) -> Vec<String> {
+    [xspack.as_str(), "-q", "image", "build", source, "--flavor", "none", "--name", "fs"]
+        .iter()
+        .map(ToString::to_string)
+        .chain(["--format".into(), format.into(), "-o".into(), format!("{SCRATCH}/out")])
+        .collect()
+}
+
+/// The floor program on `layout`.
+fn floor(me: &Utf8Path, layout: &Utf8Path, reference: &str, compare_to: usize) -> Contender {
+    Contender::new(
+        "floor: inflate + sha256 every layer",
+        vec![me.to_string(), "floor".into(), layout.to_string(), reference.into()],
+        Some(compare_to),
+    )
+}
+
+/// Image to raw ext4, to VHD and to XVA: xspack against the rootless pipeline users run
+/// (`umoci unpack --rootless` + `mkfs.ext4 -d`, then `qemu-img convert -O vpc` for VHD), with
+/// the decompress-and-hash floor.
 fn image_bench(
     name: &str,
     xspack: &Utf8Path,
@@ -151,87 +208,101 @@ fn image_bench(
 ) -> Result<Bench> {
     let source = format!("oci:{layout}:{reference}");
     let size = fixtures::image_size(xspack, &source)?;
-    let baseline = format!(
+    let unpack_mkfs = format!(
         "umoci unpack --rootless --image '{layout}:{reference}' \"$0/bundle\" >/dev/null && \
-         mkfs.ext4 -q -F -d \"$0/bundle/rootfs\" \"$0/fs.img\" {}k && sync \"$0/fs.img\"",
+         mkfs.ext4 -q -F -d \"$0/bundle/rootfs\" \"$0/fs.img\" {}k",
         size / 1024
     );
+    let raw_baseline = format!("{unpack_mkfs} && sync \"$0/fs.img\"");
+    let vhd_baseline = format!(
+        "{unpack_mkfs} && qemu-img convert -O vpc -o subformat=dynamic,force_size=on \
+         \"$0/fs.img\" \"$0/fs.vhd\" && sync \"$0/fs.vhd\""
+    );
+    let baseline = |label: &str, script: String| Contender {
+        label: label.into(),
+        argv: vec!["sh".into(), "-c".into(), script, SCRATCH.into()],
+        cwd: None,
+        unprivileged: true,
+        compare_to: None,
+    };
     Ok(Bench {
         name: name.into(),
+        extra: vec![(4, 3)],
         contenders: vec![
-            Contender {
-                label: "xspack image build".into(),
-                argv: [
-                    xspack.as_str(),
-                    "-q",
-                    "image",
-                    "build",
-                    &source,
-                    "--flavor",
-                    "none",
-                    "--name",
-                    "fs",
-                    "-o",
-                ]
-                .iter()
-                .map(ToString::to_string)
-                .chain([format!("{SCRATCH}/out")])
-                .collect(),
-                cwd: None,
-                unprivileged: false,
-            },
-            Contender {
-                label: "umoci unpack --rootless + mkfs.ext4 -d (as nobody)".into(),
-                argv: vec!["sh".into(), "-c".into(), baseline, SCRATCH.into()],
-                cwd: None,
-                unprivileged: true,
-            },
-            Contender {
-                label: "floor: inflate + sha256 every layer".into(),
-                argv: vec![me.to_string(), "floor".into(), layout.to_string(), reference.into()],
-                cwd: None,
-                unprivileged: false,
-            },
+            Contender::new(
+                "xspack image build --format raw",
+                xspack_build(xspack, &source, "raw"),
+                Some(1),
+            ),
+            baseline("umoci unpack --rootless + mkfs.ext4 -d (as nobody)", raw_baseline),
+            Contender::new(
+                "xspack image build --format vhd",
+                xspack_build(xspack, &source, "vhd"),
+                Some(3),
+            ),
+            baseline(
+                "umoci unpack --rootless + mkfs.ext4 -d + qemu-img convert -O vpc (as nobody)",
+                vhd_baseline,
+            ),
+            Contender::new(
+                "xspack image build --format xva",
+                xspack_build(xspack, &source, "xva"),
+                Some(0),
+            ),
+            floor(me, layout, reference, 0),
         ],
     })
+}
+
+/// The synthetic image at twice the size and file count: how xspack's time and memory grow,
+/// against the floor (no baseline, to keep `just bench` short).
+fn scale_bench(name: &str, xspack: &Utf8Path, me: &Utf8Path, layout: &Utf8Path) -> Bench {
+    let source = format!("oci:{layout}:latest");
+    Bench {
+        name: name.into(),
+        extra: Vec::new(),
+        contenders: vec![
+            Contender::new(
+                "xspack image build --format raw",
+                xspack_build(xspack, &source, "raw"),
+                Some(2),
+            ),
+            Contender::new(
+                "xspack image build --format vhd",
+                xspack_build(xspack, &source, "vhd"),
+                Some(2),
+            ),
+            Contender { compare_to: None, ..floor(me, layout, "latest", 0) },
+        ],
+    }
 }
 
 /// Disk formats from one image build: VHD and XVA against raw output (ratio to raw), and
 /// `qemu-img convert -O vpc` of the raw image for comparison.
 fn formats_bench(xspack: &Utf8Path, layout: &Utf8Path, raw: &Utf8Path) -> Bench {
     let source = format!("oci:{layout}:bookworm");
-    let build = |label: &str, format: &str| Contender {
-        label: label.into(),
-        argv: [
-            xspack.as_str(),
-            "-q",
-            "image",
-            "build",
-            &source,
-            "--flavor",
-            "none",
-            "--name",
-            "fs",
-            "--format",
-            format,
-            "-o",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .chain([format!("{SCRATCH}/out")])
-        .collect(),
-        cwd: None,
-        unprivileged: false,
-    };
     Bench {
         name: "formats".into(),
+        extra: vec![(0, 3), (0, 4), (2, 3)],
         contenders: vec![
-            build("xspack image build --format vhd", "vhd"),
-            build("xspack image build --format raw", "raw"),
-            build("xspack image build --format xva", "xva"),
-            Contender {
-                label: "qemu-img convert -O vpc (from the raw image)".into(),
-                argv: [
+            Contender::new(
+                "xspack image build --format vhd",
+                xspack_build(xspack, &source, "vhd"),
+                Some(1),
+            ),
+            Contender::new(
+                "xspack image build --format raw",
+                xspack_build(xspack, &source, "raw"),
+                None,
+            ),
+            Contender::new(
+                "xspack image build --format xva",
+                xspack_build(xspack, &source, "xva"),
+                Some(1),
+            ),
+            Contender::new(
+                "qemu-img convert -O vpc (from the raw image)",
+                [
                     "qemu-img",
                     "convert",
                     "-O",
@@ -244,9 +315,22 @@ fn formats_bench(xspack: &Utf8Path, layout: &Utf8Path, raw: &Utf8Path) -> Bench 
                 .map(ToString::to_string)
                 .chain([format!("{SCRATCH}/fs.vhd")])
                 .collect(),
-                cwd: None,
-                unprivileged: false,
-            },
+                Some(1),
+            ),
+            Contender::new(
+                "xspack raw + qemu-img convert -O vpc",
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!(
+                        "'{xspack}' -q image build '{source}' --flavor none --name fs -o \"$0/out\" && \
+                         qemu-img convert -O vpc -o subformat=dynamic,force_size=on \
+                         \"$0/out/fs.raw\" \"$0/fs.vhd\" && sync \"$0/fs.vhd\""
+                    ),
+                    SCRATCH.into(),
+                ],
+                Some(1),
+            ),
         ],
     }
 }
@@ -263,6 +347,7 @@ fn pack_bench(xspack: &Utf8Path, pack: &Utf8Path) -> Bench {
     );
     Bench {
         name: "pack".into(),
+        extra: Vec::new(),
         contenders: vec![
             Contender {
                 label: "xspack pack build --format update --unsigned".into(),
@@ -283,12 +368,14 @@ fn pack_bench(xspack: &Utf8Path, pack: &Utf8Path) -> Bench {
                 .collect(),
                 cwd: None,
                 unprivileged: false,
+                compare_to: Some(1),
             },
             Contender {
                 label: "createrepo_c + xorriso -as mkisofs".into(),
                 argv: vec!["sh".into(), "-c".into(), baseline, SCRATCH.into()],
                 cwd: None,
                 unprivileged: false,
+                compare_to: None,
             },
         ],
     }

@@ -16,16 +16,27 @@ pub struct Summary {
     wall_s: f64,
     cpu_s: f64,
     max_rss_kib: i64,
-    /// This contender's wall time / the baseline's; below 1 is faster.
-    wall_vs_baseline: f64,
+    /// The contender this one is compared with (`None`: a baseline).
+    compared_with: Option<String>,
+    /// This contender's wall time / that contender's; below 1 is faster.
+    wall_ratio: Option<f64>,
     samples: Vec<Sample>,
 }
 
-/// One benchmark's outcome: xspack first, the baseline second, then any others.
+/// A further ratio of one contender's median wall time to another's.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    of: String,
+    to: String,
+    wall_ratio: f64,
+}
+
+/// One benchmark's outcome.
 #[derive(Debug, Serialize)]
 pub struct BenchResult {
     name: String,
     contenders: Vec<Summary>,
+    ratios: Vec<Comparison>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -35,11 +46,16 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 impl BenchResult {
-    /// Summarises each contender's samples.
-    pub fn new(name: &str, contenders: &[Contender], samples: &[Vec<Sample>]) -> Self {
+    /// Summarises each contender's samples; `extra` lists more (contender, reference) pairs to
+    /// report, besides each contender's own reference and each xspack run against the floor.
+    pub fn new(
+        name: &str,
+        contenders: &[Contender],
+        extra: &[(usize, usize)],
+        samples: &[Vec<Sample>],
+    ) -> Self {
         let walls: Vec<f64> =
             samples.iter().map(|s| median(s.iter().map(|x| x.wall_s).collect())).collect();
-        let baseline = walls.get(1).copied().unwrap_or(walls[0]);
         let summaries = contenders
             .iter()
             .zip(samples)
@@ -52,12 +68,29 @@ impl BenchResult {
                     wall_s: *wall,
                     cpu_s: median(s.iter().map(|x| x.cpu_s).collect()),
                     max_rss_kib: rss[rss.len() / 2],
-                    wall_vs_baseline: wall / baseline,
+                    compared_with: c.compare_to.map(|i| contenders[i].label.clone()),
+                    wall_ratio: c.compare_to.map(|i| wall / walls[i]),
                     samples: s.clone(),
                 }
             })
             .collect();
-        BenchResult { name: name.to_owned(), contenders: summaries }
+        let mut pairs = extra.to_vec();
+        if let Some(floor) = contenders.iter().position(|c| c.label.starts_with("floor")) {
+            for (i, c) in contenders.iter().enumerate() {
+                if c.label.starts_with("xspack") && c.compare_to != Some(floor) {
+                    pairs.push((i, floor));
+                }
+            }
+        }
+        let ratios = pairs
+            .iter()
+            .map(|&(a, b)| Comparison {
+                of: contenders[a].label.clone(),
+                to: contenders[b].label.clone(),
+                wall_ratio: walls[a] / walls[b],
+            })
+            .collect();
+        BenchResult { name: name.to_owned(), contenders: summaries, ratios }
     }
 }
 
@@ -69,14 +102,13 @@ pub fn print_and_save(
     dir: &Utf8Path,
 ) -> Result<()> {
     let mut md = String::new();
-    writeln!(md, "| benchmark | tool | wall (median) | CPU (median) | peak RSS | vs baseline |")?;
+    writeln!(md, "| benchmark | tool | wall (median) | CPU (median) | peak RSS | wall ratio |")?;
     writeln!(md, "|---|---|---|---|---|---|")?;
     for r in results {
-        for (i, s) in r.contenders.iter().enumerate() {
-            let ratio = match i {
-                0 => format!("**{:.2}x**", s.wall_vs_baseline),
-                1 => "baseline".to_owned(),
-                _ => format!("{:.2}x", s.wall_vs_baseline),
+        for s in &r.contenders {
+            let ratio = match (&s.compared_with, s.wall_ratio) {
+                (Some(to), Some(x)) => format!("**{x:.2}x** of {}", short(to)),
+                _ => "baseline".to_owned(),
             };
             writeln!(
                 md,
@@ -88,20 +120,20 @@ pub fn print_and_save(
                 s.max_rss_kib as f64 / 1024.0
             )?;
         }
-        if let (Some(ours), Some(floor)) =
-            (r.contenders.first(), r.contenders.iter().find(|c| c.label.starts_with("floor")))
-        {
+        for x in &r.ratios {
             writeln!(
                 md,
-                "| {} | xspack / floor | | | | {:.2}x |",
+                "| {} | {} / {} | | | | **{:.2}x** |",
                 r.name,
-                ours.wall_s / floor.wall_s
+                short(&x.of),
+                short(&x.to),
+                x.wall_ratio
             )?;
         }
     }
     writeln!(
         md,
-        "\n{rounds} rounds, rotating order; {scratch}; `sync` before each run; every contender's output is synced to disk (xspack fsyncs, baselines end with `sync FILE`)."
+        "\n{rounds} rounds after one warm-up run each, rotating order; medians; {scratch}; `sync` before each run; every contender's output is synced to disk (xspack fsyncs, baselines end with `sync FILE`). Baselines marked \"as nobody\" run rootless as the unprivileged user nobody (setpriv, no supplementary groups); xspack runs as the invoking user and needs no privilege either. CPU is user + system time; peak RSS is the largest process's (getrusage RUSAGE_CHILDREN). Ratios are of median wall times; below 1 is faster."
     )?;
     print!("{md}");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
@@ -113,4 +145,9 @@ pub fn print_and_save(
     std::fs::write(dir.join("results.json"), json + "\n")
         .with_context(|| format!("writing {dir}/results.json"))?;
     Ok(())
+}
+
+/// A contender's label without its parenthesised notes, for ratio rows.
+fn short(label: &str) -> &str {
+    label.split(" (").next().unwrap_or(label).trim_start_matches("xspack image build ")
 }

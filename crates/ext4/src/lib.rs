@@ -25,6 +25,7 @@
 mod dir;
 mod inode;
 mod layout;
+mod map;
 mod superblock;
 mod tree;
 mod write;

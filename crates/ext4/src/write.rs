@@ -150,7 +150,7 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8], done: u64, size: u64) -> Result<(
 }
 
 /// Block `i` of a metadata region.
-fn render(plan: &Plan, content: &Content, i: u64) -> Vec<u8> {
+pub(crate) fn render(plan: &Plan, content: &Content, i: u64) -> Vec<u8> {
     let mut block = vec![0u8; BLOCK];
     match content {
         Content::Superblock(g) => {

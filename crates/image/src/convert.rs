@@ -9,9 +9,8 @@ use xspack_oci::{EntryMeta, FileData, MergedTree, NodeId, NodeKind};
 
 use crate::Error;
 
-/// The ext4 description plus where each file's data comes from.
+/// Where each file's data comes from (the ext4 description is returned beside it).
 pub struct Converted {
-    pub builder: FsBuilder,
     /// (layer, entry index) → the file inode taking that entry's data.
     pub sources: HashMap<(usize, u64), InodeId>,
     /// Layers holding data of at least one surviving file.
@@ -47,7 +46,7 @@ fn data_key(layer: usize, entry: u64) -> u64 {
 const INLINE_KEYS: u64 = 1 << 63;
 
 /// Walks the reachable tree depth first, adding each node once (hard links share it).
-pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
+pub fn to_builder(tree: &MergedTree) -> Result<(FsBuilder, Converted), Error> {
     let root = tree.root();
     let mut builder = FsBuilder::new(attrs(&tree.node(root).meta));
     let mut ids: HashMap<NodeId, InodeId> = HashMap::new();
@@ -100,5 +99,5 @@ pub fn to_builder(tree: &MergedTree) -> Result<Converted, Error> {
             builder.link(dir_id, name, id)?;
         }
     }
-    Ok(Converted { builder, sources, layers_with_data, inline })
+    Ok((builder, Converted { sources, layers_with_data, inline }))
 }

@@ -1,9 +1,15 @@
-//! Every disk format of one build, derived from one raw image.
+//! Every disk format of one build, from one pass of the ext4 writer.
 //!
-//! The raw image is written once (as an output, or as a scratch file when raw was not asked
-//! for); VHD (blktap dynamic), qcow2 and XVA are then written from it, each read as a sparse
-//! file so holes cost nothing. Identities (VHD and VDI UUIDs, the VM UUID) are derived from
-//! the image, so the same inputs give the same bytes.
+//! Raw, VHD (blktap dynamic) and XVA are written together, straight from the ext4 writer's
+//! stream: its bytes go to each requested output as they are produced, in one forward pass,
+//! with nothing re-read. VHD puts its allocation table first, so which 2 MiB blocks hold data
+//! is worked out beforehand from the ext4 plan and the zero runs recorded while the layers were
+//! first read ([`crate::merge_layers`]); the VHD writer checks the bytes against that map, so a
+//! wrong map fails the build instead of changing the output. qcow2 (whose compressed form needs
+//! each cluster's compressed size up front) is still made from the raw image, written once as
+//! an output or a sparse scratch file; so is everything when the tree carries no zero runs.
+//! Identities (VHD and VDI UUIDs, the VM UUID) are derived from the image, so the same inputs
+//! give the same bytes.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -11,10 +17,10 @@ use std::io::Write as _;
 use camino::Utf8PathBuf;
 use sha2::{Digest as _, Sha256};
 use xspack_io::{Progress, Sha256Digest, SparseFile};
-use xspack_manifest::{Output, OutputDir, RelPath};
+use xspack_manifest::{Output, OutputDir, OutputFile, RelPath};
 use xspack_oci::{Image, MergedTree};
 
-use crate::{Error, RootfsOptions, RootfsSummary, write_ext4};
+use crate::{Error, RootfsOptions, RootfsSummary, write_ext4, write_ext4_with};
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,6 +108,9 @@ pub fn build_into(
             "size {size} must be a multiple of 2 MiB for VHD, qcow2 and XVA outputs"
         )));
     }
+    if !formats.contains(&DiskFormat::Qcow2) && tree.zero_runs_known() {
+        return build_one_pass(image, tree, out, req, &formats, progress);
+    }
     let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
     let mut outputs = Vec::new();
     // The raw image: an output, or a scratch file the other formats are made from.
@@ -136,15 +145,7 @@ pub fn build_into(
                 file = xspack_disk::qcow2::write_qcow2(source, file, &opts, progress)?.0;
             }
             DiskFormat::Xva => {
-                let vm_uuid = xspack_xva::Uuid::from_seed(&seed(image, "vm uuid").0);
-                let mut spec = xspack_xva::VmSpec::new(req.name.clone(), vm_uuid);
-                spec.description = format!("{} built by xspack from {}", req.name, image.source);
-                spec.sr_uuid = xspack_xva::Uuid::from_seed(&seed(image, "sr uuid").0);
-                spec.disks.push(xspack_xva::DiskSpec::new(
-                    rootfs.size,
-                    xspack_xva::Uuid::from_seed(&seed(image, "vdi uuid").0),
-                    xspack_xva::Uuid::from_seed(&seed(image, "vbd uuid").0),
-                ));
+                let spec = xva_spec(image, &req.name, rootfs.size);
                 let raw = File::open(&raw_path).map_err(|e| file_err(&raw_path, e))?;
                 let opts =
                     xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
@@ -154,6 +155,109 @@ pub fn build_into(
         }
         file.flush().map_err(|e| file_err(&raw_path, e))?;
         outputs.push(out.finish_file(file)?);
+    }
+    Ok(BuildSummary { rootfs, outputs })
+}
+
+/// The VM an XVA of this image describes: one disk of `size` bytes.
+fn xva_spec(image: &Image, name: &str, size: u64) -> xspack_xva::VmSpec {
+    let vm_uuid = xspack_xva::Uuid::from_seed(&seed(image, "vm uuid").0);
+    let mut spec = xspack_xva::VmSpec::new(name.to_owned(), vm_uuid);
+    spec.description = format!("{name} built by xspack from {}", image.source);
+    spec.sr_uuid = xspack_xva::Uuid::from_seed(&seed(image, "sr uuid").0);
+    spec.disks.push(xspack_xva::DiskSpec::new(
+        size,
+        xspack_xva::Uuid::from_seed(&seed(image, "vdi uuid").0),
+        xspack_xva::Uuid::from_seed(&seed(image, "vbd uuid").0),
+    ));
+    spec
+}
+
+/// The outputs one ext4 pass writes into.
+struct Sinks {
+    raw: Option<OutputFile>,
+    vhd: Option<xspack_disk::vhd::VhdStream<OutputFile>>,
+    xva: Option<xspack_xva::XvaStream<OutputFile>>,
+}
+
+impl std::io::Write for Sinks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(raw) = &mut self.raw {
+            raw.write_all(buf)?;
+        }
+        if let Some(vhd) = &mut self.vhd {
+            vhd.write_all(buf)?;
+        }
+        if let Some(xva) = &mut self.xva {
+            xva.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(raw) = &mut self.raw {
+            raw.flush()?;
+        }
+        if let Some(vhd) = &mut self.vhd {
+            vhd.flush()?;
+        }
+        if let Some(xva) = &mut self.xva {
+            xva.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw, VHD and XVA in one pass of the ext4 writer (see the module documentation).
+fn build_one_pass(
+    image: &Image,
+    tree: &MergedTree,
+    out: &mut OutputDir,
+    req: &BuildRequest,
+    formats: &[DiskFormat],
+    progress: &dyn Progress,
+) -> Result<BuildSummary, Error> {
+    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
+    let epoch = req.rootfs.source_date_epoch;
+    let dir = &*out;
+    let (sinks, rootfs) = write_ext4_with(image, tree, &req.rootfs, progress, |plan, map| {
+        let size = plan.size_bytes();
+        let mut sinks = Sinks { raw: None, vhd: None, xva: None };
+        for &format in formats {
+            match format {
+                DiskFormat::Raw => sinks.raw = Some(dir.create_file(&rel(format)?)?),
+                DiskFormat::Vhd => {
+                    let file = dir.create_file(&rel(format)?)?;
+                    let allocated = map
+                        .nonzero(plan, u64::from(xspack_disk::vhd::BLOCK_SIZE))
+                        .ok_or_else(|| Error::Request("no zero runs for the VHD map".into()))?;
+                    let uuid = xspack_disk::Uuid::from_digest(&seed(image, "vhd uuid"));
+                    let opts = xspack_disk::vhd::VhdOptions::new(uuid, epoch);
+                    sinks.vhd = Some(xspack_disk::vhd::VhdStream::new(
+                        file, size, allocated, &opts, progress,
+                    )?);
+                }
+                DiskFormat::Xva => {
+                    let file = dir.create_file(&rel(format)?)?;
+                    let spec = xva_spec(image, &req.name, size);
+                    let opts =
+                        xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
+                    sinks.xva = Some(xspack_xva::XvaStream::new(file, &spec, &opts)?);
+                }
+                DiskFormat::Qcow2 => unreachable!("qcow2 is made from the raw image"),
+            }
+        }
+        Ok(sinks)
+    })?;
+    let mut outputs = Vec::new();
+    if let Some(raw) = sinks.raw {
+        outputs.push(out.finish_file(raw)?);
+    }
+    if let Some(vhd) = sinks.vhd {
+        outputs.push(out.finish_file(vhd.finish()?.0)?);
+    }
+    if let Some(xva) = sinks.xva {
+        outputs.push(out.finish_file(xva.finish()?)?);
     }
     Ok(BuildSummary { rootfs, outputs })
 }

@@ -22,7 +22,7 @@ use std::io::Write;
 use sha2::{Digest as _, Sha256};
 use xspack_ext4::{Ext4Options, InodeId};
 use xspack_io::{Progress, ProgressUnit};
-use xspack_oci::{Image, MergeSummary, MergedTree};
+use xspack_oci::{EntryKind, Image, MergeSummary, MergedTree};
 
 /// Options for [`write_ext4`].
 #[derive(Debug, Clone, Default)]
@@ -109,17 +109,140 @@ impl Error {
 }
 
 /// Pass 1: reads every layer's entries and merges them.
+///
+/// With several layers and cores, layers are read in parallel (each into a list of its entries
+/// and their zero runs: metadata only) and merged in layer order; with one of either, each
+/// entry is merged as it is read.
 pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree, Error> {
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     let task = progress.task("reading layers", Some(total), ProgressUnit::Bytes);
     let mut tree = MergedTree::new();
-    for layer in &image.layers {
-        let label = layer.label();
-        image.read_layer(layer, |entry, _| tree.apply(layer.index, &label, entry))?;
-        task.advance(layer.size);
+    let workers =
+        std::thread::available_parallelism().map_or(1, usize::from).min(image.layers.len());
+    if workers <= 1 {
+        let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
+        for layer in &image.layers {
+            let label = layer.label();
+            read_entries(image, layer, &mut buf, |entry, runs| {
+                tree.apply(layer.index, &label, entry)?;
+                tree.set_zero_runs(layer.index, entry.index, runs);
+                Ok(())
+            })?;
+            task.advance(layer.size);
+        }
+    } else {
+        type Entries = Vec<(xspack_oci::LayerEntry, Vec<(u64, u64)>)>;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let read: Vec<std::sync::Mutex<Option<Result<Entries, Error>>>> =
+            image.layers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(layer) = image.layers.get(i) else { break };
+                        let mut entries = Vec::new();
+                        let result = read_entries(image, layer, &mut buf, |entry, runs| {
+                            entries.push((entry.clone(), runs));
+                            Ok(())
+                        })
+                        .map(|()| entries);
+                        *read[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(result);
+                        task.advance(layer.size);
+                    }
+                });
+            }
+        });
+        for (layer, entries) in image.layers.iter().zip(read) {
+            let entries = entries
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .expect("every layer read")?;
+            let label = layer.label();
+            for (entry, runs) in entries {
+                tree.apply(layer.index, &label, &entry)?;
+                tree.set_zero_runs(layer.index, entry.index, runs);
+            }
+        }
     }
+    tree.set_zero_runs_known(true);
     task.finish();
     Ok(tree)
+}
+
+/// Reads `layer`, calling `visit` with each entry and the zero runs of its data.
+fn read_entries(
+    image: &Image,
+    layer: &xspack_oci::LayerInfo,
+    buf: &mut [u8],
+    mut visit: impl FnMut(&xspack_oci::LayerEntry, Vec<(u64, u64)>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let label = layer.label();
+    image.read_layer(layer, |entry, data| -> Result<(), Error> {
+        let runs = if matches!(entry.kind, EntryKind::File) && entry.size > 0 {
+            zero_runs(data, buf).map_err(|e| {
+                Error::Image(xspack_oci::Error::Layer {
+                    layer: label.clone(),
+                    reason: format!("corrupt layer: {e}"),
+                })
+            })?
+        } else {
+            Vec::new()
+        };
+        visit(entry, runs)
+    })?;
+    Ok(())
+}
+
+/// Bytes read at a time while looking for zero blocks in file data.
+const ZERO_SCAN_CHUNK: usize = 256 * 1024;
+/// The granularity of zero runs: the ext4 block.
+const ZERO_BLOCK: usize = 4096;
+
+/// The all-zero 4 KiB blocks of `data` (read to its end) as `(first, count)` runs. The file
+/// bytes pass through here anyway (the tar stream is read to its end), so recording them in
+/// the first pass costs a scan that stops at the first non-zero byte of almost every block;
+/// it lets sparse disk formats be written in the same pass as the filesystem.
+fn zero_runs(data: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut block = 0u64;
+    loop {
+        let n = read_full(data, buf)?;
+        for piece in buf[..n].chunks(ZERO_BLOCK) {
+            if is_zero(piece) {
+                match runs.last_mut() {
+                    Some((first, count)) if *first + *count == block => *count += 1,
+                    _ => runs.push((block, 1)),
+                }
+            }
+            block += 1;
+        }
+        if n < buf.len() {
+            return Ok(runs);
+        }
+    }
+}
+
+/// Reads until `buf` is full or `data` ends; returns the bytes read.
+fn read_full(data: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match data.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Whether `bytes` are all zero, 16 at a time.
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
+    let (chunks, rest) = bytes.as_chunks::<16>();
+    chunks.iter().all(|c| u128::from_ne_bytes(*c) == 0) && rest.iter().all(|&b| b == 0)
 }
 
 /// Largest file [`read_files`] returns: configuration files, not payloads.
@@ -198,7 +321,52 @@ pub fn write_ext4<W: Write>(
     out: W,
     progress: &dyn Progress,
 ) -> Result<(W, RootfsSummary), Error> {
-    let converted = convert::to_builder(tree)?;
+    write_ext4_with(image, tree, opts, progress, |_, _| Ok(out))
+}
+
+/// Which parts of the planned image hold data, before it is written: from the zero runs
+/// [`merge_layers`] recorded for layer files, and from the bytes of files added after them.
+pub(crate) struct DataMap<'a> {
+    tree: &'a MergedTree,
+    converted: &'a convert::Converted,
+}
+
+impl DataMap<'_> {
+    /// One flag per `unit` bytes of the image, or `None` when the tree has no zero runs (it
+    /// was not made by [`merge_layers`]).
+    pub(crate) fn nonzero(&self, plan: &xspack_ext4::Plan, unit: u64) -> Option<Vec<bool>> {
+        if !self.tree.zero_runs_known() {
+            return None;
+        }
+        let mut runs: HashMap<InodeId, &[(u64, u64)]> = HashMap::new();
+        for (&(layer, entry), &id) in &self.converted.sources {
+            runs.insert(id, self.tree.zero_runs(layer, entry)?);
+        }
+        let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
+        let inline: Vec<(InodeId, Vec<(u64, u64)>)> = self
+            .converted
+            .inline
+            .iter()
+            .map(|(id, data)| Ok((*id, zero_runs(&mut &data[..], &mut buf)?)))
+            .collect::<std::io::Result<_>>()
+            .expect("reading memory does not fail");
+        for (id, r) in &inline {
+            runs.insert(*id, r);
+        }
+        Some(plan.nonzero_map(unit, |id| runs.get(&id).copied().unwrap_or(&[])))
+    }
+}
+
+/// [`write_ext4`], with the output made by `make_out` once the filesystem is planned (so it
+/// can depend on the image's size and on which parts hold data).
+pub(crate) fn write_ext4_with<W: Write>(
+    image: &Image,
+    tree: &MergedTree,
+    opts: &RootfsOptions,
+    progress: &dyn Progress,
+    make_out: impl FnOnce(&xspack_ext4::Plan, &DataMap<'_>) -> Result<W, Error>,
+) -> Result<(W, RootfsSummary), Error> {
+    let (builder, converted) = convert::to_builder(tree)?;
     let mut ext4 = Ext4Options::new(
         opts.uuid.unwrap_or_else(|| derive("ext4 uuid", image)),
         derive("ext4 hash seed", image),
@@ -206,7 +374,8 @@ pub fn write_ext4<W: Write>(
     );
     ext4.size = opts.size;
     ext4.label.clone_from(&opts.label);
-    let plan = converted.builder.plan(&ext4)?;
+    let plan = builder.plan(&ext4)?;
+    let out = make_out(&plan, &DataMap { tree, converted: &converted })?;
     let file_bytes: u64 = plan.file_order().map(|(_, size)| size).sum();
     let files = plan.file_order().count() as u64;
     let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);

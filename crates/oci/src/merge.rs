@@ -15,7 +15,7 @@
 //! - Two entries of one layer with the same name are an error (bad input), unless both are
 //!   directories, when the later one only updates the metadata.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::layer::{EntryKind, EntryMeta, LayerEntry};
@@ -86,12 +86,20 @@ pub struct MergeSummary {
     pub hardlinks: u64,
 }
 
+/// All-zero 4 KiB blocks of a file's data, as `(first block, count)` runs.
+type ZeroRuns = Box<[(u64, u64)]>;
+
 /// The filesystem tree all layers so far describe.
 #[derive(Debug, Clone)]
 pub struct MergedTree {
     nodes: Vec<TreeNode>,
     /// What merging did.
     pub summary: MergeSummary,
+    /// All-zero 4 KiB blocks of file entries' data, by (layer, entry); see
+    /// [`MergedTree::set_zero_runs`].
+    zero_runs: HashMap<(usize, u64), ZeroRuns>,
+    /// Whether every file entry's zero runs were recorded.
+    zero_runs_known: bool,
 }
 
 impl Default for MergedTree {
@@ -111,7 +119,42 @@ fn implicit_dir(layer: usize) -> TreeNode {
 impl MergedTree {
     /// An empty tree: a root directory, mode 0755, owned by root.
     pub fn new() -> Self {
-        MergedTree { nodes: vec![implicit_dir(0)], summary: MergeSummary::default() }
+        MergedTree {
+            nodes: vec![implicit_dir(0)],
+            summary: MergeSummary::default(),
+            zero_runs: HashMap::new(),
+            zero_runs_known: false,
+        }
+    }
+
+    /// Records the all-zero 4 KiB blocks of the data of entry `entry` of layer `layer`, as
+    /// sorted, disjoint `(first block, count)` runs counted from the file's first byte (a
+    /// partial last block counts when its bytes are zero). Entries with none need no call.
+    /// Disk writers use these to know which parts of an image hold data before writing it.
+    pub fn set_zero_runs(&mut self, layer: usize, entry: u64, runs: Vec<(u64, u64)>) {
+        if !runs.is_empty() {
+            self.zero_runs.insert((layer, entry), runs.into_boxed_slice());
+        }
+    }
+
+    /// Declares that the zero runs of every file entry read so far were recorded (or that it
+    /// had none), so that [`MergedTree::zero_runs`] answers.
+    pub fn set_zero_runs_known(&mut self, known: bool) {
+        self.zero_runs_known = known;
+    }
+
+    /// Whether the zero runs of every file entry were recorded.
+    pub fn zero_runs_known(&self) -> bool {
+        self.zero_runs_known
+    }
+
+    /// The all-zero 4 KiB blocks of the data of entry `entry` of layer `layer`, or `None`
+    /// when they were not recorded for every entry.
+    pub fn zero_runs(&self, layer: usize, entry: u64) -> Option<&[(u64, u64)]> {
+        if !self.zero_runs_known {
+            return None;
+        }
+        Some(self.zero_runs.get(&(layer, entry)).map_or(&[], |r| &r[..]))
     }
 
     /// The root directory.

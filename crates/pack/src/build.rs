@@ -185,7 +185,9 @@ fn collect_rpms(
         }
     }
     let task = opts.progress.task("reading RPMs", Some(paths.len() as u64), ProgressUnit::Items);
-    let headers = read_headers(&paths, task.as_ref())?;
+    // Only the legacy format lists MD5s: update-only packs skip that hash.
+    let md5 = opts.formats.as_ref().unwrap_or(&spec.pack.formats).contains(&PackFormat::Legacy);
+    let headers = read_headers(&paths, md5, task.as_ref())?;
     let mut rpms = Vec::with_capacity(paths.len());
     let mut nevras = BTreeSet::new();
     for (path, header) in paths.into_iter().zip(headers) {
@@ -213,6 +215,7 @@ fn collect_rpms(
 /// the order of `paths`.
 fn read_headers(
     paths: &[Utf8PathBuf],
+    md5: bool,
     task: &dyn xspack_io::ProgressTask,
 ) -> Result<Vec<RpmHeader>, Error> {
     use std::sync::Mutex;
@@ -228,7 +231,12 @@ fn read_headers(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };
-                    let header = xspack_rpmrepo::read_rpm(path).map_err(rpm_err);
+                    let header = if md5 {
+                        xspack_rpmrepo::read_rpm(path)
+                    } else {
+                        xspack_rpmrepo::read_rpm_without_md5(path)
+                    }
+                    .map_err(rpm_err);
                     results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] =
                         Some(header);
                     task.advance(1);
@@ -353,7 +361,8 @@ fn legacy_packages(rpms: &[PackRpm]) -> Vec<LegacyPackage> {
             version_release: r.header.version_release(),
             file: r.header.file_name(),
             size: r.header.package_size,
-            md5: r.header.md5.to_string(),
+            // Read with MD5 whenever a legacy pack is written, the only user of this field.
+            md5: r.header.md5.map(|m| m.to_string()).unwrap_or_default(),
             requires: r
                 .header
                 .requires

@@ -50,24 +50,25 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// A reader that hashes everything it passes on: SHA-256 and MD5 of the whole file.
+/// A reader that hashes everything it passes on: SHA-256 and, when asked, MD5 of the whole
+/// file.
 pub(crate) struct TeeHasher<R> {
     inner: R,
     sha256: Sha256,
-    md5: Md5,
+    md5: Option<Md5>,
     len: u64,
 }
 
 impl<R: Read> TeeHasher<R> {
-    pub(crate) fn new(inner: R) -> Self {
-        TeeHasher { inner, sha256: Sha256::new(), md5: Md5::new(), len: 0 }
+    pub(crate) fn new(inner: R, md5: bool) -> Self {
+        TeeHasher { inner, sha256: Sha256::new(), md5: md5.then(Md5::new), len: 0 }
     }
 
     /// The digests of every byte read, and the byte count.
-    pub(crate) fn finish(self) -> (Sha256Digest, Md5Digest, u64) {
+    pub(crate) fn finish(self) -> (Sha256Digest, Option<Md5Digest>, u64) {
         (
             Sha256Digest(self.sha256.finalize().into()),
-            Md5Digest(self.md5.finalize().into()),
+            self.md5.map(|m| Md5Digest(m.finalize().into())),
             self.len,
         )
     }
@@ -78,7 +79,9 @@ impl<R: Read> Read for TeeHasher<R> {
         let n = self.inner.read(buf)?;
         let data = &buf[..n];
         self.sha256.update(data);
-        self.md5.update(data);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(data);
+        }
         self.len += n as u64;
         Ok(n)
     }
@@ -97,11 +100,14 @@ mod tests {
 
     #[test]
     fn tee_hashes() {
-        let mut tee = TeeHasher::new(&b"abcdef"[..]);
+        let mut tee = TeeHasher::new(&b"abcdef"[..], true);
         io::copy(&mut tee, &mut io::sink()).unwrap();
         let (sha, md5, len) = tee.finish();
         assert_eq!(len, 6);
         assert_eq!(sha, Sha256Digest::of_bytes(b"abcdef"));
-        assert_eq!(md5, Md5Digest::of_bytes(b"abcdef"));
+        assert_eq!(md5, Some(Md5Digest::of_bytes(b"abcdef")));
+        let mut tee = TeeHasher::new(&b"abcdef"[..], false);
+        io::copy(&mut tee, &mut io::sink()).unwrap();
+        assert_eq!(tee.finish(), (sha, None, 6));
     }
 }

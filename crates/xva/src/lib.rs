@@ -9,7 +9,8 @@
 //! - [`VmSpec`] describes the VM (or template) and its disks; [`VmSpec::to_ova_xml`] renders
 //!   `ova.xml` and [`VmSpec::from_ova_xml`] parses one back.
 //! - [`write_xva`] streams an archive forward-only into any [`std::io::Write`], one chunk in
-//!   memory at a time; [`write_xva_file`] does the same into an atomic output file.
+//!   memory at a time; [`write_xva_file`] does the same into an atomic output file, and
+//!   [`XvaStream`] takes the disks' bytes written into it instead of read from readers.
 //! - [`XvaReader`] checks every rule of section 1 while streaming the disks back as raw bytes,
 //!   and [`XvaReader::finish`] reports an [`XvaSummary`].
 //!
@@ -49,7 +50,7 @@ pub use reader::{
     DiskInfo, DiskReader, DiskSummary, MAX_OVA_XML, XvaReader, XvaSummary, summarize_xva_file,
 };
 pub use spec::{BootMode, DiskSpec, Memory, VdiType, VmSpec};
-pub use writer::{XvaOptions, write_xva, write_xva_file};
+pub use writer::{XvaOptions, XvaStream, write_xva, write_xva_file};
 pub use xspack_io::{ParseUuidError, Uuid};
 
 /// Size of a disk chunk member: every chunk but a disk's last is exactly this long (1.3).

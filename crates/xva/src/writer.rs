@@ -166,13 +166,7 @@ impl<W: Write> MemberWriter<'_, W> {
                 return Err(Error::DiskTooShort { disk: index, expected: size, got });
             }
             task.advance(CHUNK_SIZE);
-            if chunk != 0 && chunk != chunks - 1 && buf[..] == ZERO_CHUNK[..] {
-                continue;
-            }
-            let name = format!("{id}/{chunk:08}");
-            self.member(&name, buf)?;
-            let sum = self.kind.compute(buf);
-            self.member(&format!("{name}.{}", self.kind.suffix()), sum.as_bytes())?;
+            self.chunk(id, chunk, chunks, buf)?;
         }
         let mut probe = [0u8; 1];
         match read_full(src, &mut probe) {
@@ -180,6 +174,123 @@ impl<W: Write> MemberWriter<'_, W> {
             Ok(_) => Err(Error::DiskTooLong { disk: index, expected: size }),
             Err(source) => Err(Error::ReadDisk { disk: index, source }),
         }
+    }
+}
+
+impl<W: Write> MemberWriter<'_, W> {
+    /// Writes chunk `chunk` of `chunks` of disk `id` and its checksum, unless it is all zeros
+    /// and neither the disk's first nor its last chunk (1.3).
+    fn chunk(&mut self, id: &str, chunk: u64, chunks: u64, buf: &[u8]) -> Result<(), Error> {
+        if chunk != 0 && chunk != chunks - 1 && buf[..] == ZERO_CHUNK[..] {
+            return Ok(());
+        }
+        let name = format!("{id}/{chunk:08}");
+        self.member(&name, buf)?;
+        let sum = self.kind.compute(buf);
+        self.member(&format!("{name}.{}", self.kind.suffix()), sum.as_bytes())
+    }
+}
+
+/// An XVA written in one forward pass from its disks' raw bytes, written into it as a
+/// [`Write`]: the disks one after the other, in stream order (by VDI id as strings, 1.2; for
+/// one disk, just that disk). The output is the same as [`write_xva`]'s for the same bytes, and
+/// memory is one 1 MiB chunk. [`XvaStream::finish`] checks that every disk was written whole.
+pub struct XvaStream<W: Write> {
+    out: W,
+    mtime: u64,
+    kind: ChecksumKind,
+    /// (VDI id, chunks, index in the spec) of each disk, in stream order.
+    disks: Vec<(String, u64, usize)>,
+    /// Position in `disks`, and chunk index within that disk.
+    disk: usize,
+    chunk: u64,
+    buf: Vec<u8>,
+    task: Box<dyn ProgressTask>,
+}
+
+impl<W: Write> XvaStream<W> {
+    /// Writes `ova.xml` for `spec` to `out` and returns the stream that takes the disks'
+    /// bytes. [`XvaOptions::replace`] does not apply.
+    pub fn new(mut out: W, spec: &VmSpec, opts: &XvaOptions<'_>) -> Result<Self, Error> {
+        let xml = spec.to_ova_xml()?;
+        if opts.mtime > MAX_OCTAL_11 {
+            return Err(Error::spec("options.mtime", "does not fit the 11 octal digits of tar"));
+        }
+        let total = spec.disks.iter().map(|d| d.virtual_size).sum();
+        let task = opts.progress.task("writing XVA", Some(total), ProgressUnit::Bytes);
+        MemberWriter { out: &mut out, mtime: opts.mtime, kind: opts.checksum }
+            .member(OVA_XML, xml.as_bytes())?;
+        let ids: Vec<String> = (0..spec.disks.len()).map(vdi_ref).collect();
+        let disks = stream_order(&ids)
+            .into_iter()
+            .map(|i| (ids[i].clone(), spec.disks[i].virtual_size / CHUNK_SIZE, i))
+            .collect();
+        Ok(XvaStream {
+            out,
+            mtime: opts.mtime,
+            kind: opts.checksum,
+            disks,
+            disk: 0,
+            chunk: 0,
+            buf: Vec::with_capacity(CHUNK),
+            task,
+        })
+    }
+
+    /// Checks that every disk was written whole, ends the archive and returns the output.
+    pub fn finish(mut self) -> Result<W, Error> {
+        if self.disk < self.disks.len() {
+            let (_, chunks, disk) = self.disks[self.disk];
+            return Err(Error::DiskTooShort {
+                disk,
+                expected: chunks * CHUNK_SIZE,
+                got: self.chunk * CHUNK_SIZE + self.buf.len() as u64,
+            });
+        }
+        self.out.write_all(&[0u8; 2 * BLOCK]).map_err(Error::Write)?;
+        self.out.flush().map_err(Error::Write)?;
+        self.task.finish();
+        Ok(self.out)
+    }
+
+    /// The output, for callers that need to look at it while writing.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+}
+
+impl<W: Write> Write for XvaStream<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let Some((id, chunks, _)) = self.disks.get(self.disk) else {
+            return if data.is_empty() {
+                Ok(0)
+            } else {
+                let (_, chunks, disk) =
+                    self.disks.last().map_or((String::new(), 0, 0), Clone::clone);
+                Err(io::Error::other(Error::DiskTooLong { disk, expected: chunks * CHUNK_SIZE }))
+            };
+        };
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            let mut w = MemberWriter { out: &mut self.out, mtime: self.mtime, kind: self.kind };
+            w.chunk(id, self.chunk, *chunks, &self.buf).map_err(|e| match e {
+                Error::Write(e) => e,
+                e => io::Error::other(e),
+            })?;
+            self.task.advance(CHUNK_SIZE);
+            self.buf.clear();
+            self.chunk += 1;
+            if self.chunk == *chunks {
+                self.disk += 1;
+                self.chunk = 0;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -262,6 +373,38 @@ mod tests {
             .collect();
         assert_eq!(dirs, ["Ref:11", "Ref:3", "Ref:5", "Ref:7", "Ref:9"]);
         assert!(names(&xva).iter().any(|n| n.ends_with(".xxhash")));
+    }
+
+    #[test]
+    fn stream_writes_the_same_bytes_as_write_xva() {
+        let sizes =
+            [2 * DISK_ALIGNMENT, DISK_ALIGNMENT, DISK_ALIGNMENT, DISK_ALIGNMENT, CHUNK_SIZE * 6];
+        let disks: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let mut d = vec![0u8; usize::try_from(s).unwrap()];
+                d[i * 1000 + 3] = 1;
+                d[CHUNK + 1] = u8::try_from(i).unwrap();
+                d
+            })
+            .collect();
+        let spec = spec(&sizes);
+        let opts = XvaOptions::default().with_mtime(1_700_000_000);
+        let mut inputs: Vec<&[u8]> = disks.iter().map(Vec::as_slice).collect();
+        let want = write_xva(Vec::new(), &spec, &mut inputs, &opts).unwrap();
+        let mut stream = XvaStream::new(Vec::new(), &spec, &opts).unwrap();
+        let ids: Vec<String> = (0..sizes.len()).map(vdi_ref).collect();
+        let all: Vec<u8> = stream_order(&ids).into_iter().flat_map(|i| disks[i].clone()).collect();
+        for piece in all.chunks(300_001) {
+            stream.write_all(piece).unwrap();
+        }
+        assert!(stream.write_all(&[0]).is_err(), "past the last disk");
+        assert!(stream.finish().unwrap() == want);
+
+        let mut short = XvaStream::new(Vec::new(), &spec, &opts).unwrap();
+        short.write_all(&all[..CHUNK + 5]).unwrap();
+        assert!(matches!(short.finish(), Err(Error::DiskTooShort { .. })));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! EOF - 512      footer
 //! ```
 //!
-//! - [`write_vhd`] and [`write_vhd_file`] write it;
+//! - [`write_vhd`] and [`write_vhd_file`] write it from a raw disk read twice, and [`VhdStream`]
+//!   from raw bytes written into it once, given which blocks hold data;
 //! - [`VhdFile`] reads one back after checking every rule of blktap's `vhd-util check`
 //!   ([`Violation`] lists them), summarises it ([`VhdInfo`]) and streams the virtual disk;
 //! - [`Footer`], [`DynamicHeader`] and [`BatmapHeader`] are the on-disk structures.
@@ -27,7 +28,7 @@ pub use footer::Footer;
 pub use header::{BatmapHeader, DynamicHeader};
 pub use read::{RawReader, VhdFile, VhdInfo, open_vhd_file};
 pub use violation::Violation;
-pub use write::{VhdOptions, VhdWriteSummary, write_vhd, write_vhd_file};
+pub use write::{VhdOptions, VhdStream, VhdWriteSummary, write_vhd, write_vhd_file};
 
 use std::fmt;
 
