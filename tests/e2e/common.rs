@@ -138,3 +138,13 @@ pub fn sample_build(dest: &Utf8Path) {
     }
     out.commit().unwrap();
 }
+
+/// The names in `dir` (not recursive), sorted.
+pub fn listing(dir: &Utf8Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}

@@ -232,11 +232,7 @@ fn coreos_guest_holds_its_containers_on_verified_disks() {
     let dist = dir.join("dist");
     let out = build(&dir, &dist, &["--format", "raw", "--format", "vhd", "--format", "xva"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let mut names: Vec<String> = std::fs::read_dir(&dist)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = crate::common::listing(&dist);
     assert_eq!(
         names,
         [

@@ -69,11 +69,7 @@ fn man_renders_every_page_reproducibly() {
         dest
     };
     let (a, b) = (write("a"), write("b"));
-    let mut names: Vec<String> = std::fs::read_dir(&a)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = crate::common::listing(&a);
     let want = [
         "xspack-completions.1",
         "xspack-image-build.1",

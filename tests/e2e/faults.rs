@@ -73,16 +73,6 @@ fn error_lines(err: &str) -> usize {
     err.lines().filter(|l| !l.starts_with("hint: ")).count()
 }
 
-/// Names in `dir` (not recursive), sorted.
-fn names(dir: &Utf8Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
-}
-
 /// `xspack verify` of a finished build directory must pass.
 fn verifies(out: &Utf8Path) {
     let o = xspack().args(["-q", "verify", out.as_str()]).output().unwrap();
@@ -92,12 +82,12 @@ fn verifies(out: &Utf8Path) {
 /// Starts `args`, waits until its temporary output appears in `parent`, sends `signal`, and
 /// checks the process died of it and left nothing behind.
 fn interrupt(args: &[String], parent: &Utf8Path, signal: &str, signo: i32) {
-    let before = names(parent);
+    let before = crate::common::listing(parent);
     let mut child =
         xspack().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let start = Instant::now();
     loop {
-        let now = names(parent);
+        let now = crate::common::listing(parent);
         if now.iter().any(|n| n.ends_with(".xspack-tmp")) {
             break;
         }
@@ -121,7 +111,7 @@ fn interrupt(args: &[String], parent: &Utf8Path, signal: &str, signo: i32) {
         "dies of SIG{signal}: {:?} {err}",
         out.status
     );
-    assert_eq!(names(parent), before, "nothing left after SIG{signal}");
+    assert_eq!(crate::common::listing(parent), before, "nothing left after SIG{signal}");
 }
 
 #[test]
@@ -145,7 +135,7 @@ fn pack_build_interrupted_by_sigint_and_sigterm_then_rerun() {
     interrupt(&pack_args(&pack, &secret, &out), &root, "INT", 2);
     interrupt(&pack_args(&pack, &secret, &out), &root, "TERM", 15);
     // The staging area inside the pack directory is clean too.
-    assert_eq!(names(&pack), ["files", "pack.toml"]);
+    assert_eq!(crate::common::listing(&pack), ["files", "pack.toml"]);
     let o = xspack().args(pack_args(&pack, &secret, &out)).output().unwrap();
     assert_eq!(code(&o), 0, "rerun: {}", stderr(&o));
     verifies(&out);
@@ -157,7 +147,7 @@ fn full_disk_is_a_clear_error_and_leaves_nothing() {
     let (_t, root) = tempdir();
     let source = big_image(&root);
     let out = root.join("out");
-    let before = names(&root);
+    let before = crate::common::listing(&root);
     let mut cmd = Command::new("prlimit");
     cmd.arg("--fsize=8388608").arg(env!("CARGO_BIN_EXE_xspack")).args(image_args(&source, &out));
     cmd.env_remove("SOURCE_DATE_EPOCH");
@@ -166,7 +156,7 @@ fn full_disk_is_a_clear_error_and_leaves_nothing() {
     assert_eq!(o.status.code(), Some(1), "exits 1, not killed by SIGXFSZ: {:?} {err}", o.status);
     assert_eq!(error_lines(&err), 1, "{err}");
     assert!(err.starts_with("xspack: error: ") && err.contains("File too large"), "{err}");
-    assert_eq!(names(&root), before, "nothing left behind");
+    assert_eq!(crate::common::listing(&root), before, "nothing left behind");
     let o = xspack().args(image_args(&source, &out)).output().unwrap();
     assert_eq!(code(&o), 0, "rerun: {}", stderr(&o));
     verifies(&out);
@@ -182,7 +172,7 @@ fn full_disk_is_a_clear_error_and_leaves_nothing() {
     assert_eq!(o.status.code(), Some(1), "{:?} {err}", o.status);
     assert_eq!(error_lines(&err), 1, "{err}");
     assert!(err.contains("File too large"), "{err}");
-    assert_eq!(names(&root.join("p")), ["pack"], "nothing left behind");
+    assert_eq!(crate::common::listing(&root.join("p")), ["pack"], "nothing left behind");
     let o = xspack()
         .args(["-q", "pack", "build", pack.as_str(), "--unsigned", "-o", out.as_str()])
         .output()
@@ -233,7 +223,7 @@ fn read_only_output_directory_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(error_lines(&err), 1, "{err}");
     assert!(err.contains(ro.as_str()) && err.contains("Permission denied"), "{err}");
-    assert!(names(&ro).is_empty());
+    assert!(crate::common::listing(&ro).is_empty());
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = xspack().args(image_args(&format!("oci:{layout}"), &out)).output().unwrap();
     assert_eq!(code(&o), 0, "rerun: {}", stderr(&o));
@@ -272,6 +262,10 @@ fn two_builds_racing_for_one_output_directory() {
         assert_eq!(error_lines(&err), 1, "{err}");
         assert!(err.contains(out.as_str()) && err.contains("already exists"), "{err}");
         verifies(&out);
-        assert!(!names(&root).iter().any(|n| n.ends_with(".xspack-tmp")), "{:?}", names(&root));
+        assert!(
+            !crate::common::listing(&root).iter().any(|n| n.ends_with(".xspack-tmp")),
+            "{:?}",
+            crate::common::listing(&root)
+        );
     }
 }

@@ -63,11 +63,7 @@ fn ubuntu_flavor_builds_a_partitioned_disk_xva_and_seed() {
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let dist = dir.join("dist");
-    let mut names: Vec<String> = std::fs::read_dir(&dist)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = crate::common::listing(&dist);
     assert_eq!(names, ["SHA256SUMS", "guest-seed.img", "guest.raw", "guest.xva", "manifest.json"]);
     let table: serde_json::Value =
         serde_json::from_str(&tool_stdout("sfdisk", &["--json", dist.join("guest.raw").as_str()]))

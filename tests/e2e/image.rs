@@ -28,15 +28,6 @@ fn e2fsck(image: &Utf8Path) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-fn listing(dir: &Utf8Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn builds_a_verified_ext4_image_with_manifest() {
     let (_t, root) = tempdir();
@@ -54,7 +45,7 @@ fn builds_a_verified_ext4_image_with_manifest() {
         dist.as_str(),
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(listing(&dist), ["SHA256SUMS", "demo.raw", "manifest.json"]);
+    assert_eq!(crate::common::listing(&dist), ["SHA256SUMS", "demo.raw", "manifest.json"]);
     assert!(stdout(&out).starts_with(&format!("{dist}/demo.raw: ")), "{}", stdout(&out));
     e2fsck(&dist.join("demo.raw"));
     let check = run(&["verify", dist.as_str()]);
@@ -190,7 +181,8 @@ fn assert_clean_failure(stderr: &str, code: i32, root: &Utf8Path, want: &str) {
     assert!(stderr.starts_with("xspack: error: oci:"), "{stderr}");
     assert!(stderr.contains(want), "want {want:?} in {stderr}");
     // No output directory and no temporary leftovers beside it.
-    let left: Vec<String> = listing(root).into_iter().filter(|n| n != "layout").collect();
+    let left: Vec<String> =
+        crate::common::listing(root).into_iter().filter(|n| n != "layout").collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -347,7 +339,7 @@ fn too_small_size_states_the_need() {
         err.contains("filesystem size 1048576 bytes is too small: the content needs at least"),
         "{err}"
     );
-    assert_eq!(listing(&root), ["layout"]);
+    assert_eq!(crate::common::listing(&root), ["layout"]);
 }
 
 #[test]

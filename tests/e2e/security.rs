@@ -196,10 +196,6 @@ fn setuid_bits_and_devices_stay_inside_the_image() {
             }
         }
     }
-    let mut listing: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    listing.sort();
+    let listing = crate::common::listing(&out);
     assert_eq!(listing, ["SHA256SUMS", "img.raw", "manifest.json"]);
 }

@@ -41,11 +41,7 @@ fn build(template: &Utf8Path, dir: &Utf8Path, out: &str, args: &[&str]) -> Utf8P
 fn builds_json_rpm_and_xva_reproducibly() {
     let (_t, dir) = tempdir();
     let a = build(&shipped("coreos-container-host"), &dir, "a", &[]);
-    let mut names: Vec<String> = std::fs::read_dir(&a)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = crate::common::listing(&a);
     assert_eq!(
         names,
         [

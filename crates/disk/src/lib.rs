@@ -236,6 +236,19 @@ impl Error {
 }
 
 /// Writes `out` to an [`xspack_io::AtomicFile`] at `path`, through `write`.
+/// Reads exactly `buf.len()` bytes at `offset`; a failure names `what` and the offset.
+pub(crate) fn read_exact_at<R: std::io::Read + std::io::Seek>(
+    inner: &mut R,
+    what: &'static str,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), Error> {
+    inner
+        .seek(std::io::SeekFrom::Start(offset))
+        .and_then(|_| inner.read_exact(buf))
+        .map_err(|source| Error::Read { what, offset, source })
+}
+
 pub(crate) fn write_atomic<T>(
     path: &camino::Utf8Path,
     write: impl FnOnce(&mut std::io::BufWriter<xspack_io::AtomicFile>) -> Result<T, Error>,

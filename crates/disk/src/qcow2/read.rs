@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{MAGIC, OFLAG_COMPRESSED};
 use crate::Error;
 use crate::bytes::{get_u32, get_u64};
+use crate::read_exact_at;
 
 /// Length of a version 2 header, the shortest there is.
 const V2_HEADER_LENGTH: usize = 72;
@@ -48,18 +49,6 @@ pub struct Qcow2Info {
 
 fn bad(reason: impl Into<String>) -> Error {
     Error::Qcow2 { reason: reason.into() }
-}
-
-fn read_at<R: Read + Seek>(
-    inner: &mut R,
-    what: &'static str,
-    offset: u64,
-    buf: &mut [u8],
-) -> Result<(), Error> {
-    inner
-        .seek(SeekFrom::Start(offset))
-        .and_then(|_| inner.read_exact(buf))
-        .map_err(|source| Error::Read { what, offset, source })
 }
 
 /// Checks that `len` bytes at `offset` are cluster-aligned and inside a file of `file_size`.
@@ -157,7 +146,7 @@ fn check_refcounts<R: Read + Seek>(inner: &mut R, h: &Header, file_size: u64) ->
     let bytes = u64::from(h.refcount_table_clusters) * cluster;
     in_file("refcount table", h.refcount_table_offset, bytes, cluster, file_size)?;
     let mut table = vec![0u8; usize::try_from(bytes).expect("within the file")];
-    read_at(inner, "refcount table", h.refcount_table_offset, &mut table)?;
+    read_exact_at(inner, "refcount table", h.refcount_table_offset, &mut table)?;
     for (i, entry) in table.chunks_exact(8).enumerate() {
         let offset = u64::from_be_bytes(entry.try_into().expect("8 bytes")) & !0x1ff;
         if offset != 0 {
@@ -191,7 +180,7 @@ fn check_mapping<R: Read + Seek>(
             return Err(bad(format!("L1 entry {i} maps an L2 table beyond the virtual size")));
         }
         in_file(&format!("L2 table {i}"), l2_offset, cluster, cluster, file_size)?;
-        read_at(inner, "L2 table", l2_offset, &mut l2)?;
+        read_exact_at(inner, "L2 table", l2_offset, &mut l2)?;
         for (j, e) in (0u64..).zip(l2.chunks_exact(8)) {
             let e = u64::from_be_bytes(e.try_into().expect("8 bytes"));
             // i < needed <= 4 Mi entries, so this stays below 2^61.
@@ -237,7 +226,7 @@ pub fn check_qcow2<R: Read + Seek>(mut inner: R) -> Result<Qcow2Info, Error> {
     }
     let mut raw = [0u8; 104];
     let header_len = usize::try_from(file_size.min(104)).expect("at most 104");
-    read_at(&mut inner, "header", 0, &mut raw[..header_len])?;
+    read_exact_at(&mut inner, "header", 0, &mut raw[..header_len])?;
     let h = parse_header(&raw, file_size)?;
     let cluster = h.cluster();
     // Each L2 table maps a cluster's worth of 8-byte entries, each a cluster of guest data.
@@ -255,7 +244,7 @@ pub fn check_qcow2<R: Read + Seek>(mut inner: R) -> Result<Qcow2Info, Error> {
     in_file("L1 table", h.l1_offset, l1_bytes, cluster, file_size)?;
     check_refcounts(&mut inner, &h, file_size)?;
     let mut l1 = vec![0u8; usize::try_from(l1_bytes).expect("at most 32 MiB")];
-    read_at(&mut inner, "L1 table", h.l1_offset, &mut l1)?;
+    read_exact_at(&mut inner, "L1 table", h.l1_offset, &mut l1)?;
     let (allocated_clusters, compressed_clusters) = check_mapping(&mut inner, &h, &l1, file_size)?;
     Ok(Qcow2Info {
         version: h.version,

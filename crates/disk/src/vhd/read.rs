@@ -18,7 +18,7 @@ use super::{
     Geometry, HEADER_OFFSET, HEADER_SIZE, SECTOR_SIZE, TABLE_OFFSET, VHD_EPOCH, Violation,
     version_text,
 };
-use crate::{Error, Uuid};
+use crate::{Error, Uuid, read_exact_at};
 
 /// Summary of a VHD, for `inspect`-style reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -64,18 +64,6 @@ pub struct VhdFile<R> {
 
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn read_exact_at<R: Read + Seek>(
-    inner: &mut R,
-    what: &'static str,
-    offset: u64,
-    buf: &mut [u8],
-) -> Result<(), Error> {
-    inner
-        .seek(SeekFrom::Start(offset))
-        .and_then(|_| inner.read_exact(buf))
-        .map_err(|source| Error::Read { what, offset, source })
 }
 
 /// Smallest dynamic VHD: footer copy, header, one BAT sector, footer.
