@@ -364,6 +364,8 @@ fn bad_coreos_inputs_fail_with_one_line() {
     })
     .unwrap();
     std::fs::write(dir.join("flatcar.qcow2"), b"QFI\xfb\0\0\0\x03 not really").unwrap();
+    let whole = std::fs::read(dir.join("flatcar.img")).unwrap();
+    std::fs::write(dir.join("short.img"), &whole[..40 << 20]).unwrap();
     std::fs::write(
         dir.join("bad.toml"),
         "[[container]]\nname = \"web\"\nimage = \"x\"\nports = [\"eighty\"]\n",
@@ -378,6 +380,11 @@ fn bad_coreos_inputs_fail_with_one_line() {
             vec!["--base".into(), dir.join("ubuntu.img").to_string(), mysql.to_string()],
             3,
             "not those of Flatcar",
+        ),
+        (
+            vec!["--base".into(), dir.join("short.img").to_string(), mysql.to_string()],
+            3,
+            "short.img: ends after 41943040 of the 67108864 bytes its GPT describes (truncated?)",
         ),
         (
             vec!["--base".into(), dir.join("flatcar.qcow2").to_string(), mysql.to_string()],

@@ -102,15 +102,21 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     })?;
     let spec = args.spec.as_deref().map(GuestSpec::load).transpose()?;
     // The containers: the spec's, then one per SOURCE.
-    let mut wanted: Vec<(ContainerSpec, String)> = Vec::new();
+    let mut wanted: Vec<(ContainerSpec, String, ImageSource)> = Vec::new();
     if let Some(spec) = &spec {
         for c in &spec.containers {
-            wanted.push((c.clone(), spec.resolve_image(c)));
+            let text = spec.resolve_image(c);
+            let source = ImageSource::parse(&text)?;
+            wanted.push((c.clone(), text, source));
         }
     }
     for text in &args.sources {
         let source = ImageSource::parse(text)?;
-        wanted.push((ContainerSpec::new(container_name(&source), text.clone()), text.clone()));
+        wanted.push((
+            ContainerSpec::new(container_name(&source), text.clone()),
+            text.clone(),
+            source,
+        ));
     }
     let name = args
         .name
@@ -119,14 +125,13 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
         .unwrap_or_else(|| "coreos-host".to_owned());
     check_name(&name)?;
     let mut images = Vec::new();
-    for (_, source_text) in &wanted {
-        let source = ImageSource::parse(source_text)?;
-        images.push(Image::open(&source).with_context(|| source_text.clone())?);
+    for (_, source_text, source) in &wanted {
+        images.push(Image::open(source).with_context(|| source_text.clone())?);
     }
     let containers: Vec<Container<'_>> = wanted
         .iter()
         .zip(&images)
-        .map(|((spec, _), image)| Container { spec: spec.clone(), image })
+        .map(|((spec, _, _), image)| Container { spec: spec.clone(), image })
         .collect();
 
     let opts = options(args, spec.as_ref(), &name, &base, source_date_epoch)?;

@@ -300,7 +300,7 @@ impl BaseDisk {
             ));
         }
         if head.len() as u64 == original_size {
-            probe_end(path, &mut reader, original_size).map_err(|e| bad(path, e.to_string()))?;
+            probe_end(&mut reader, original_size).map_err(|e| bad(path, e.to_string()))?;
         }
         if let Some((sector, _)) = &moved {
             head[512..1024].copy_from_slice(sector);
@@ -336,14 +336,15 @@ impl BaseDisk {
     }
 }
 
-/// Fails if `rest` holds anything more: the file is longer than its GPT says.
-fn probe_end(path: &Utf8Path, rest: &mut dyn Read, size: u64) -> io::Result<()> {
+/// Fails if `rest` holds anything more: the file is longer than its GPT says. Like every read
+/// error of [`BaseReader`], the message leaves the file to the caller to name.
+fn probe_end(rest: &mut dyn Read, size: u64) -> io::Result<()> {
     if read_full(rest, &mut [0u8; 1])? == 0 {
         return Ok(());
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("{path}: holds more than the {size} bytes its GPT describes"),
+        format!("holds more than the {size} bytes its GPT describes"),
     ))
 }
 
@@ -376,13 +377,13 @@ impl Read for BaseReader {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "{}: ends after {at} of the {} bytes its GPT describes (truncated?)",
-                        d.path, d.original_size
+                        "ends after {at} of the {} bytes its GPT describes (truncated?)",
+                        d.original_size
                     ),
                 ));
             }
             if at + got as u64 == d.original_size {
-                probe_end(&d.path, &mut d.rest, d.original_size)?;
+                probe_end(&mut d.rest, d.original_size)?;
             }
             got
         } else {

@@ -126,7 +126,7 @@ pub fn write_data_disk<W: Write>(
     let task = progress.task("writing data disk", Some(plan.size_bytes()), ProgressUnit::Bytes);
     let mut writer = plan.writer(out);
     let mut digests = Vec::new();
-    for (id, size) in plan.file_order().collect::<Vec<_>>() {
+    for (id, size) in plan.file_order() {
         if let Some(i) = ids.iter().position(|x| *x == id) {
             let reader = entries[i]
                 .archive

@@ -258,8 +258,7 @@ pub fn build_into(
     // The base disk, streamed from the (compressed) file.
     let (mut raw, base_path) = create_raw(out, &raw_name(""), keep_raw)?;
     let task = progress.task("writing base disk", Some(base.size), ProgressUnit::Bytes);
-    copy_with_progress(&mut base.into_reader(), &mut raw, &*task)
-        .map_err(|e| Error::BaseImage { path: opts.base.clone(), reason: e.to_string() })?;
+    copy_base(&mut base.into_reader(), &opts.base, &mut raw, &base_path, &*task)?;
     task.finish();
     outputs.extend(finish_raw(out, raw)?);
 
@@ -314,25 +313,28 @@ pub fn build_into(
     })
 }
 
-fn copy_with_progress(
+/// Copies the base disk into `to`: a failed read is the base image's fault (truncated, corrupt
+/// compression), a failed write is the output's (a full disk).
+fn copy_base(
     from: &mut dyn std::io::Read,
+    base: &Utf8Path,
     to: &mut dyn std::io::Write,
+    to_path: &Utf8Path,
     task: &dyn xspack_io::ProgressTask,
-) -> std::io::Result<u64> {
+) -> Result<(), Error> {
     let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0;
     loop {
         let n = match from.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(Error::BaseImage { path: base.to_owned(), reason: e.to_string() });
+            }
         };
-        to.write_all(&buf[..n])?;
-        total += n as u64;
+        to.write_all(&buf[..n]).map_err(|e| Error::io("writing", to_path, e))?;
         task.advance(n as u64);
     }
-    Ok(total)
 }
 
 /// The VM of the XVA: base, data and config drive, HVM BIOS.
