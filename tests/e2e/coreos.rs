@@ -451,6 +451,13 @@ fn bad_coreos_inputs_fail_with_one_line() {
         );
         assert!(!dist.exists(), "{args:?}: no output on failure");
     }
+}
+
+#[test]
+fn coreos_options_are_usage_errors_for_other_flavors() {
+    let (_t, dir) = tempdir();
+    inputs(&dir);
+    let (base, mysql) = (dir.join("flatcar.img"), dir.join("images/mysql.tar"));
     let out = xspack()
         .args(["image", "build", "--flavor", "ubuntu", "--base", base.as_str(), mysql.as_str()])
         .output()
