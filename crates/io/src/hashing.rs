@@ -62,6 +62,114 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A [`HashingWriter`] on its own thread: writes copy the bytes into chunks handed to a thread
+/// that hashes them and writes them to the inner writer, so hashing and the write system calls
+/// run beside the code producing the bytes instead of on its thread. Memory is bounded by
+/// [`BACKGROUND_DEPTH`] chunks of [`crate::pipe::CHUNK`].
+///
+/// An error of the inner writer is returned by the next write, flush or [`Self::finish`].
+pub struct BackgroundHashingWriter<W: Write + Send + 'static> {
+    pipe: Option<crate::pipe::PipeWriter>,
+    thread: Option<std::thread::JoinHandle<io::Result<(W, Sha256Digest, u64)>>>,
+    len: u64,
+}
+
+/// Chunks queued for a [`BackgroundHashingWriter`]'s thread.
+pub const BACKGROUND_DEPTH: usize = 4;
+
+impl<W: Write + Send + 'static> BackgroundHashingWriter<W> {
+    /// Starts the thread writing to `inner`.
+    pub fn new(inner: W) -> Self {
+        let (pipe, mut reader) = crate::pipe::pipe(BACKGROUND_DEPTH);
+        let thread = std::thread::spawn(move || -> io::Result<(W, Sha256Digest, u64)> {
+            let mut out = HashingWriter::new(inner);
+            loop {
+                let chunk = io::BufRead::fill_buf(&mut reader)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len();
+                out.write_all(chunk)?;
+                io::BufRead::consume(&mut reader, n);
+            }
+            out.flush()?;
+            Ok(out.finish())
+        });
+        BackgroundHashingWriter { pipe: Some(pipe), thread: Some(thread), len: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Waits for the thread; returns the inner writer, the digest and the byte count.
+    pub fn finish(mut self) -> io::Result<(W, Sha256Digest, u64)> {
+        if let Some(pipe) = self.pipe.take() {
+            // A closed pipe means the thread failed; joining it tells why.
+            let _ = pipe.finish();
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<(W, Sha256Digest, u64)> {
+        self.pipe = None;
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the output writer thread panicked"))),
+            None => Err(io::Error::other("the output writer already failed")),
+        }
+    }
+
+    /// The error that stopped the thread, after a write found the pipe closed.
+    fn failure(&mut self) -> io::Error {
+        match self.join() {
+            Err(e) => e,
+            Ok(_) => io::Error::from(io::ErrorKind::BrokenPipe),
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Write for BackgroundHashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = match &mut self.pipe {
+            Some(pipe) => pipe.write(buf),
+            None => return Err(io::Error::other("the output writer already failed")),
+        };
+        match result {
+            Ok(n) => {
+                self.len += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(self.failure()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = match &mut self.pipe {
+            Some(pipe) => pipe.flush(),
+            None => return Err(io::Error::other("the output writer already failed")),
+        };
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(self.failure()),
+            other => other,
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> std::fmt::Debug for BackgroundHashingWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundHashingWriter").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
 /// A reader that hashes and counts everything read through it.
 #[derive(Debug)]
 pub struct HashingReader<R> {

@@ -37,7 +37,9 @@ mod uuid;
 pub use atomic::{AtomicDir, AtomicFile, install_signal_cleanup, live_temp_paths};
 pub use counting::{CountingReader, CountingWriter};
 pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
-pub use hashing::{HashingReader, HashingWriter, hash_reader};
+pub use hashing::{
+    BACKGROUND_DEPTH, BackgroundHashingWriter, HashingReader, HashingWriter, hash_reader,
+};
 pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
 pub use sparse::SparseFile;
 pub use uuid::{ParseUuidError, Uuid};

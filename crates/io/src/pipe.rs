@@ -6,8 +6,8 @@
 //! reader is dropped, writes fail with `BrokenPipe`; when the writer is dropped, the reader
 //! sees end of file once the queued chunks are read.
 
-use std::io::{self, Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::io::{self, BufRead, Read, Write};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 
 /// Bytes per chunk handed between the threads.
 pub const CHUNK: usize = 256 * 1024;
@@ -15,12 +15,16 @@ pub const CHUNK: usize = 256 * 1024;
 /// The sending end.
 pub struct PipeWriter {
     tx: SyncSender<Vec<u8>>,
+    /// Emptied chunks the reader hands back, so a long stream allocates `depth + 2` chunks,
+    /// not one per chunk.
+    spare: Receiver<Vec<u8>>,
     buf: Vec<u8>,
 }
 
 /// The receiving end.
 pub struct PipeReader {
     rx: Receiver<Vec<u8>>,
+    spare: Sender<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
 }
@@ -28,9 +32,10 @@ pub struct PipeReader {
 /// A pipe holding at most `depth` full chunks in flight.
 pub fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
     let (tx, rx) = sync_channel(depth);
+    let (spare_tx, spare_rx) = channel();
     (
-        PipeWriter { tx, buf: Vec::with_capacity(CHUNK) },
-        PipeReader { rx, current: Vec::new(), at: 0 },
+        PipeWriter { tx, spare: spare_rx, buf: Vec::with_capacity(CHUNK) },
+        PipeReader { rx, spare: spare_tx, current: Vec::new(), at: 0 },
     )
 }
 
@@ -39,11 +44,32 @@ impl PipeWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let next = self.empty_chunk();
+        let chunk = std::mem::replace(&mut self.buf, next);
         self.tx.send(chunk).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
     }
 
-    /// Sends what is buffered and closes the pipe.
+    /// An empty chunk: one the reader handed back, or a new one.
+    pub fn empty_chunk(&mut self) -> Vec<u8> {
+        match self.spare.try_recv() {
+            Ok(mut chunk) => {
+                chunk.clear();
+                chunk
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
+        }
+    }
+
+    /// Hands over `chunk` as it is (after any bytes written before it), without copying.
+    pub fn send_chunk(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        self.send()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(chunk).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+
+    /// Sends what is buffered; the reader sees end of file after it once this is dropped.
     pub fn finish(mut self) -> io::Result<()> {
         self.send()
     }
@@ -66,19 +92,35 @@ impl Write for PipeWriter {
 
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = out.len().min(available.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// Reading through [`BufRead`] hands out the received chunks in place: no copy.
+impl BufRead for PipeReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.at == self.current.len() {
             match self.rx.recv() {
                 Ok(chunk) => {
-                    self.current = chunk;
+                    let done = std::mem::replace(&mut self.current, chunk);
                     self.at = 0;
+                    if done.capacity() > 0 {
+                        // The writer may be gone; then the chunk is simply freed.
+                        let _ = self.spare.send(done);
+                    }
                 }
-                Err(_) => return Ok(0),
+                Err(_) => return Ok(&[]),
             }
         }
-        let n = out.len().min(self.current.len() - self.at);
-        out[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
+        Ok(&self.current[self.at..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.at = (self.at + amount).min(self.current.len());
     }
 }
 
@@ -98,6 +140,37 @@ mod tests {
         let mut got = Vec::new();
         r.read_to_end(&mut got).unwrap();
         producer.join().unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn sent_chunks_and_buffered_reads_keep_order() {
+        let (mut w, mut r) = pipe(1);
+        let producer = std::thread::spawn(move || {
+            for round in 0..20u8 {
+                w.write_all(&[round; 1000]).unwrap();
+                let mut chunk = w.empty_chunk();
+                chunk.resize(CHUNK + 7, round.wrapping_add(100));
+                w.send_chunk(chunk).unwrap();
+            }
+            w.finish().unwrap();
+        });
+        let mut got = Vec::new();
+        loop {
+            let piece = r.fill_buf().unwrap();
+            if piece.is_empty() {
+                break;
+            }
+            let n = piece.len().min(4096);
+            got.extend_from_slice(&piece[..n]);
+            r.consume(n);
+        }
+        producer.join().unwrap();
+        let mut expected = Vec::new();
+        for round in 0..20u8 {
+            expected.extend_from_slice(&[round; 1000]);
+            expected.extend(std::iter::repeat_n(round.wrapping_add(100), CHUNK + 7));
+        }
         assert_eq!(got, expected);
     }
 

@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use xspack_io::{AtomicDir, HashingWriter, SparseFile};
+use xspack_io::{AtomicDir, BackgroundHashingWriter, SparseFile};
 
 use crate::{Error, Input, MANIFEST_NAME, Manifest, Output, RelPath, SHA256SUMS_NAME, Tool};
 
@@ -27,7 +27,7 @@ pub struct OutputDir {
 pub struct OutputFile {
     path: RelPath,
     full_path: Utf8PathBuf,
-    writer: HashingWriter<SparseFile>,
+    writer: BackgroundHashingWriter<SparseFile>,
 }
 
 impl OutputDir {
@@ -87,7 +87,7 @@ impl OutputDir {
         Ok(OutputFile {
             path: path.clone(),
             full_path,
-            writer: HashingWriter::new(SparseFile::new(file)),
+            writer: BackgroundHashingWriter::new(SparseFile::new(file)),
         })
     }
 
@@ -96,7 +96,8 @@ impl OutputDir {
         if self.manifest.outputs.iter().any(|o| o.path == file.path) {
             return Err(Error::Duplicate { path: file.path });
         }
-        let (sparse, sha256, size) = file.writer.finish();
+        let (sparse, sha256, size) =
+            file.writer.finish().map_err(|e| Error::io("writing", &file.full_path, e))?;
         sparse.finish().map_err(|e| Error::io("writing", &file.full_path, e))?;
         let output = Output { path: file.path, size, sha256 };
         self.manifest.outputs.push(output.clone());

@@ -7,10 +7,10 @@
 //! Tar entries follow POSIX pax (`SCHILY.xattr.*` for xattrs, fractional `mtime`) and GNU
 //! (long names, old sparse files) conventions as the `tar` crate decodes them.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 
 use flate2::read::MultiGzDecoder;
-use xspack_io::{BUFFER_SIZE, CountingReader, HashingReader};
+use xspack_io::HashingReader;
 
 use crate::{Digest, Error, Image, LayerInfo};
 
@@ -99,32 +99,37 @@ impl Image {
         layer: &LayerInfo,
         visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
-        self.stream_layer(layer, true, visit)
+        self.stream_layer(layer, Checks { blob: true, diff_id: true }, visit)
     }
 
-    /// Like [`Image::read_layer`], for a layer already read once with `read_layer`: the blob
-    /// digest is not computed again, since the `diff_id` check alone proves the tar content.
+    /// Like [`Image::read_layer`], for a layer already read once with `read_layer`: one digest
+    /// is enough to prove the bytes did not change since. That is the blob digest when the
+    /// manifest records one (it covers the stored, usually compressed, bytes: fewer to hash,
+    /// and hashed on the reading thread, beside decompression), else the `diff_id`.
     pub fn reread_layer<E: From<Error>>(
         &self,
         layer: &LayerInfo,
         visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
-        self.stream_layer(layer, false, visit)
+        let blob = layer.digest.is_some();
+        self.stream_layer(layer, Checks { blob, diff_id: !blob }, visit)
     }
 
     fn stream_layer<E: From<Error>>(
         &self,
         layer: &LayerInfo,
-        blob_digest: bool,
+        checks: Checks,
         mut visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
         let label = layer.label();
         let blob = self.open_blob(layer)?;
+        let (stored_writer, stored_reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
         let (writer, reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
-        // A producer thread reads and decompresses (hashing the blob on the first read); this
-        // thread hashes the tar, parses it and visits, so the two halves share the cores.
-        let (consumed, produced) = std::thread::scope(|s| {
-            let producer = s.spawn(|| produce(blob, writer, blob_digest, &label));
+        // Three threads share the cores: one reads the blob (hashing it when asked), one
+        // decompresses, and this one hashes the tar when asked, parses it and visits.
+        let (consumed, read, produced) = std::thread::scope(|s| {
+            let reading = s.spawn(|| read_blob(blob, stored_writer, checks.blob));
+            let decompressing = s.spawn(|| produce(stored_reader, writer, &label));
             let mut reader = HashingReader::new(reader);
             let consumed = (|| -> Result<u64, E> {
                 let mut entries_seen = 0;
@@ -132,8 +137,10 @@ impl Image {
                     layer: label.clone(),
                     reason: format!("corrupt layer: {e}"),
                 };
+                let tar: &mut dyn Read =
+                    if checks.diff_id { &mut reader } else { reader.get_mut() };
                 {
-                    let mut archive = tar::Archive::new(&mut reader);
+                    let mut archive = tar::Archive::new(&mut *tar);
                     let entries = archive.entries().map_err(|e| corrupt(&e))?;
                     for (index, entry) in entries.enumerate() {
                         let mut entry = entry.map_err(|e| corrupt(&e))?;
@@ -145,23 +152,29 @@ impl Image {
                     }
                 }
                 // The tar end marker and any padding count towards the diff_id.
-                io::copy(&mut reader, &mut io::sink()).map_err(|e| corrupt(&e))?;
+                io::copy(tar, &mut io::sink()).map_err(|e| corrupt(&e))?;
                 Ok(entries_seen)
             })();
             // Unblocks the producer if we stopped early.
             let (pipe, diff_id, tar_bytes) = reader.finish();
             drop(pipe);
             let consumed = consumed.map(|entries| (entries, Digest(diff_id), tar_bytes));
-            (consumed, producer.join().expect("the layer producer does not panic"))
+            let produced = decompressing.join().expect("the decompressor does not panic");
+            (consumed, reading.join().expect("the blob reader does not panic"), produced)
         });
-        // A decompression or read failure explains a truncated tar better than the tar error.
+        // A read failure explains everything after it; a wrong size or digest explains a
+        // decompression failure; that explains a truncated tar better than the tar error.
+        let read = read.map_err(|e| Error::Layer {
+            layer: label.clone(),
+            reason: format!("reading the blob: {e}"),
+        })?;
+        check_blob(layer, &label, read.bytes, read.digest)?;
         let produced = produced?;
-        check_blob(layer, &label, produced.stored_bytes, produced.stored)?;
         if let Some(e) = produced.error {
             return Err(e.into());
         }
         let (entries, diff_id, tar_bytes) = consumed?;
-        if diff_id != layer.diff_id {
+        if checks.diff_id && diff_id != layer.diff_id {
             return Err(Error::DigestMismatch {
                 what: label,
                 kind: "diff_id",
@@ -172,43 +185,90 @@ impl Image {
         }
         Ok(LayerSummary {
             entries,
-            stored_bytes: produced.stored_bytes,
+            stored_bytes: read.bytes,
             tar_bytes,
             compression: produced.compression,
         })
     }
 }
 
-/// Chunks in flight between the decompressing thread and the tar parser (256 KiB each).
+/// Which digests one pass over a layer computes.
+#[derive(Debug, Clone, Copy)]
+struct Checks {
+    /// The blob digest, over the stored bytes (checked when the manifest records one).
+    blob: bool,
+    /// The `diff_id`, over the uncompressed tar.
+    diff_id: bool,
+}
+
+/// Chunks in flight between two threads (256 KiB each).
 const PIPE_DEPTH: usize = 8;
+
+/// What the blob reader measured.
+struct BlobRead {
+    bytes: u64,
+    /// The blob digest, when asked for.
+    digest: Option<Digest>,
+}
+
+/// Reads the whole blob in chunks, hashing them when `digest`, and sends them on. When the
+/// decompressor stops early the rest is still read, counted and hashed: a wrong size or digest
+/// is the better diagnosis of a damaged blob than the decoding error it caused.
+fn read_blob(
+    mut blob: Box<dyn Read + Send>,
+    mut out: xspack_io::pipe::PipeWriter,
+    digest: bool,
+) -> io::Result<BlobRead> {
+    let mut hasher = digest.then(|| xspack_io::HashingWriter::new(io::sink()));
+    let mut bytes = 0u64;
+    let mut open = true;
+    loop {
+        let mut chunk = out.empty_chunk();
+        chunk.resize(xspack_io::pipe::CHUNK, 0);
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match blob.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        chunk.truncate(filled);
+        bytes += filled as u64;
+        if let Some(h) = &mut hasher {
+            io::Write::write_all(h, &chunk)?;
+        }
+        let end = filled < xspack_io::pipe::CHUNK;
+        // Once the decompressor has stopped, the rest is only counted (and hashed).
+        open = open && out.send_chunk(chunk).is_ok();
+        if end {
+            break;
+        }
+    }
+    let _ = out.finish();
+    Ok(BlobRead { bytes, digest: hasher.map(|h| Digest(h.finish().1)) })
+}
 
 /// What the producer thread measured.
 struct Produced {
-    /// The blob digest, when asked for.
-    stored: Option<Digest>,
-    stored_bytes: u64,
     compression: &'static str,
     /// Why decompressing failed, if it did (reported after the blob's size and digest).
     error: Option<Error>,
 }
 
-/// Reads the blob (hashing it when `digest`), decompresses by magic number and sends the tar on.
+/// Decompresses the stored bytes by magic number and sends the tar on.
 fn produce(
-    blob: Box<dyn Read + Send>,
+    mut stored: xspack_io::pipe::PipeReader,
     mut out: xspack_io::pipe::PipeWriter,
-    digest: bool,
     label: &str,
 ) -> Result<Produced, Error> {
     let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
         layer: label.to_owned(),
         reason: format!("corrupt layer: {e}"),
     };
-    let mut blob = HashingReader::new(CountingReader::new(blob));
     let (compression, error) = 'read: {
-        // Without a digest to compute, hash nothing: read around the hasher.
-        let source: &mut dyn Read = if digest { &mut blob } else { blob.get_mut() };
-        let mut buffered = BufReader::with_capacity(BUFFER_SIZE, source);
-        let head = buffered.fill_buf().map_err(|e| corrupt(&e))?;
+        let head = stored.fill_buf().map_err(|e| corrupt(&e))?;
         if head.is_empty() {
             // Not even the end-of-archive blocks of an empty tar: nothing a layer tool writes.
             let reason = "empty blob (0 bytes): not a tar archive, compressed or not".to_owned();
@@ -216,26 +276,24 @@ fn produce(
         }
         let (mut decoder, compression): (Box<dyn Read + '_>, &'static str) =
             if head.starts_with(&[0x1f, 0x8b]) {
-                (Box::new(MultiGzDecoder::new(&mut buffered)), "gzip")
+                (Box::new(MultiGzDecoder::new(&mut stored)), "gzip")
             } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                let zstd = zstd::stream::read::Decoder::with_buffer(&mut buffered)
+                let zstd = zstd::stream::read::Decoder::with_buffer(&mut stored)
                     .map_err(|e| corrupt(&e))?;
                 (Box::new(zstd), "zstd")
             } else {
-                (Box::new(&mut buffered), "none")
+                (Box::new(&mut stored), "none")
             };
-        let copied = match io::copy(&mut decoder, &mut out) {
-            Ok(_) => Ok(()),
+        let copied = match copy_out(&mut decoder, &mut out) {
+            Ok(()) => Ok(()),
             // The parser stopped early and will report why.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
             Err(e) => Err(corrupt(&e)),
         };
         drop(decoder);
-        // Bytes after the compressed stream still belong to the blob and its digest. After a
-        // decoding error, hashing the rest tells a damaged blob (digest mismatch, the better
-        // diagnosis) from one that is stored as recorded but was corrupt to begin with.
-        let drained = if copied.is_ok() || digest {
-            io::copy(&mut buffered, &mut io::sink()).map(|_| ()).map_err(|e| corrupt(&e))
+        // Bytes after the compressed stream still belong to the blob; the reader hashes them.
+        let drained = if copied.is_ok() {
+            io::copy(&mut stored, &mut io::sink()).map(|_| ()).map_err(|e| corrupt(&e))
         } else {
             Ok(())
         };
@@ -243,13 +301,30 @@ fn produce(
     };
     // A closed reader here means the parser failed; its error is the one to report.
     let _ = out.finish();
-    let (counted, stored, _) = blob.finish();
-    Ok(Produced {
-        stored: digest.then_some(Digest(stored)),
-        stored_bytes: counted.count(),
-        compression,
-        error,
-    })
+    Ok(Produced { compression, error })
+}
+
+/// Decompresses into whole pipe chunks (no intermediate buffer).
+fn copy_out(decoder: &mut dyn Read, out: &mut xspack_io::pipe::PipeWriter) -> io::Result<()> {
+    loop {
+        let mut chunk = out.empty_chunk();
+        chunk.resize(xspack_io::pipe::CHUNK, 0);
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        chunk.truncate(filled);
+        let end = filled < xspack_io::pipe::CHUNK;
+        out.send_chunk(chunk)?;
+        if end {
+            return Ok(());
+        }
+    }
 }
 
 /// Compares the blob as read with the size and digest the manifest records.
