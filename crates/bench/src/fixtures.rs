@@ -86,15 +86,16 @@ const SYNTH_SMALL_2: usize = 10_000;
 /// Large incompressible files: 100 MiB each.
 const SYNTH_LARGE: usize = 100 << 20;
 
-/// A synthetic image of about `scale` GB: `scale` × 50,000 small files and `scale` × nine
-/// large incompressible ones over three gzip layers, with whiteouts and an opaque directory.
-/// Scale 1 is the standard fixture; 2 measures how cost grows. Reused when present.
-pub fn synthetic(dest: &Utf8Path, scale: usize) -> Result<Utf8PathBuf> {
+/// A synthetic image of `files` × 50,000 small files and `bytes` × nine large incompressible
+/// ones (about `bytes` GB) over three gzip layers, with whiteouts and an opaque directory.
+/// (1, 1) is the standard fixture; (2, 2) and (1, 2) measure how cost grows with size and file
+/// count together and with bytes alone. Reused when present.
+pub fn synthetic(dest: &Utf8Path, files: usize, bytes: usize) -> Result<Utf8PathBuf> {
     use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
     if dest.join("index.json").is_file() {
         return Ok(dest.to_owned());
     }
-    eprintln!("bench: generating {dest} (about {scale} GB, once)");
+    eprintln!("bench: generating {dest} (about {bytes} GB, {files} x 50,000 files, once)");
     let mut rng = XorShift(0x5eed_1234_abcd_ef01);
     let mut data = |len: usize| {
         let mut v = vec![0u8; len];
@@ -102,24 +103,24 @@ pub fn synthetic(dest: &Utf8Path, scale: usize) -> Result<Utf8PathBuf> {
         v
     };
     let mut l1 = Vec::new();
-    for i in 0..SYNTH_SMALL * scale {
+    for i in 0..SYNTH_SMALL * files {
         let len = (i * 37) % 8192;
         l1.push(Entry::file(format!("small/d{:03}/f{i:05}", i % 500), data(len)));
     }
-    for i in 0..6 * scale {
+    for i in 0..6 * bytes {
         l1.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
     }
     l1.push(Entry::file("opaque/old", data(100)));
     let mut l2 = Vec::new();
-    for i in 0..SYNTH_SMALL_2 * scale {
+    for i in 0..SYNTH_SMALL_2 * files {
         l2.push(Entry::file(format!("more/d{:03}/g{i:05}", i % 100), data((i * 53) % 8192)));
     }
-    for i in (0..SYNTH_SMALL * scale).step_by(40) {
+    for i in (0..SYNTH_SMALL * files).step_by(40) {
         l2.push(Entry::file(format!("small/d{:03}/.wh.f{i:05}", i % 500), Vec::new()));
     }
     l2.push(Entry::file("opaque/.wh..wh..opq", Vec::new()));
     l2.push(Entry::file("opaque/new", data(100)));
-    for i in 6 * scale..8 * scale {
+    for i in 6 * bytes..8 * bytes {
         l2.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
     }
     let l3 = vec![

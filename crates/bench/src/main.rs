@@ -20,8 +20,8 @@
 //!   XVA, and the floor (`xspack-bench floor`: inflate and sha256 every layer, layers in
 //!   parallel, writing nothing), on the debootstrap bookworm minbase image and on a synthetic
 //!   ~1 GB image of 50,000 files in 3 layers;
-//! - `scale-synthetic`: the synthetic image at twice the size and file count, raw and VHD
-//!   against the floor, for how time and peak RSS grow;
+//! - `scale-synthetic`: the synthetic image at twice the size and file count, and at twice the
+//!   bytes with the same files, against the floor, for how time and peak RSS grow;
 //! - `formats`: VHD and XVA against raw from the same bookworm image, and against
 //!   `qemu-img convert -O vpc` of the raw image (alone, and after xspack's raw build);
 //! - `pack`: an update pack of ~200 MB against `createrepo_c` + `xorriso -as mkisofs`.
@@ -120,12 +120,13 @@ fn main() -> Result<()> {
         benches.push(image_bench("image-bookworm", &xspack, &me, &layout, "bookworm")?);
     }
     if want("image-synthetic") {
-        let layout = fixtures::synthetic(&fixtures_dir.join("synthetic"), 1)?;
+        let layout = fixtures::synthetic(&fixtures_dir.join("synthetic"), 1, 1)?;
         benches.push(image_bench("image-synthetic", &xspack, &me, &layout, "latest")?);
     }
     if want("scale-synthetic") {
-        let layout = fixtures::synthetic(&fixtures_dir.join("synthetic-2x"), 2)?;
-        benches.push(scale_bench("scale-synthetic-2x", &xspack, &me, &layout));
+        let both = fixtures::synthetic(&fixtures_dir.join("synthetic-2x"), 2, 2)?;
+        let bytes = fixtures::synthetic(&fixtures_dir.join("synthetic-2x-bytes"), 1, 2)?;
+        benches.push(scale_bench("scale-synthetic-2x", &xspack, &me, &both, &bytes));
     }
     if want("formats") {
         let layout = fixtures::bookworm(&target)?;
@@ -254,25 +255,44 @@ fn image_bench(
     })
 }
 
-/// The synthetic image at twice the size and file count: how xspack's time and memory grow,
-/// against the floor (no baseline, to keep `just bench` short).
-fn scale_bench(name: &str, xspack: &Utf8Path, me: &Utf8Path, layout: &Utf8Path) -> Bench {
-    let source = format!("oci:{layout}:latest");
+/// The synthetic image at twice the size and file count, and at twice the bytes with the
+/// same files: how xspack's time and memory grow, against the floor (no baseline, to keep
+/// `just bench` short).
+fn scale_bench(
+    name: &str,
+    xspack: &Utf8Path,
+    me: &Utf8Path,
+    both: &Utf8Path,
+    bytes: &Utf8Path,
+) -> Bench {
+    let source = format!("oci:{both}:latest");
+    let bytes_source = format!("oci:{bytes}:latest");
+    let floor_of = |layout: &Utf8Path, label: &str| Contender {
+        label: format!("floor: inflate + sha256 every layer ({label})"),
+        compare_to: None,
+        ..floor(me, layout, "latest", 0)
+    };
     Bench {
         name: name.into(),
         extra: Vec::new(),
         contenders: vec![
             Contender::new(
-                "xspack image build --format raw",
+                "xspack image build --format raw (2x bytes, 2x files)",
                 xspack_build(xspack, &source, "raw"),
                 Some(2),
             ),
             Contender::new(
-                "xspack image build --format vhd",
+                "xspack image build --format vhd (2x bytes, 2x files)",
                 xspack_build(xspack, &source, "vhd"),
                 Some(2),
             ),
-            Contender { compare_to: None, ..floor(me, layout, "latest", 0) },
+            floor_of(both, "2x bytes, 2x files"),
+            Contender::new(
+                "xspack image build --format vhd (2x bytes, same files)",
+                xspack_build(xspack, &bytes_source, "vhd"),
+                Some(4),
+            ),
+            floor_of(bytes, "2x bytes, same files"),
         ],
     }
 }
