@@ -1,6 +1,6 @@
 //! The merged layer tree as an ext4 tree description.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use std::sync::Arc;
 use xspack_ext4::{Attrs, FsBuilder, InodeId, NodeKind as FsKind, Timestamp, Xattr};
@@ -13,8 +13,8 @@ use crate::Error;
 pub struct Converted {
     /// (layer, entry index) → the file inode taking that entry's data.
     pub sources: HashMap<(usize, u64), InodeId>,
-    /// Layers holding data of at least one surviving file.
-    pub layers_with_data: BTreeSet<usize>,
+    /// Layers holding data of at least one surviving file, with the last entry that does.
+    pub layers_with_data: BTreeMap<usize, u64>,
     /// Files added after the layers, in the order their data is written (after all layers).
     pub inline: Vec<(InodeId, Arc<[u8]>)>,
 }
@@ -52,7 +52,7 @@ pub fn to_builder(tree: &MergedTree) -> Result<(FsBuilder, Converted), Error> {
     let mut ids: HashMap<NodeId, InodeId> = HashMap::new();
     ids.insert(root, builder.root());
     let mut sources = HashMap::new();
-    let mut layers_with_data = BTreeSet::new();
+    let mut layers_with_data = BTreeMap::new();
     let mut inline = Vec::new();
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
@@ -86,7 +86,8 @@ pub fn to_builder(tree: &MergedTree) -> Result<(FsBuilder, Converted), Error> {
                 match &node.kind {
                     NodeKind::File { source: FileData::Layer(layer, entry), .. } => {
                         sources.insert((*layer, *entry), id);
-                        layers_with_data.insert(*layer);
+                        let last = layers_with_data.entry(*layer).or_insert(*entry);
+                        *last = (*last).max(*entry);
                     }
                     NodeKind::File { source: FileData::Inline(data), .. } => {
                         inline.push((id, data.clone()))

@@ -6,7 +6,8 @@
 //!    merges them into a [`MergedTree`] of metadata;
 //! 2. [`write_ext4`] plans the filesystem from that tree, then streams the layers again and
 //!    copies each surviving file's bytes from its tar entry straight into place. Layers that
-//!    contribute no file data are not read a second time.
+//!    contribute no file data are not read a second time, and a layer is decompressed only up
+//!    to its last surviving file (the blob digest, checked again, covers the rest).
 //!
 //! The filesystem UUID and directory hash seed are derived from the image digest and layer
 //! `diff_id`s, so the same image and options always give the same bytes.
@@ -278,10 +279,14 @@ pub fn read_files(
             }
         }
     }
-    let layers: std::collections::BTreeSet<usize> = wanted.keys().map(|(l, _)| *l).collect();
-    for index in layers {
+    let mut layers: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
+    for &(layer, entry) in wanted.keys() {
+        let last = layers.entry(layer).or_insert(entry);
+        *last = (*last).max(entry);
+    }
+    for (index, last) in layers {
         let layer = &image.layers[index];
-        image.reread_layer(layer, |entry, data| -> Result<(), Error> {
+        image.reread_layer(layer, last, |entry, data| -> Result<(), Error> {
             if let Some(names) = wanted.get(&(index, entry.index)) {
                 let mut bytes = Vec::new();
                 std::io::Read::read_to_end(data, &mut bytes).map_err(|e| Error::Io {
@@ -381,11 +386,9 @@ pub(crate) fn write_ext4_with<W: Write>(
     let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
     let mut writer = plan.writer(out);
     let sources: &HashMap<(usize, u64), InodeId> = &converted.sources;
-    for layer in &image.layers {
-        if !converted.layers_with_data.contains(&layer.index) {
-            continue;
-        }
-        image.reread_layer(layer, |entry, data| -> Result<(), Error> {
+    for (&index, &last) in &converted.layers_with_data {
+        let layer = &image.layers[index];
+        image.reread_layer(layer, last, |entry, data| -> Result<(), Error> {
             if let Some(id) = sources.get(&(layer.index, entry.index)) {
                 writer.write_file(*id, data)?;
                 task.advance(entry.size);

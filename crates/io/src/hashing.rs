@@ -248,6 +248,60 @@ mod tests {
         );
     }
 
+    /// The background writer hands on every byte in order and hashes the same bytes as the
+    /// in-thread one, whatever the sizes of the writes.
+    #[test]
+    fn background_writer_matches_the_plain_one() {
+        let data: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut background = BackgroundHashingWriter::new(Vec::new());
+        let mut plain = HashingWriter::new(Vec::new());
+        for piece in data.chunks(77_777) {
+            background.write_all(piece).unwrap();
+            plain.write_all(piece).unwrap();
+            background.flush().unwrap();
+        }
+        assert_eq!(background.len(), data.len() as u64);
+        let (inner, digest, len) = background.finish().unwrap();
+        let (_, expected, _) = plain.finish();
+        assert_eq!((inner, digest, len), (data, expected, 1_500_000));
+    }
+
+    /// A writer that fails once it holds `limit` bytes, as a full disk does.
+    #[derive(Debug)]
+    struct Full(usize, usize);
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.0 + buf.len() > self.1 {
+                return Err(io::Error::from(io::ErrorKind::StorageFull));
+            }
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The inner writer's error reaches the caller with its kind, from a later write or from
+    /// finish, and the writer stays failed.
+    #[test]
+    fn background_writer_reports_the_inner_error() {
+        let mut w = BackgroundHashingWriter::new(Full(0, 1 << 20));
+        let chunk = vec![1u8; 100_000];
+        let mut error = None;
+        for _ in 0..200 {
+            if let Err(e) = w.write_all(&chunk) {
+                error = Some(e);
+                break;
+            }
+        }
+        let error = match error {
+            Some(e) => e,
+            None => w.finish().unwrap_err(),
+        };
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+    }
+
     /// A writer that accepts at most a few bytes per call, as pipes and sockets may.
     struct Trickle(Vec<u8>);
     impl Write for Trickle {

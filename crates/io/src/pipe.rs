@@ -44,18 +44,17 @@ impl PipeWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self.empty_chunk();
+        let mut next = self.spare_chunk();
+        next.clear();
         let chunk = std::mem::replace(&mut self.buf, next);
         self.tx.send(chunk).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
     }
 
-    /// An empty chunk: one the reader handed back, or a new one.
-    pub fn empty_chunk(&mut self) -> Vec<u8> {
+    /// A chunk to fill and [`Self::send_chunk`]: one the reader handed back, with the bytes it
+    /// held (so resizing it to [`CHUNK`] to read into costs no zeroing), or a new, empty one.
+    pub fn spare_chunk(&mut self) -> Vec<u8> {
         match self.spare.try_recv() {
-            Ok(mut chunk) => {
-                chunk.clear();
-                chunk
-            }
+            Ok(chunk) => chunk,
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
         }
     }
@@ -149,7 +148,8 @@ mod tests {
         let producer = std::thread::spawn(move || {
             for round in 0..20u8 {
                 w.write_all(&[round; 1000]).unwrap();
-                let mut chunk = w.empty_chunk();
+                let mut chunk = w.spare_chunk();
+                chunk.clear();
                 chunk.resize(CHUNK + 7, round.wrapping_add(100));
                 w.send_chunk(chunk).unwrap();
             }

@@ -99,20 +99,24 @@ impl Image {
         layer: &LayerInfo,
         visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
-        self.stream_layer(layer, Checks { blob: true, diff_id: true }, visit)
+        self.stream_layer(layer, Checks { blob: true, diff_id: true, last: None }, visit)
     }
 
-    /// Like [`Image::read_layer`], for a layer already read once with `read_layer`: one digest
-    /// is enough to prove the bytes did not change since. That is the blob digest when the
-    /// manifest records one (it covers the stored, usually compressed, bytes: fewer to hash,
-    /// and hashed on the reading thread, beside decompression), else the `diff_id`.
+    /// Like [`Image::read_layer`], for a layer already read once with `read_layer`, visiting
+    /// the entries up to and including index `last`. One digest is enough to prove the bytes
+    /// did not change since: the blob digest when the manifest records one (it covers the
+    /// stored, usually compressed, bytes: fewer to hash, and hashed on the reading thread,
+    /// beside decompression), else the `diff_id`. With the blob digest, nothing after entry
+    /// `last` is decompressed: the digest of the stored bytes covers it.
     pub fn reread_layer<E: From<Error>>(
         &self,
         layer: &LayerInfo,
+        last: u64,
         visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
         let blob = layer.digest.is_some();
-        self.stream_layer(layer, Checks { blob, diff_id: !blob }, visit)
+        let checks = Checks { blob, diff_id: !blob, last: blob.then_some(last) };
+        self.stream_layer(layer, checks, visit)
     }
 
     fn stream_layer<E: From<Error>>(
@@ -143,6 +147,10 @@ impl Image {
                     let mut archive = tar::Archive::new(&mut *tar);
                     let entries = archive.entries().map_err(|e| corrupt(&e))?;
                     for (index, entry) in entries.enumerate() {
+                        if checks.last.is_some_and(|last| index as u64 > last) {
+                            // The rest is proven by the blob digest the reader computes.
+                            return Ok(entries_seen);
+                        }
                         let mut entry = entry.map_err(|e| corrupt(&e))?;
                         entries_seen += 1;
                         let Some(parsed) = convert(&mut entry, index as u64, &label)? else {
@@ -199,6 +207,9 @@ struct Checks {
     blob: bool,
     /// The `diff_id`, over the uncompressed tar.
     diff_id: bool,
+    /// The last entry wanted, when the rest need not be decompressed (the blob digest covers
+    /// it).
+    last: Option<u64>,
 }
 
 /// Chunks in flight between two threads (256 KiB each).
@@ -223,7 +234,7 @@ fn read_blob(
     let mut bytes = 0u64;
     let mut open = true;
     loop {
-        let mut chunk = out.empty_chunk();
+        let mut chunk = out.spare_chunk();
         chunk.resize(xspack_io::pipe::CHUNK, 0);
         let mut filled = 0;
         while filled < chunk.len() {
@@ -307,7 +318,7 @@ fn produce(
 /// Decompresses into whole pipe chunks (no intermediate buffer).
 fn copy_out(decoder: &mut dyn Read, out: &mut xspack_io::pipe::PipeWriter) -> io::Result<()> {
     loop {
-        let mut chunk = out.empty_chunk();
+        let mut chunk = out.spare_chunk();
         chunk.resize(xspack_io::pipe::CHUNK, 0);
         let mut filled = 0;
         while filled < chunk.len() {
@@ -462,6 +473,58 @@ fn convert<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use camino::Utf8PathBuf;
+    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
+
+    /// A one-layer OCI layout: a small file, then a large one.
+    fn layout(compression: Compression) -> (tempfile::TempDir, Image) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::try_from(dir.path().join("oci")).unwrap();
+        let layer = layer_tar(&[
+            Entry::file("etc/hostname", "box\n"),
+            Entry::file("srv/data", xspack_testkit::noise(5, 300_000)),
+        ]);
+        ImageSpec::new(vec![(layer, compression)]).write_oci_dir(&root, "latest").unwrap();
+        let image = Image::open(&crate::ImageSource::OciDir {
+            path: root,
+            reference: Some("latest".into()),
+        })
+        .unwrap();
+        (dir, image)
+    }
+
+    fn paths_visited(image: &Image, last: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let mut seen = Vec::new();
+        image.reread_layer(&image.layers[0], last, |entry, _| -> Result<(), Error> {
+            seen.push(entry.path.clone());
+            Ok(())
+        })?;
+        Ok(seen)
+    }
+
+    /// A re-read visits entries up to `last` only, for every compression, and still proves the
+    /// whole blob unchanged: a byte changed after the last entry wanted fails it.
+    #[test]
+    fn a_reread_stops_after_the_last_entry_and_still_checks_the_whole_blob() {
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let (dir, image) = layout(compression);
+            image.read_layer(&image.layers[0], |_, _| -> Result<(), Error> { Ok(()) }).unwrap();
+            assert_eq!(paths_visited(&image, 0).unwrap(), vec![b"etc/hostname".to_vec()]);
+            assert_eq!(paths_visited(&image, 1).unwrap().len(), 2);
+            let digest = image.layers[0].digest.unwrap().0.to_string();
+            let hex = digest.trim_start_matches("sha256:");
+            let blob = dir.path().join("oci/blobs/sha256").join(hex);
+            let mut bytes = std::fs::read(&blob).unwrap();
+            let at = bytes.len() - 2000;
+            bytes[at] ^= 0x55;
+            std::fs::write(&blob, &bytes).unwrap();
+            let err = paths_visited(&image, 0).unwrap_err();
+            assert!(
+                matches!(&err, Error::DigestMismatch { kind: "digest", .. }),
+                "{compression:?}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn pax_times() {
