@@ -210,7 +210,7 @@ fn zero_runs(data: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<Ve
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let mut block = 0u64;
     loop {
-        let n = read_full(data, buf)?;
+        let n = xspack_io::read_full(data, buf)?;
         for piece in buf[..n].chunks(ZERO_BLOCK) {
             if is_zero(piece) {
                 match runs.last_mut() {
@@ -224,20 +224,6 @@ fn zero_runs(data: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<Ve
             return Ok(runs);
         }
     }
-}
-
-/// Reads until `buf` is full or `data` ends; returns the bytes read.
-fn read_full(data: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match data.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Whether `bytes` are all zero, 16 at a time.

@@ -52,6 +52,24 @@ use camino::Utf8PathBuf;
 /// memory budget; 8 KiB (std's default) costs measurable time in hashing loops.
 pub const BUFFER_SIZE: usize = 256 * 1024;
 
+/// Reads from `src` until `buf` is full or `src` ends (retrying interrupted reads); returns the
+/// bytes read, fewer than `buf.len()` only at the end of `src`.
+pub fn read_full(
+    src: &mut (impl std::io::Read + ?Sized),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Errors from atomic output handling. I/O errors carry the path they concern.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

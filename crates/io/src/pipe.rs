@@ -59,6 +59,17 @@ impl PipeWriter {
         }
     }
 
+    /// Reads from `src` into a spare chunk until it holds [`CHUNK`] bytes or `src` ends, for the
+    /// caller to look at and hand on with [`Self::send_chunk`]. It is shorter than [`CHUNK`]
+    /// only at the end of `src`.
+    pub fn read_chunk(&mut self, src: &mut dyn Read) -> io::Result<Vec<u8>> {
+        let mut chunk = self.spare_chunk();
+        chunk.resize(CHUNK, 0);
+        let filled = crate::read_full(src, &mut chunk)?;
+        chunk.truncate(filled);
+        Ok(chunk)
+    }
+
     /// Hands over `chunk` as it is (after any bytes written before it), without copying.
     pub fn send_chunk(&mut self, chunk: Vec<u8>) -> io::Result<()> {
         self.send()?;

@@ -234,18 +234,8 @@ fn read_blob(
     let mut bytes = 0u64;
     let mut open = true;
     loop {
-        let mut chunk = out.spare_chunk();
-        chunk.resize(xspack_io::pipe::CHUNK, 0);
-        let mut filled = 0;
-        while filled < chunk.len() {
-            match blob.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        chunk.truncate(filled);
+        let chunk = out.read_chunk(&mut blob)?;
+        let filled = chunk.len();
         bytes += filled as u64;
         if let Some(h) = &mut hasher {
             io::Write::write_all(h, &chunk)?;
@@ -318,19 +308,8 @@ fn produce(
 /// Decompresses into whole pipe chunks (no intermediate buffer).
 fn copy_out(decoder: &mut dyn Read, out: &mut xspack_io::pipe::PipeWriter) -> io::Result<()> {
     loop {
-        let mut chunk = out.spare_chunk();
-        chunk.resize(xspack_io::pipe::CHUNK, 0);
-        let mut filled = 0;
-        while filled < chunk.len() {
-            match decoder.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        chunk.truncate(filled);
-        let end = filled < xspack_io::pipe::CHUNK;
+        let chunk = out.read_chunk(decoder)?;
+        let end = chunk.len() < xspack_io::pipe::CHUNK;
         out.send_chunk(chunk)?;
         if end {
             return Ok(());

@@ -18,7 +18,7 @@ use xspack_io::BUFFER_SIZE;
 
 use crate::ova::{OvaDoc, decode, stream_order};
 use crate::tar::{BLOCK, Header, HeaderProblem, is_zero_block, padding, parse_header};
-use crate::writer::{CHUNK, ZERO_CHUNK, read_full};
+use crate::writer::{CHUNK, ZERO_CHUNK};
 use crate::{BootMode, CHUNK_SIZE, ChecksumKind, Error, Memory, OVA_XML, Uuid, VmSpec};
 
 /// Largest `ova.xml` read into memory. Real ones are a few KiB (a VM with snapshots, tens).
@@ -298,7 +298,7 @@ impl<R: Read> XvaReader<R> {
     // ----- tar level -----
 
     fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let n = read_full(&mut self.src, buf).map_err(Error::Read)?;
+        let n = xspack_io::read_full(&mut self.src, buf).map_err(Error::Read)?;
         self.pos += n as u64;
         Ok(n)
     }

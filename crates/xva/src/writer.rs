@@ -159,8 +159,8 @@ impl<W: Write> MemberWriter<'_, W> {
     ) -> Result<(), Error> {
         let chunks = size / CHUNK_SIZE; // size is a multiple of 2 MiB (validated).
         for chunk in 0..chunks {
-            let got =
-                read_full(src, buf).map_err(|source| Error::ReadDisk { disk: index, source })?;
+            let got = xspack_io::read_full(src, buf)
+                .map_err(|source| Error::ReadDisk { disk: index, source })?;
             if got < CHUNK {
                 let got = chunk * CHUNK_SIZE + got as u64;
                 return Err(Error::DiskTooShort { disk: index, expected: size, got });
@@ -169,7 +169,7 @@ impl<W: Write> MemberWriter<'_, W> {
             self.chunk(id, chunk, chunks, buf)?;
         }
         let mut probe = [0u8; 1];
-        match read_full(src, &mut probe) {
+        match xspack_io::read_full(src, &mut probe) {
             Ok(0) => Ok(()),
             Ok(_) => Err(Error::DiskTooLong { disk: index, expected: size }),
             Err(source) => Err(Error::ReadDisk { disk: index, source }),
@@ -292,20 +292,6 @@ impl<W: Write> Write for XvaStream<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-pub(crate) fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match src.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -141,20 +141,6 @@ fn bad(path: &Utf8Path, reason: impl Into<String>) -> Error {
     Error::BaseImage { path: path.to_owned(), reason: reason.into() }
 }
 
-/// Reads into `buf` until it is full or the stream ends; returns the bytes read.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// The decompressing reader for `file`, judged by its first bytes.
 fn decompressor(
     path: &Utf8Path,
@@ -242,8 +228,8 @@ impl BaseDisk {
         let file = HashedFile { file, state: Arc::clone(&file_digest.0) };
         let (compression, mut reader) = decompressor(path, file)?;
         let mut head = vec![0u8; HEAD];
-        let n =
-            read_full(&mut reader, &mut head).map_err(|e| Error::io("decompressing", path, e))?;
+        let n = xspack_io::read_full(&mut reader, &mut head)
+            .map_err(|e| Error::io("decompressing", path, e))?;
         head.truncate(n);
         let (header, array, entries) = read_gpt(path, &head)?;
         let labels: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
@@ -339,7 +325,7 @@ impl BaseDisk {
 /// Fails if `rest` holds anything more: the file is longer than its GPT says. Like every read
 /// error of [`BaseReader`], the message leaves the file to the caller to name.
 fn probe_end(rest: &mut dyn Read, size: u64) -> io::Result<()> {
-    if read_full(rest, &mut [0u8; 1])? == 0 {
+    if xspack_io::read_full(rest, &mut [0u8; 1])? == 0 {
         return Ok(());
     }
     Err(io::Error::new(
