@@ -28,7 +28,7 @@ test: oracles fixtures
     else \
         cargo test --workspace --locked --no-fail-fast; \
     fi
-    scripts/fuzz --dev 10
+    scripts/fuzz 10
 
 # Fuzz each parser of untrusted input for SECONDS (cargo-fuzz, installed if missing), or only TARGETS.
 fuzz seconds="60" *targets:
