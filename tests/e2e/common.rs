@@ -71,6 +71,16 @@ pub fn tool(program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Asserts that `qemu-img compare` finds the raw image `raw` and `other`, an image in qemu's
+/// format `format` (`vpc`, `qcow2`), to hold the same disk.
+pub fn assert_same_disk(raw: &Utf8Path, format: &str, other: &Utf8Path) {
+    let compare = tool_stdout(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", format, raw.as_str(), other.as_str()],
+    );
+    assert!(compare.contains("Images are identical"), "{raw} against {other}: {compare}");
+}
+
 /// [`tool`]'s stdout as text.
 pub fn tool_stdout(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&tool(program, args).stdout).into_owned()
