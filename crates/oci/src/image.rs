@@ -108,6 +108,9 @@ pub struct Image {
     pub config: ContainerConfig,
     /// Layers, base first.
     pub layers: Vec<LayerInfo>,
+    /// Seek indexes of gzip layers, by layer index, noted by their first read for the next.
+    pub(crate) seek_indexes:
+        std::sync::Mutex<std::collections::HashMap<usize, std::sync::Arc<crate::gzip::SeekIndex>>>,
 }
 
 fn json_err(what: &str, reason: impl Into<String>) -> Error {
@@ -273,6 +276,7 @@ impl Image {
             os: config.os,
             config: config.config.unwrap_or_default(),
             layers,
+            seek_indexes: std::sync::Mutex::default(),
         })
     }
 
@@ -330,6 +334,7 @@ impl Image {
             os: config.os,
             config: config.config.unwrap_or_default(),
             layers,
+            seek_indexes: std::sync::Mutex::default(),
         })
     }
 

@@ -6,12 +6,19 @@
 //! caller must treat what it saw as unverified until [`crate::Image::read_layer`] returns `Ok`.
 //! Tar entries follow POSIX pax (`SCHILY.xattr.*` for xattrs, fractional `mtime`) and GNU
 //! (long names, old sparse files) conventions as the `tar` crate decodes them.
+//!
+//! The first read of a gzip layer notes a seek index ([`crate::gzip`]); a reread decodes the
+//! stretches between its access points on [`SEGMENT_WORKERS`] threads and hands them on in
+//! order, so a second pass is not bound to one core.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use flate2::read::MultiGzDecoder;
 use xspack_io::HashingReader;
 
+use crate::gzip::{IndexingDecoder, SeekIndex, Segment};
 use crate::{Digest, Error, Image, LayerInfo};
 
 /// What a layer entry is.
@@ -99,7 +106,8 @@ impl Image {
         layer: &LayerInfo,
         visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
-        self.stream_layer(layer, Checks { blob: true, diff_id: true, last: None }, visit)
+        let checks = Checks { blob: true, diff_id: true, last: None, index: true };
+        self.stream_layer(layer, checks, visit)
     }
 
     /// Like [`Image::read_layer`], for a layer already read once with `read_layer`, visiting
@@ -107,7 +115,8 @@ impl Image {
     /// did not change since: the blob digest when the manifest records one (it covers the
     /// stored, usually compressed, bytes: fewer to hash, and hashed on the reading thread,
     /// beside decompression), else the `diff_id`. With the blob digest, nothing after entry
-    /// `last` is decompressed: the digest of the stored bytes covers it.
+    /// `last` is decompressed: the digest of the stored bytes covers it. A gzip layer is
+    /// decompressed on several threads when the first read left a seek index.
     pub fn reread_layer<E: From<Error>>(
         &self,
         layer: &LayerInfo,
@@ -115,8 +124,14 @@ impl Image {
         visit: impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
     ) -> Result<LayerSummary, E> {
         let blob = layer.digest.is_some();
-        let checks = Checks { blob, diff_id: !blob, last: blob.then_some(last) };
+        let checks = Checks { blob, diff_id: !blob, last: blob.then_some(last), index: false };
         self.stream_layer(layer, checks, visit)
+    }
+
+    /// The seek index the first read of `layer` left, if any.
+    fn seek_index(&self, layer: &LayerInfo) -> Option<Arc<SeekIndex>> {
+        let indexes = self.seek_indexes.lock().unwrap_or_else(PoisonError::into_inner);
+        indexes.get(&layer.index).cloned()
     }
 
     fn stream_layer<E: From<Error>>(
@@ -127,47 +142,49 @@ impl Image {
     ) -> Result<LayerSummary, E> {
         let label = layer.label();
         let blob = self.open_blob(layer)?;
-        let (stored_writer, stored_reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
-        let (writer, reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
-        // Three threads share the cores: one reads the blob (hashing it when asked), one
-        // decompresses, and this one hashes the tar when asked, parses it and visits.
+        let index = if checks.index { None } else { self.seek_index(layer) };
+        let pool = Mutex::new(Vec::new());
+        let (job_tx, job_rx) = sync_channel::<SegmentJob>(0);
+        let jobs = Mutex::new(job_rx);
         let (consumed, read, produced) = std::thread::scope(|s| {
-            let reading = s.spawn(|| read_blob(blob, stored_writer, checks.blob));
-            let decompressing = s.spawn(|| produce(stored_reader, writer, &label));
-            let mut reader = HashingReader::new(reader);
-            let consumed = (|| -> Result<u64, E> {
-                let mut entries_seen = 0;
-                let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
-                    layer: label.clone(),
-                    reason: format!("corrupt layer: {e}"),
-                };
-                let tar: &mut dyn Read =
-                    if checks.diff_id { &mut reader } else { reader.get_mut() };
-                {
-                    let mut archive = tar::Archive::new(&mut *tar);
-                    let entries = archive.entries().map_err(|e| corrupt(&e))?;
-                    for (index, entry) in entries.enumerate() {
-                        if checks.last.is_some_and(|last| index as u64 > last) {
-                            // The rest is proven by the blob digest the reader computes.
-                            return Ok(entries_seen);
-                        }
-                        let mut entry = entry.map_err(|e| corrupt(&e))?;
-                        entries_seen += 1;
-                        let Some(parsed) = convert(&mut entry, index as u64, &label)? else {
-                            continue;
-                        };
-                        visit(&parsed, &mut entry)?;
+            // Either three threads share the cores: one reads the blob (hashing it when asked),
+            // one decompresses, and this one hashes the tar when asked, parses it and visits;
+            // or, with a seek index, the reader hands stretches of the blob to
+            // `SEGMENT_WORKERS` decompressing threads, and this one takes their output in order.
+            let (tar, reading, decompressing): (Box<dyn Read + Send + '_>, _, _) =
+                if let Some(index) = &index {
+                    let (order_tx, order_rx) = sync_channel(SEGMENTS_AHEAD);
+                    let size = layer.size;
+                    let reading = s.spawn(move || {
+                        read_blob_segments(blob, index, size, order_tx, job_tx, checks.blob)
+                    });
+                    for _ in 0..SEGMENT_WORKERS {
+                        s.spawn(|| decode_segments(index, &jobs, &pool));
                     }
-                }
-                // The tar end marker and any padding count towards the diff_id.
-                io::copy(tar, &mut io::sink()).map_err(|e| corrupt(&e))?;
-                Ok(entries_seen)
-            })();
-            // Unblocks the producer if we stopped early.
-            let (pipe, diff_id, tar_bytes) = reader.finish();
-            drop(pipe);
-            let consumed = consumed.map(|entries| (entries, Digest(diff_id), tar_bytes));
-            let produced = decompressing.join().expect("the decompressor does not panic");
+                    let segments = SegmentReader {
+                        order: order_rx,
+                        pieces: Vec::new().into_iter(),
+                        current: Vec::new(),
+                        at: 0,
+                        pool: &pool,
+                    };
+                    (Box::new(segments), reading, None)
+                } else {
+                    drop(job_tx);
+                    let (stored_writer, stored_reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
+                    let (writer, reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
+                    let reading = s.spawn(|| read_blob(blob, stored_writer, checks.blob));
+                    let label = &label;
+                    let decompressing =
+                        s.spawn(move || produce(stored_reader, writer, label, checks.index));
+                    (Box::new(reader), reading, Some(decompressing))
+                };
+            // Dropping the reader unblocks the producers if the parser stopped early.
+            let consumed = parse_tar(tar, checks, &label, &mut visit);
+            let produced = match decompressing {
+                Some(handle) => handle.join().expect("the decompressor does not panic"),
+                None => Ok(Produced { compression: "gzip", error: None, index: None }),
+            };
             (consumed, reading.join().expect("the blob reader does not panic"), produced)
         });
         // A read failure explains everything after it; a wrong size or digest explains a
@@ -180,6 +197,10 @@ impl Image {
         let produced = produced?;
         if let Some(e) = produced.error {
             return Err(e.into());
+        }
+        if let Some(index) = produced.index {
+            let mut indexes = self.seek_indexes.lock().unwrap_or_else(PoisonError::into_inner);
+            indexes.insert(layer.index, Arc::new(index));
         }
         let (entries, diff_id, tar_bytes) = consumed?;
         if checks.diff_id && diff_id != layer.diff_id {
@@ -200,6 +221,43 @@ impl Image {
     }
 }
 
+/// Parses the tar stream, visiting entries (up to `checks.last`), and hashes it when asked:
+/// the number of entries, the digest and the bytes read.
+fn parse_tar<E: From<Error>>(
+    tar: Box<dyn Read + Send + '_>,
+    checks: Checks,
+    label: &str,
+    visit: &mut impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
+) -> Result<(u64, Digest, u64), E> {
+    let mut reader = HashingReader::new(tar);
+    let mut entries_seen = 0;
+    let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
+        layer: label.to_owned(),
+        reason: format!("corrupt layer: {e}"),
+    };
+    let tar: &mut dyn Read = if checks.diff_id { &mut reader } else { reader.get_mut() };
+    'entries: {
+        let mut archive = tar::Archive::new(&mut *tar);
+        let entries = archive.entries().map_err(|e| corrupt(&e))?;
+        for (index, entry) in entries.enumerate() {
+            if checks.last.is_some_and(|last| index as u64 > last) {
+                // The rest is proven by the blob digest the reader computes.
+                break 'entries;
+            }
+            let mut entry = entry.map_err(|e| corrupt(&e))?;
+            entries_seen += 1;
+            let Some(parsed) = convert(&mut entry, index as u64, label)? else {
+                continue;
+            };
+            visit(&parsed, &mut entry)?;
+        }
+        // The tar end marker and any padding count towards the diff_id.
+        io::copy(tar, &mut io::sink()).map_err(|e| corrupt(&e))?;
+    }
+    let (_, diff_id, tar_bytes) = reader.finish();
+    Ok((entries_seen, Digest(diff_id), tar_bytes))
+}
+
 /// Which digests one pass over a layer computes.
 #[derive(Debug, Clone, Copy)]
 struct Checks {
@@ -210,6 +268,8 @@ struct Checks {
     /// The last entry wanted, when the rest need not be decompressed (the blob digest covers
     /// it).
     last: Option<u64>,
+    /// Note a seek index for later reads (the first read), rather than use one.
+    index: bool,
 }
 
 /// Chunks in flight between two threads (256 KiB each).
@@ -256,6 +316,8 @@ struct Produced {
     compression: &'static str,
     /// Why decompressing failed, if it did (reported after the blob's size and digest).
     error: Option<Error>,
+    /// The seek index noted on the way, if asked for and worth having.
+    index: Option<SeekIndex>,
 }
 
 /// Decompresses the stored bytes by magic number and sends the tar on.
@@ -263,11 +325,13 @@ fn produce(
     mut stored: xspack_io::pipe::PipeReader,
     mut out: xspack_io::pipe::PipeWriter,
     label: &str,
+    index: bool,
 ) -> Result<Produced, Error> {
     let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
         layer: label.to_owned(),
         reason: format!("corrupt layer: {e}"),
     };
+    let mut seek_index = None;
     let (compression, error) = 'read: {
         let head = stored.fill_buf().map_err(|e| corrupt(&e))?;
         if head.is_empty() {
@@ -275,34 +339,45 @@ fn produce(
             let reason = "empty blob (0 bytes): not a tar archive, compressed or not".to_owned();
             break 'read ("none", Some(Error::Layer { layer: label.to_owned(), reason }));
         }
+        if head.starts_with(&[0x1f, 0x8b]) {
+            let spacing = index.then_some(crate::gzip::SPACING);
+            let mut decoder = IndexingDecoder::new(&mut stored, spacing);
+            let copied = copy_out(&mut decoder, &mut out);
+            // Read to its end (the parser took every byte): the index is complete.
+            if copied.is_ok() {
+                seek_index = decoder.into_index();
+            }
+            break 'read ("gzip", finish_copy(copied, &mut stored, &corrupt));
+        }
         let (mut decoder, compression): (Box<dyn Read + '_>, &'static str) =
-            if head.starts_with(&[0x1f, 0x8b]) {
-                (Box::new(MultiGzDecoder::new(&mut stored)), "gzip")
-            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
                 let zstd = zstd::stream::read::Decoder::with_buffer(&mut stored)
                     .map_err(|e| corrupt(&e))?;
                 (Box::new(zstd), "zstd")
             } else {
                 (Box::new(&mut stored), "none")
             };
-        let copied = match copy_out(&mut decoder, &mut out) {
-            Ok(()) => Ok(()),
-            // The parser stopped early and will report why.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            Err(e) => Err(corrupt(&e)),
-        };
+        let copied = copy_out(&mut decoder, &mut out);
         drop(decoder);
-        // Bytes after the compressed stream still belong to the blob; the reader hashes them.
-        let drained = if copied.is_ok() {
-            io::copy(&mut stored, &mut io::sink()).map(|_| ()).map_err(|e| corrupt(&e))
-        } else {
-            Ok(())
-        };
-        (compression, copied.and(drained).err())
+        (compression, finish_copy(copied, &mut stored, &corrupt))
     };
     // A closed reader here means the parser failed; its error is the one to report.
     let _ = out.finish();
-    Ok(Produced { compression, error })
+    Ok(Produced { compression, error, index: seek_index })
+}
+
+/// The outcome of decompressing: a parser that stopped early will report why itself; after a
+/// whole stream, the bytes after it still belong to the blob, and the reader hashes them.
+fn finish_copy(
+    copied: io::Result<()>,
+    stored: &mut xspack_io::pipe::PipeReader,
+    corrupt: &dyn Fn(&dyn std::fmt::Display) -> Error,
+) -> Option<Error> {
+    match copied {
+        Ok(()) => io::copy(stored, &mut io::sink()).err().map(|e| corrupt(&e)),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => None,
+        Err(e) => Some(corrupt(&e)),
+    }
 }
 
 /// Decompresses into whole pipe chunks (no intermediate buffer).
@@ -314,6 +389,156 @@ fn copy_out(decoder: &mut dyn Read, out: &mut xspack_io::pipe::PipeWriter) -> io
         if end {
             return Ok(());
         }
+    }
+}
+
+/// Threads decoding segments of a seek-indexed layer at once.
+const SEGMENT_WORKERS: usize = 2;
+/// Segments handed out ahead of the one being parsed (each is held whole, about
+/// [`crate::gzip::SPACING`] bytes, until parsed).
+const SEGMENTS_AHEAD: usize = 2;
+/// Emptied pieces kept for reuse.
+const POOL: usize = 64;
+
+/// A decoded segment: its pieces in order, or why it would not decode.
+type Decoded = io::Result<Vec<Vec<u8>>>;
+
+/// One segment to decode, with its stored bytes and where its output goes.
+struct SegmentJob {
+    segment: Segment,
+    input: Vec<u8>,
+    done: SyncSender<Decoded>,
+}
+
+/// Reads the whole blob in chunks, hashing them when `digest`, and cuts the stored bytes of
+/// each segment of `index` out of them for the decoding threads: the receiver of each
+/// segment's output goes to the parser in order, the job to whichever thread is free. Once
+/// the parser has stopped, the rest is only counted (and hashed).
+fn read_blob_segments(
+    mut blob: Box<dyn Read + Send>,
+    index: &SeekIndex,
+    size: u64,
+    order: SyncSender<Receiver<Decoded>>,
+    jobs: SyncSender<SegmentJob>,
+    digest: bool,
+) -> io::Result<BlobRead> {
+    let mut hasher = digest.then(|| xspack_io::HashingWriter::new(io::sink()));
+    let segments = index.segments();
+    let mut next = 0;
+    let mut open: VecDeque<(Segment, Vec<u8>)> = VecDeque::new();
+    let mut offset = 0u64;
+    let mut dispatching = true;
+    let dispatch = |segment: Segment, input: Vec<u8>, dispatching: &mut bool| {
+        let (done, output) = sync_channel(1);
+        *dispatching = *dispatching
+            && order.send(output).is_ok()
+            && jobs.send(SegmentJob { segment, input, done }).is_ok();
+    };
+    let mut buf = vec![0u8; xspack_io::pipe::CHUNK];
+    loop {
+        let n = xspack_io::read_full(&mut blob, &mut buf)?;
+        if let Some(h) = &mut hasher {
+            io::Write::write_all(h, &buf[..n])?;
+        }
+        let end = offset + n as u64;
+        if dispatching {
+            while let Some(&segment) = segments.get(next)
+                && segment.start < end
+            {
+                let len = segment.end.min(size).saturating_sub(segment.start);
+                open.push_back((segment, Vec::with_capacity(usize::try_from(len).unwrap_or(0))));
+                next += 1;
+            }
+            for (segment, input) in &mut open {
+                let from = segment.start.max(offset);
+                let to = segment.end.min(end);
+                if from < to {
+                    let range = usize::try_from(from - offset).expect("within the chunk")
+                        ..usize::try_from(to - offset).expect("within the chunk");
+                    input.extend_from_slice(&buf[range]);
+                }
+            }
+            while open.front().is_some_and(|(segment, _)| segment.end <= end) {
+                let (segment, input) = open.pop_front().expect("checked above");
+                dispatch(segment, input, &mut dispatching);
+            }
+        }
+        offset = end;
+        if n < buf.len() {
+            break;
+        }
+    }
+    // The last segment runs to the end of the blob (and any other is cut short by it).
+    for (segment, input) in open {
+        dispatch(segment, input, &mut dispatching);
+    }
+    // The parser and the decoding threads see the end.
+    drop((order, jobs));
+    Ok(BlobRead { bytes: offset, digest: hasher.map(|h| Digest(h.finish().1)) })
+}
+
+/// Decodes segments from `jobs` until the reader is done.
+fn decode_segments(
+    index: &SeekIndex,
+    jobs: &Mutex<Receiver<SegmentJob>>,
+    pool: &Mutex<Vec<Vec<u8>>>,
+) {
+    loop {
+        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else { return };
+        let mut spare = || {
+            let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+            pool.pop().unwrap_or_else(|| Vec::with_capacity(xspack_io::pipe::CHUNK))
+        };
+        let decoded = index.decode(job.segment, &job.input, xspack_io::pipe::CHUNK, &mut spare);
+        drop(job.input);
+        // The parser may have stopped; then the output is simply dropped.
+        let _ = job.done.send(decoded);
+    }
+}
+
+/// The decoded segments, in order, as one stream.
+struct SegmentReader<'a> {
+    order: Receiver<Receiver<Decoded>>,
+    pieces: std::vec::IntoIter<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+    pool: &'a Mutex<Vec<Vec<u8>>>,
+}
+
+impl Read for SegmentReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = out.len().min(available.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for SegmentReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at == self.current.len() {
+            if let Some(piece) = self.pieces.next() {
+                let done = std::mem::replace(&mut self.current, piece);
+                self.at = 0;
+                let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+                if pool.len() < POOL && done.capacity() > 0 {
+                    pool.push(done);
+                }
+                continue;
+            }
+            let Ok(output) = self.order.recv() else { return Ok(&[]) };
+            match output.recv() {
+                Ok(decoded) => self.pieces = decoded?.into_iter(),
+                Err(_) => return Err(io::Error::other("a segment decoder stopped")),
+            }
+        }
+        Ok(&self.current[self.at..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.at = (self.at + amount).min(self.current.len());
     }
 }
 
@@ -503,6 +728,64 @@ mod tests {
                 "{compression:?}: {err}"
             );
         }
+    }
+
+    /// Entries visited with a digest of their data.
+    fn entries_read(
+        image: &Image,
+        last: Option<u64>,
+    ) -> Result<Vec<(Vec<u8>, xspack_io::Sha256Digest)>, Error> {
+        let mut seen = Vec::new();
+        let visit = |entry: &LayerEntry, data: &mut dyn Read| -> Result<(), Error> {
+            let mut hashing = xspack_io::HashingWriter::new(io::sink());
+            io::copy(data, &mut hashing)
+                .map_err(|e| Error::Layer { layer: "test".into(), reason: e.to_string() })?;
+            seen.push((entry.path.clone(), hashing.finish().1));
+            Ok(())
+        };
+        match last {
+            None => image.read_layer(&image.layers[0], visit)?,
+            Some(last) => image.reread_layer(&image.layers[0], last, visit)?,
+        };
+        Ok(seen)
+    }
+
+    /// A gzip layer of several MiB: the first read leaves a seek index, and rereads decode
+    /// its segments on several threads into the same entries and bytes, stopping early or
+    /// not, and still fail on a changed byte.
+    #[test]
+    fn a_reread_from_the_seek_index_gives_the_same_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::try_from(dir.path().join("oci")).unwrap();
+        let files: Vec<Entry> = (0..48u64)
+            .map(|i| {
+                let data = match i % 4 {
+                    0 => format!("line {i} of a text file\n").repeat(9_000).into_bytes(),
+                    1 => vec![0; 100_000],
+                    _ => xspack_testkit::noise(i, 250_000),
+                };
+                Entry::file(format!("srv/{i:02}"), data)
+            })
+            .collect();
+        let layer = layer_tar(&files);
+        ImageSpec::new(vec![(layer, Compression::GzipDefault)]).write_oci_dir(&root, "x").unwrap();
+        let image =
+            Image::open(&crate::ImageSource::OciDir { path: root, reference: Some("x".into()) })
+                .unwrap();
+        let first = entries_read(&image, None).unwrap();
+        assert_eq!(first.len(), 48);
+        let index = image.seek_index(&image.layers[0]).expect("an index");
+        assert!(index.segments().len() >= 4, "{} segments", index.segments().len());
+        assert_eq!(entries_read(&image, Some(47)).unwrap(), first);
+        assert_eq!(entries_read(&image, Some(20)).unwrap(), first[..21]);
+        let digest = image.layers[0].digest.unwrap().0.to_string();
+        let blob = dir.path().join("oci/blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x55;
+        std::fs::write(&blob, &bytes).unwrap();
+        let err = entries_read(&image, Some(47)).unwrap_err();
+        assert!(matches!(&err, Error::DigestMismatch { kind: "digest", .. }), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 mod archive;
 mod digest;
 pub mod docker_archive;
+mod gzip;
 mod image;
 mod layer;
 mod merge;

@@ -39,8 +39,11 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 pub enum Compression {
     /// A plain tar.
     None,
-    /// gzip.
+    /// gzip at level 1: zlib-ng (and zlib-rs) write the whole layer as one DEFLATE block.
     Gzip,
+    /// gzip at the default level (6): a DEFLATE block every few hundred KiB at most, as Go's
+    /// `compress/gzip` (docker, buildkit), pigz and GNU gzip write layers.
+    GzipDefault,
     /// zstd.
     Zstd,
 }
@@ -49,7 +52,9 @@ impl Compression {
     fn media_type(self) -> &'static str {
         match self {
             Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Gzip | Compression::GzipDefault => {
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            }
             Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
         }
     }
@@ -58,10 +63,13 @@ impl Compression {
     pub fn apply(self, data: &[u8]) -> Vec<u8> {
         match self {
             Compression::None => data.to_vec(),
-            Compression::Gzip => {
-                let mut enc = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(Vec::new(), flate2::Compression::fast());
+            Compression::Gzip | Compression::GzipDefault => {
+                let level = if self == Compression::Gzip {
+                    flate2::Compression::fast()
+                } else {
+                    flate2::Compression::default()
+                };
+                let mut enc = flate2::GzBuilder::new().mtime(0).write(Vec::new(), level);
                 enc.write_all(data).expect("in memory");
                 enc.finish().expect("in memory")
             }
