@@ -41,18 +41,58 @@ const GZIP_BITS: u8 = 16 + 15;
 /// `window_bits` for raw DEFLATE.
 const RAW_BITS: u8 = 15;
 
-/// Where a DEFLATE block starts, and what comes before and after it.
+/// Where decoding can resume, and what comes before and after it.
 #[derive(Debug, Clone)]
 struct AccessPoint {
-    /// Stored bytes the decoder had taken when it stopped at the boundary: the block starts
-    /// within the last byte of them, or right after them.
-    consumed: u64,
-    /// Output bytes before the block.
+    start: Start,
+    /// Output bytes before it.
     out: u64,
     /// Bytes of window (32 KiB, or all output so far when less).
     window_len: u32,
     /// Bytes of output from the block on kept as its check: [`CHECK`], or less at the end.
     check_len: u32,
+}
+
+/// Where a segment's decoding starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// At a block boundary. The decoder had taken `consumed` stored bytes when it stopped
+    /// there: the block starts within the last of them, or right after them.
+    Boundary { consumed: u64 },
+    /// Between two symbols of a block with fixed Huffman codes, at this bit of the blob.
+    /// `last` is whether the block seemed to be its member's last (the other is tried too).
+    InFixedBlock { bit: u64, last: bool },
+}
+
+impl Start {
+    /// The first stored byte a segment starting here needs.
+    fn first_byte(self) -> u64 {
+        match self {
+            Start::Boundary { consumed } => consumed.saturating_sub(1),
+            Start::InFixedBlock { bit, .. } => bit / 8,
+        }
+    }
+
+    /// One past the last stored byte a segment ending here needs, with a few to spare for a
+    /// decoder that looks ahead.
+    fn end_byte(self) -> u64 {
+        match self {
+            Start::Boundary { consumed } => consumed + 8,
+            Start::InFixedBlock { bit, .. } => bit / 8 + 9,
+        }
+    }
+
+    /// The bits the segment may start at, and the block header to put before each (for a
+    /// start inside a block); the check bytes tell them apart.
+    fn candidates(self) -> Vec<(u64, Option<bool>)> {
+        match self {
+            // The block starts `unused` bits before the end of the bytes taken, 0 to 7.
+            Start::Boundary { consumed } => (0..8)
+                .filter_map(|unused| Some((consumed.checked_mul(8)?.checked_sub(unused)?, None)))
+                .collect(),
+            Start::InFixedBlock { bit, last } => vec![(bit, Some(last)), (bit, Some(!last))],
+        }
+    }
 }
 
 /// Access points of one gzip blob, with their windows and check bytes in an unlinked scratch
@@ -93,12 +133,10 @@ impl SeekIndex {
                     (0, 0)
                 } else {
                     let p = &self.points[number - 1];
-                    (p.consumed.saturating_sub(1), p.out)
+                    (p.start.first_byte(), p.out)
                 };
                 let (end, out_end) = match self.points.get(number) {
-                    // The block ending at the next point ends within its last byte taken; a
-                    // few more bytes cost nothing.
-                    Some(p) => (p.consumed + 8, p.out),
+                    Some(p) => (p.start.end_byte(), p.out),
                     None => (u64::MAX, self.total_out),
                 };
                 Segment { number, start, end, out_len: out_end - out_start, crc: self.crcs[number] }
@@ -139,10 +177,8 @@ impl SeekIndex {
         self.windows.read_exact_at(&mut window, slot)?;
         let mut check = vec![0; point.check_len as usize];
         self.windows.read_exact_at(&mut check, slot + WINDOW as u64)?;
-        // The block starts `unused` bits before the end of the bytes taken, 0 to 7.
-        for unused in 0..8u64 {
-            let bit = point.consumed * 8 - unused;
-            let Some(start) = StartBit::new(bit, segment.start, input) else { continue };
+        for (bit, header) in point.start.candidates() {
+            let Some(start) = StartBit::new(bit, segment.start, input, header) else { continue };
             // The first bytes rule out most wrong starts cheaply.
             let mut trial = start.decoder(input, &window, Some(check.len() as u64))?;
             let mut got = Vec::with_capacity(check.len());
@@ -189,19 +225,21 @@ fn collect(
     Ok((total == segment.out_len && crc == segment.crc).then_some(pieces))
 }
 
-/// A block start tried: the byte it falls in, relative to a segment's input, and the bit.
+/// A start tried: the byte it falls in, relative to a segment's input, the bit, and the block
+/// header to put before it when it is inside a fixed-code block (whether the block is last).
 struct StartBit {
-    /// Index of the byte holding the block's first bit, in the segment's input.
+    /// Index of the byte holding the first bit, in the segment's input.
     byte: usize,
     /// The bit within it, 0 to 7.
     bit: u32,
+    header: Option<bool>,
 }
 
 impl StartBit {
-    fn new(bit: u64, input_start: u64, input: &[u8]) -> Option<Self> {
+    fn new(bit: u64, input_start: u64, input: &[u8], header: Option<bool>) -> Option<Self> {
         let byte = usize::try_from((bit / 8).checked_sub(input_start)?).ok()?;
         let bit = u32::try_from(bit % 8).expect("a bit index is under 8");
-        (byte < input.len() || bit == 0).then_some(StartBit { byte, bit })
+        (byte < input.len() || bit == 0).then_some(StartBit { byte, bit, header })
     }
 
     /// A raw decoder fed the filler and the input from the block on, with `window` as its
@@ -212,11 +250,22 @@ impl StartBit {
         window: &[u8],
         limit: Option<u64>,
     ) -> io::Result<SegmentDecoder<I>> {
-        let mut prefix = Vec::new();
+        // Empty blocks (and the header of a fixed-code block) ending `bit` bits into a byte,
+        // whose other bits are the input's.
+        let mut bits = Bits::default();
+        match self.header {
+            None => bits.filler(self.bit),
+            Some(last) => {
+                bits.filler((self.bit + 5) % 8);
+                bits.put(u32::from(last), 1);
+                bits.put(1, 2); // fixed Huffman codes
+            }
+        }
+        debug_assert_eq!(bits.len % 8, self.bit as usize);
+        let mut prefix = bits.bytes;
         let mut from = self.byte;
         if self.bit > 0 {
-            prefix = filler(self.bit);
-            let last = prefix.last_mut().expect("a filler for a non-zero bit has bytes");
+            let last = prefix.last_mut().expect("bits for a non-zero bit fill a byte");
             *last |= input.as_ref()[self.byte] & (0xffu8 << self.bit);
             from += 1;
         }
@@ -257,6 +306,22 @@ impl Bits {
         }
     }
 
+    /// Empty blocks adding `bit` (0 to 7) bits more than a whole number of bytes, so a decoder
+    /// that starts at a byte boundary ends up `bit` bits into a byte. Fixed ones are 10 bits
+    /// (2 mod 8), the dynamic one 95 (7 mod 8): one dynamic block makes the length odd and up
+    /// to three fixed ones add the rest.
+    fn filler(&mut self, bit: u32) {
+        let fixed = if bit % 2 == 1 {
+            self.empty_dynamic();
+            ((bit + 1) % 8) / 2
+        } else {
+            bit / 2
+        };
+        for _ in 0..fixed {
+            self.empty_fixed();
+        }
+    }
+
     /// An empty block with fixed codes: header and end-of-block, 10 bits.
     fn empty_fixed(&mut self) {
         self.put(0, 1); // not the last block
@@ -286,26 +351,6 @@ impl Bits {
         self.code(0b10, 2); // 0: no distance code
         self.code(0, 1); // end of block
     }
-}
-
-/// Bits that make a decoder starting at a byte boundary end up `bit` bits (1 to 7) into a
-/// byte: empty blocks whose length is `bit` more than a whole number of bytes. Fixed ones are
-/// 10 bits (2 mod 8), the dynamic one 95 (7 mod 8), so one dynamic block makes the length odd
-/// and up to three fixed ones add the rest. The caller puts the real bits of the byte above
-/// them.
-fn filler(bit: u32) -> Vec<u8> {
-    let mut bits = Bits::default();
-    let fixed = if bit % 2 == 1 {
-        bits.empty_dynamic();
-        ((bit + 1) % 8) / 2
-    } else {
-        bit / 2
-    };
-    for _ in 0..fixed {
-        bits.empty_fixed();
-    }
-    debug_assert_eq!(bits.len % 8, bit as usize);
-    bits.bytes
 }
 
 /// Decodes one segment: gzip members from the start of the blob, or raw DEFLATE from an access
@@ -426,9 +471,16 @@ struct IndexBuilder {
     recent: Vec<u8>,
     /// The first block boundary at or after this much output becomes the next point.
     next_at: u64,
+    /// From this much output on, with no block boundary yet, a stop inside a block is tried.
+    mid_at: u64,
     /// The point still gathering its check bytes, and those bytes.
     pending: Option<usize>,
     check: Vec<u8>,
+    /// A stop inside a block, waiting for the output after it.
+    mid: Option<MidBlock>,
+    /// The last point inside a fixed-code block, until the block's end shows whether it was
+    /// its member's last.
+    open_fixed: Option<usize>,
     /// Scratch writes failed: no index, and the later read decodes in sequence.
     failed: bool,
     /// CRC-32 of the output since the last point, and of each segment before it.
@@ -436,14 +488,71 @@ struct IndexBuilder {
     crcs: Vec<u32>,
 }
 
+/// Output past the point due before a stop inside a block is tried (blocks of most encoders
+/// end well before), and between tries.
+const MID_AFTER: u64 = 256 * 1024;
+/// The longest match: the most output a decoder stopped inside a block may still owe.
+const MAX_MATCH: usize = 258;
+/// Stored bytes kept after a stop inside a block, to find the next symbol in.
+const LOOKAHEAD: usize = 8 * 1024;
+
+/// A stop inside a block (the output was full): the next symbol starts within the last byte
+/// taken or right after it, and up to [`MAX_MATCH`] bytes of output may come before it.
+struct MidBlock {
+    /// Stored bytes taken.
+    consumed: u64,
+    /// Output before the stop.
+    out: u64,
+    /// The window before the stop.
+    window: Vec<u8>,
+    /// Stored bytes from the last one taken on.
+    input: Vec<u8>,
+    /// All output since the stop (not yet in the CRC).
+    truth: Vec<u8>,
+}
+
 impl IndexBuilder {
+    fn new(spacing: u64) -> Self {
+        IndexBuilder {
+            spacing,
+            points: Vec::new(),
+            windows: None,
+            recent: Vec::new(),
+            next_at: spacing,
+            mid_at: spacing + MID_AFTER,
+            pending: None,
+            check: Vec::with_capacity(CHECK),
+            mid: None,
+            open_fixed: None,
+            failed: false,
+            crc: 0,
+            crcs: Vec::new(),
+        }
+    }
+
+    /// Stored bytes the decoder just took.
+    fn saw_input(&mut self, taken: &[u8]) {
+        if let Some(m) = &mut self.mid
+            && m.input.len() < LOOKAHEAD
+        {
+            m.input.extend_from_slice(taken);
+        }
+    }
+
     fn saw_output(&mut self, at: u64, out: &[u8]) {
-        self.crc = zlib_rs::crc32::crc32(self.crc, out);
-        if self.pending.is_some() {
-            let take = (CHECK - self.check.len()).min(out.len());
-            self.check.extend_from_slice(&out[..take]);
-            if self.check.len() == CHECK {
-                self.end_check();
+        if let Some(m) = &mut self.mid {
+            m.truth.extend_from_slice(out);
+            if m.truth.len() >= MAX_MATCH + CHECK {
+                self.resolve_mid();
+            }
+        } else {
+            self.crc = zlib_rs::crc32::crc32(self.crc, out);
+            if self.pending.is_some() {
+                let take = (CHECK - self.check.len()).min(out.len());
+                self.check.extend_from_slice(&out[..take]);
+                if self.check.len() == CHECK {
+                    self.end_check();
+                }
             }
         }
         if at + out.len() as u64 > self.next_at.saturating_sub(WINDOW as u64) {
@@ -455,36 +564,110 @@ impl IndexBuilder {
         }
     }
 
+    /// A block ended at `out` bytes of output, after `consumed` stored bytes.
     fn boundary(&mut self, consumed: u64, out: u64) {
+        // The block holding the last point inside one was not its member's last.
+        self.open_fixed = None;
+        self.drop_mid(out);
         if self.failed || out < self.next_at || self.pending.is_some() {
             return;
         }
-        let window = &self.recent[self.recent.len().saturating_sub(WINDOW)..];
+        let window = self.recent[self.recent.len().saturating_sub(WINDOW)..].to_vec();
+        if self.add_point(Start::Boundary { consumed }, out, &window, &[]).is_some() {
+            self.pending = Some(self.points.len() - 1);
+        }
+    }
+
+    /// A member ended at `out` bytes of output.
+    fn member_end(&mut self, out: u64) {
+        if let Some(p) = self.open_fixed.take()
+            && let Start::InFixedBlock { last, .. } = &mut self.points[p].start
+        {
+            *last = true;
+        }
+        self.drop_mid(out);
+    }
+
+    /// Whether a stop inside a block would be tried now.
+    fn wants_full_stop(&self, out: u64) -> bool {
+        !self.failed && self.mid.is_none() && self.pending.is_none() && out >= self.mid_at
+    }
+
+    /// The decoder stopped with its output full after taking `consumed` stored bytes, the last
+    /// of them `last_taken`: a point inside a block, if one is due and the output after it
+    /// tells exactly where the next symbol starts.
+    fn full_stop(&mut self, consumed: u64, out: u64, last_taken: u8) {
+        if !self.wants_full_stop(out) {
+            return;
+        }
+        self.mid = Some(MidBlock {
+            consumed,
+            out,
+            window: self.recent[self.recent.len().saturating_sub(WINDOW)..].to_vec(),
+            input: vec![last_taken],
+            truth: Vec::new(),
+        });
+    }
+
+    /// Gives up the stop inside a block being looked at; its output goes to the CRC.
+    fn drop_mid(&mut self, out: u64) {
+        if let Some(m) = self.mid.take() {
+            self.crc = zlib_rs::crc32::crc32(self.crc, &m.truth);
+            self.mid_at = out + MID_AFTER;
+        }
+    }
+
+    /// Finds where the next symbol starts after the stop inside a block, and makes it a point
+    /// if exactly one start fits the output.
+    fn resolve_mid(&mut self) {
+        let Some(m) = self.mid.take() else { return };
+        let Some((bit, owed)) = resolve(&m) else {
+            self.crc = zlib_rs::crc32::crc32(self.crc, &m.truth);
+            self.mid_at = m.out + m.truth.len() as u64 + MID_AFTER;
+            return;
+        };
+        let mut window = m.window;
+        window.extend_from_slice(&m.truth[..owed]);
+        window.drain(..window.len().saturating_sub(WINDOW));
+        let out = m.out + owed as u64;
+        self.crc = zlib_rs::crc32::crc32(self.crc, &m.truth[..owed]);
+        let check = &m.truth[owed..owed + CHECK];
+        if self.add_point(Start::InFixedBlock { bit, last: false }, out, &window, check).is_some() {
+            self.open_fixed = Some(self.points.len() - 1);
+        }
+        self.crc = zlib_rs::crc32::crc32(self.crc, &m.truth[owed..]);
+    }
+
+    /// Notes a point at `out` (its window and any check bytes in the scratch file) and ends
+    /// the segment before it; `None` (and no index) if the scratch file cannot be written.
+    fn add_point(&mut self, start: Start, out: u64, window: &[u8], check: &[u8]) -> Option<()> {
         let slot = self.points.len() as u64 * SLOT;
         let written = (|| -> io::Result<()> {
             let file = match &mut self.windows {
                 Some(file) => file,
                 None => self.windows.insert(tempfile::tempfile()?),
             };
-            file.write_all_at(window, slot)
+            file.write_all_at(window, slot)?;
+            file.write_all_at(check, slot + WINDOW as u64)
         })();
         if written.is_err() {
             self.failed = true;
-            return;
+            return None;
         }
         self.points.push(AccessPoint {
-            consumed,
+            start,
             out,
             window_len: u32::try_from(window.len()).expect("a window is 32 KiB at most"),
-            check_len: 0,
+            check_len: u32::try_from(check.len()).expect("a check is 4 KiB at most"),
         });
-        self.pending = Some(self.points.len() - 1);
         self.crcs.push(std::mem::take(&mut self.crc));
         self.next_at = out + self.spacing;
+        self.mid_at = self.next_at + MID_AFTER;
         // The next window is all new output when the spacing is wider than a window (the
         // bytes kept here then fall out of it), else it reaches back past this point.
         let stale = self.recent.len().saturating_sub(WINDOW);
         self.recent.drain(..stale);
+        Some(())
     }
 
     /// Writes the pending point's check bytes after its window.
@@ -502,6 +685,163 @@ impl IndexBuilder {
     }
 }
 
+/// One symbol of a fixed-code block.
+#[derive(Debug, Clone, Copy)]
+enum Symbol {
+    Literal(u8),
+    Copy { len: u16, dist: u16 },
+}
+
+/// Where the next symbol after a stop inside a block starts (bit of the blob), and how much
+/// output the decoder still owed before it: the one start (of 8 bits) and debt (up to a
+/// match) whose fixed-code symbols replay the output seen after the stop, `None` if none or
+/// several fit (a block with its own codes, or a run of one byte).
+fn resolve(m: &MidBlock) -> Option<(u64, usize)> {
+    let mut found = None;
+    for unused in 0..8u64 {
+        let from = usize::try_from(8 - unused).expect("under 9");
+        let Some(symbols) = fixed_symbols(&m.input, from, CHECK) else { continue };
+        for owed in 0..=MAX_MATCH {
+            if replays(&symbols, &m.window, &m.truth, owed) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some((m.consumed * 8 - unused, owed));
+            }
+        }
+    }
+    found
+}
+
+/// Reads fixed-code symbols (RFC 1951 §3.2.6) from bit `pos` of `input` until they give
+/// `want` bytes; `None` at an invalid code, the end of the block or the end of `input`.
+fn fixed_symbols(input: &[u8], pos: usize, want: usize) -> Option<Vec<Symbol>> {
+    let mut r = BitReader { input, pos };
+    let mut symbols = Vec::new();
+    let mut out = 0usize;
+    while out < want {
+        // Huffman codes are read most significant bit first.
+        let mut code = r.code(7)?;
+        let symbol = if code <= 0b001_0111 {
+            256 + code
+        } else {
+            code = code << 1 | r.bit()?;
+            match code {
+                0b0011_0000..=0b1011_1111 => code - 0b0011_0000,
+                0b1100_0000..=0b1100_0111 => 280 + code - 0b1100_0000,
+                _ => 144 + (code << 1 | r.bit()?) - 0b1_1001_0000,
+            }
+        };
+        match symbol {
+            0..=255 => {
+                symbols.push(Symbol::Literal(u8::try_from(symbol).expect("a literal")));
+                out += 1;
+            }
+            257..=285 => {
+                let len = match symbol {
+                    257..=264 => symbol - 254,
+                    285 => 258,
+                    _ => {
+                        let k = symbol - 261;
+                        let n = k / 4;
+                        ((4 + k % 4) << n) + 3 + r.value(n)?
+                    }
+                };
+                let dist = match r.code(5)? {
+                    code @ 0..=3 => code + 1,
+                    code @ 4..=29 => {
+                        let n = (code - 2) / 2;
+                        ((2 + code % 2) << n) + 1 + r.value(n)?
+                    }
+                    _ => return None,
+                };
+                symbols.push(Symbol::Copy {
+                    len: u16::try_from(len).expect("at most 258"),
+                    dist: u16::try_from(dist).expect("at most 32768"),
+                });
+                out += len as usize;
+            }
+            // End of block (too soon to check) or an invalid code.
+            _ => return None,
+        }
+    }
+    Some(symbols)
+}
+
+/// Bits of DEFLATE data, least significant first.
+struct BitReader<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    fn bit(&mut self) -> Option<u32> {
+        let byte = self.input.get(self.pos / 8)?;
+        let b = (byte >> (self.pos % 8)) & 1;
+        self.pos += 1;
+        Some(u32::from(b))
+    }
+
+    /// A Huffman code of `n` bits, most significant first.
+    fn code(&mut self, n: u32) -> Option<u32> {
+        let mut code = 0;
+        for _ in 0..n {
+            code = code << 1 | self.bit()?;
+        }
+        Some(code)
+    }
+
+    /// A value of `n` extra bits, least significant first.
+    fn value(&mut self, n: u32) -> Option<u32> {
+        let mut value = 0;
+        for i in 0..n {
+            value |= self.bit()? << i;
+        }
+        Some(value)
+    }
+}
+
+/// Whether `symbols`, after `owed` bytes of `truth`, give the next [`CHECK`] bytes of it
+/// (with `window` before `truth` for back-references).
+fn replays(symbols: &[Symbol], window: &[u8], truth: &[u8], owed: usize) -> bool {
+    let mut at = owed;
+    let end = owed + CHECK;
+    let byte_at = |pos: usize, dist: u16| -> Option<u8> {
+        match pos.checked_sub(usize::from(dist)) {
+            Some(src) => Some(truth[src]),
+            None => {
+                let back = usize::from(dist) - pos;
+                window.len().checked_sub(back).map(|i| window[i])
+            }
+        }
+    };
+    for symbol in symbols {
+        match *symbol {
+            Symbol::Literal(b) => {
+                if truth[at] != b {
+                    return false;
+                }
+                at += 1;
+            }
+            Symbol::Copy { len, dist } => {
+                for _ in 0..len {
+                    if at == end {
+                        return true;
+                    }
+                    if byte_at(at, dist) != Some(truth[at]) {
+                        return false;
+                    }
+                    at += 1;
+                }
+            }
+        }
+        if at == end {
+            return true;
+        }
+    }
+    false
+}
+
 impl<R: BufRead> IndexingDecoder<R> {
     /// A decoder of the gzip members in `input`, noting an access point about every `spacing`
     /// output bytes when `spacing` is given.
@@ -513,18 +853,7 @@ impl<R: BufRead> IndexingDecoder<R> {
             out_total: 0,
             member_done: false,
             finished: false,
-            index: spacing.map(|spacing| IndexBuilder {
-                spacing,
-                points: Vec::new(),
-                windows: None,
-                recent: Vec::new(),
-                next_at: spacing,
-                pending: None,
-                check: Vec::with_capacity(CHECK),
-                failed: false,
-                crc: 0,
-                crcs: Vec::new(),
-            }),
+            index: spacing.map(IndexBuilder::new),
         }
     }
 
@@ -532,6 +861,7 @@ impl<R: BufRead> IndexingDecoder<R> {
     /// stream was not read to its end, or there is nothing to seek to.
     pub(crate) fn into_index(self) -> Option<SeekIndex> {
         let mut index = self.index?;
+        index.drop_mid(self.out_total);
         index.end_check();
         if !self.finished || index.failed || index.points.is_empty() {
             return None;
@@ -564,15 +894,18 @@ impl<R: BufRead> Read for IndexingDecoder<R> {
                 self.inflate = Inflate::new(true, GZIP_BITS);
                 self.member_done = false;
             }
-            let blocks =
-                self.index.as_ref().is_some_and(|i| !i.failed && self.out_total >= i.next_at);
-            let flush = if blocks { InflateFlush::Block } else { InflateFlush::NoFlush };
+            // While indexing, stop at every block boundary.
+            let indexing = self.index.as_ref().is_some_and(|i| !i.failed);
+            let flush = if indexing { InflateFlush::Block } else { InflateFlush::NoFlush };
             // Up to where block boundaries start to count, so a point is not put off by a
             // whole buffer.
             let room = match &self.index {
-                Some(i) if !blocks && !i.failed => {
+                Some(i) if indexing && self.out_total < i.next_at => {
                     buf.len().min(usize::try_from(i.next_at - self.out_total).unwrap_or(usize::MAX))
                 }
+                // A stop inside a block is due: make one soon (with the output full, so the
+                // decoder stops between symbols).
+                Some(i) if indexing && i.wants_full_stop(self.out_total) => buf.len().min(4096),
                 _ => buf.len(),
             };
             let buf = &mut buf[..room];
@@ -582,6 +915,10 @@ impl<R: BufRead> Read for IndexingDecoder<R> {
             let status = self.inflate.decompress(src, buf, flush);
             let consumed = usize::try_from(self.inflate.total_in() - in0).expect("within src");
             let produced = usize::try_from(self.inflate.total_out() - out0).expect("within buf");
+            let last_taken = consumed.checked_sub(1).map(|i| src[i]);
+            if let Some(index) = &mut self.index {
+                index.saw_input(&src[..consumed]);
+            }
             self.input.consume(consumed);
             self.in_total += consumed as u64;
             if let Some(index) = &mut self.index {
@@ -589,16 +926,23 @@ impl<R: BufRead> Read for IndexingDecoder<R> {
             }
             self.out_total += produced as u64;
             match status {
-                Ok(Status::StreamEnd) => self.member_done = true,
+                Ok(Status::StreamEnd) => {
+                    self.member_done = true;
+                    if let Some(index) = &mut self.index {
+                        index.member_end(self.out_total);
+                    }
+                }
                 Ok(Status::Ok | Status::BufError) => {
-                    // With `Block`, stopping with input and output room left means a block
-                    // just ended.
-                    if blocks
+                    if let Some(index) = &mut self.index
+                        && indexing
                         && consumed < src_len
-                        && produced < buf.len()
-                        && let Some(index) = &mut self.index
                     {
-                        index.boundary(self.in_total, self.out_total);
+                        if produced < buf.len() {
+                            // Stopping with input and output room left: a block just ended.
+                            index.boundary(self.in_total, self.out_total);
+                        } else if let Some(byte) = last_taken {
+                            index.full_stop(self.in_total, self.out_total, byte);
+                        }
                     }
                     if src_len == 0 && produced == 0 {
                         return Err(io::Error::new(
@@ -694,9 +1038,10 @@ mod tests {
     #[test]
     fn the_filler_leaves_the_decoder_on_every_bit() {
         for bit in 1..8u32 {
-            let bytes = filler(bit);
             // The filler then a stored block holding "xspack", its header in the high bits.
-            let mut bits = Bits { len: bytes.len() * 8 - (8 - bit as usize), bytes };
+            let mut bits = Bits::default();
+            bits.filler(bit);
+            assert_eq!(bits.len % 8, bit as usize);
             bits.put(1, 1); // last block
             bits.put(0, 2); // stored
             let mut stream = bits.bytes;
@@ -778,14 +1123,23 @@ mod tests {
         assert!(dec.into_index().is_none());
     }
 
+    /// zlib-ng's (and zlib-rs') level 1 writes a whole member as one block with fixed codes:
+    /// points fall inside it, between symbols, in one member or across several.
     #[test]
-    fn one_block_has_no_index() {
-        let data = sample(1 << 20, 9);
-        let compressed = gzip_blocks(&data, 1, data.len());
-        let mut dec = IndexingDecoder::new(&compressed[..], Some(4096));
-        let mut got = Vec::new();
-        dec.read_to_end(&mut got).unwrap();
-        assert!(got == data);
+    fn one_fixed_block_is_indexed_between_symbols() {
+        let data = sample(3 << 20, 9);
+        let points = round_trip(&data, &gzip_blocks(&data, 1, data.len()), 128 * 1024);
+        assert!(points >= 6, "{points} points");
+        let (a, b) = data.split_at(1 << 20);
+        let mut members = gzip_blocks(a, 1, a.len());
+        members.extend(gzip_blocks(b, 1, b.len()));
+        let points = round_trip(&data, &members, 100 * 1024);
+        assert!(points >= 6, "{points} points");
+        // Nothing but zeros: no start is unique, so no points, and one segment.
+        let zeros = vec![0u8; 2 << 20];
+        let stored = gzip_blocks(&zeros, 1, zeros.len());
+        let mut dec = IndexingDecoder::new(&stored[..], Some(4096));
+        io::copy(&mut dec, &mut io::sink()).unwrap();
         assert!(dec.into_index().is_none());
     }
 

@@ -56,7 +56,7 @@ impl Layout {
     fn of_tar(tar: &[u8], c: Compression) -> Self {
         let media = match c {
             Compression::None => TAR,
-            Compression::Gzip => GZIP,
+            Compression::Gzip | Compression::GzipDefault => GZIP,
             Compression::Zstd => ZSTD,
         };
         Layout::raw(c.apply(tar), media, &sha(tar))
