@@ -580,6 +580,14 @@ impl IndexBuilder {
 
     /// A member ended at `out` bytes of output.
     fn member_end(&mut self, out: u64) {
+        // The decoder also stops after a member's last block: no block starts there (its
+        // trailer does), so a point just made there goes, and its segment joins the one before.
+        if self.pending.is_some_and(|p| p + 1 == self.points.len() && self.points[p].out == out) {
+            self.points.pop();
+            self.pending = None;
+            self.check.clear();
+            self.crc = self.crcs.pop().unwrap_or(0);
+        }
         if let Some(p) = self.open_fixed.take()
             && let Start::InFixedBlock { last, .. } = &mut self.points[p].start
         {
@@ -807,12 +815,11 @@ fn replays(symbols: &[Symbol], window: &[u8], truth: &[u8], owed: usize) -> bool
     let mut at = owed;
     let end = owed + CHECK;
     let byte_at = |pos: usize, dist: u16| -> Option<u8> {
-        match pos.checked_sub(usize::from(dist)) {
-            Some(src) => Some(truth[src]),
-            None => {
-                let back = usize::from(dist) - pos;
-                window.len().checked_sub(back).map(|i| window[i])
-            }
+        if let Some(src) = pos.checked_sub(usize::from(dist)) {
+            Some(truth[src])
+        } else {
+            let back = usize::from(dist) - pos;
+            window.len().checked_sub(back).map(|i| window[i])
         }
     };
     for symbol in symbols {
@@ -1104,6 +1111,32 @@ mod tests {
         let data = [a, b].concat();
         let points = round_trip(&data, &stored, 50_000);
         assert!(points >= 5, "{points} points");
+    }
+
+    /// Many members of both kinds (one fixed-code block, or blocks of their own codes):
+    /// points fall before, inside and at the end of members.
+    #[test]
+    fn many_members_of_both_kinds() {
+        let data = sample(4 << 20, 13);
+        let mut stored = Vec::new();
+        let mut at = 0;
+        for (i, len) in
+            [90_000, 300_000, 5, 700_000, 64 * 1024, 1_000_000].iter().cycle().enumerate()
+        {
+            if at >= data.len() {
+                break;
+            }
+            let piece = &data[at..(at + len).min(data.len())];
+            stored.extend(if i % 2 == 0 {
+                gzip_blocks(piece, 1, piece.len())
+            } else {
+                gzip(piece, 6, None)
+            });
+            at += piece.len();
+        }
+        for spacing in [16 * 1024, 100_000, 1 << 20] {
+            round_trip(&data, &stored, spacing);
+        }
     }
 
     #[test]
