@@ -117,6 +117,8 @@ pub(crate) struct Segment {
     pub start: u64,
     /// One past the last stored byte it needs (clipped to the blob by the reader).
     pub end: u64,
+    /// Output bytes before it.
+    pub out: u64,
     /// Output bytes it yields.
     pub out_len: u64,
     /// CRC-32 of that output.
@@ -139,7 +141,14 @@ impl SeekIndex {
                     Some(p) => (p.start.end_byte(), p.out),
                     None => (u64::MAX, self.total_out),
                 };
-                Segment { number, start, end, out_len: out_end - out_start, crc: self.crcs[number] }
+                Segment {
+                    number,
+                    start,
+                    end,
+                    out: out_start,
+                    out_len: out_end - out_start,
+                    crc: self.crcs[number],
+                }
             })
             .collect()
     }
@@ -708,9 +717,19 @@ fn resolve(m: &MidBlock) -> Option<(u64, usize)> {
     let mut found = None;
     for unused in 0..8u64 {
         let from = usize::try_from(8 - unused).expect("under 9");
-        let Some(symbols) = fixed_symbols(&m.input, from, CHECK) else { continue };
+        // A few symbols rule out almost every start and debt; only the rest are replayed in
+        // full.
+        let Some(head) = fixed_symbols(&m.input, from, 64) else { continue };
+        let mut full = None;
         for owed in 0..=MAX_MATCH {
-            if replays(&symbols, &m.window, &m.truth, owed) {
+            if !replays(&head, &m.window, &m.truth, owed, 64) {
+                continue;
+            }
+            if full.is_none() {
+                full = Some(fixed_symbols(&m.input, from, CHECK));
+            }
+            let Some(Some(symbols)) = &full else { break };
+            if replays(symbols, &m.window, &m.truth, owed, CHECK) {
                 if found.is_some() {
                     return None;
                 }
@@ -809,11 +828,11 @@ impl BitReader<'_> {
     }
 }
 
-/// Whether `symbols`, after `owed` bytes of `truth`, give the next [`CHECK`] bytes of it
-/// (with `window` before `truth` for back-references).
-fn replays(symbols: &[Symbol], window: &[u8], truth: &[u8], owed: usize) -> bool {
+/// Whether `symbols`, after `owed` bytes of `truth`, give the next `len` bytes of it (with
+/// `window` before `truth` for back-references).
+fn replays(symbols: &[Symbol], window: &[u8], truth: &[u8], owed: usize, len: usize) -> bool {
     let mut at = owed;
-    let end = owed + CHECK;
+    let end = owed + len;
     let byte_at = |pos: usize, dist: u16| -> Option<u8> {
         if let Some(src) = pos.checked_sub(usize::from(dist)) {
             Some(truth[src])

@@ -8,11 +8,12 @@
 //! (long names, old sparse files) conventions as the `tar` crate decodes them.
 //!
 //! The first read of a gzip layer notes a seek index ([`crate::gzip`]); a reread decodes the
-//! stretches between its access points on [`SEGMENT_WORKERS`] threads and hands them on in
-//! order, so a second pass is not bound to one core.
+//! stretches between its access points on one thread per core (at most [`MAX_SEGMENT_WORKERS`])
+//! and hands them on in order, so a second pass is not bound to one core.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Seek};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -144,41 +145,48 @@ impl Image {
         let blob = self.open_blob(layer)?;
         let index = if checks.index { None } else { self.seek_index(layer) };
         let pool = Mutex::new(Vec::new());
+        let skip_to = AtomicU64::new(0);
         let (job_tx, job_rx) = sync_channel::<SegmentJob>(0);
         let jobs = Mutex::new(job_rx);
         let (consumed, read, produced) = std::thread::scope(|s| {
             // Either three threads share the cores: one reads the blob (hashing it when asked),
             // one decompresses, and this one hashes the tar when asked, parses it and visits;
             // or, with a seek index, the reader hands stretches of the blob to
-            // `SEGMENT_WORKERS` decompressing threads, and this one takes their output in order.
-            let (tar, reading, decompressing): (Box<dyn Read + Send + '_>, _, _) =
-                if let Some(index) = &index {
-                    let (order_tx, order_rx) = sync_channel(SEGMENTS_AHEAD);
-                    let size = layer.size;
-                    let reading = s.spawn(move || {
-                        read_blob_segments(blob, index, size, order_tx, job_tx, checks.blob)
-                    });
-                    for _ in 0..SEGMENT_WORKERS {
-                        s.spawn(|| decode_segments(index, &jobs, &pool));
-                    }
-                    let segments = SegmentReader {
-                        order: order_rx,
-                        pieces: Vec::new().into_iter(),
-                        current: Vec::new(),
-                        at: 0,
-                        pool: &pool,
-                    };
-                    (Box::new(segments), reading, None)
-                } else {
-                    drop(job_tx);
-                    let (stored_writer, stored_reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
-                    let (writer, reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
-                    let reading = s.spawn(|| read_blob(blob, stored_writer, checks.blob));
-                    let label = &label;
-                    let decompressing =
-                        s.spawn(move || produce(stored_reader, writer, label, checks.index));
-                    (Box::new(reader), reading, Some(decompressing))
+            // one decompressing thread per core, and this one takes their output in order.
+            let (tar, reading, decompressing) = if let Some(index) = &index {
+                let workers = std::thread::available_parallelism()
+                    .map_or(2, usize::from)
+                    .clamp(2, MAX_SEGMENT_WORKERS);
+                // Each thread can have a segment ready when the parser wants it.
+                let (order_tx, order_rx) = sync_channel(workers);
+                let size = layer.size;
+                let reading = s.spawn(move || {
+                    read_blob_segments(blob, index, size, order_tx, job_tx, checks.blob)
+                });
+                for _ in 0..workers {
+                    s.spawn(|| decode_segments(index, &jobs, &pool, &skip_to));
+                }
+                let segments = SegmentReader {
+                    order: order_rx,
+                    pieces: Vec::new().into_iter(),
+                    current: Vec::new(),
+                    at: 0,
+                    pool: &pool,
+                    pos: 0,
+                    skip: 0,
+                    skip_to: &skip_to,
                 };
+                (TarStream::Segments(segments), reading, None)
+            } else {
+                drop(job_tx);
+                let (stored_writer, stored_reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
+                let (writer, reader) = xspack_io::pipe::pipe(PIPE_DEPTH);
+                let reading = s.spawn(|| read_blob(blob, stored_writer, checks.blob));
+                let label = &label;
+                let decompressing =
+                    s.spawn(move || produce(stored_reader, writer, label, checks.index));
+                (TarStream::Piped(reader), reading, Some(decompressing))
+            };
             // Dropping the reader unblocks the producers if the parser stopped early.
             let consumed = parse_tar(tar, checks, &label, &mut visit);
             let produced = match decompressing {
@@ -221,41 +229,78 @@ impl Image {
     }
 }
 
+/// The tar stream of one pass: decompressed in sequence, or from the segments of a seek index
+/// (which can skip what nobody reads).
+enum TarStream<'a> {
+    Piped(xspack_io::pipe::PipeReader),
+    Segments(SegmentReader<'a>),
+}
+
 /// Parses the tar stream, visiting entries (up to `checks.last`), and hashes it when asked:
-/// the number of entries, the digest and the bytes read.
+/// the number of entries, the digest and the bytes passed.
 fn parse_tar<E: From<Error>>(
-    tar: Box<dyn Read + Send + '_>,
+    tar: TarStream<'_>,
     checks: Checks,
     label: &str,
     visit: &mut impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
 ) -> Result<(u64, Digest, u64), E> {
-    let mut reader = HashingReader::new(tar);
-    let mut entries_seen = 0;
     let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
         layer: label.to_owned(),
         reason: format!("corrupt layer: {e}"),
     };
+    let tar: Box<dyn Read + Send + '_> = match tar {
+        // Nothing to hash: entries nobody reads are skipped, undecoded where a whole segment
+        // falls inside them.
+        TarStream::Segments(segments) if !checks.diff_id => {
+            let mut archive = tar::Archive::new(segments);
+            let entries = archive.entries_with_seek().map_err(|e| corrupt(&e))?;
+            let seen = visit_entries(entries, checks, label, visit)?;
+            let segments = archive.into_inner();
+            return Ok((seen, Digest(xspack_io::Sha256Digest([0; 32])), segments.pos));
+        }
+        TarStream::Segments(segments) => Box::new(segments),
+        TarStream::Piped(piped) => Box::new(piped),
+    };
+    let mut reader = HashingReader::new(tar);
     let tar: &mut dyn Read = if checks.diff_id { &mut reader } else { reader.get_mut() };
-    'entries: {
+    let seen = {
         let mut archive = tar::Archive::new(&mut *tar);
         let entries = archive.entries().map_err(|e| corrupt(&e))?;
-        for (index, entry) in entries.enumerate() {
-            if checks.last.is_some_and(|last| index as u64 > last) {
-                // The rest is proven by the blob digest the reader computes.
-                break 'entries;
-            }
-            let mut entry = entry.map_err(|e| corrupt(&e))?;
-            entries_seen += 1;
-            let Some(parsed) = convert(&mut entry, index as u64, label)? else {
-                continue;
-            };
-            visit(&parsed, &mut entry)?;
-        }
+        visit_entries(entries, checks, label, visit)?
+    };
+    if checks.diff_id {
         // The tar end marker and any padding count towards the diff_id.
         io::copy(tar, &mut io::sink()).map_err(|e| corrupt(&e))?;
     }
     let (_, diff_id, tar_bytes) = reader.finish();
-    Ok((entries_seen, Digest(diff_id), tar_bytes))
+    Ok((seen, Digest(diff_id), tar_bytes))
+}
+
+/// Visits `entries` up to `checks.last`; the number seen.
+fn visit_entries<R: Read, E: From<Error>>(
+    entries: tar::Entries<'_, R>,
+    checks: Checks,
+    label: &str,
+    visit: &mut impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
+) -> Result<u64, E> {
+    let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
+        layer: label.to_owned(),
+        reason: format!("corrupt layer: {e}"),
+    };
+    let mut seen = 0;
+    for (index, entry) in entries.enumerate() {
+        if checks.last.is_some_and(|last| index as u64 > last) {
+            // The rest is proven by the blob digest the reader computes.
+            break;
+        }
+        let mut entry = entry.map_err(|e| corrupt(&e))?;
+        seen += 1;
+        let Some(parsed) = convert(&mut entry, index as u64, label)? else {
+            continue;
+        };
+        visit(&parsed, &mut entry)?;
+    }
+    Ok(seen)
 }
 
 /// Which digests one pass over a layer computes.
@@ -392,16 +437,22 @@ fn copy_out(decoder: &mut dyn Read, out: &mut xspack_io::pipe::PipeWriter) -> io
     }
 }
 
-/// Threads decoding segments of a seek-indexed layer at once.
-const SEGMENT_WORKERS: usize = 2;
-/// Segments handed out ahead of the one being parsed (each is held whole, about
-/// [`crate::gzip::SPACING`] bytes, until parsed).
-const SEGMENTS_AHEAD: usize = 2;
+/// The most threads decoding segments of a seek-indexed layer at once (each holds a segment
+/// of about [`crate::gzip::SPACING`] bytes, as does each one ready for the parser).
+const MAX_SEGMENT_WORKERS: usize = 8;
 /// Emptied pieces kept for reuse.
-const POOL: usize = 64;
+const POOL: usize = 16;
 
-/// A decoded segment: its pieces in order, or why it would not decode.
-type Decoded = io::Result<Vec<Vec<u8>>>;
+/// What became of a segment.
+enum SegmentOutput {
+    /// Its output, in pieces.
+    Pieces(Vec<Vec<u8>>),
+    /// Not decoded: it lies wholly in a stretch the parser skips. Its length.
+    Skipped(u64),
+}
+
+/// A decoded segment, or why it would not decode.
+type Decoded = io::Result<SegmentOutput>;
 
 /// One segment to decode, with its stored bytes and where its output goes.
 struct SegmentJob {
@@ -482,28 +533,43 @@ fn decode_segments(
     index: &SeekIndex,
     jobs: &Mutex<Receiver<SegmentJob>>,
     pool: &Mutex<Vec<Vec<u8>>>,
+    skip_to: &AtomicU64,
 ) {
     loop {
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = job else { return };
+        let end = job.segment.out + job.segment.out_len;
+        if end <= skip_to.load(Ordering::Relaxed) {
+            let _ = job.done.send(Ok(SegmentOutput::Skipped(job.segment.out_len)));
+            continue;
+        }
         let mut spare = || {
             let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
             pool.pop().unwrap_or_else(|| Vec::with_capacity(xspack_io::pipe::CHUNK))
         };
-        let decoded = index.decode(job.segment, &job.input, xspack_io::pipe::CHUNK, &mut spare);
+        let decoded = index
+            .decode(job.segment, &job.input, xspack_io::pipe::CHUNK, &mut spare)
+            .map(SegmentOutput::Pieces);
         drop(job.input);
         // The parser may have stopped; then the output is simply dropped.
         let _ = job.done.send(decoded);
     }
 }
 
-/// The decoded segments, in order, as one stream.
+/// The decoded segments, in order, as one stream. Seeking forward (over entries nobody reads)
+/// skips bytes; segments that lie wholly in a skipped stretch are not decoded at all.
 struct SegmentReader<'a> {
     order: Receiver<Receiver<Decoded>>,
     pieces: std::vec::IntoIter<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
     pool: &'a Mutex<Vec<Vec<u8>>>,
+    /// Output offset of `current[at]`.
+    pos: u64,
+    /// Bytes to drop from `pos` on before handing any out.
+    skip: u64,
+    /// Shared with the decoding threads: where the stream is skipped to.
+    skip_to: &'a AtomicU64,
 }
 
 impl Read for SegmentReader<'_> {
@@ -518,7 +584,18 @@ impl Read for SegmentReader<'_> {
 
 impl BufRead for SegmentReader<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.at == self.current.len() {
+        loop {
+            let left = self.current.len() - self.at;
+            if left > 0 && self.skip == 0 {
+                return Ok(&self.current[self.at..]);
+            }
+            if left > 0 {
+                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(left);
+                self.at += n;
+                self.pos += n as u64;
+                self.skip -= n as u64;
+                continue;
+            }
             if let Some(piece) = self.pieces.next() {
                 let done = std::mem::replace(&mut self.current, piece);
                 self.at = 0;
@@ -530,15 +607,39 @@ impl BufRead for SegmentReader<'_> {
             }
             let Ok(output) = self.order.recv() else { return Ok(&[]) };
             match output.recv() {
-                Ok(decoded) => self.pieces = decoded?.into_iter(),
+                Ok(Ok(SegmentOutput::Pieces(pieces))) => self.pieces = pieces.into_iter(),
+                Ok(Ok(SegmentOutput::Skipped(len))) => {
+                    // Only a segment wholly inside the skipped stretch is left undecoded.
+                    debug_assert!(len <= self.skip);
+                    self.pos += len;
+                    self.skip = self.skip.saturating_sub(len);
+                }
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(io::Error::other("a segment decoder stopped")),
             }
         }
-        Ok(&self.current[self.at..])
     }
 
     fn consume(&mut self, amount: usize) {
-        self.at = (self.at + amount).min(self.current.len());
+        let amount = amount.min(self.current.len() - self.at);
+        self.at += amount;
+        self.pos += amount as u64;
+    }
+}
+
+/// Forward only, from the current position: what the tar reader does to pass over the data
+/// of an entry nobody reads.
+impl Seek for SegmentReader<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let io::SeekFrom::Current(by) = to else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "only forward seeks"));
+        };
+        let by = u64::try_from(by)
+            .map_err(|_| io::Error::new(io::ErrorKind::Unsupported, "only forward seeks"))?;
+        self.skip += by;
+        let target = self.pos + self.skip;
+        self.skip_to.fetch_max(target, Ordering::Relaxed);
+        Ok(target)
     }
 }
 
@@ -735,8 +836,22 @@ mod tests {
         image: &Image,
         last: Option<u64>,
     ) -> Result<Vec<(Vec<u8>, xspack_io::Sha256Digest)>, Error> {
+        entries_read_if(image, last, |_| true)
+    }
+
+    /// Entries visited, with a digest of the data of those `read` picks (others are left
+    /// unread, so a reread may skip them).
+    fn entries_read_if(
+        image: &Image,
+        last: Option<u64>,
+        read: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(Vec<u8>, xspack_io::Sha256Digest)>, Error> {
         let mut seen = Vec::new();
         let visit = |entry: &LayerEntry, data: &mut dyn Read| -> Result<(), Error> {
+            if !read(entry.index) {
+                seen.push((entry.path.clone(), xspack_io::Sha256Digest([0; 32])));
+                return Ok(());
+            }
             let mut hashing = xspack_io::HashingWriter::new(io::sink());
             io::copy(data, &mut hashing)
                 .map_err(|e| Error::Layer { layer: "test".into(), reason: e.to_string() })?;
@@ -778,6 +893,16 @@ mod tests {
         assert!(index.segments().len() >= 4, "{} segments", index.segments().len());
         assert_eq!(entries_read(&image, Some(47)).unwrap(), first);
         assert_eq!(entries_read(&image, Some(20)).unwrap(), first[..21]);
+        // Entries 5 to 40 unread: whole segments among them are skipped, undecoded, and what
+        // follows still comes out right.
+        let read = |i: u64| !(5..=40).contains(&i);
+        let sparse = entries_read_if(&image, Some(47), read).unwrap();
+        for (i, (got, want)) in sparse.iter().zip(&first).enumerate() {
+            assert_eq!(got.0, want.0);
+            if read(i as u64) {
+                assert_eq!(got.1, want.1, "entry {i}");
+            }
+        }
         let digest = image.layers[0].digest.unwrap().0.to_string();
         let blob = dir.path().join("oci/blobs/sha256").join(digest.trim_start_matches("sha256:"));
         let mut bytes = std::fs::read(&blob).unwrap();
