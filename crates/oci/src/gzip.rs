@@ -28,7 +28,7 @@ use zlib_rs::{Inflate, InflateFlush, Status};
 
 /// Output bytes between access points: enough to amortise starting a decoder, small enough
 /// that the segments in flight stay a few MiB.
-pub(crate) const SPACING: u64 = 2 << 20;
+pub(crate) const SPACING: u64 = 1 << 20;
 /// The DEFLATE window: the farthest back a match may reach.
 const WINDOW: usize = 32 * 1024;
 /// Output bytes kept per access point to tell the right start bit from the wrong ones (a wrong
@@ -499,7 +499,7 @@ struct IndexBuilder {
 
 /// Output past the point due before a stop inside a block is tried (blocks of most encoders
 /// end well before), and between tries.
-const MID_AFTER: u64 = 256 * 1024;
+const MID_AFTER: u64 = 128 * 1024;
 /// The longest match: the most output a decoder stopped inside a block may still owe.
 const MAX_MATCH: usize = 258;
 /// Stored bytes kept after a stop inside a block, to find the next symbol in.

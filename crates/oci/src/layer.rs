@@ -144,7 +144,7 @@ impl Image {
         let label = layer.label();
         let blob = self.open_blob(layer)?;
         let index = if checks.index { None } else { self.seek_index(layer) };
-        let pool = Mutex::new(Vec::new());
+        let pool = Pools::default();
         let skip_to = AtomicU64::new(0);
         let (job_tx, job_rx) = sync_channel::<SegmentJob>(0);
         let jobs = Mutex::new(job_rx);
@@ -160,9 +160,9 @@ impl Image {
                 // Each thread can have a segment ready when the parser wants it.
                 let (order_tx, order_rx) = sync_channel(workers);
                 let size = layer.size;
-                let reading = s.spawn(move || {
-                    read_blob_segments(blob, index, size, order_tx, job_tx, checks.blob)
-                });
+                let sink = SegmentSink { order: order_tx, jobs: job_tx, pool: &pool };
+                let reading =
+                    s.spawn(move || read_blob_segments(blob, index, size, sink, checks.blob));
                 for _ in 0..workers {
                     s.spawn(|| decode_segments(index, &jobs, &pool, &skip_to));
                 }
@@ -440,8 +440,26 @@ fn copy_out(decoder: &mut dyn Read, out: &mut xspack_io::pipe::PipeWriter) -> io
 /// The most threads decoding segments of a seek-indexed layer at once (each holds a segment
 /// of about [`crate::gzip::SPACING`] bytes, as does each one ready for the parser).
 const MAX_SEGMENT_WORKERS: usize = 8;
-/// Emptied pieces kept for reuse.
-const POOL: usize = 16;
+/// Emptied output pieces kept for reuse: about as many as the segments in flight hold, so
+/// pieces freed on one thread are not allocated anew on another (which fragments the heap).
+const PIECE_POOL: usize = 24;
+/// Segment input buffers kept for reuse.
+const INPUT_POOL: usize = 3;
+
+/// Buffers handed between the reader, the decoding threads and the parser, for reuse.
+#[derive(Default)]
+struct Pools {
+    pieces: Mutex<Vec<Vec<u8>>>,
+    inputs: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Where the reader hands segments: their outputs' receivers to the parser in order, the jobs
+/// to the decoding threads.
+struct SegmentSink<'a> {
+    order: SyncSender<Receiver<Decoded>>,
+    jobs: SyncSender<SegmentJob>,
+    pool: &'a Pools,
+}
 
 /// What became of a segment.
 enum SegmentOutput {
@@ -469,10 +487,10 @@ fn read_blob_segments(
     mut blob: Box<dyn Read + Send>,
     index: &SeekIndex,
     size: u64,
-    order: SyncSender<Receiver<Decoded>>,
-    jobs: SyncSender<SegmentJob>,
+    sink: SegmentSink<'_>,
     digest: bool,
 ) -> io::Result<BlobRead> {
+    let SegmentSink { order, jobs, pool } = sink;
     let mut hasher = digest.then(|| xspack_io::HashingWriter::new(io::sink()));
     let segments = index.segments();
     let mut next = 0;
@@ -497,7 +515,11 @@ fn read_blob_segments(
                 && segment.start < end
             {
                 let len = segment.end.min(size).saturating_sub(segment.start);
-                open.push_back((segment, Vec::with_capacity(usize::try_from(len).unwrap_or(0))));
+                let mut input = pool.inputs.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                let input = input.get_or_insert_default();
+                input.clear();
+                input.reserve(usize::try_from(len).unwrap_or(0));
+                open.push_back((segment, std::mem::take(input)));
                 next += 1;
             }
             for (segment, input) in &mut open {
@@ -532,7 +554,7 @@ fn read_blob_segments(
 fn decode_segments(
     index: &SeekIndex,
     jobs: &Mutex<Receiver<SegmentJob>>,
-    pool: &Mutex<Vec<Vec<u8>>>,
+    pool: &Pools,
     skip_to: &AtomicU64,
 ) {
     loop {
@@ -544,13 +566,17 @@ fn decode_segments(
             continue;
         }
         let mut spare = || {
-            let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
-            pool.pop().unwrap_or_else(|| Vec::with_capacity(xspack_io::pipe::CHUNK))
+            let mut pieces = pool.pieces.lock().unwrap_or_else(PoisonError::into_inner);
+            pieces.pop().unwrap_or_else(|| Vec::with_capacity(xspack_io::pipe::CHUNK))
         };
         let decoded = index
             .decode(job.segment, &job.input, xspack_io::pipe::CHUNK, &mut spare)
             .map(SegmentOutput::Pieces);
-        drop(job.input);
+        let mut inputs = pool.inputs.lock().unwrap_or_else(PoisonError::into_inner);
+        if inputs.len() < INPUT_POOL {
+            inputs.push(job.input);
+        }
+        drop(inputs);
         // The parser may have stopped; then the output is simply dropped.
         let _ = job.done.send(decoded);
     }
@@ -563,7 +589,7 @@ struct SegmentReader<'a> {
     pieces: std::vec::IntoIter<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
-    pool: &'a Mutex<Vec<Vec<u8>>>,
+    pool: &'a Pools,
     /// Output offset of `current[at]`.
     pos: u64,
     /// Bytes to drop from `pos` on before handing any out.
@@ -599,9 +625,9 @@ impl BufRead for SegmentReader<'_> {
             if let Some(piece) = self.pieces.next() {
                 let done = std::mem::replace(&mut self.current, piece);
                 self.at = 0;
-                let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-                if pool.len() < POOL && done.capacity() > 0 {
-                    pool.push(done);
+                let mut pieces = self.pool.pieces.lock().unwrap_or_else(PoisonError::into_inner);
+                if pieces.len() < PIECE_POOL && done.capacity() > 0 {
+                    pieces.push(done);
                 }
                 continue;
             }
