@@ -3,19 +3,28 @@
 //!
 //! The first read of a layer decodes its gzip members one after another, as any gzip reader
 //! does ([`IndexingDecoder`]), and notes an *access point* about every [`SPACING`] bytes of
-//! output: where a DEFLATE block starts in the stored bytes, how many bytes of output came
-//! before it, and the 32 KiB of output just before it (the most a back-reference of a later
-//! block may reach). This is the method of zlib's `examples/zran.c`. A later read decodes the
-//! stretches between access points on several threads at once ([`SegmentDecoder`]), and
-//! [`crate::layer`] hands their output on in order.
+//! output: where decoding can resume in the stored bytes, how many bytes of output came
+//! before, and the 32 KiB of output just before (the most a back-reference may reach). This is
+//! the method of zlib's `examples/zran.c`. A later read decodes the stretches between access
+//! points on several threads at once ([`SegmentDecoder`]), and [`crate::layer`] hands their
+//! output on in order.
 //!
-//! zlib-rs' safe API stops at block boundaries (`InflateFlush::Block`) but does not say at which
-//! bit of the last byte taken the next block starts; it returns whole unused bytes, so the block
-//! starts at one of 8 bit positions. Each access point therefore keeps the first
-//! [`CHECK`] bytes of output from the block on, and decoding a segment tries the 8 positions
-//! until one reproduces them. A decoder cannot start mid-byte, so the bits of that byte before
-//! the block are replaced by empty DEFLATE blocks of the right total length (see [`filler`]),
-//! and the window is given as the decoder's dictionary.
+//! Access points are of two kinds:
+//! - **Block boundaries.** zlib-rs' safe API stops there (`InflateFlush::Block`) but does not
+//!   say at which bit of the last byte taken the next block starts (it returns whole unused
+//!   bytes), so the block starts at one of 8 bits. Each point keeps the first [`CHECK`] bytes
+//!   of output after it, and decoding a segment tries the 8 bits until one reproduces them.
+//! - **Between two symbols of a fixed-code block.** zlib-ng and zlib-rs at level 1 write a
+//!   whole member as one such block: no boundary to seek to. Past the spacing, the first read
+//!   stops with its output full (between symbols, with up to a match still owed), then finds
+//!   the one start bit and debt whose symbols, read with the fixed codes of RFC 1951 §3.2.6,
+//!   replay the output that follows; a segment from there gets a fixed-code block header put
+//!   before that bit.
+//!
+//! A decoder cannot start mid-byte, so the bits of that byte before the start are replaced by
+//! empty DEFLATE blocks of the right total length ([`Bits::filler`]), and the window is given as
+//! the decoder's dictionary. Every segment must decode to the length and CRC-32 the first read
+//! noted, or it fails.
 //!
 //! The index is our own, made from the same bytes a digest later proves unchanged; a segment
 //! that fails to decode is still reported as a corrupt layer, never as a panic.
@@ -1221,6 +1230,40 @@ mod tests {
         trailing.extend_from_slice(b"not gzip");
         let mut dec = IndexingDecoder::new(&trailing[..], None);
         assert!(io::copy(&mut dec, &mut io::sink()).is_err());
+    }
+
+    /// Damaged streams (a byte flipped anywhere, with points of both kinds about) decode or
+    /// fail with an error, never a panic; when one still decodes whole, its index decodes
+    /// it the same again.
+    #[test]
+    fn damaged_streams_fail_or_round_trip() {
+        let data = sample(300_000, 21);
+        let mut stored = gzip_blocks(&data[..150_000], 6, 2000);
+        stored.extend(gzip_blocks(&data[150_000..], 1, 150_000));
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..300 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut bad = stored.clone();
+            let at = usize::try_from(state % bad.len() as u64).unwrap();
+            bad[at] ^= u8::try_from(state >> 56).unwrap() | 1;
+            let mut dec =
+                IndexingDecoder::new(io::BufReader::with_capacity(3000, &bad[..]), Some(8192));
+            let mut first = Vec::new();
+            if dec.read_to_end(&mut first).is_err() {
+                continue;
+            }
+            let Some(index) = dec.into_index() else { continue };
+            let mut again = Vec::new();
+            for segment in index.segments() {
+                let start = usize::try_from(segment.start).unwrap();
+                let end = usize::try_from(segment.end).unwrap_or(usize::MAX).min(bad.len());
+                let pieces = index.decode(segment, &bad[start..end], 4096, &mut Vec::new).unwrap();
+                again.extend(pieces.concat());
+            }
+            assert!(again == first, "byte {at}");
+        }
     }
 
     #[test]
