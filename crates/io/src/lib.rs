@@ -52,6 +52,19 @@ use camino::Utf8PathBuf;
 /// memory budget; 8 KiB (std's default) costs measurable time in hashing loops.
 pub const BUFFER_SIZE: usize = 256 * 1024;
 
+/// `Read::read` for a type whose reading is its `BufRead`: copies what `fill_buf` offers (up to
+/// `out.len()`) and consumes it.
+pub fn read_via_fill_buf(
+    src: &mut impl std::io::BufRead,
+    out: &mut [u8],
+) -> std::io::Result<usize> {
+    let available = src.fill_buf()?;
+    let n = out.len().min(available.len());
+    out[..n].copy_from_slice(&available[..n]);
+    src.consume(n);
+    Ok(n)
+}
+
 /// Reads from `src` until `buf` is full or `src` ends (retrying interrupted reads); returns the
 /// bytes read, fewer than `buf.len()` only at the end of `src`.
 pub fn read_full(

@@ -600,11 +600,7 @@ struct SegmentReader<'a> {
 
 impl Read for SegmentReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = out.len().min(available.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        xspack_io::read_via_fill_buf(self, out)
     }
 }
 
