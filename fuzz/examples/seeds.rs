@@ -28,6 +28,18 @@ fn main() {
         }
     }
 
+    // gzip with access points of both kinds: one fixed-code block (level 1) and many blocks
+    // with their own codes (level 6), over text, zeros and noise.
+    let mut mixed = Vec::new();
+    for i in 0..40u64 {
+        mixed.extend(format!("line {i} of some text\n").repeat(60).into_bytes());
+        mixed.extend(std::iter::repeat_n(0u8, 700));
+        mixed.extend(xspack_testkit::noise(i, 900));
+    }
+    for c in [Compression::Gzip, Compression::GzipDefault] {
+        seeds.push(("gzip_index", c.apply(&mixed)));
+    }
+
     // OCI and docker JSON documents, as the testkit writes them.
     let spec = xspack_testkit::ImageSpec::new(vec![(tar.clone(), Compression::None)]);
     let built = spec.build();

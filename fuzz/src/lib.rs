@@ -10,7 +10,8 @@ use serde_json::json;
 use xspack_io::Sha256Digest;
 
 /// The fuzz targets, as named in Cargo.toml.
-pub const TARGETS: [&str; 7] = ["layer", "oci_json", "vhd", "xva", "iso", "qcow2", "pack_toml"];
+pub const TARGETS: [&str; 8] =
+    ["layer", "gzip_index", "oci_json", "vhd", "xva", "iso", "qcow2", "pack_toml"];
 
 const MEDIA: [&str; 3] = [
     "application/vnd.oci.image.layer.v1.tar",
@@ -199,10 +200,17 @@ pub fn pack_toml(data: &[u8]) {
     }
 }
 
+/// `gzip_index`: the bytes as gzip, decoded once while noting a seek index with an access
+/// point every 4 KiB, then again segment by segment from that index; both must agree.
+pub fn gzip_index(data: &[u8]) {
+    xspack_oci::check_gzip_index(data);
+}
+
 /// Runs the harness of `target` on `data`.
 pub fn run(target: &str, data: &[u8]) {
     match target {
         "layer" => layer(data),
+        "gzip_index" => gzip_index(data),
         "oci_json" => oci_json(data),
         "vhd" => vhd(data),
         "xva" => xva(data),

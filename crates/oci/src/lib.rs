@@ -32,6 +32,13 @@ pub use merge::{FileData, MergeSummary, MergedTree, NodeId, NodeKind, TreeNode};
 pub use source::ImageSource;
 pub use spec::ContainerConfig;
 
+/// For the fuzz harness: decodes `data` as gzip while noting a seek index (an access point
+/// every 4 KiB), decodes every segment of the index again, and panics unless both agree.
+#[doc(hidden)]
+pub fn check_gzip_index(data: &[u8]) {
+    gzip::check_round_trip(data);
+}
+
 /// Errors from reading and merging images. Messages name the input and, for layers, the layer
 /// and entry concerned.
 #[derive(Debug, thiserror::Error)]
