@@ -496,9 +496,11 @@ struct IndexBuilder {
     check: Vec<u8>,
     /// A stop inside a block, waiting for the output after it.
     mid: Option<MidBlock>,
-    /// The last point inside a fixed-code block, until the block's end shows whether it was
-    /// its member's last.
-    open_fixed: Option<usize>,
+    /// The points inside the current fixed-code block, until it shows whether that block was
+    /// its member's last, and the output where it ended: the decoder stops at the end of every
+    /// block, the last one too, so the block was the last if the member ends right there.
+    open_fixed: Vec<usize>,
+    open_fixed_end: Option<u64>,
     /// Scratch writes failed: no index, and the later read decodes in sequence.
     failed: bool,
     /// CRC-32 of the output since the last point, and of each segment before it.
@@ -541,7 +543,8 @@ impl IndexBuilder {
             pending: None,
             check: Vec::with_capacity(CHECK),
             mid: None,
-            open_fixed: None,
+            open_fixed: Vec::new(),
+            open_fixed_end: None,
             failed: false,
             crc: 0,
             crcs: Vec::new(),
@@ -584,8 +587,15 @@ impl IndexBuilder {
 
     /// A block ended at `out` bytes of output, after `consumed` stored bytes.
     fn boundary(&mut self, consumed: u64, out: u64) {
-        // The block holding the last point inside one was not its member's last.
-        self.open_fixed = None;
+        if !self.open_fixed.is_empty() {
+            if self.open_fixed_end.is_none() {
+                self.open_fixed_end = Some(out);
+            } else {
+                // A second block ended: the one holding the points was not its member's last.
+                self.open_fixed.clear();
+                self.open_fixed_end = None;
+            }
+        }
         self.drop_mid(out);
         if self.failed || out < self.next_at || self.pending.is_some() {
             return;
@@ -606,11 +616,15 @@ impl IndexBuilder {
             self.check.clear();
             self.crc = self.crcs.pop().unwrap_or(0);
         }
-        if let Some(p) = self.open_fixed.take()
-            && let Start::InFixedBlock { last, .. } = &mut self.points[p].start
-        {
-            *last = true;
+        if self.open_fixed_end.is_none_or(|end| end == out) {
+            for &p in &self.open_fixed {
+                if let Start::InFixedBlock { last, .. } = &mut self.points[p].start {
+                    *last = true;
+                }
+            }
         }
+        self.open_fixed.clear();
+        self.open_fixed_end = None;
         self.drop_mid(out);
     }
 
@@ -659,7 +673,12 @@ impl IndexBuilder {
         self.crc = zlib_rs::crc32::crc32(self.crc, &m.truth[..owed]);
         let check = &m.truth[owed..owed + CHECK];
         if self.add_point(Start::InFixedBlock { bit, last: false }, out, &window, check).is_some() {
-            self.open_fixed = Some(self.points.len() - 1);
+            if self.open_fixed_end.is_some() {
+                // A block ended since the last points: theirs was not the member's last.
+                self.open_fixed.clear();
+                self.open_fixed_end = None;
+            }
+            self.open_fixed.push(self.points.len() - 1);
         }
         self.crc = zlib_rs::crc32::crc32(self.crc, &m.truth[owed..]);
     }
@@ -1221,6 +1240,36 @@ mod tests {
         members.extend(gzip_blocks(b, 1, b.len()));
         let points = round_trip(&data, &members, 100 * 1024);
         assert!(points >= 6, "{points} points");
+        // Whether each point's block is its member's last is known, not guessed: the one in
+        // the last stretch of each member says so.
+        let mut dec = IndexingDecoder::new(&members[..], Some(100 * 1024));
+        io::copy(&mut dec, &mut io::sink()).unwrap();
+        let index = dec.into_index().unwrap();
+        let lasts: Vec<(u64, bool)> = index
+            .points
+            .iter()
+            .filter_map(|p| match p.start {
+                Start::InFixedBlock { last, .. } => Some((p.out, last)),
+                Start::Boundary { .. } => None,
+            })
+            .collect();
+        // Every point is in its member's only block, so that block is the last, always.
+        assert!(lasts.len() >= 6 && lasts.iter().all(|&(_, last)| last), "{lasts:?}");
+        // Fixed-code blocks of 700,000 bytes in one member: only points in the last are last.
+        let stored = gzip_blocks(&data, 1, 700_000);
+        round_trip(&data, &stored, 100 * 1024);
+        let mut dec = IndexingDecoder::new(&stored[..], Some(100 * 1024));
+        io::copy(&mut dec, &mut io::sink()).unwrap();
+        let index = dec.into_index().unwrap();
+        let last_block = (data.len() as u64 - 1) / 700_000 * 700_000;
+        let mut inside = 0;
+        for p in &index.points {
+            if let Start::InFixedBlock { last, .. } = p.start {
+                inside += 1;
+                assert_eq!(last, p.out >= last_block, "point at {}", p.out);
+            }
+        }
+        assert!(inside >= 6, "{inside} points inside blocks");
         // Nothing but zeros: no start is unique, so no points, and one segment.
         let zeros = vec![0u8; 2 << 20];
         let stored = gzip_blocks(&zeros, 1, zeros.len());
