@@ -1018,25 +1018,42 @@ impl<R: BufRead> Read for IndexingDecoder<R> {
 /// every segment of that index again; the two must agree. For the fuzz harness: it panics if
 /// they do not, or if a segment of an index fails to decode the stream it was made from.
 pub(crate) fn check_round_trip(stored: &[u8]) {
-    let mut decoder = IndexingDecoder::new(stored, Some(4096));
-    let mut first = Vec::new();
     // Bounded: a few bytes may inflate to gigabytes (and then no index is kept).
-    if (&mut decoder).take(64 << 20).read_to_end(&mut first).is_err() {
-        return;
-    }
-    let Some(index) = decoder.into_index() else { return };
+    round_trip(stored, stored, 4096, 64 << 20);
+}
+
+/// Decodes `stored` (read through `input`) noting an access point every `spacing` bytes of
+/// output, at most `limit` bytes of it, then decodes every segment of the index again, and
+/// panics unless each has its length, no piece is longer than asked, and together they give
+/// the same bytes. The first decode's output and the index; `None` if that decode failed or
+/// left no index.
+fn round_trip(
+    input: impl BufRead,
+    stored: &[u8],
+    spacing: u64,
+    limit: u64,
+) -> Option<(Vec<u8>, SeekIndex)> {
+    const PIECE: usize = 64 * 1024;
+    let mut decoder = IndexingDecoder::new(input, Some(spacing));
+    let mut first = Vec::new();
+    (&mut decoder).take(limit).read_to_end(&mut first).ok()?;
+    let index = decoder.into_index()?;
     let mut again = Vec::with_capacity(first.len());
     for segment in index.segments() {
         let start = usize::try_from(segment.start).expect("within the input");
         let end = usize::try_from(segment.end).unwrap_or(usize::MAX).min(stored.len());
         let pieces = index
-            .decode(segment, &stored[start..end], 64 * 1024, &mut Vec::new)
+            .decode(segment, &stored[start..end], PIECE, &mut Vec::new)
             .unwrap_or_else(|e| panic!("segment {} of its own stream: {e}", segment.number));
+        assert!(pieces.iter().all(|p| p.len() <= PIECE));
+        let before = again.len();
         for piece in pieces {
             again.extend_from_slice(&piece);
         }
+        assert_eq!((again.len() - before) as u64, segment.out_len, "{segment:?}");
     }
     assert!(again == first, "the segments decode to other bytes than the first read");
+    Some((first, index))
 }
 
 #[cfg(test)]
@@ -1092,25 +1109,9 @@ mod tests {
     /// index; both must give `data` back.
     fn round_trip(data: &[u8], stored: &[u8], spacing: u64) -> usize {
         // Input in small pieces, as from a pipe.
-        let mut dec =
-            IndexingDecoder::new(io::BufReader::with_capacity(5000, stored), Some(spacing));
-        let mut first = Vec::new();
-        dec.read_to_end(&mut first).unwrap();
+        let input = io::BufReader::with_capacity(5000, stored);
+        let (first, index) = super::round_trip(input, stored, spacing, u64::MAX).expect("an index");
         assert!(first == data, "the sequential decode differs");
-        let index = dec.into_index().expect("an index");
-        let mut again = Vec::new();
-        for segment in index.segments() {
-            let start = usize::try_from(segment.start).unwrap();
-            let end = usize::try_from(segment.end).unwrap_or(usize::MAX).min(stored.len());
-            let pieces = index
-                .decode(segment, &stored[start..end], 100_000, &mut Vec::new)
-                .unwrap_or_else(|e| panic!("{segment:?}: {e}"));
-            assert!(pieces.iter().all(|p| p.len() <= 100_000));
-            let before = again.len();
-            again.extend(pieces.concat());
-            assert_eq!((again.len() - before) as u64, segment.out_len, "{segment:?}");
-        }
-        assert!(again == data, "the segments differ from the data");
         index.points()
     }
 
@@ -1322,21 +1323,9 @@ mod tests {
             let mut bad = stored.clone();
             let at = usize::try_from(state % bad.len() as u64).unwrap();
             bad[at] ^= u8::try_from(state >> 56).unwrap() | 1;
-            let mut dec =
-                IndexingDecoder::new(io::BufReader::with_capacity(3000, &bad[..]), Some(8192));
-            let mut first = Vec::new();
-            if dec.read_to_end(&mut first).is_err() {
-                continue;
-            }
-            let Some(index) = dec.into_index() else { continue };
-            let mut again = Vec::new();
-            for segment in index.segments() {
-                let start = usize::try_from(segment.start).unwrap();
-                let end = usize::try_from(segment.end).unwrap_or(usize::MAX).min(bad.len());
-                let pieces = index.decode(segment, &bad[start..end], 4096, &mut Vec::new).unwrap();
-                again.extend(pieces.concat());
-            }
-            assert!(again == first, "byte {at}");
+            // Either the first decode fails, or its index decodes the same bytes again.
+            let input = io::BufReader::with_capacity(3000, &bad[..]);
+            super::round_trip(input, &bad, 8192, u64::MAX);
         }
     }
 

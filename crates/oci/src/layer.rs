@@ -244,16 +244,12 @@ fn parse_tar<E: From<Error>>(
     label: &str,
     visit: &mut impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
 ) -> Result<(u64, Digest, u64), E> {
-    let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
-        layer: label.to_owned(),
-        reason: format!("corrupt layer: {e}"),
-    };
     let tar: Box<dyn Read + Send + '_> = match tar {
         // Nothing to hash: entries nobody reads are skipped, undecoded where a whole segment
         // falls inside them.
         TarStream::Segments(segments) if !checks.diff_id => {
             let mut archive = tar::Archive::new(segments);
-            let entries = archive.entries_with_seek().map_err(|e| corrupt(&e))?;
+            let entries = archive.entries_with_seek().map_err(|e| corrupt(label, &e))?;
             let seen = visit_entries(entries, checks, label, visit)?;
             let segments = archive.into_inner();
             return Ok((seen, Digest(xspack_io::Sha256Digest([0; 32])), segments.pos));
@@ -265,12 +261,12 @@ fn parse_tar<E: From<Error>>(
     let tar: &mut dyn Read = if checks.diff_id { &mut reader } else { reader.get_mut() };
     let seen = {
         let mut archive = tar::Archive::new(&mut *tar);
-        let entries = archive.entries().map_err(|e| corrupt(&e))?;
+        let entries = archive.entries().map_err(|e| corrupt(label, &e))?;
         visit_entries(entries, checks, label, visit)?
     };
     if checks.diff_id {
         // The tar end marker and any padding count towards the diff_id.
-        io::copy(tar, &mut io::sink()).map_err(|e| corrupt(&e))?;
+        io::copy(tar, &mut io::sink()).map_err(|e| corrupt(label, &e))?;
     }
     let (_, diff_id, tar_bytes) = reader.finish();
     Ok((seen, Digest(diff_id), tar_bytes))
@@ -283,17 +279,13 @@ fn visit_entries<R: Read, E: From<Error>>(
     label: &str,
     visit: &mut impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
 ) -> Result<u64, E> {
-    let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
-        layer: label.to_owned(),
-        reason: format!("corrupt layer: {e}"),
-    };
     let mut seen = 0;
     for (index, entry) in entries.enumerate() {
         if checks.last.is_some_and(|last| index as u64 > last) {
             // The rest is proven by the blob digest the reader computes.
             break;
         }
-        let mut entry = entry.map_err(|e| corrupt(&e))?;
+        let mut entry = entry.map_err(|e| corrupt(label, &e))?;
         seen += 1;
         let Some(parsed) = convert(&mut entry, index as u64, label)? else {
             continue;
@@ -372,13 +364,9 @@ fn produce(
     label: &str,
     index: bool,
 ) -> Result<Produced, Error> {
-    let corrupt = |e: &dyn std::fmt::Display| Error::Layer {
-        layer: label.to_owned(),
-        reason: format!("corrupt layer: {e}"),
-    };
     let mut seek_index = None;
     let (compression, error) = 'read: {
-        let head = stored.fill_buf().map_err(|e| corrupt(&e))?;
+        let head = stored.fill_buf().map_err(|e| corrupt(label, &e))?;
         if head.is_empty() {
             // Not even the end-of-archive blocks of an empty tar: nothing a layer tool writes.
             let reason = "empty blob (0 bytes): not a tar archive, compressed or not".to_owned();
@@ -392,23 +380,28 @@ fn produce(
             if copied.is_ok() {
                 seek_index = decoder.into_index();
             }
-            break 'read ("gzip", finish_copy(copied, &mut stored, &corrupt));
+            break 'read ("gzip", finish_copy(copied, &mut stored, label));
         }
         let (mut decoder, compression): (Box<dyn Read + '_>, &'static str) =
             if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
                 let zstd = zstd::stream::read::Decoder::with_buffer(&mut stored)
-                    .map_err(|e| corrupt(&e))?;
+                    .map_err(|e| corrupt(label, &e))?;
                 (Box::new(zstd), "zstd")
             } else {
                 (Box::new(&mut stored), "none")
             };
         let copied = copy_out(&mut decoder, &mut out);
         drop(decoder);
-        (compression, finish_copy(copied, &mut stored, &corrupt))
+        (compression, finish_copy(copied, &mut stored, label))
     };
     // A closed reader here means the parser failed; its error is the one to report.
     let _ = out.finish();
     Ok(Produced { compression, error, index: seek_index })
+}
+
+/// A layer whose bytes do not decode or parse.
+fn corrupt(label: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::Layer { layer: label.to_owned(), reason: format!("corrupt layer: {e}") }
 }
 
 /// The outcome of decompressing: a parser that stopped early will report why itself; after a
@@ -416,12 +409,12 @@ fn produce(
 fn finish_copy(
     copied: io::Result<()>,
     stored: &mut xspack_io::pipe::PipeReader,
-    corrupt: &dyn Fn(&dyn std::fmt::Display) -> Error,
+    label: &str,
 ) -> Option<Error> {
     match copied {
-        Ok(()) => io::copy(stored, &mut io::sink()).err().map(|e| corrupt(&e)),
+        Ok(()) => io::copy(stored, &mut io::sink()).err().map(|e| corrupt(label, &e)),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => None,
-        Err(e) => Some(corrupt(&e)),
+        Err(e) => Some(corrupt(label, &e)),
     }
 }
 
