@@ -6,8 +6,9 @@
 //!    merges them into a [`MergedTree`] of metadata;
 //! 2. [`write_ext4`] plans the filesystem from that tree, then streams the layers again and
 //!    copies each surviving file's bytes from its tar entry straight into place. Layers that
-//!    contribute no file data are not read a second time, and a layer is decompressed only up
-//!    to its last surviving file (the blob digest, checked again, covers the rest).
+//!    contribute no file data are not read a second time, and a layer is read only up to its
+//!    last surviving file, each block proven unchanged since the first pass (BLAKE3 proofs
+//!    the first pass noted of the bytes whose digest it checked).
 //!
 //! The filesystem UUID and directory hash seed are derived from the image digest and layer
 //! `diff_id`s, so the same image and options always give the same bytes.

@@ -108,9 +108,9 @@ pub struct Image {
     pub config: ContainerConfig,
     /// Layers, base first.
     pub layers: Vec<LayerInfo>,
-    /// Seek indexes of gzip layers, by layer index, noted by their first read for the next.
-    pub(crate) seek_indexes:
-        std::sync::Mutex<std::collections::HashMap<usize, std::sync::Arc<crate::gzip::SeekIndex>>>,
+    /// What the first read of each layer left for the next, by layer index.
+    pub(crate) first_reads:
+        std::sync::Mutex<std::collections::HashMap<usize, std::sync::Arc<crate::layer::FirstRead>>>,
 }
 
 fn json_err(what: &str, reason: impl Into<String>) -> Error {
@@ -276,7 +276,7 @@ impl Image {
             os: config.os,
             config: config.config.unwrap_or_default(),
             layers,
-            seek_indexes: std::sync::Mutex::default(),
+            first_reads: std::sync::Mutex::default(),
         })
     }
 
@@ -334,7 +334,7 @@ impl Image {
             os: config.os,
             config: config.config.unwrap_or_default(),
             layers,
-            seek_indexes: std::sync::Mutex::default(),
+            first_reads: std::sync::Mutex::default(),
         })
     }
 

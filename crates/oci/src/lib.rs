@@ -7,8 +7,9 @@
 //!   `manifest.json`), checking every digest and size it can.
 //! - [`Image::read_layer`] streams one layer: the blob's sha256 and the uncompressed `diff_id` are
 //!   verified as the bytes pass, whatever the compression (none, gzip, zstd).
-//!   The first read of a gzip layer also notes a seek index (`gzip`), so that
-//!   [`Image::reread_layer`] decodes it on several threads and skips what nobody reads.
+//!   The first read also notes a BLAKE3 proof of every 1 MiB of the stored bytes (`proof`),
+//!   and of a gzip layer a seek index (`gzip`), so that [`Image::reread_layer`] proves just
+//!   the blocks it uses, decodes gzip on several threads and skips what nobody reads.
 //! - [`MergedTree`] applies layers in order with the OCI "Applying Changesets" rules:
 //!   the upper layer wins, `.wh.<name>` deletes and `.wh..wh..opq` empties a lower directory,
 //!   and every path is normalised one component at a time.
@@ -24,6 +25,7 @@ mod image;
 mod layer;
 mod merge;
 mod path;
+mod proof;
 mod source;
 mod spec;
 
