@@ -103,7 +103,7 @@ impl<'a> ProofChecker<'a> {
     pub(crate) fn update(&mut self, bytes: &[u8]) -> io::Result<()> {
         let proof = self.proof;
         if self.blocks.bytes + bytes.len() as u64 > proof.size {
-            return Err(changed(format!("now longer than its {} bytes", proof.size)));
+            return Err(changed(&format!("now longer than its {} bytes", proof.size)));
         }
         let proven = &mut self.proven;
         self.blocks.update(bytes, |block, hash| {
@@ -126,7 +126,7 @@ impl<'a> ProofChecker<'a> {
     /// At the end of the stored bytes: checks the last, short block and the size.
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         if self.blocks.bytes != self.proof.size {
-            return Err(changed(format!(
+            return Err(changed(&format!(
                 "now ends after {} of its {} bytes",
                 self.blocks.bytes, self.proof.size
             )));
@@ -146,10 +146,10 @@ fn check_block(proof: &BlobProof, block: u64, hash: blake3::Hash) -> io::Result<
     }
     let start = block * BLOCK_BYTES;
     let end = (start + BLOCK_BYTES).min(proof.size);
-    Err(changed(format!("bytes {start}..{end} differ")))
+    Err(changed(&format!("bytes {start}..{end} differ")))
 }
 
-fn changed(detail: String) -> io::Error {
+fn changed(detail: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("changed since it was first read: {detail}"))
 }
 
@@ -158,7 +158,7 @@ mod tests {
     use super::*;
 
     fn bytes(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
+        (0..len).map(|i| (i * 7 + i / 4099).to_le_bytes()[0]).collect()
     }
 
     fn proof_of(data: &[u8], piece: usize) -> BlobProof {
