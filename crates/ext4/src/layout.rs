@@ -7,6 +7,9 @@
 //! blocks, slow symlink and xattr blocks, lost+found, and finally file data in data-key order,
 //! each file's extent-tree blocks right after its data. Everything is planned before a byte is
 //! written, so the image can be produced front to back.
+//!
+//! With a data zone ([`crate::zone`]) the files already written there keep their blocks, and
+//! placement starts after the zone instead: bitmaps, inode tables and the rest follow the data.
 
 use std::collections::VecDeque;
 
@@ -48,6 +51,8 @@ pub(crate) struct FilePlacement {
     pub id: InodeId,
     pub size: u64,
     pub extents: Vec<Extent>,
+    /// Written into the data zone by the caller before planning: the writer skips it.
+    pub in_zone: bool,
 }
 
 /// A fully planned filesystem: every block placed, every metadata block renderable.
@@ -65,6 +70,8 @@ pub struct Plan {
     pub(crate) inodes: Vec<[u8; 256]>,
     /// Used block ranges, sorted and merged, for the block bitmaps.
     pub(crate) used: Vec<(u64, u64)>,
+    /// The first block after the data zone, or 0 without one.
+    pub(crate) zone_end: u64,
 }
 
 impl Plan {
@@ -73,9 +80,15 @@ impl Plan {
         self.blocks * BLOCK_SIZE
     }
 
-    /// The files whose data the writer needs, in the order it needs them, with their sizes.
+    /// The files whose data the writer needs, in the order it needs them, with their sizes
+    /// (not those in the data zone, which are in place already).
     pub fn file_order(&self) -> impl Iterator<Item = (InodeId, u64)> + '_ {
-        self.files.iter().map(|f| (f.id, f.size))
+        self.files.iter().filter(|f| !f.in_zone).map(|f| (f.id, f.size))
+    }
+
+    /// The first block after the data zone, or 0 when planned without one.
+    pub fn zone_end(&self) -> u64 {
+        self.zone_end
     }
 
     /// Number of block groups.
@@ -207,6 +220,20 @@ impl FsBuilder {
     /// Chooses the geometry and places every block. With `opts.size` unset, the size is the
     /// content plus a fifth (at least 16 MiB) of headroom, rounded up to 2 MiB.
     pub fn plan(self, opts: &Ext4Options) -> Result<Plan, Error> {
+        self.plan_from(opts, 0)
+    }
+
+    /// Like [`FsBuilder::plan`], for a tree some of whose files were written into `zone`
+    /// already ([`FsBuilder::set_zone_data`]): they keep their blocks, the rest is placed
+    /// after the zone, and blocks of the zone no file holds are free space (the caller makes
+    /// them read as zeros). The whole zone counts as content when sizing. Fails with
+    /// [`Error::TooLarge`] if the filesystem needs more than 128 groups (16 GiB), which the
+    /// zone leaves no room for.
+    pub fn plan_with_zone(self, opts: &Ext4Options, zone: &crate::DataZone) -> Result<Plan, Error> {
+        self.plan_from(opts, zone.end())
+    }
+
+    fn plan_from(self, opts: &Ext4Options, zone_end: u64) -> Result<Plan, Error> {
         if opts.label.len() > 16 {
             return Err(Error::InvalidOption(format!(
                 "label {:?} is longer than 16 bytes",
@@ -221,16 +248,16 @@ impl FsBuilder {
                         "size {size} is not a positive multiple of 4096"
                     )));
                 }
-                match place(&self, &prepared, opts, size / BLOCK_SIZE) {
+                match place(&self, &prepared, opts, size / BLOCK_SIZE, zone_end) {
                     Ok(plan) => Ok(plan),
                     Err(Placement::TooSmall(_)) => {
-                        let needed = smallest(&self, &prepared, opts, 0)?.size_bytes();
+                        let needed = smallest(&self, &prepared, opts, 0, zone_end)?.size_bytes();
                         Err(Error::TooSmall { given: size, needed })
                     }
                     Err(Placement::Fatal(e)) => Err(e),
                 }
             }
-            None => smallest(&self, &prepared, opts, 1),
+            None => smallest(&self, &prepared, opts, 1, zone_end),
         }
     }
 }
@@ -253,13 +280,14 @@ fn smallest(
     prepared: &[Prepared],
     opts: &Ext4Options,
     headroom: u64,
+    zone_end: u64,
 ) -> Result<Plan, Error> {
-    let content: u64 = content_blocks(b, prepared);
+    let content: u64 = content_blocks(b, prepared) + zone_end;
     let extra = if headroom > 0 { (content / 5).max(16 << 20 >> 12) } else { 0 };
     let mut blocks = (content + extra + journal_blocks(content) + 64).div_ceil(BLOCKS_PER_ALIGN)
         * BLOCKS_PER_ALIGN;
     loop {
-        match place(b, prepared, opts, blocks) {
+        match place(b, prepared, opts, blocks, zone_end) {
             Ok(plan) => return Ok(plan),
             Err(Placement::TooSmall(reached)) => {
                 let next = (reached + extra).div_ceil(BLOCKS_PER_ALIGN) * BLOCKS_PER_ALIGN;
@@ -273,13 +301,16 @@ fn smallest(
     }
 }
 
-/// Data, directory, symlink and xattr blocks: a lower bound on what placement needs.
+/// Data, directory, symlink and xattr blocks outside the data zone: a lower bound on what
+/// placement needs after it.
 fn content_blocks(b: &FsBuilder, prepared: &[Prepared]) -> u64 {
     let mut total = LOST_FOUND_BLOCKS;
     for p in prepared {
         let Some(idx) = p.node else { continue };
         let node = &b.nodes[idx];
+        let in_zone = u32::try_from(idx).is_ok_and(|i| b.zone_data.contains_key(&i));
         total += match &node.kind {
+            NodeKind::File { .. } if in_zone => 0,
             NodeKind::File { size, .. } => size.div_ceil(BLOCK_SIZE),
             NodeKind::Dir => dir::blocks_needed(node.entries.iter().map(|(n, _)| n.len())),
             NodeKind::Symlink(t) if t.len() >= 60 => 1,
@@ -369,6 +400,7 @@ fn place(
     prepared: &[Prepared],
     opts: &Ext4Options,
     mut blocks: u64,
+    zone_end: u64,
 ) -> Result<Plan, Placement> {
     let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
     let gdt_blocks = (groups * GROUP_DESC_SIZE as u64).div_ceil(BLOCK_SIZE);
@@ -405,8 +437,21 @@ fn place(
             }
         }
     }
+    if zone_end > 0 {
+        if gdt_blocks > crate::zone::ZONE_GDT_BLOCKS {
+            return Err(Error::TooLarge(format!(
+                "{groups} block groups: a data zone leaves room for at most {} (16 GiB)",
+                crate::zone::ZONE_GDT_BLOCKS * BLOCK_SIZE / GROUP_DESC_SIZE as u64
+            ))
+            .into());
+        }
+        if zone_end >= blocks {
+            return Err(Placement::TooSmall(zone_end + BLOCKS_PER_ALIGN));
+        }
+    }
+    // Placement starts after the zone; its files' blocks are in use, the rest of it free.
     let mut alloc =
-        Allocator { next: 0, limit: blocks, reserved: reserved.clone(), used: reserved };
+        Allocator { next: zone_end, limit: blocks, reserved: reserved.clone(), used: reserved };
     let too_small = |a: &Allocator| Placement::TooSmall(a.next);
     let mut descs = vec![GroupDesc::default(); usize::try_from(groups).expect("groups fit")];
     // Block numbers stay below 2^32 (checked above), so the 32-bit descriptor fields hold them.
@@ -577,7 +622,15 @@ fn place(
             unreachable!("only files are pending")
         };
         let n = size.div_ceil(BLOCK_SIZE);
-        let runs = alloc.extents(n).ok_or_else(|| too_small(&alloc))?;
+        let zoned = u32::try_from(node).ok().and_then(|i| b.zone_data.get(&i));
+        let runs = match zoned {
+            Some(placed) => {
+                check_zone_runs(placed, n, zone_end)?;
+                alloc.used.extend(placed.runs.iter().copied());
+                placed.runs.clone()
+            }
+            None => alloc.extents(n).ok_or_else(|| too_small(&alloc))?,
+        };
         let mut logical = 0u64;
         let extents: Vec<Extent> = runs
             .iter()
@@ -613,6 +666,7 @@ fn place(
             id: InodeId(u32::try_from(node).expect("fits")),
             size,
             extents,
+            in_zone: zoned.is_some(),
         });
     }
 
@@ -668,5 +722,29 @@ fn place(
         files,
         inodes,
         used: merged,
+        zone_end,
     })
+}
+
+/// Checks that a zone file's runs hold its `blocks` and lie inside the zone, clear of the
+/// superblock copies.
+fn check_zone_runs(placed: &crate::ZoneFile, blocks: u64, zone_end: u64) -> Result<(), Error> {
+    let total: u64 = placed.runs.iter().map(|r| r.1).sum();
+    let inside = placed.runs.iter().all(|&(start, len)| {
+        start >= crate::zone::ZONE_START
+            && start + len <= zone_end
+            && len <= MAX_EXTENT_LEN
+            && (start / BLOCKS_PER_GROUP..=(start + len - 1) / BLOCKS_PER_GROUP).all(|g| {
+                let first = g * BLOCKS_PER_GROUP;
+                let reserved = first..first + 1 + crate::zone::ZONE_GDT_BLOCKS;
+                !has_super(g) || start >= reserved.end || start + len <= reserved.start
+            })
+    });
+    if total != blocks || !inside {
+        return Err(Error::Data(format!(
+            "zone placement of {} bytes does not match the zone it came from",
+            placed.size
+        )));
+    }
+    Ok(())
 }

@@ -30,10 +30,12 @@ mod superblock;
 mod tree;
 mod write;
 mod xattr;
+mod zone;
 
 pub use layout::Plan;
 pub use tree::{Attrs, FsBuilder, InodeId, NodeKind, Timestamp, Xattr};
 pub use write::Ext4Writer;
+pub use zone::{DataZone, ZoneFile};
 
 /// Filesystem block size in bytes. Fixed: 4 KiB is what every kernel and pygrub read.
 pub const BLOCK_SIZE: u64 = 4096;

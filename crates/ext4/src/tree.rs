@@ -116,6 +116,8 @@ pub struct FsBuilder {
     pub(crate) nodes: Vec<Node>,
     /// (directory, name) → child, for lookups and duplicate detection.
     names: HashMap<(InodeId, Vec<u8>), InodeId>,
+    /// Files whose data already lies in the data zone, by node index.
+    pub(crate) zone_data: HashMap<u32, crate::ZoneFile>,
 }
 
 impl FsBuilder {
@@ -123,7 +125,7 @@ impl FsBuilder {
     pub fn new(root: Attrs) -> Self {
         let node =
             Node { kind: NodeKind::Dir, attrs: root, entries: Vec::new(), links: 1, subdirs: 0 };
-        FsBuilder { nodes: vec![node], names: HashMap::new() }
+        FsBuilder { nodes: vec![node], names: HashMap::new(), zone_data: HashMap::new() }
     }
 
     /// The root directory.
@@ -168,6 +170,23 @@ impl FsBuilder {
             self.nodes[dir.0 as usize].subdirs += 1;
         }
         Ok(())
+    }
+
+    /// Says that the data of file `id` was written at `placed`, a [`crate::DataZone`]
+    /// allocation of its size: the plan keeps it there ([`FsBuilder::plan_with_zone`]) and
+    /// the writer neither asks for it nor writes over it.
+    pub fn set_zone_data(&mut self, id: InodeId, placed: crate::ZoneFile) -> Result<(), Error> {
+        match self.nodes[id.0 as usize].kind {
+            NodeKind::File { size, .. } if size == placed.size => {
+                self.zone_data.insert(id.0, placed);
+                Ok(())
+            }
+            _ => Err(Error::Data(format!(
+                "inode handle {}: zone data of {} bytes for something that is not a file of that \
+                 size",
+                id.0, placed.size
+            ))),
+        }
     }
 
     /// Looks up `name` in directory `dir`.

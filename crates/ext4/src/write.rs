@@ -1,6 +1,6 @@
 //! Writing a planned image front to back.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use crate::layout::{Content, Plan};
 use crate::superblock::{BLOCKS_PER_GROUP, encode_group_desc, encode_super};
@@ -23,12 +23,37 @@ pub struct Ext4Writer<'p, W: Write> {
     /// Next file whose data is expected.
     file: usize,
     buf: Vec<u8>,
+    /// How to pass over blocks this writer leaves alone, when it may seek.
+    seek: Option<fn(&mut W, i64) -> std::io::Result<()>>,
+    /// Whether the output still has to be extended to `pos` (the last blocks were skipped).
+    short: bool,
 }
 
 impl Plan {
-    /// A writer of this image to `out`.
+    /// A writer of this image to `out`, every byte in order. Not for a plan with a data zone,
+    /// whose data is in place already: see [`Plan::writer_around_zone`].
     pub fn writer<W: Write>(&self, out: W) -> Ext4Writer<'_, W> {
-        Ext4Writer { plan: self, out, pos: 0, region: 0, file: 0, buf: vec![0u8; CHUNK] }
+        Ext4Writer {
+            plan: self,
+            out,
+            pos: 0,
+            region: 0,
+            file: 0,
+            buf: vec![0u8; CHUNK],
+            seek: None,
+            short: false,
+        }
+    }
+
+    /// A writer of this image over `out`, which holds the data zone's files already (written
+    /// at their [`crate::ZoneFile::runs`]) and reads as zeros wherever nothing was written (a
+    /// new file). It writes the metadata and the other files' data at their places and seeks
+    /// over everything else, the zone included. The image starts at `out`'s current position
+    /// (a partition's offset in a disk, say), and every seek is relative to it.
+    pub fn writer_around_zone<W: Write + Seek>(&self, out: W) -> Ext4Writer<'_, W> {
+        let seek: fn(&mut W, i64) -> std::io::Result<()> =
+            |out, by| out.seek(SeekFrom::Current(by)).map(drop);
+        Ext4Writer { seek: Some(seek), ..self.writer(out) }
     }
 }
 
@@ -37,6 +62,7 @@ impl<W: Write> Ext4Writer<'_, W> {
     /// exactly its size from `data`.
     pub fn write_file(&mut self, id: InodeId, data: &mut dyn Read) -> Result<(), Error> {
         let plan = self.plan;
+        self.skip_zone_files();
         let Some(file) = plan.files.get(self.file) else {
             return Err(Error::Data(format!("no more files expected, got inode handle {}", id.0)));
         };
@@ -63,6 +89,7 @@ impl<W: Write> Ext4Writer<'_, W> {
                 bytes -= want as u64;
             }
             self.pos = extent.start + u64::from(extent.len);
+            self.short = false;
         }
         let mut probe = [0u8; 1];
         if read_some(data, &mut probe)? != 0 {
@@ -77,16 +104,28 @@ impl<W: Write> Ext4Writer<'_, W> {
 
     /// Writes everything after the last file and returns the output.
     pub fn finish(mut self) -> Result<W, Error> {
+        self.skip_zone_files();
         if self.file != self.plan.files.len() {
-            return Err(Error::Data(format!(
-                "{} of {} files were written",
-                self.file,
-                self.plan.files.len()
-            )));
+            let expected = self.plan.file_order().count();
+            let written = self.plan.files[..self.file].iter().filter(|f| !f.in_zone).count();
+            return Err(Error::Data(format!("{written} of {expected} files were written")));
         }
         self.advance_to(self.plan.blocks)?;
+        if self.short {
+            // The last blocks were passed over: a zero byte at the very end gives the output
+            // its full length.
+            (self.seek.expect("only a seeking writer skips"))(&mut self.out, -1)?;
+            self.out.write_all(&[0])?;
+        }
         self.out.flush()?;
         Ok(self.out)
+    }
+
+    /// Moves past files whose data is in the zone already.
+    fn skip_zone_files(&mut self) {
+        while self.plan.files.get(self.file).is_some_and(|f| f.in_zone) {
+            self.file += 1;
+        }
     }
 
     /// Writes metadata regions and zeros up to block `target`.
@@ -103,6 +142,7 @@ impl<W: Write> Ext4Writer<'_, W> {
                     }
                     self.pos = start + len;
                     self.region += 1;
+                    self.short = false;
                 }
                 _ => {
                     self.zeros(target - self.pos)?;
@@ -115,6 +155,18 @@ impl<W: Write> Ext4Writer<'_, W> {
 
     fn zeros(&mut self, blocks: u64) -> Result<(), Error> {
         let mut bytes = blocks * BLOCK_SIZE;
+        if let Some(seek) = self.seek {
+            if bytes > 0 {
+                seek(&mut self.out, i64::try_from(bytes).map_err(std::io::Error::other)?)?;
+                self.short = true;
+            }
+            return Ok(());
+        }
+        if self.plan.zone_end > 0 {
+            return Err(Error::Data(
+                "a plan with a data zone is written with Plan::writer_around_zone".into(),
+            ));
+        }
         while bytes > 0 {
             let n = usize::try_from(bytes.min(CHUNK as u64)).expect("chunk fits");
             self.out.write_all(&ZEROS[..n])?;

@@ -397,11 +397,7 @@ impl<'a> StoredTap<'a> {
     }
 
     fn finish(self, bytes: u64) -> BlobRead {
-        BlobRead {
-            bytes,
-            digest: self.digest.map(|h| Digest(h.finish().1)),
-            proof: self.record,
-        }
+        BlobRead { bytes, digest: self.digest.map(|h| Digest(h.finish().1)), proof: self.record }
     }
 }
 

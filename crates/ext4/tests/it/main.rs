@@ -243,3 +243,112 @@ fn wrong_data_is_refused() {
     let w = plan.writer(Vec::new());
     assert!(w.finish().unwrap_err().to_string().contains("0 of 1 files"));
 }
+
+/// Writes `data` at the places `placed` gives it in `out`.
+fn write_placed(out: &mut std::fs::File, placed: &xspack_ext4::ZoneFile, data: &[u8]) {
+    use std::io::{Seek, SeekFrom};
+    let mut at = 0usize;
+    for &(start, blocks) in placed.runs() {
+        let len = usize::try_from(blocks * 4096).unwrap().min(data.len() - at);
+        out.seek(SeekFrom::Start(start * 4096)).unwrap();
+        out.write_all(&data[at..at + len]).unwrap();
+        at += len;
+    }
+    assert_eq!(at, data.len());
+}
+
+/// A single pass: files are written into the data zone as they arrive (one of them is dropped
+/// later and its blocks zeroed), then the tree is planned around them and the rest written
+/// over the same file. e2fsck finds it clean and every file reads back.
+#[test]
+fn files_written_before_planning_keep_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fs.img");
+    let mut out = std::fs::File::create_new(&path).unwrap();
+    let mut zone = xspack_ext4::DataZone::new();
+    // The third crosses group 1's backup superblock and needs an extent-tree block.
+    let sizes = [5000u64, 70_000, 140 << 20, 0, 123];
+    let mut placed = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let z = zone.allocate(size).unwrap();
+        write_placed(&mut out, &z, &content(i as u64, size));
+        placed.push(z);
+    }
+    // File 1 is dropped (a later layer replaced it): its blocks become free, read as zeros.
+    write_placed(&mut out, &placed[1], &vec![0; 70_000]);
+
+    let mut b = FsBuilder::new(attrs(0o755, 0, 0));
+    let root = b.root();
+    let sub = b.add(NodeKind::Dir, attrs(0o750, 1, 1));
+    b.link(root, b"sub", sub).unwrap();
+    let mut kept = Vec::new();
+    for i in [0usize, 2, 3, 4] {
+        let f = b.add(NodeKind::File { size: sizes[i], data_key: 0 }, attrs(0o644, 0, 0));
+        b.link(sub, format!("zone{i}").as_bytes(), f).unwrap();
+        b.set_zone_data(f, placed[i].clone()).unwrap();
+        kept.push((format!("/sub/zone{i}"), content(i as u64, sizes[i])));
+    }
+    let hard = b.lookup(sub, b"zone0").unwrap();
+    b.link(root, b"hardlink", hard).unwrap();
+    kept.push(("/hardlink".into(), content(0, sizes[0])));
+    let mut later = Vec::new();
+    for i in 10..13u64 {
+        let data = content(i, 9000 * i);
+        let f = b.add(NodeKind::File { size: data.len() as u64, data_key: i }, attrs(0o600, 2, 2));
+        b.link(root, format!("later{i}").as_bytes(), f).unwrap();
+        kept.push((format!("/later{i}"), data.clone()));
+        later.push((f, data));
+    }
+    let link = b.add(NodeKind::Symlink(b"sub/zone0".to_vec()), attrs(0o777, 0, 0));
+    b.link(root, b"link", link).unwrap();
+    let wrong = b.add(NodeKind::File { size: 1, data_key: 0 }, attrs(0o644, 0, 0));
+    assert!(b.set_zone_data(wrong, placed[0].clone()).is_err(), "a size that does not match");
+    b.link(root, b"one", wrong).unwrap();
+    later.push((wrong, vec![1]));
+    kept.push(("/one".into(), vec![1]));
+
+    let plan = b.plan_with_zone(&opts(), &zone).unwrap();
+    assert_eq!(plan.zone_end(), zone.end());
+    assert_eq!(plan.file_order().count(), later.len(), "zone files are not asked for");
+    // Writing every byte in order would overwrite the zone.
+    let mut in_order = plan.writer(Vec::new());
+    for (id, _) in plan.file_order() {
+        let data = &later.iter().find(|(f, _)| *f == id).unwrap().1;
+        let refused = in_order.write_file(id, &mut Cursor::new(data));
+        if refused.is_err() {
+            break;
+        }
+    }
+    assert!(in_order.finish().is_err());
+
+    std::io::Seek::rewind(&mut out).unwrap();
+    let mut w = plan.writer_around_zone(&mut out);
+    for (id, _) in plan.file_order() {
+        let data = &later.iter().find(|(f, _)| *f == id).unwrap().1;
+        w.write_file(id, &mut Cursor::new(data)).unwrap();
+    }
+    w.finish().unwrap();
+    drop(out);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), plan.size_bytes());
+    e2fsck_clean(&path);
+    for (name, data) in &kept {
+        assert!(dump(&path, name) == *data, "{name}");
+    }
+    let stat = debugfs(&path, "stat /sub/zone2");
+    assert!(stat.contains("EXTENTS"), "{stat}");
+}
+
+/// The zone leaves room for one descriptor block: 128 groups (16 GiB) at most.
+#[test]
+fn a_zone_is_refused_for_more_than_128_groups() {
+    let mut zone = xspack_ext4::DataZone::new();
+    let placed = zone.allocate(10).unwrap();
+    let mut b = FsBuilder::new(attrs(0o755, 0, 0));
+    let f = b.add(NodeKind::File { size: 10, data_key: 0 }, attrs(0o644, 0, 0));
+    b.link(b.root(), b"f", f).unwrap();
+    b.set_zone_data(f, placed).unwrap();
+    let mut o = opts();
+    o.size = Some(17 << 30);
+    let Err(err) = b.plan_with_zone(&o, &zone) else { panic!("planned a zone of 136 groups") };
+    assert!(matches!(err, Error::TooLarge(_)), "{err}");
+}
