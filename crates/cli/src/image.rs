@@ -275,12 +275,12 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     let image = Image::open(&source).with_context(|| source_text.clone())?;
     let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
     add_image_inputs(&mut out, &image, "");
-    let mut tree =
-        xspack_image::merge_layers(&image, ui.progress()).with_context(|| source_text.clone())?;
     let artifacts = match args.flavor {
-        Flavor::None => build_plain(args, &image, &tree, &mut out, &name, source_date_epoch, ui)
+        Flavor::None => build_plain(args, &image, &mut out, &name, source_date_epoch, ui)
             .with_context(|| source_text.clone())?,
         Flavor::Ubuntu => {
+            let mut tree = xspack_image::merge_layers(&image, ui.progress())
+                .with_context(|| source_text.clone())?;
             build_ubuntu(args, &image, &mut tree, &mut out, &name, source_date_epoch, ui)
                 .with_context(|| source_text.clone())?
         }
@@ -312,7 +312,6 @@ pub fn add_image_inputs(out: &mut OutputDir, image: &Image, prefix: &str) {
 fn build_plain(
     args: &BuildArgs,
     image: &Image,
-    tree: &xspack_oci::MergedTree,
     out: &mut OutputDir,
     name: &str,
     source_date_epoch: u64,
@@ -324,7 +323,7 @@ fn build_plain(
     opts.label = name.chars().take(16).collect();
     opts.source_date_epoch = source_date_epoch;
     let request = BuildRequest::new(name.to_owned(), formats, opts);
-    let built = xspack_image::build_into(image, tree, out, &request, ui.progress())?;
+    let built = xspack_image::build(image, out, &request, ui.progress())?;
     let rootfs = &built.rootfs;
     ui.detail(&format!(
         "ext4: {} files ({}), {} inodes, {} layers, {}",

@@ -86,6 +86,11 @@ impl Plan {
         self.files.iter().filter(|f| !f.in_zone).map(|f| (f.id, f.size))
     }
 
+    /// The sizes of all regular files, those in the data zone included.
+    pub fn file_sizes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.files.iter().map(|f| f.size)
+    }
+
     /// The first block after the data zone, or 0 when planned without one.
     pub fn zone_end(&self) -> u64 {
         self.zone_end

@@ -106,7 +106,7 @@ pub fn create_raw(
     } else {
         let path = out.scratch_path(file_name)?;
         let file = File::create_new(&path).map_err(|e| file_err(&path, e))?;
-        Ok((RawFile::Scratch(SparseFile::new(file), path.clone()), path))
+        Ok((RawFile::Scratch(SparseFile::scratch(file), path.clone()), path))
     }
 }
 

@@ -349,7 +349,7 @@ pub fn build_into(
     let file =
         std::fs::File::create_new(&ext4_path).map_err(|e| Error::io("creating", &ext4_path, e))?;
     let (sparse, rootfs) =
-        xspack_image::write_ext4(image, tree, &rootfs_opts, SparseFile::new(file), progress)?;
+        xspack_image::write_ext4(image, tree, &rootfs_opts, SparseFile::scratch(file), progress)?;
     sparse.finish().map_err(|e| Error::io("writing", &ext4_path, e))?;
     let root = xspack_disk::FileSource::open(&ext4_path)?;
     let derived = disk::Derived {

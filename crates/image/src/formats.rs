@@ -1,5 +1,10 @@
-//! Every disk format of one build, from one pass of the ext4 writer.
+//! Every disk format of one build.
 //!
+//! [`build`] reads the layers itself and writes the raw image in a single pass where it can
+//! ([`crate::zone`]): the first layer's files go into place as they are first read, and the
+//! other formats are made from the finished raw image.
+//!
+//! [`build_into`] takes a tree merged beforehand, as guests do after adding their files:
 //! Raw, VHD (blktap dynamic) and XVA are written together, straight from the ext4 writer's
 //! stream: its bytes go to each requested output as they are produced, in one forward pass,
 //! with nothing re-read. VHD puts its allocation table first, so which 2 MiB blocks hold data
@@ -89,14 +94,8 @@ fn file_err(path: &Utf8PathBuf, e: std::io::Error) -> Error {
     Error::Io { op: "writing", path: path.to_string(), source: e }
 }
 
-/// Writes the raw filesystem and every other requested format into `out`.
-pub fn build_into(
-    image: &Image,
-    tree: &MergedTree,
-    out: &mut OutputDir,
-    req: &BuildRequest,
-    progress: &dyn Progress,
-) -> Result<BuildSummary, Error> {
+/// The requested formats, sorted and without duplicates, checked against the size.
+fn formats_of(req: &BuildRequest) -> Result<Vec<DiskFormat>, Error> {
     let mut formats = req.formats.clone();
     formats.sort();
     formats.dedup();
@@ -108,6 +107,53 @@ pub fn build_into(
             "size {size} must be a multiple of 2 MiB for VHD, qcow2 and XVA outputs"
         )));
     }
+    Ok(formats)
+}
+
+/// Reads and merges `image`'s layers and writes the filesystem in every requested format
+/// into `out`: the raw image in a single pass ([`crate::zone`]), the other formats from it.
+pub fn build(
+    image: &Image,
+    out: &mut OutputDir,
+    req: &BuildRequest,
+    progress: &dyn Progress,
+) -> Result<BuildSummary, Error> {
+    let formats = formats_of(req)?;
+    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
+    let raw = rel(DiskFormat::Raw)?;
+    let keep_raw = formats.contains(&DiskFormat::Raw);
+    let (file, raw_path) = if keep_raw {
+        (out.create_placed_file(&raw)?, out.path_of(&raw))
+    } else {
+        let path = out.scratch_path(&format!("{}.raw", req.name))?;
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| file_err(&path, e))?;
+        (file, path)
+    };
+    let (tree, zone) = crate::merge_layers_into_zone(image, file, keep_raw, progress)?;
+    let (file, rootfs) = crate::write_ext4_around_zone(image, &tree, &req.rootfs, zone, progress)?;
+    let mut outputs = Vec::new();
+    if keep_raw {
+        outputs.push(out.finish_placed_file(&raw, file)?);
+    }
+    derive_formats(image, out, req, &formats, &raw_path, &rootfs, &mut outputs, progress)?;
+    Ok(BuildSummary { rootfs, outputs })
+}
+
+/// Writes the raw filesystem and every other requested format into `out`, for a tree merged
+/// beforehand.
+pub fn build_into(
+    image: &Image,
+    tree: &MergedTree,
+    out: &mut OutputDir,
+    req: &BuildRequest,
+    progress: &dyn Progress,
+) -> Result<BuildSummary, Error> {
+    let formats = formats_of(req)?;
     if !formats.contains(&DiskFormat::Qcow2) && tree.zero_runs_known() {
         return build_one_pass(image, tree, out, req, &formats, progress);
     }
@@ -124,14 +170,31 @@ pub fn build_into(
         let path = out.scratch_path(&format!("{}.raw", req.name))?;
         let file = File::create_new(&path).map_err(|e| file_err(&path, e))?;
         let (sparse, summary) =
-            write_ext4(image, tree, &req.rootfs, SparseFile::new(file), progress)?;
+            write_ext4(image, tree, &req.rootfs, SparseFile::scratch(file), progress)?;
         sparse.finish().map_err(|e| file_err(&path, e))?;
         (path, summary)
     };
-    for format in formats.into_iter().filter(|f| *f != DiskFormat::Raw) {
+    derive_formats(image, out, req, &formats, &raw_path, &rootfs, &mut outputs, progress)?;
+    Ok(BuildSummary { rootfs, outputs })
+}
+
+/// Makes every requested format but raw from the raw image at `raw_path`.
+#[allow(clippy::too_many_arguments)]
+fn derive_formats(
+    image: &Image,
+    out: &mut OutputDir,
+    req: &BuildRequest,
+    formats: &[DiskFormat],
+    raw_path: &Utf8PathBuf,
+    rootfs: &RootfsSummary,
+    outputs: &mut Vec<Output>,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
+    for &format in formats.iter().filter(|f| **f != DiskFormat::Raw) {
         let target = rel(format)?;
         let mut file = out.create_file(&target)?;
-        let source = xspack_disk::FileSource::open(&raw_path)?;
+        let source = xspack_disk::FileSource::open(raw_path)?;
         let epoch = req.rootfs.source_date_epoch;
         match format {
             DiskFormat::Raw => unreachable!("filtered"),
@@ -146,17 +209,17 @@ pub fn build_into(
             }
             DiskFormat::Xva => {
                 let spec = xva_spec(image, &req.name, rootfs.size);
-                let raw = File::open(&raw_path).map_err(|e| file_err(&raw_path, e))?;
+                let raw = File::open(raw_path).map_err(|e| file_err(raw_path, e))?;
                 let opts =
                     xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
                 file =
                     xspack_xva::write_xva(file, &spec, &mut [std::io::BufReader::new(raw)], &opts)?;
             }
         }
-        file.flush().map_err(|e| file_err(&raw_path, e))?;
+        file.flush().map_err(|e| file_err(raw_path, e))?;
         outputs.push(out.finish_file(file)?);
     }
-    Ok(BuildSummary { rootfs, outputs })
+    Ok(())
 }
 
 /// The VM an XVA of this image describes: one disk of `size` bytes.

@@ -15,8 +15,10 @@
 
 mod convert;
 mod formats;
+mod zone;
 
-pub use formats::{BuildRequest, BuildSummary, DiskFormat, build_into};
+pub use formats::{BuildRequest, BuildSummary, DiskFormat, build, build_into};
+pub use zone::{ZoneImage, write_ext4_around_zone};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -116,6 +118,39 @@ impl Error {
 /// and their zero runs: metadata only) and merged in layer order; with one of either, each
 /// entry is merged as it is read.
 pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree, Error> {
+    merge_layers_with(image, progress, None)
+}
+
+/// Pass 1 of a single-pass build ([`crate::zone`]): like [`merge_layers`], and every file of
+/// the first layer is written into `image_file` (new and empty) as it streams by, into the
+/// ext4 data zone. `writeback` starts writing those bytes to the device as they come (for an
+/// output rather than a scratch file). Finish with [`write_ext4_around_zone`].
+pub fn merge_layers_into_zone(
+    image: &Image,
+    image_file: std::fs::File,
+    writeback: bool,
+    progress: &dyn Progress,
+) -> Result<(MergedTree, ZoneImage), Error> {
+    let zone = std::sync::Mutex::new(zone::ZoneWriter::new(image_file, writeback));
+    let tree = merge_layers_with(image, progress, Some(&zone))?;
+    let zone = zone.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let zone = zone.finish().map_err(|e| Error::Io {
+        op: "writing",
+        path: "the image".into(),
+        source: e,
+    })?;
+    Ok((tree, zone))
+}
+
+fn lock(zone: &std::sync::Mutex<zone::ZoneWriter>) -> std::sync::MutexGuard<'_, zone::ZoneWriter> {
+    zone.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn merge_layers_with(
+    image: &Image,
+    progress: &dyn Progress,
+    zone: Option<&std::sync::Mutex<zone::ZoneWriter>>,
+) -> Result<MergedTree, Error> {
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     let task = progress.task("reading layers", Some(total), ProgressUnit::Bytes);
     let mut tree = MergedTree::new();
@@ -125,7 +160,8 @@ pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree
         let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
         for layer in &image.layers {
             let label = layer.label();
-            read_entries(image, layer, &mut buf, |entry, runs| {
+            let mut zone = zone.filter(|_| layer.index == 0).map(lock);
+            read_entries(image, layer, &mut buf, zone.as_deref_mut(), |entry, runs| {
                 tree.apply(layer.index, &label, entry)?;
                 tree.set_zero_runs(layer.index, entry.index, runs);
                 Ok(())
@@ -145,10 +181,17 @@ pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(layer) = image.layers.get(i) else { break };
                         let mut entries = Vec::new();
-                        let result = read_entries(image, layer, &mut buf, |entry, runs| {
-                            entries.push((entry.clone(), runs));
-                            Ok(())
-                        })
+                        let mut zone = zone.filter(|_| layer.index == 0).map(lock);
+                        let result = read_entries(
+                            image,
+                            layer,
+                            &mut buf,
+                            zone.as_deref_mut(),
+                            |entry, runs| {
+                                entries.push((entry.clone(), runs));
+                                Ok(())
+                            },
+                        )
                         .map(|()| entries);
                         *read[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                             Some(result);
@@ -174,28 +217,44 @@ pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree
     Ok(tree)
 }
 
-/// Reads `layer`, calling `visit` with each entry and the zero runs of its data.
+/// Reads `layer`, calling `visit` with each entry and the zero runs of its data; with `zone`,
+/// every file's data is written into it too.
 fn read_entries(
     image: &Image,
     layer: &xspack_oci::LayerInfo,
     buf: &mut [u8],
+    mut zone: Option<&mut zone::ZoneWriter>,
     mut visit: impl FnMut(&xspack_oci::LayerEntry, Vec<(u64, u64)>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let label = layer.label();
     image.read_layer(layer, |entry, data| -> Result<(), Error> {
-        let runs = if matches!(entry.kind, EntryKind::File) && entry.size > 0 {
-            zero_runs(data, buf).map_err(|e| {
-                Error::Image(xspack_oci::Error::Layer {
-                    layer: label.clone(),
-                    reason: format!("corrupt layer: {e}"),
-                })
-            })?
-        } else {
-            Vec::new()
+        let is_file = matches!(entry.kind, EntryKind::File);
+        let runs = match &mut zone {
+            Some(zone) if is_file => zone.add(entry.index, entry.size, data, buf).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    || e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    corrupt(&label, &e)
+                } else {
+                    Error::Io { op: "writing", path: "the image".into(), source: e }
+                }
+            })?,
+            _ if is_file && entry.size > 0 => {
+                zero_runs(data, buf).map_err(|e| corrupt(&label, &e))?
+            }
+            _ => Vec::new(),
         };
         visit(entry, runs)
     })?;
     Ok(())
+}
+
+/// A layer whose bytes do not decode or parse.
+fn corrupt(label: &str, e: &std::io::Error) -> Error {
+    Error::Image(xspack_oci::Error::Layer {
+        layer: label.to_owned(),
+        reason: format!("corrupt layer: {e}"),
+    })
 }
 
 /// Bytes read at a time while looking for zero blocks in file data.
@@ -212,18 +271,24 @@ fn zero_runs(data: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<Ve
     let mut block = 0u64;
     loop {
         let n = xspack_io::read_full(data, buf)?;
-        for piece in buf[..n].chunks(ZERO_BLOCK) {
-            if is_zero(piece) {
-                match runs.last_mut() {
-                    Some((first, count)) if *first + *count == block => *count += 1,
-                    _ => runs.push((block, 1)),
-                }
-            }
-            block += 1;
-        }
+        note_zero_blocks(&buf[..n], &mut block, &mut runs);
         if n < buf.len() {
             return Ok(runs);
         }
+    }
+}
+
+/// Adds the all-zero 4 KiB blocks of `bytes`, the data from block `*block` on (whole blocks
+/// but perhaps the last), to `runs`, and moves `*block` past them.
+pub(crate) fn note_zero_blocks(bytes: &[u8], block: &mut u64, runs: &mut Vec<(u64, u64)>) {
+    for piece in bytes.chunks(ZERO_BLOCK) {
+        if is_zero(piece) {
+            match runs.last_mut() {
+                Some((first, count)) if *first + *count == *block => *count += 1,
+                _ => runs.push((*block, 1)),
+            }
+        }
+        *block += 1;
     }
 }
 
@@ -359,6 +424,19 @@ pub(crate) fn write_ext4_with<W: Write>(
     make_out: impl FnOnce(&xspack_ext4::Plan, &DataMap<'_>) -> Result<W, Error>,
 ) -> Result<(W, RootfsSummary), Error> {
     let (builder, converted) = convert::to_builder(tree)?;
+    let ext4 = ext4_options(image, opts);
+    let plan = builder.plan(&ext4)?;
+    let out = make_out(&plan, &DataMap { tree, converted: &converted })?;
+    let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
+    let mut writer = plan.writer(out);
+    write_files(image, &converted, &mut writer, &*task)?;
+    let out = writer.finish()?;
+    task.finish();
+    Ok((out, summary(image, tree, &plan, &ext4)))
+}
+
+/// The ext4 options of a build of `image`.
+pub(crate) fn ext4_options(image: &Image, opts: &RootfsOptions) -> Ext4Options {
     let mut ext4 = Ext4Options::new(
         opts.uuid.unwrap_or_else(|| derive("ext4 uuid", image)),
         derive("ext4 hash seed", image),
@@ -366,12 +444,16 @@ pub(crate) fn write_ext4_with<W: Write>(
     );
     ext4.size = opts.size;
     ext4.label.clone_from(&opts.label);
-    let plan = builder.plan(&ext4)?;
-    let out = make_out(&plan, &DataMap { tree, converted: &converted })?;
-    let file_bytes: u64 = plan.file_order().map(|(_, size)| size).sum();
-    let files = plan.file_order().count() as u64;
-    let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
-    let mut writer = plan.writer(out);
+    ext4
+}
+
+/// Hands `writer` the data of every file it wants, re-reading the layers that hold some.
+pub(crate) fn write_files<W: Write>(
+    image: &Image,
+    converted: &convert::Converted,
+    writer: &mut xspack_ext4::Ext4Writer<'_, W>,
+    task: &dyn xspack_io::ProgressTask,
+) -> Result<(), Error> {
     let sources: &HashMap<(usize, u64), InodeId> = &converted.sources;
     for (&index, &last) in &converted.layers_with_data {
         let layer = &image.layers[index];
@@ -387,16 +469,23 @@ pub(crate) fn write_ext4_with<W: Write>(
         writer.write_file(*id, &mut &data[..])?;
         task.advance(data.len() as u64);
     }
-    let out = writer.finish()?;
-    task.finish();
-    let summary = RootfsSummary {
+    Ok(())
+}
+
+/// What a build of `plan` wrote.
+pub(crate) fn summary(
+    image: &Image,
+    tree: &MergedTree,
+    plan: &xspack_ext4::Plan,
+    ext4: &Ext4Options,
+) -> RootfsSummary {
+    RootfsSummary {
         layers: image.layers.len(),
         merge: tree.summary,
-        files,
-        file_bytes,
+        files: plan.file_sizes().count() as u64,
+        file_bytes: plan.file_sizes().sum(),
         inodes: plan.inodes_used(),
         size: plan.size_bytes(),
         uuid: ext4.uuid,
-    };
-    Ok((out, summary))
+    }
 }

@@ -26,6 +26,8 @@ pub struct SparseFile {
     len: u64,
     /// Bytes up to which writeback was started.
     kicked: u64,
+    /// Whether to start writeback as the bytes come (not for scratch files).
+    writeback: bool,
 }
 
 fn is_zero(block: &[u8]) -> bool {
@@ -36,7 +38,20 @@ fn is_zero(block: &[u8]) -> bool {
 impl SparseFile {
     /// Wraps `file`, which must be empty and positioned at 0.
     pub fn new(file: File) -> Self {
-        SparseFile { file, pending: Vec::with_capacity(WRITE_BATCH), hole: 0, len: 0, kicked: 0 }
+        SparseFile {
+            file,
+            pending: Vec::with_capacity(WRITE_BATCH),
+            hole: 0,
+            len: 0,
+            kicked: 0,
+            writeback: true,
+        }
+    }
+
+    /// Like [`SparseFile::new`], for a file that will be read back and deleted: its bytes are
+    /// not pushed to the device early, which would only spend the disk's bandwidth.
+    pub fn scratch(file: File) -> Self {
+        SparseFile { writeback: false, ..SparseFile::new(file) }
     }
 
     /// Bytes written so far, holes included.
@@ -94,7 +109,7 @@ impl SparseFile {
     /// advice: an error only loses the head start.
     fn start_writeback(&mut self) {
         let flushed = self.len - self.pending.len() as u64 - self.hole;
-        if flushed >= self.kicked + WRITEBACK_STEP {
+        if self.writeback && flushed >= self.kicked + WRITEBACK_STEP {
             let _ = rustix::fs::fadvise(
                 &self.file,
                 self.kicked,

@@ -69,16 +69,7 @@ impl OutputDir {
 
     /// Creates the artifact `path`, with any parent directories.
     pub fn create_file(&self, path: &RelPath) -> Result<OutputFile, Error> {
-        if path.is_manifest_file() {
-            return Err(Error::Manifest {
-                file: self.dest().join(path.as_str()),
-                reason: "reserved for the checksum lists".into(),
-            });
-        }
-        let full_path = self.dir.path().join(path.as_str());
-        if let Some(parent) = full_path.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io("creating directory", parent, e))?;
-        }
+        let full_path = self.writable_path(path)?;
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -91,6 +82,21 @@ impl OutputDir {
         })
     }
 
+    /// Where artifact `path` goes in the temporary directory, with its parent directories made.
+    fn writable_path(&self, path: &RelPath) -> Result<Utf8PathBuf, Error> {
+        if path.is_manifest_file() {
+            return Err(Error::Manifest {
+                file: self.dest().join(path.as_str()),
+                reason: "reserved for the checksum lists".into(),
+            });
+        }
+        let full_path = self.dir.path().join(path.as_str());
+        if let Some(parent) = full_path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io("creating directory", parent, e))?;
+        }
+        Ok(full_path)
+    }
+
     /// Flushes `file` and records it as an output.
     pub fn finish_file(&mut self, file: OutputFile) -> Result<Output, Error> {
         if self.manifest.outputs.iter().any(|o| o.path == file.path) {
@@ -100,6 +106,38 @@ impl OutputDir {
             file.writer.finish().map_err(|e| Error::io("writing", &file.full_path, e))?;
         sparse.finish().map_err(|e| Error::io("writing", &file.full_path, e))?;
         let output = Output { path: file.path, size, sha256 };
+        self.manifest.outputs.push(output.clone());
+        Ok(output)
+    }
+
+    /// Creates the artifact `path` to be written in any order (a disk image whose parts are
+    /// placed as they come), readable and seekable. Record it with
+    /// [`OutputDir::finish_placed_file`], which reads it back for its digest.
+    pub fn create_placed_file(&self, path: &RelPath) -> Result<File, Error> {
+        let full_path = self.writable_path(path)?;
+        File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&full_path)
+            .map_err(|e| Error::io("creating", self.dest().join(path.as_str()), e))
+    }
+
+    /// Records `file`, made by [`OutputDir::create_placed_file`] for `path` and fully written,
+    /// as an output: reads it from the start to compute its digest (it is synced to disk with
+    /// the whole directory on commit).
+    pub fn finish_placed_file(&mut self, path: &RelPath, file: File) -> Result<Output, Error> {
+        if self.manifest.outputs.iter().any(|o| &o.path == path) {
+            return Err(Error::Duplicate { path: path.clone() });
+        }
+        let full_path = self.dir.path().join(path.as_str());
+        let mut hasher = xspack_io::HashingWriter::new(io::sink());
+        let mut reader = io::BufReader::with_capacity(1 << 20, file);
+        io::Seek::rewind(&mut reader)
+            .and_then(|()| io::copy(&mut reader, &mut hasher))
+            .map_err(|e| Error::io("reading back", &full_path, e))?;
+        let (_, sha256, size) = hasher.finish();
+        let output = Output { path: path.clone(), size, sha256 };
         self.manifest.outputs.push(output.clone());
         Ok(output)
     }

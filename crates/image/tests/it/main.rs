@@ -31,7 +31,7 @@ fn opts() -> RootfsOptions {
     o
 }
 
-/// Builds the ext4 image of `source` into `out`, returning its bytes.
+/// Builds the ext4 image of `source` in two passes, returning its bytes.
 fn build(source: &str) -> Vec<u8> {
     let image = Image::open(&ImageSource::parse(source).unwrap()).unwrap();
     let tree = merge_layers(&image, &NoProgress).unwrap();
@@ -39,6 +39,36 @@ fn build(source: &str) -> Vec<u8> {
     assert_eq!(bytes.len() as u64, summary.size);
     bytes
 }
+
+/// Builds the ext4 image of `source` in a single pass (the first layer's files written into
+/// the image as it is first read), returning its bytes.
+fn build_single_pass(source: &str) -> Vec<u8> {
+    let image = Image::open(&ImageSource::parse(source).unwrap()).unwrap();
+    single_pass(&image, |_| {})
+}
+
+/// A single-pass build of `image`, with `fixup` applied to the merged tree first.
+fn single_pass(image: &Image, fixup: impl FnOnce(&mut xspack_oci::MergedTree)) -> Vec<u8> {
+    let (_t, dir) = tempdir();
+    let path = dir.join("fs.raw");
+    let file =
+        std::fs::File::options().read(true).write(true).create_new(true).open(&path).unwrap();
+    let (mut tree, zone) =
+        xspack_image::merge_layers_into_zone(image, file, false, &NoProgress).unwrap();
+    fixup(&mut tree);
+    let (file, summary) =
+        xspack_image::write_ext4_around_zone(image, &tree, &opts(), zone, &NoProgress).unwrap();
+    drop(file);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() as u64, summary.size);
+    bytes
+}
+
+/// A way of building the image of a source.
+type Build = fn(&str) -> Vec<u8>;
+
+/// Both ways of building, named.
+const BUILDS: [(&str, Build); 2] = [("two passes", build), ("single pass", build_single_pass)];
 
 fn check_against(expected: &BTreeMap<Vec<u8>, Expected>, image_path: &Utf8Path) {
     e2fsck(image_path);
@@ -82,18 +112,20 @@ fn kitchen_sink_in_every_source_format() {
         format!("docker-archive:{dir}/symlinks.tar:xspack/sink:1"),
         format!("{dir}/blobs.tar"),
     ];
-    let mut first: Option<Vec<u8>> = None;
-    for source in &sources {
-        let bytes = build(source);
-        let path = dir.join("fs.img");
-        std::fs::write(&path, &bytes).unwrap();
-        check_against(&expected, &path);
-        // The content is the same whatever the packaging; only the image identity (and so
-        // the UUID) may differ between OCI and docker forms.
-        if source.starts_with("oci") {
-            match &first {
-                None => first = Some(bytes),
-                Some(f) => assert!(f == &bytes, "{source} differs from the first OCI build"),
+    for (how, build) in BUILDS {
+        let mut first: Option<Vec<u8>> = None;
+        for source in &sources {
+            let bytes = build(source);
+            let path = dir.join("fs.img");
+            std::fs::write(&path, &bytes).unwrap();
+            check_against(&expected, &path);
+            // The content is the same whatever the packaging; only the image identity (and
+            // so the UUID) may differ between OCI and docker forms.
+            if source.starts_with("oci") {
+                match &first {
+                    None => first = Some(bytes),
+                    Some(f) => assert!(f == &bytes, "{how}: {source} differs from the first"),
+                }
             }
         }
     }
@@ -105,7 +137,9 @@ fn two_builds_are_identical() {
     let (spec, _) = kitchen_sink();
     spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
     let source = format!("oci:{dir}/layout");
-    assert!(build(&source) == build(&source));
+    for (how, build) in BUILDS {
+        assert!(build(&source) == build(&source), "{how}");
+    }
 }
 
 #[test]
@@ -132,10 +166,63 @@ fn content_matches_umoci_unpack() {
     let ours: BTreeMap<Vec<u8>, String> =
         expected.iter().filter_map(|(p, e)| e.sha256.clone().map(|s| (p.clone(), s))).collect();
     assert_eq!(ours, theirs, "regular file contents differ from umoci's unpack");
-    // And the image itself holds the same.
+    // And the image itself holds the same, however it is built.
     let path = dir.join("fs.img");
-    std::fs::write(&path, build(&format!("oci:{dir}/layout"))).unwrap();
-    check_against(&expected, &path);
+    for (_, build) in BUILDS {
+        std::fs::write(&path, build(&format!("oci:{dir}/layout"))).unwrap();
+        check_against(&expected, &path);
+    }
+}
+
+/// A single pass writes the first layer's files before the merge knows which survive: the
+/// ones a later layer deletes or replaces must leave no trace in the image.
+#[test]
+fn a_single_pass_leaves_nothing_of_replaced_files() {
+    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
+    let (_t, dir) = tempdir();
+    let secret = b"TOP-SECRET-0123456789".repeat(5000);
+    let replaced = b"OLD-CONTENT-abcdefghij".repeat(20_000);
+    let base = layer_tar(&[
+        Entry::file("etc/keep", "kept\n"),
+        Entry::file("etc/secret", secret.clone()),
+        Entry::file("srv/data", replaced.clone()),
+        Entry::file("srv/zeros", vec![0u8; 300_000]),
+    ]);
+    let upper = layer_tar(&[
+        Entry::file("etc/.wh.secret", ""),
+        Entry::file("srv/data", "new\n"),
+        Entry::file("srv/more", xspack_testkit::noise(3, 100_000)),
+    ]);
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let layout = dir.join(format!("{compression:?}"));
+        ImageSpec::new(vec![(base.clone(), compression), (upper.clone(), Compression::Gzip)])
+            .write_oci_dir(&layout, "latest")
+            .unwrap();
+        let source = format!("oci:{layout}");
+        let bytes = build_single_pass(&source);
+        for gone in [&secret[..21], &replaced[..22]] {
+            assert!(!bytes.windows(gone.len()).any(|w| w == gone), "{compression:?}: stale data");
+        }
+        let path = dir.join("fs.img");
+        std::fs::write(&path, &bytes).unwrap();
+        e2fsck(&path);
+        let got = read_tree(&path);
+        assert!(!got.contains_key(&b"etc/secret"[..]));
+        for (name, want) in [(&b"srv/data"[..], &b"new\n"[..]), (b"etc/keep", b"kept\n")] {
+            let got = got[name].sha256.clone().unwrap();
+            let want = xspack_io::Sha256Digest::of_bytes(want).to_string();
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(name));
+        }
+        assert_eq!(got.len(), build_tree_len(&source), "{compression:?}");
+    }
+}
+
+/// The number of paths in the two-pass build of `source`.
+fn build_tree_len(source: &str) -> usize {
+    let (_t, dir) = tempdir();
+    let path = dir.join("fs.img");
+    std::fs::write(&path, build(source)).unwrap();
+    read_tree(&path).len()
 }
 
 #[test]
@@ -144,18 +231,21 @@ fn twenty_thousand_entries_and_large_files() {
     let (spec, expected) = fixtures::big_directory();
     spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
     let path = dir.join("fs.img");
-    std::fs::write(&path, build(&format!("oci:{dir}/layout"))).unwrap();
-    e2fsck(&path);
-    let got = read_tree(&path);
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .collect();
-    assert_eq!(extra, ["lost+found"]);
-    assert_eq!(got.len(), expected.len() + 1, "every entry plus lost+found");
-    for probe in [&b"many/f00000"[..], b"many/f19999", b"big/random.bin", b"big/zeros.bin"] {
-        assert_eq!(got.get(probe), expected.get(probe), "{}", String::from_utf8_lossy(probe));
+    for (how, build) in BUILDS {
+        std::fs::write(&path, build(&format!("oci:{dir}/layout"))).unwrap();
+        e2fsck(&path);
+        let got = read_tree(&path);
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        assert_eq!(extra, ["lost+found"], "{how}");
+        assert_eq!(got.len(), expected.len() + 1, "{how}: every entry plus lost+found");
+        for probe in [&b"many/f00000"[..], b"many/f19999", b"big/random.bin", b"big/zeros.bin"] {
+            let name = String::from_utf8_lossy(probe);
+            assert_eq!(got.get(probe), expected.get(probe), "{how}: {name}");
+        }
     }
 }
 
@@ -210,4 +300,12 @@ fn fixups_and_reading_files_from_the_image() {
         Some(&b"../app.service"[..])
     );
     assert_eq!(got[&b"var/lib/cloud/seed".to_vec()].mode, 0o700);
+    // The same fixups after a single pass, which wrote the replaced hostname already.
+    let fixed = tree;
+    let single = single_pass(&image, |tree| *tree = fixed);
+    std::fs::write(&path, &single).unwrap();
+    e2fsck(&path);
+    let again = read_tree(&path);
+    assert_eq!(again, got);
+    assert!(!single.windows(10).any(|w| w == b"container\n"), "the replaced hostname is gone");
 }
