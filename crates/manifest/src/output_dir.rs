@@ -131,12 +131,13 @@ impl OutputDir {
             return Err(Error::Duplicate { path: path.clone() });
         }
         let full_path = self.dir.path().join(path.as_str());
-        let mut hasher = xspack_io::HashingWriter::new(io::sink());
+        // Read here, hashed on another thread: the copy and the hash overlap.
+        let mut hasher = BackgroundHashingWriter::new(io::sink());
         let mut reader = io::BufReader::with_capacity(1 << 20, file);
-        io::Seek::rewind(&mut reader)
+        let (_, sha256, size) = io::Seek::rewind(&mut reader)
             .and_then(|()| io::copy(&mut reader, &mut hasher))
+            .and_then(|_| hasher.finish())
             .map_err(|e| Error::io("reading back", &full_path, e))?;
-        let (_, sha256, size) = hasher.finish();
         let output = Output { path: path.clone(), size, sha256 };
         self.manifest.outputs.push(output.clone());
         Ok(output)
