@@ -278,12 +278,8 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     let artifacts = match args.flavor {
         Flavor::None => build_plain(args, &image, &mut out, &name, source_date_epoch, ui)
             .with_context(|| source_text.clone())?,
-        Flavor::Ubuntu => {
-            let mut tree = xspack_image::merge_layers(&image, ui.progress())
-                .with_context(|| source_text.clone())?;
-            build_ubuntu(args, &image, &mut tree, &mut out, &name, source_date_epoch, ui)
-                .with_context(|| source_text.clone())?
-        }
+        Flavor::Ubuntu => build_ubuntu(args, &image, &mut out, &name, source_date_epoch, ui)
+            .with_context(|| source_text.clone())?,
         Flavor::Coreos => unreachable!("handled above"),
     };
     outputs::commit(ui, out, &artifacts, json!({ "name": name, "flavor": args.flavor.name() }))?;
@@ -340,7 +336,6 @@ fn build_plain(
 fn build_ubuntu(
     args: &BuildArgs,
     image: &Image,
-    tree: &mut xspack_oci::MergedTree,
     out: &mut OutputDir,
     name: &str,
     source_date_epoch: u64,
@@ -357,7 +352,7 @@ fn build_ubuntu(
     opts.kernel.clone_from(&args.kernel);
     opts.initrd.clone_from(&args.initrd);
     opts.service = args.service == Service::Entrypoint;
-    let built = xspack_guest::ubuntu::build_into(image, tree, out, &opts, ui.progress())?;
+    let built = xspack_guest::ubuntu::build(image, out, &opts, ui.progress())?;
     ui.detail(&format!("kernel command line: {}", built.cmdline));
     for note in &built.notes {
         ui.warn(note);

@@ -322,7 +322,29 @@ fn vm_spec(image: &Image, opts: &UbuntuOptions) -> xspack_xva::VmSpec {
     vm
 }
 
-/// Builds the guest disk from `image` (merged into `tree`, which the fix-ups change) into `out`.
+/// Reads and merges `image`'s layers and builds the guest disk into `out`. The root
+/// filesystem is written in a single pass ([`xspack_image::merge_layers_into_zone`]): the
+/// first layer's files go into place while it is first read.
+pub fn build(
+    image: &Image,
+    out: &mut OutputDir,
+    opts: &UbuntuOptions,
+    progress: &dyn Progress,
+) -> Result<GuestSummary, Error> {
+    check_options(opts)?;
+    let ext4_path = out.scratch_path(&format!("{}.root.ext4", opts.name))?;
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&ext4_path)
+        .map_err(|e| Error::io("creating", &ext4_path, e))?;
+    let (mut tree, zone) = xspack_image::merge_layers_into_zone(image, file, false, progress)?;
+    build_from(image, &mut tree, out, opts, progress, Rootfs::Zone(zone, ext4_path))
+}
+
+/// Builds the guest disk from `image` (merged into `tree`, which the fix-ups change) into `out`,
+/// reading the layers holding file data a second time.
 pub fn build_into(
     image: &Image,
     tree: &mut MergedTree,
@@ -331,6 +353,25 @@ pub fn build_into(
     progress: &dyn Progress,
 ) -> Result<GuestSummary, Error> {
     check_options(opts)?;
+    build_from(image, tree, out, opts, progress, Rootfs::TwoPass)
+}
+
+/// How the root filesystem is written.
+enum Rootfs {
+    /// From the merged tree, reading the layers again.
+    TwoPass,
+    /// Around the first layer's files, already in this scratch file.
+    Zone(xspack_image::ZoneImage, camino::Utf8PathBuf),
+}
+
+fn build_from(
+    image: &Image,
+    tree: &mut MergedTree,
+    out: &mut OutputDir,
+    opts: &UbuntuOptions,
+    progress: &dyn Progress,
+    how: Rootfs,
+) -> Result<GuestSummary, Error> {
     let mtime = i64::try_from(opts.source_date_epoch).unwrap_or(i64::MAX);
     let prepared = prepare(image, tree, opts, mtime)?;
     let root_uuid = xspack_disk::Uuid::from_bytes(prepared.root_uuid).to_string();
@@ -345,12 +386,7 @@ pub fn build_into(
     rootfs_opts.label = "root".into();
     rootfs_opts.source_date_epoch = opts.source_date_epoch;
     rootfs_opts.uuid = Some(prepared.root_uuid);
-    let ext4_path = out.scratch_path(&format!("{}.root.ext4", opts.name))?;
-    let file =
-        std::fs::File::create_new(&ext4_path).map_err(|e| Error::io("creating", &ext4_path, e))?;
-    let (sparse, rootfs) =
-        xspack_image::write_ext4(image, tree, &rootfs_opts, SparseFile::scratch(file), progress)?;
-    sparse.finish().map_err(|e| Error::io("writing", &ext4_path, e))?;
+    let (ext4_path, rootfs) = write_rootfs(image, tree, &rootfs_opts, how, out, opts, progress)?;
     let root = xspack_disk::FileSource::open(&ext4_path)?;
     let derived = disk::Derived {
         name: &opts.name,
@@ -426,6 +462,36 @@ pub fn build_into(
         layout,
         outputs,
         notes,
+    })
+}
+
+/// Writes the root filesystem into a scratch file: its path and what it holds.
+fn write_rootfs(
+    image: &Image,
+    tree: &MergedTree,
+    rootfs_opts: &RootfsOptions,
+    how: Rootfs,
+    out: &OutputDir,
+    opts: &UbuntuOptions,
+    progress: &dyn Progress,
+) -> Result<(camino::Utf8PathBuf, xspack_image::RootfsSummary), Error> {
+    Ok(match how {
+        Rootfs::TwoPass => {
+            let ext4_path = out.scratch_path(&format!("{}.root.ext4", opts.name))?;
+            let file = std::fs::File::create_new(&ext4_path)
+                .map_err(|e| Error::io("creating", &ext4_path, e))?;
+            let sparse = SparseFile::scratch(file);
+            let (sparse, rootfs) =
+                xspack_image::write_ext4(image, tree, rootfs_opts, sparse, progress)?;
+            sparse.finish().map_err(|e| Error::io("writing", &ext4_path, e))?;
+            (ext4_path, rootfs)
+        }
+        Rootfs::Zone(zone, ext4_path) => {
+            let (file, rootfs) =
+                xspack_image::write_ext4_around_zone(image, tree, rootfs_opts, zone, progress)?;
+            drop(file);
+            (ext4_path, rootfs)
+        }
     })
 }
 

@@ -46,9 +46,24 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// Merges `source` and builds the guest with `opts` into `dir/out`; returns the summary and the
-/// output directory.
+/// Builds the guest of `source` with `opts` into `dir/out` as the CLI does (the root
+/// filesystem in a single pass); returns the summary and the output directory.
 pub fn build(
+    source: &str,
+    dir: &Utf8Path,
+    opts: &UbuntuOptions,
+) -> Result<(GuestSummary, Utf8PathBuf), xspack_guest::Error> {
+    let image = Image::open(&ImageSource::parse(source).unwrap()).unwrap();
+    let dest = dir.join("out");
+    let tool = Tool { name: "xspack".into(), version: "test".into() };
+    let mut out = OutputDir::create(&dest, tool, EPOCH, true).unwrap();
+    let summary = xspack_guest::ubuntu::build(&image, &mut out, opts, &NoProgress)?;
+    let (dest, _) = out.commit().unwrap();
+    Ok((summary, dest))
+}
+
+/// Like [`build`], from a tree merged beforehand (the root filesystem in two passes).
+pub fn build_two_pass(
     source: &str,
     dir: &Utf8Path,
     opts: &UbuntuOptions,
