@@ -17,6 +17,11 @@
 //!    file's bytes in [`Plan::file_order`], and the writer fills everything in between. File
 //!    data goes straight from the reader to the output; memory holds metadata only.
 //!
+//! Or in a single pass over some of the data: a [`DataZone`] hands out blocks to files as they
+//! arrive, before the tree is complete; the caller writes their bytes there, says so with
+//! [`FsBuilder::set_zone_data`], plans with [`FsBuilder::plan_with_zone`] (everything else goes
+//! after the zone) and writes the rest with [`Plan::writer_around_zone`].
+//!
 //! The feature set is the one pygrub's ext2 reader and every Debian/Ubuntu kernel accept:
 //! `has_journal ext_attr dir_index filetype extent flex_bg sparse_super large_file huge_file
 //! dir_nlink extra_isize`, 4 KiB blocks, 256-byte inodes, no `64bit`, no `metadata_csum`.

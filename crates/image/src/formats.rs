@@ -135,12 +135,38 @@ pub fn build(
         (file, path)
     };
     let (tree, zone) = crate::merge_layers_into_zone(image, file, keep_raw, progress)?;
-    let (file, rootfs) = crate::write_ext4_around_zone(image, &tree, &req.rootfs, zone, progress)?;
+    // One read of the finished image gives the raw digest, VHD and XVA (VHD's block map
+    // comes from the plan); qcow2 is made from the raw file after.
+    let streamed: Vec<DiskFormat> = formats
+        .iter()
+        .copied()
+        .filter(|f| matches!(f, DiskFormat::Vhd | DiskFormat::Xva))
+        .collect();
+    let dir = &*out;
+    let (file, rootfs, sinks) =
+        crate::zone::write_around_zone(image, &tree, &req.rootfs, zone, progress, |plan, map| {
+            let mut sinks = open_sinks(dir, image, req, &streamed, plan, map, progress)?;
+            if keep_raw {
+                sinks.raw_digest = Some(xspack_io::BackgroundHashingWriter::new(std::io::sink()));
+            }
+            Ok(Some(sinks))
+        })?;
+    drop(file);
     let mut outputs = Vec::new();
-    if keep_raw {
-        outputs.push(out.finish_placed_file(&raw, file)?);
+    let sinks = sinks.expect("sinks were made");
+    if let Some(hasher) = sinks.raw_digest {
+        let (_, sha256, size) = hasher.finish().map_err(|e| file_err(&raw_path, e))?;
+        outputs.push(out.finish_placed_file(&raw, sha256, size)?);
     }
-    derive_formats(image, out, req, &formats, &raw_path, &rootfs, &mut outputs, progress)?;
+    if let Some(vhd) = sinks.vhd {
+        outputs.push(out.finish_file(vhd.finish()?.0)?);
+    }
+    if let Some(xva) = sinks.xva {
+        outputs.push(out.finish_file(xva.finish()?)?);
+    }
+    let rest: Vec<DiskFormat> =
+        formats.iter().copied().filter(|f| *f == DiskFormat::Qcow2).collect();
+    derive_formats(image, out, req, &rest, &raw_path, &rootfs, &mut outputs, progress)?;
     Ok(BuildSummary { rootfs, outputs })
 }
 
@@ -239,6 +265,8 @@ fn xva_spec(image: &Image, name: &str, size: u64) -> xspack_xva::VmSpec {
 /// The outputs one ext4 pass writes into.
 struct Sinks {
     raw: Option<OutputFile>,
+    /// The digest of a raw image written in place (hashed on its own thread).
+    raw_digest: Option<xspack_io::BackgroundHashingWriter<std::io::Sink>>,
     vhd: Option<xspack_disk::vhd::VhdStream<OutputFile>>,
     xva: Option<xspack_xva::XvaStream<OutputFile>>,
 }
@@ -246,6 +274,9 @@ struct Sinks {
 impl std::io::Write for Sinks {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if let Some(raw) = &mut self.raw {
+            raw.write_all(buf)?;
+        }
+        if let Some(raw) = &mut self.raw_digest {
             raw.write_all(buf)?;
         }
         if let Some(vhd) = &mut self.vhd {
@@ -261,6 +292,9 @@ impl std::io::Write for Sinks {
         if let Some(raw) = &mut self.raw {
             raw.flush()?;
         }
+        if let Some(raw) = &mut self.raw_digest {
+            raw.flush()?;
+        }
         if let Some(vhd) = &mut self.vhd {
             vhd.flush()?;
         }
@@ -269,6 +303,46 @@ impl std::io::Write for Sinks {
         }
         Ok(())
     }
+}
+
+/// The outputs of `formats` (raw, VHD, XVA) that take the image's bytes in order.
+fn open_sinks(
+    dir: &OutputDir,
+    image: &Image,
+    req: &BuildRequest,
+    formats: &[DiskFormat],
+    plan: &xspack_ext4::Plan,
+    map: &crate::DataMap<'_>,
+    progress: &dyn Progress,
+) -> Result<Sinks, Error> {
+    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
+    let epoch = req.rootfs.source_date_epoch;
+    let size = plan.size_bytes();
+    let mut sinks = Sinks { raw: None, raw_digest: None, vhd: None, xva: None };
+    for &format in formats {
+        match format {
+            DiskFormat::Raw => sinks.raw = Some(dir.create_file(&rel(format)?)?),
+            DiskFormat::Vhd => {
+                let file = dir.create_file(&rel(format)?)?;
+                let allocated = map
+                    .nonzero(plan, u64::from(xspack_disk::vhd::BLOCK_SIZE))
+                    .ok_or_else(|| Error::Request("no zero runs for the VHD map".into()))?;
+                let uuid = xspack_disk::Uuid::from_digest(&seed(image, "vhd uuid"));
+                let opts = xspack_disk::vhd::VhdOptions::new(uuid, epoch);
+                sinks.vhd =
+                    Some(xspack_disk::vhd::VhdStream::new(file, size, allocated, &opts, progress)?);
+            }
+            DiskFormat::Xva => {
+                let file = dir.create_file(&rel(format)?)?;
+                let spec = xva_spec(image, &req.name, size);
+                let opts =
+                    xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
+                sinks.xva = Some(xspack_xva::XvaStream::new(file, &spec, &opts)?);
+            }
+            DiskFormat::Qcow2 => unreachable!("qcow2 is made from the raw image"),
+        }
+    }
+    Ok(sinks)
 }
 
 /// Raw, VHD and XVA in one pass of the ext4 writer (see the module documentation).
@@ -280,37 +354,9 @@ fn build_one_pass(
     formats: &[DiskFormat],
     progress: &dyn Progress,
 ) -> Result<BuildSummary, Error> {
-    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
-    let epoch = req.rootfs.source_date_epoch;
     let dir = &*out;
     let (sinks, rootfs) = write_ext4_with(image, tree, &req.rootfs, progress, |plan, map| {
-        let size = plan.size_bytes();
-        let mut sinks = Sinks { raw: None, vhd: None, xva: None };
-        for &format in formats {
-            match format {
-                DiskFormat::Raw => sinks.raw = Some(dir.create_file(&rel(format)?)?),
-                DiskFormat::Vhd => {
-                    let file = dir.create_file(&rel(format)?)?;
-                    let allocated = map
-                        .nonzero(plan, u64::from(xspack_disk::vhd::BLOCK_SIZE))
-                        .ok_or_else(|| Error::Request("no zero runs for the VHD map".into()))?;
-                    let uuid = xspack_disk::Uuid::from_digest(&seed(image, "vhd uuid"));
-                    let opts = xspack_disk::vhd::VhdOptions::new(uuid, epoch);
-                    sinks.vhd = Some(xspack_disk::vhd::VhdStream::new(
-                        file, size, allocated, &opts, progress,
-                    )?);
-                }
-                DiskFormat::Xva => {
-                    let file = dir.create_file(&rel(format)?)?;
-                    let spec = xva_spec(image, &req.name, size);
-                    let opts =
-                        xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
-                    sinks.xva = Some(xspack_xva::XvaStream::new(file, &spec, &opts)?);
-                }
-                DiskFormat::Qcow2 => unreachable!("qcow2 is made from the raw image"),
-            }
-        }
-        Ok(sinks)
+        open_sinks(dir, image, req, formats, plan, map, progress)
     })?;
     let mut outputs = Vec::new();
     if let Some(raw) = sinks.raw {

@@ -10,6 +10,10 @@
 //!    last surviving file, each block proven unchanged since the first pass (BLAKE3 proofs
 //!    the first pass noted of the bytes whose digest it checked).
 //!
+//! A single-pass build ([`merge_layers_into_zone`], then [`write_ext4_around_zone`]; what
+//! [`build`] and the guests do) writes the first layer's files into the image during pass 1
+//! (the `zone` module), so pass 2 reads only the later layers again.
+//!
 //! The filesystem UUID and directory hash seed are derived from the image digest and layer
 //! `diff_id`s, so the same image and options always give the same bytes.
 

@@ -106,6 +106,22 @@ pub fn write_ext4_around_zone(
     zone: ZoneImage,
     progress: &dyn Progress,
 ) -> Result<(File, RootfsSummary), Error> {
+    let none = |_: &xspack_ext4::Plan, _: &crate::DataMap<'_>| Ok(None::<io::Sink>);
+    let (file, summary, _) = write_around_zone(image, tree, opts, zone, progress, none)?;
+    Ok((file, summary))
+}
+
+/// [`write_ext4_around_zone`], then one read of the finished image, front to back, into the
+/// sinks `make_sinks` makes once the filesystem is planned (the outputs made from the raw
+/// image, which may need the plan: VHD's block map). Returns the sinks too.
+pub(crate) fn write_around_zone<S: Write>(
+    image: &Image,
+    tree: &MergedTree,
+    opts: &RootfsOptions,
+    zone: ZoneImage,
+    progress: &dyn Progress,
+    make_sinks: impl FnOnce(&xspack_ext4::Plan, &crate::DataMap<'_>) -> Result<Option<S>, Error>,
+) -> Result<(File, RootfsSummary, Option<S>), Error> {
     let ZoneImage { mut file, zone, placed } = zone;
     let io_err = |op, e| Error::Io { op, path: "the image".into(), source: e };
     let (mut builder, mut converted) = crate::convert::to_builder(tree)?;
@@ -140,12 +156,21 @@ pub fn write_ext4_around_zone(
         Err(xspack_ext4::Error::TooLarge(_)) if ext4.size.is_none_or(|s| s > 16 << 30) => {
             // Too large for the zone: the two-pass way, over the same file.
             file.set_len(0).and_then(|()| file.rewind()).map_err(|e| io_err("truncating", e))?;
+            let mut sinks = None;
             let sparse = SparseFile::new(file);
-            let (sparse, summary) = crate::write_ext4(image, tree, opts, sparse, progress)?;
-            return Ok((sparse.finish().map_err(|e| io_err("writing", e))?, summary));
+            let make_out = |plan: &xspack_ext4::Plan, map: &crate::DataMap<'_>| {
+                sinks = make_sinks(plan, map)?;
+                Ok(sparse)
+            };
+            let (sparse, summary) = crate::write_ext4_with(image, tree, opts, progress, make_out)?;
+            let file = sparse.finish().map_err(|e| io_err("writing", e))?;
+            let sinks = sinks.map(|s| feed(&file, s)).transpose();
+            let sinks = sinks.map_err(|e| io_err("making outputs from", e))?;
+            return Ok((file, summary, sinks));
         }
         Err(e) => return Err(e.into()),
     };
+    let sinks = make_sinks(&plan, &crate::DataMap { tree, converted: &converted })?;
     ext4.size = Some(plan.size_bytes());
     let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
     file.rewind().map_err(|e| io_err("writing", e))?;
@@ -156,8 +181,19 @@ pub fn write_ext4_around_zone(
     out.flush().map_err(|e| io_err("writing", e))?;
     drop(out);
     task.finish();
+    let sinks = sinks.map(|s| feed(&file, s)).transpose();
+    let sinks = sinks.map_err(|e| io_err("making outputs from", e))?;
     let summary = crate::summary(image, tree, &plan, &ext4);
-    Ok((file, summary))
+    Ok((file, summary, sinks))
+}
+
+/// Reads the finished image from its start into `sinks`.
+fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
+    let mut reader = io::BufReader::with_capacity(1 << 20, file);
+    reader.rewind()?;
+    io::copy(&mut reader, &mut sinks)?;
+    sinks.flush()?;
+    Ok(sinks)
 }
 
 /// Makes the blocks of `runs` read as zeros: punches holes, or writes zeros where the

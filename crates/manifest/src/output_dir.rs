@@ -112,7 +112,7 @@ impl OutputDir {
 
     /// Creates the artifact `path` to be written in any order (a disk image whose parts are
     /// placed as they come), readable and seekable. Record it with
-    /// [`OutputDir::finish_placed_file`], which reads it back for its digest.
+    /// [`OutputDir::finish_placed_file`] once its digest is known.
     pub fn create_placed_file(&self, path: &RelPath) -> Result<File, Error> {
         let full_path = self.writable_path(path)?;
         File::options()
@@ -123,21 +123,26 @@ impl OutputDir {
             .map_err(|e| Error::io("creating", self.dest().join(path.as_str()), e))
     }
 
-    /// Records `file`, made by [`OutputDir::create_placed_file`] for `path` and fully written,
-    /// as an output: reads it from the start to compute its digest (it is synced to disk with
-    /// the whole directory on commit).
-    pub fn finish_placed_file(&mut self, path: &RelPath, file: File) -> Result<Output, Error> {
+    /// Records the artifact `path`, made by [`OutputDir::create_placed_file`] and fully
+    /// written, as an output of `size` bytes with digest `sha256`, which the caller computed by
+    /// reading it in order (it is synced to disk with the whole directory on commit). The size
+    /// on disk must agree.
+    pub fn finish_placed_file(
+        &mut self,
+        path: &RelPath,
+        sha256: xspack_io::Sha256Digest,
+        size: u64,
+    ) -> Result<Output, Error> {
         if self.manifest.outputs.iter().any(|o| &o.path == path) {
             return Err(Error::Duplicate { path: path.clone() });
         }
         let full_path = self.dir.path().join(path.as_str());
-        // Read here, hashed on another thread: the copy and the hash overlap.
-        let mut hasher = BackgroundHashingWriter::new(io::sink());
-        let mut reader = io::BufReader::with_capacity(1 << 20, file);
-        let (_, sha256, size) = io::Seek::rewind(&mut reader)
-            .and_then(|()| io::copy(&mut reader, &mut hasher))
-            .and_then(|_| hasher.finish())
-            .map_err(|e| Error::io("reading back", &full_path, e))?;
+        let on_disk =
+            fs::metadata(&full_path).map_err(|e| Error::io("checking", &full_path, e))?.len();
+        if on_disk != size {
+            let e = io::Error::other(format!("{on_disk} bytes on disk, {size} hashed"));
+            return Err(Error::io("checking", &full_path, e));
+        }
         let output = Output { path: path.clone(), size, sha256 };
         self.manifest.outputs.push(output.clone());
         Ok(output)
