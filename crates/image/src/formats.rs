@@ -1,7 +1,7 @@
 //! Every disk format of one build.
 //!
 //! [`build`] reads the layers itself and writes the raw image in a single pass where it can
-//! ([`crate::zone`]): the first layer's files go into place as they are first read, and the
+//! (`zone` module): the first layer's files go into place as they are first read, and the
 //! other formats are made from the finished raw image.
 //!
 //! [`build_into`] takes a tree merged beforehand, as guests do after adding their files:
@@ -111,7 +111,7 @@ fn formats_of(req: &BuildRequest) -> Result<Vec<DiskFormat>, Error> {
 }
 
 /// Reads and merges `image`'s layers and writes the filesystem in every requested format
-/// into `out`: the raw image in a single pass ([`crate::zone`]), the other formats from it.
+/// into `out`: the raw image in a single pass (`zone` module), the other formats from it.
 pub fn build(
     image: &Image,
     out: &mut OutputDir,

@@ -125,7 +125,7 @@ pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree
     merge_layers_with(image, progress, None)
 }
 
-/// Pass 1 of a single-pass build ([`crate::zone`]): like [`merge_layers`], and every file of
+/// Pass 1 of a single-pass build (`zone` module): like [`merge_layers`], and every file of
 /// the first layer is written into `image_file` (new and empty) as it streams by, into the
 /// ext4 data zone. `writeback` starts writing those bytes to the device as they come (for an
 /// output rather than a scratch file). Finish with [`write_ext4_around_zone`].
