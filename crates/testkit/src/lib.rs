@@ -21,6 +21,27 @@ use xspack_io::Sha256Digest;
 
 pub use tar::{Entry, EntryKind, layer_tar, plain_tar};
 
+/// Two layers whose files hold zero blocks in every arrangement that matters to sparse disk
+/// formats: zero runs across 2 MiB VHD blocks, an all-zero file, a zero tail, 600 small
+/// all-zero files, and a one-block-and-a-byte file in a second, uncompressed layer.
+pub fn zero_block_layers() -> Vec<(Vec<u8>, Compression)> {
+    let mut entries = vec![Entry::dir("z")];
+    entries.push(Entry::file("z/zeros", vec![0u8; 5 << 20]));
+    let mut holes = vec![0u8; 9 << 20];
+    holes[10] = 1;
+    holes[(6 << 20) + 4096 * 3 + 1] = 2;
+    holes[(9 << 20) - 1] = 3;
+    entries.push(Entry::file("z/holes", holes));
+    for i in 0..600usize {
+        entries.push(Entry::file(format!("z/small{i:03}"), vec![0u8; 100 + i]));
+    }
+    entries.push(Entry::file("z/tail", [vec![7u8; 4096], vec![0u8; 3 << 20]].concat()));
+    vec![
+        (layer_tar(&entries), Compression::Gzip),
+        (layer_tar(&[Entry::file("z/later", vec![0u8; 4097])]), Compression::None),
+    ]
+}
+
 /// Deterministic pseudo-random bytes (xorshift64), the same for the same seed on every run.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

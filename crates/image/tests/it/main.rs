@@ -319,24 +319,9 @@ fn fixups_and_reading_files_from_the_image() {
 fn streamed_formats_equal_the_raw_derived_ones() {
     use xspack_image::{BuildRequest, DiskFormat};
     use xspack_manifest::{OutputDir, Tool};
-    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
     let (_t, root) = tempdir();
-    let mut entries = vec![Entry::dir("z")];
-    entries.push(Entry::file("z/zeros", vec![0u8; 5 << 20]));
-    let mut holes = vec![0u8; 9 << 20];
-    holes[10] = 1;
-    holes[(6 << 20) + 4096 * 3 + 1] = 2;
-    holes[(9 << 20) - 1] = 3;
-    entries.push(Entry::file("z/holes", holes));
-    for i in 0..600u32 {
-        entries.push(Entry::file(format!("z/small{i:03}"), vec![0u8; 100 + i as usize]));
-    }
-    entries.push(Entry::file("z/tail", [vec![7u8; 4096], vec![0u8; 3 << 20]].concat()));
-    let layers = vec![
-        (layer_tar(&entries), Compression::Gzip),
-        (layer_tar(&[Entry::file("z/later", vec![0u8; 4097])]), Compression::None),
-    ];
-    ImageSpec::new(layers).write_oci_dir(&root.join("layout"), "latest").unwrap();
+    let layers = xspack_testkit::zero_block_layers();
+    xspack_testkit::ImageSpec::new(layers).write_oci_dir(&root.join("layout"), "latest").unwrap();
     let image = Image::open(&ImageSource::parse(&format!("oci:{root}/layout")).unwrap()).unwrap();
     let out_dir = |name: &str| {
         let tool = Tool { name: "xspack".into(), version: "test".into() };
