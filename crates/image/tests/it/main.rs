@@ -365,3 +365,26 @@ fn check_same_files(a: &Utf8Path, b: &Utf8Path) {
     e2fsck(b);
     assert_eq!(read_tree(a), read_tree(b));
 }
+
+/// A filesystem above 16 GiB has more descriptor blocks than the data zone leaves room for:
+/// the single-pass build falls back to two passes over the same file, with the same files.
+#[test]
+fn a_single_pass_above_16_gib_falls_back_to_two_passes() {
+    let (_t, dir) = tempdir();
+    let (spec, expected) = kitchen_sink();
+    spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
+    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    let mut big = opts();
+    big.size = Some(17 << 30);
+    let file_path = dir.join("fs.img");
+    let file =
+        std::fs::File::options().read(true).write(true).create_new(true).open(&file_path).unwrap();
+    let (tree, zone) =
+        xspack_image::merge_layers_into_zone(&image, file, false, &NoProgress).unwrap();
+    let (file, summary) =
+        xspack_image::write_ext4_around_zone(&image, &tree, &big, zone, &NoProgress).unwrap();
+    drop(file);
+    assert_eq!(summary.size, 17 << 30);
+    assert_eq!(std::fs::metadata(&file_path).unwrap().len(), 17 << 30);
+    check_against(&expected, &file_path);
+}
