@@ -65,6 +65,11 @@ pub struct BuildRequest {
 }
 
 impl BuildRequest {
+    /// The output file of `format`: `NAME.EXT`.
+    fn output(&self, format: DiskFormat) -> Result<RelPath, xspack_manifest::RelPathError> {
+        RelPath::new(format!("{}.{}", self.name, format.extension()))
+    }
+
     /// A request for `formats` of a filesystem named `name`.
     pub fn new(name: impl Into<String>, formats: Vec<DiskFormat>, rootfs: RootfsOptions) -> Self {
         BuildRequest { name: name.into(), formats, rootfs }
@@ -119,8 +124,7 @@ pub fn build(
     progress: &dyn Progress,
 ) -> Result<BuildSummary, Error> {
     let formats = formats_of(req)?;
-    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
-    let raw = rel(DiskFormat::Raw)?;
+    let raw = req.output(DiskFormat::Raw)?;
     let keep_raw = formats.contains(&DiskFormat::Raw);
     let (file, raw_path) = if keep_raw {
         (out.create_placed_file(&raw)?, out.path_of(&raw))
@@ -183,11 +187,10 @@ pub fn build_into(
     if !formats.contains(&DiskFormat::Qcow2) && tree.zero_runs_known() {
         return build_one_pass(image, tree, out, req, &formats, progress);
     }
-    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
     let mut outputs = Vec::new();
     // The raw image: an output, or a scratch file the other formats are made from.
     let (raw_path, rootfs) = if formats.contains(&DiskFormat::Raw) {
-        let raw = rel(DiskFormat::Raw)?;
+        let raw = req.output(DiskFormat::Raw)?;
         let file = out.create_file(&raw)?;
         let (file, summary) = write_ext4(image, tree, &req.rootfs, file, progress)?;
         outputs.push(out.finish_file(file)?);
@@ -216,9 +219,8 @@ fn derive_formats(
     outputs: &mut Vec<Output>,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
-    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
     for &format in formats.iter().filter(|f| **f != DiskFormat::Raw) {
-        let target = rel(format)?;
+        let target = req.output(format)?;
         let mut file = out.create_file(&target)?;
         let source = xspack_disk::FileSource::open(raw_path)?;
         let epoch = req.rootfs.source_date_epoch;
@@ -315,15 +317,14 @@ fn open_sinks(
     map: &crate::DataMap<'_>,
     progress: &dyn Progress,
 ) -> Result<Sinks, Error> {
-    let rel = |f: DiskFormat| RelPath::new(format!("{}.{}", req.name, f.extension()));
     let epoch = req.rootfs.source_date_epoch;
     let size = plan.size_bytes();
     let mut sinks = Sinks { raw: None, raw_digest: None, vhd: None, xva: None };
     for &format in formats {
         match format {
-            DiskFormat::Raw => sinks.raw = Some(dir.create_file(&rel(format)?)?),
+            DiskFormat::Raw => sinks.raw = Some(dir.create_file(&req.output(format)?)?),
             DiskFormat::Vhd => {
-                let file = dir.create_file(&rel(format)?)?;
+                let file = dir.create_file(&req.output(format)?)?;
                 let allocated = map
                     .nonzero(plan, u64::from(xspack_disk::vhd::BLOCK_SIZE))
                     .ok_or_else(|| Error::Request("no zero runs for the VHD map".into()))?;
@@ -333,7 +334,7 @@ fn open_sinks(
                     Some(xspack_disk::vhd::VhdStream::new(file, size, allocated, &opts, progress)?);
             }
             DiskFormat::Xva => {
-                let file = dir.create_file(&rel(format)?)?;
+                let file = dir.create_file(&req.output(format)?)?;
                 let spec = xva_spec(image, &req.name, size);
                 let opts =
                     xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);

@@ -11,7 +11,7 @@
 //! Filesystems above 16 GiB, which the zone has no room for, are written the two-pass way
 //! into the same file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 
@@ -125,7 +125,7 @@ pub(crate) fn write_around_zone<S: Write>(
     let ZoneImage { mut file, zone, placed } = zone;
     let io_err = |op, e| Error::Io { op, path: "the image".into(), source: e };
     let (mut builder, mut converted) = crate::convert::to_builder(tree)?;
-    let mut in_zone: HashMap<u64, bool> = placed.keys().map(|&k| (k, false)).collect();
+    let mut used: HashSet<u64> = HashSet::new();
     let mut all_zoned = true;
     for (&(layer, entry), &id) in &converted.sources {
         if layer != 0 {
@@ -134,7 +134,7 @@ pub(crate) fn write_around_zone<S: Write>(
         match placed.get(&entry) {
             Some(at) => {
                 builder.set_zone_data(id, at.clone())?;
-                in_zone.insert(entry, true);
+                used.insert(entry);
             }
             None => all_zoned = false,
         }
@@ -144,13 +144,13 @@ pub(crate) fn write_around_zone<S: Write>(
     }
     // Files a later layer replaced or deleted: their blocks are free space, and read as zeros.
     let mut dropped: Vec<&ZoneFile> =
-        in_zone.iter().filter(|(_, used)| !**used).map(|(entry, _)| &placed[entry]).collect();
+        placed.iter().filter(|(entry, _)| !used.contains(entry)).map(|(_, at)| at).collect();
     dropped.sort_by_key(|z| z.runs().first().map(|r| r.0));
     for z in dropped {
-        zero_runs(&file, z.runs()).map_err(|e| io_err("zeroing replaced files in", e))?;
+        punch_out(&file, z.runs()).map_err(|e| io_err("zeroing replaced files in", e))?;
     }
 
-    let mut ext4 = crate::ext4_options(image, opts);
+    let ext4 = crate::ext4_options(image, opts);
     let plan = match builder.plan_with_zone(&ext4, &zone) {
         Ok(plan) => plan,
         Err(xspack_ext4::Error::TooLarge(_)) if ext4.size.is_none_or(|s| s > 16 << 30) => {
@@ -171,7 +171,6 @@ pub(crate) fn write_around_zone<S: Write>(
         Err(e) => return Err(e.into()),
     };
     let sinks = make_sinks(&plan, &crate::DataMap { tree, converted: &converted })?;
-    ext4.size = Some(plan.size_bytes());
     let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
     file.rewind().map_err(|e| io_err("writing", e))?;
     let out = BufWriter::with_capacity(256 * 1024, &mut file);
@@ -198,7 +197,7 @@ fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
 
 /// Makes the blocks of `runs` read as zeros: punches holes, or writes zeros where the
 /// filesystem cannot.
-fn zero_runs(file: &File, runs: &[(u64, u64)]) -> io::Result<()> {
+fn punch_out(file: &File, runs: &[(u64, u64)]) -> io::Result<()> {
     use rustix::fs::{FallocateFlags, fallocate};
     for &(start, blocks) in runs {
         let (offset, len) = (start * xspack_ext4::BLOCK_SIZE, blocks * xspack_ext4::BLOCK_SIZE);
