@@ -138,7 +138,9 @@ pub fn build(
             .map_err(|e| file_err(&path, e))?;
         (file, path)
     };
-    let (tree, zone) = crate::merge_layers_into_zone(image, file, keep_raw, progress)?;
+    let scratch = out.scratch_dir()?;
+    let (tree, zone) =
+        crate::merge_layers_into_zone(image, file, scratch.as_std_path(), keep_raw, progress)?;
     // One read of the finished image gives the raw digest, VHD and XVA (VHD's block map
     // comes from the plan); qcow2 is made from the raw file after.
     let streamed: Vec<DiskFormat> = formats

@@ -125,20 +125,22 @@ pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree
     merge_layers_with(image, progress, None)
 }
 
-/// Pass 1 of a single-pass build (`zone` module): like [`merge_layers`], and every file of
-/// the first layer is written into `image_file` (new and empty) as it streams by, into the
-/// ext4 data zone. `writeback` starts writing those bytes to the device as they come (for an
-/// output rather than a scratch file). Finish with [`write_ext4_around_zone`].
+/// Pass 1 of a single-pass build (`zone` module): like [`merge_layers`], and every file is
+/// written out as it streams by: the first layer's into `image_file` (new and empty), in the
+/// ext4 data zone, and each other layer's into a scratch file of its own in `scratch_dir`
+/// (unnamed, gone when dropped). `writeback` starts writing the image's bytes to the device
+/// as they come (for an output rather than a scratch file). Finish with
+/// [`write_ext4_around_zone`].
 pub fn merge_layers_into_zone(
     image: &Image,
     image_file: std::fs::File,
+    scratch_dir: &std::path::Path,
     writeback: bool,
     progress: &dyn Progress,
 ) -> Result<(MergedTree, ZoneImage), Error> {
-    let zone = std::sync::Mutex::new(zone::ZoneWriter::new(image_file, writeback));
-    let tree = merge_layers_with(image, progress, Some(&zone))?;
-    let zone = zone.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let zone = zone.finish().map_err(|e| Error::Io {
+    let zoning = zone::Zoning::new(image_file, scratch_dir, writeback);
+    let tree = merge_layers_with(image, progress, Some(&zoning))?;
+    let zone = zoning.finish().map_err(|e| Error::Io {
         op: "writing",
         path: "the image".into(),
         source: e,
@@ -146,14 +148,10 @@ pub fn merge_layers_into_zone(
     Ok((tree, zone))
 }
 
-fn lock(zone: &std::sync::Mutex<zone::ZoneWriter>) -> std::sync::MutexGuard<'_, zone::ZoneWriter> {
-    zone.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn merge_layers_with(
     image: &Image,
     progress: &dyn Progress,
-    zone: Option<&std::sync::Mutex<zone::ZoneWriter>>,
+    zoning: Option<&zone::Zoning>,
 ) -> Result<MergedTree, Error> {
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     let task = progress.task("reading layers", Some(total), ProgressUnit::Bytes);
@@ -164,8 +162,7 @@ fn merge_layers_with(
         let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
         for layer in &image.layers {
             let label = layer.label();
-            let mut zone = zone.filter(|_| layer.index == 0).map(lock);
-            read_entries(image, layer, &mut buf, zone.as_deref_mut(), |entry, runs| {
+            read_entries(image, layer, &mut buf, zoning, |entry, runs| {
                 tree.apply(layer.index, &label, entry)?;
                 tree.set_zero_runs(layer.index, entry.index, runs);
                 Ok(())
@@ -185,17 +182,10 @@ fn merge_layers_with(
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(layer) = image.layers.get(i) else { break };
                         let mut entries = Vec::new();
-                        let mut zone = zone.filter(|_| layer.index == 0).map(lock);
-                        let result = read_entries(
-                            image,
-                            layer,
-                            &mut buf,
-                            zone.as_deref_mut(),
-                            |entry, runs| {
-                                entries.push((entry.clone(), runs));
-                                Ok(())
-                            },
-                        )
+                        let result = read_entries(image, layer, &mut buf, zoning, |entry, runs| {
+                            entries.push((entry.clone(), runs));
+                            Ok(())
+                        })
                         .map(|()| entries);
                         *read[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                             Some(result);
@@ -221,20 +211,31 @@ fn merge_layers_with(
     Ok(tree)
 }
 
-/// Reads `layer`, calling `visit` with each entry and the zero runs of its data; with `zone`,
-/// every file's data is written into it too.
+/// Reads `layer`, calling `visit` with each entry and the zero runs of its data; with
+/// `zoning`, every file's data is written out too (the first layer's into the image, another's
+/// into its stash).
 fn read_entries(
     image: &Image,
     layer: &xspack_oci::LayerInfo,
     buf: &mut [u8],
-    mut zone: Option<&mut zone::ZoneWriter>,
+    zoning: Option<&zone::Zoning>,
     mut visit: impl FnMut(&xspack_oci::LayerEntry, Vec<(u64, u64)>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let label = layer.label();
+    let mut first = zoning.filter(|_| layer.index == 0).map(zone::Zoning::first);
+    let mut stash = match zoning {
+        Some(z) if layer.index > 0 => Some(z.stash()?),
+        _ => None,
+    };
+    let mut sink: Option<&mut dyn zone::FileSink> = match (&mut first, &mut stash) {
+        (Some(first), _) => Some(&mut **first),
+        (None, Some(stash)) => Some(stash),
+        (None, None) => None,
+    };
     image.read_layer(layer, |entry, data| -> Result<(), Error> {
         let is_file = matches!(entry.kind, EntryKind::File);
-        let runs = match &mut zone {
-            Some(zone) if is_file => zone.add(entry.index, entry.size, data, buf).map_err(|e| {
+        let runs = match &mut sink {
+            Some(sink) if is_file => sink.add(entry.index, entry.size, data, buf).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof
                     || e.kind() == std::io::ErrorKind::InvalidData
                 {
@@ -250,6 +251,9 @@ fn read_entries(
         };
         visit(entry, runs)
     })?;
+    if let (Some(z), Some(stash)) = (zoning, stash) {
+        z.keep(layer.index, stash)?;
+    }
     Ok(())
 }
 

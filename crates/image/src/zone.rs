@@ -1,21 +1,30 @@
-//! Single-pass builds: the first layer's file data goes straight into the filesystem image
-//! while the layers are first read, into the ext4 data zone ([`xspack_ext4::DataZone`]).
+//! Single-pass builds: file data goes into the filesystem image while the layers are first
+//! read, into the ext4 data zone ([`xspack_ext4::DataZone`]).
 //!
 //! A layer's bytes can only be decompressed from the start, and ext4 normally needs every
 //! block placed before any is written, so a plain build reads each layer holding surviving
-//! file data twice. Here the first layer, usually the base image and most of the bytes, is
-//! read once: each of its files is given blocks in arrival order and its bytes written there
-//! as they stream by (all-zero blocks left as holes). After the merge, blocks of files that a
-//! later layer replaced or deleted are zeroed, the filesystem is planned around the zone
-//! (metadata and the other layers' files after it), and only the other layers are read again.
-//! Filesystems above 16 GiB, which the zone has no room for, are written the two-pass way
-//! into the same file.
+//! file data twice. Here every layer is read once:
+//! - the first layer, usually the base image and most of the bytes, is written straight into
+//!   the image: each file is given zone blocks in arrival order and its bytes are written
+//!   there as they stream by (all-zero blocks left as holes);
+//! - the other layers are read at the same time, on other cores, before the first layer's
+//!   end (and so where theirs begin) is known. Each writes its files, one after another, into
+//!   a scratch file of its own (a stash). After the merge their files take the zone blocks
+//!   that follow the first layer's, layer by layer in arrival order (the blocks one pass over
+//!   the layers in order would have given them), and the stashed bytes of the files that
+//!   survive are copied into place (`copy_file_range`, data extents only).
+//!
+//! Blocks of first-layer files that a later layer replaced or deleted are zeroed (stashed
+//! files that did not survive are never copied), and the filesystem is planned around the
+//! zone, metadata after it. Filesystems above 16 GiB, which the zone has no room for, are
+//! written the two-pass way into the same file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 
-use xspack_ext4::{DataZone, ZoneFile};
+use xspack_ext4::{BLOCK_SIZE, DataZone, ZoneFile};
 use xspack_io::{Progress, ProgressUnit, SparseFile};
 use xspack_oci::{Image, MergedTree};
 
@@ -23,6 +32,27 @@ use crate::{Error, RootfsOptions, RootfsSummary};
 
 /// Zeros written over the gaps between zone files (turned into holes by [`SparseFile`]).
 static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
+
+/// Where pass 1 writes file data: the image for the first layer, stashes for the others.
+pub(crate) struct Zoning {
+    first: std::sync::Mutex<ZoneWriter>,
+    /// Where stashes are made.
+    dir: PathBuf,
+    stashes: std::sync::Mutex<Vec<Stash>>,
+}
+
+/// Takes a layer's file data as pass 1 reads it.
+pub(crate) trait FileSink {
+    /// Copies the `size` bytes of entry `entry` from `data` and returns its all-zero 4 KiB
+    /// blocks as runs (as [`crate::zero_runs`] does).
+    fn add(
+        &mut self,
+        entry: u64,
+        size: u64,
+        data: &mut dyn Read,
+        buf: &mut [u8],
+    ) -> io::Result<Vec<(u64, u64)>>;
+}
 
 /// Writes the first layer's files into the zone as pass 1 reads them.
 pub(crate) struct ZoneWriter {
@@ -32,24 +62,97 @@ pub(crate) struct ZoneWriter {
     placed: HashMap<u64, ZoneFile>,
 }
 
-/// The image file after pass 1: the first layer's files in place.
+/// Writes a later layer's files into a scratch file, each from a block boundary, one after
+/// another.
+pub(crate) struct StashWriter {
+    out: SparseFile,
+    /// The next free block of the stash.
+    next: u64,
+    files: Vec<Stashed>,
+}
+
+/// One file of a stash.
+struct Stashed {
+    entry: u64,
+    size: u64,
+    /// Its first block in the stash.
+    block: u64,
+}
+
+/// A later layer's file data, stashed.
+pub(crate) struct Stash {
+    layer: usize,
+    file: File,
+    files: Vec<Stashed>,
+}
+
+/// The image file after pass 1: the first layer's files in place, the other layers' stashed.
 pub struct ZoneImage {
     file: File,
     zone: DataZone,
     placed: HashMap<u64, ZoneFile>,
+    /// In layer order.
+    stashes: Vec<Stash>,
 }
 
-impl ZoneWriter {
-    /// Writes into `file`, new and empty; `writeback` starts pushing the bytes to the device
-    /// as they come (for an output, not a scratch file).
-    pub(crate) fn new(file: File, writeback: bool) -> Self {
+impl Zoning {
+    /// Writes the first layer into `file`, new and empty, and stashes the others in `dir`;
+    /// `writeback` starts pushing the image's bytes to the device as they come (for an
+    /// output, not a scratch file).
+    pub(crate) fn new(file: File, dir: &Path, writeback: bool) -> Self {
         let out = if writeback { SparseFile::new(file) } else { SparseFile::scratch(file) };
-        ZoneWriter { out, zone: DataZone::new(), placed: HashMap::new() }
+        Zoning {
+            first: std::sync::Mutex::new(ZoneWriter {
+                out,
+                zone: DataZone::new(),
+                placed: HashMap::new(),
+            }),
+            dir: dir.to_owned(),
+            stashes: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
-    /// Copies the `size` bytes of entry `entry` from `data` into the zone and returns its
-    /// all-zero 4 KiB blocks as runs (as [`crate::zero_runs`] does).
-    pub(crate) fn add(
+    /// The first layer's writer; the layer's reader holds it until the layer ends.
+    pub(crate) fn first(&self) -> std::sync::MutexGuard<'_, ZoneWriter> {
+        self.first.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new stash for a later layer.
+    pub(crate) fn stash(&self) -> Result<StashWriter, Error> {
+        let file = tempfile::tempfile_in(&self.dir).map_err(|e| Error::Io {
+            op: "creating a scratch file in",
+            path: self.dir.display().to_string(),
+            source: e,
+        })?;
+        Ok(StashWriter { out: SparseFile::scratch(file), next: 0, files: Vec::new() })
+    }
+
+    /// Keeps the stash of layer `layer`, read to its end.
+    pub(crate) fn keep(&self, layer: usize, stash: StashWriter) -> Result<(), Error> {
+        let file = stash.out.finish().map_err(|e| Error::Io {
+            op: "writing a scratch file in",
+            path: self.dir.display().to_string(),
+            source: e,
+        })?;
+        let mut stashes = self.stashes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        stashes.push(Stash { layer, file, files: stash.files });
+        Ok(())
+    }
+
+    /// Ends pass 1.
+    pub(crate) fn finish(self) -> io::Result<ZoneImage> {
+        let mut first = self.first.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stashes =
+            self.stashes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        stashes.sort_by_key(|s| s.layer);
+        fill_to(&mut first.out, first.zone.end() * BLOCK_SIZE)?;
+        let file = first.out.finish()?;
+        Ok(ZoneImage { file, zone: first.zone, placed: first.placed, stashes })
+    }
+}
+
+impl FileSink for ZoneWriter {
+    fn add(
         &mut self,
         entry: u64,
         size: u64,
@@ -57,43 +160,66 @@ impl ZoneWriter {
         buf: &mut [u8],
     ) -> io::Result<Vec<(u64, u64)>> {
         let placed = self.zone.allocate(size).map_err(io::Error::other)?;
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        let mut block = 0u64;
-        let mut left = size;
-        for &(start, blocks) in placed.runs() {
-            self.fill_to(start * xspack_ext4::BLOCK_SIZE)?;
-            let mut room = (blocks * xspack_ext4::BLOCK_SIZE).min(left);
-            while room > 0 {
-                let want = usize::try_from(room.min(buf.len() as u64)).expect("fits a buffer");
-                let n = xspack_io::read_full(data, &mut buf[..want])?;
-                if n < want {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "entry data ended"));
-                }
-                crate::note_zero_blocks(&buf[..n], &mut block, &mut runs);
-                self.out.write_all(&buf[..n])?;
-                room -= n as u64;
-                left -= n as u64;
-            }
-        }
+        let runs = write_runs(&mut self.out, placed.runs(), size, data, buf)?;
         self.placed.insert(entry, placed);
         Ok(runs)
     }
+}
 
-    /// Writes zeros up to byte `to` of the image.
-    fn fill_to(&mut self, to: u64) -> io::Result<()> {
-        while self.out.len() < to {
-            let n = usize::try_from((to - self.out.len()).min(ZEROS.len() as u64))
-                .expect("fits a buffer");
-            self.out.write_all(&ZEROS[..n])?;
+impl FileSink for StashWriter {
+    fn add(
+        &mut self,
+        entry: u64,
+        size: u64,
+        data: &mut dyn Read,
+        buf: &mut [u8],
+    ) -> io::Result<Vec<(u64, u64)>> {
+        let blocks = size.div_ceil(BLOCK_SIZE);
+        let runs = write_runs(&mut self.out, &[(self.next, blocks)], size, data, buf)?;
+        self.files.push(Stashed { entry, size, block: self.next });
+        self.next += blocks;
+        Ok(runs)
+    }
+}
+
+/// Copies `size` bytes from `data` into `out` at the blocks of `runs` (which lie after
+/// everything written so far), zeros over the gaps; returns the all-zero blocks of the data
+/// as runs of file blocks.
+fn write_runs(
+    out: &mut SparseFile,
+    runs: &[(u64, u64)],
+    size: u64,
+    data: &mut dyn Read,
+    buf: &mut [u8],
+) -> io::Result<Vec<(u64, u64)>> {
+    let mut zero: Vec<(u64, u64)> = Vec::new();
+    let mut block = 0u64;
+    let mut left = size;
+    for &(start, blocks) in runs {
+        fill_to(out, start * BLOCK_SIZE)?;
+        let mut room = (blocks * BLOCK_SIZE).min(left);
+        while room > 0 {
+            let want = usize::try_from(room.min(buf.len() as u64)).expect("fits a buffer");
+            let n = xspack_io::read_full(data, &mut buf[..want])?;
+            if n < want {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "entry data ended"));
+            }
+            crate::note_zero_blocks(&buf[..n], &mut block, &mut zero);
+            out.write_all(&buf[..n])?;
+            room -= n as u64;
+            left -= n as u64;
         }
-        Ok(())
     }
+    Ok(zero)
+}
 
-    pub(crate) fn finish(mut self) -> io::Result<ZoneImage> {
-        self.fill_to(self.zone.end() * xspack_ext4::BLOCK_SIZE)?;
-        let file = self.out.finish()?;
-        Ok(ZoneImage { file, zone: self.zone, placed: self.placed })
+/// Writes zeros into `out` up to byte `to`.
+fn fill_to(out: &mut SparseFile, to: u64) -> io::Result<()> {
+    while out.len() < to {
+        let n = usize::try_from((to - out.len()).min(ZEROS.len() as u64)).expect("fits a buffer");
+        out.write_all(&ZEROS[..n])?;
     }
+    Ok(())
 }
 
 /// Pass 2 of a single-pass build: zeroes the zone files nothing uses, plans the filesystem
@@ -122,29 +248,40 @@ pub(crate) fn write_around_zone<S: Write>(
     progress: &dyn Progress,
     make_sinks: impl FnOnce(&xspack_ext4::Plan, &crate::DataMap<'_>) -> Result<Option<S>, Error>,
 ) -> Result<(File, RootfsSummary, Option<S>), Error> {
-    let ZoneImage { mut file, zone, placed } = zone;
+    let ZoneImage { mut file, mut zone, placed, stashes } = zone;
     let io_err = |op, e| Error::Io { op, path: "the image".into(), source: e };
     let (mut builder, mut converted) = crate::convert::to_builder(tree)?;
-    let mut used: HashSet<u64> = HashSet::new();
-    let mut all_zoned = true;
-    for (&(layer, entry), &id) in &converted.sources {
-        if layer != 0 {
-            continue;
+    // The stashed files take the zone blocks after the first layer's, in layer order and
+    // each layer's arrival order, whether or not they survived: the layout depends on the
+    // layers only.
+    let mut placed: HashMap<(usize, u64), ZoneFile> =
+        placed.into_iter().map(|(entry, at)| ((0, entry), at)).collect();
+    for stash in &stashes {
+        for f in &stash.files {
+            placed.insert((stash.layer, f.entry), zone.allocate(f.size)?);
         }
-        match placed.get(&entry) {
+    }
+    let mut used: HashSet<(usize, u64)> = HashSet::new();
+    let mut unzoned: BTreeSet<usize> = BTreeSet::new();
+    for (source, &id) in &converted.sources {
+        match placed.get(source) {
             Some(at) => {
                 builder.set_zone_data(id, at.clone())?;
-                used.insert(entry);
+                used.insert(*source);
             }
-            None => all_zoned = false,
+            None => {
+                unzoned.insert(source.0);
+            }
         }
     }
-    if all_zoned {
-        converted.layers_with_data.remove(&0);
-    }
-    // Files a later layer replaced or deleted: their blocks are free space, and read as zeros.
-    let mut dropped: Vec<&ZoneFile> =
-        placed.iter().filter(|(entry, _)| !used.contains(entry)).map(|(_, at)| at).collect();
+    converted.layers_with_data.retain(|layer, _| unzoned.contains(layer));
+    // First-layer files a later layer replaced or deleted: their blocks are free space, and
+    // read as zeros.
+    let mut dropped: Vec<&ZoneFile> = placed
+        .iter()
+        .filter(|(source, _)| source.0 == 0 && !used.contains(*source))
+        .map(|(_, at)| at)
+        .collect();
     dropped.sort_by_key(|z| z.runs().first().map(|r| r.0));
     for z in dropped {
         punch_out(&file, z.runs()).map_err(|e| io_err("zeroing replaced files in", e))?;
@@ -170,6 +307,11 @@ pub(crate) fn write_around_zone<S: Write>(
         }
         Err(e) => return Err(e.into()),
     };
+    for stash in &stashes {
+        unstash(stash, &placed, &used, &file)
+            .map_err(|e| io_err("copying stashed files into", e))?;
+    }
+    drop(stashes);
     let sinks = make_sinks(&plan, &crate::DataMap { tree, converted: &converted })?;
     let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
     file.rewind().map_err(|e| io_err("writing", e))?;
@@ -193,6 +335,108 @@ fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
     io::copy(&mut reader, &mut sinks)?;
     sinks.flush()?;
     Ok(sinks)
+}
+
+/// Copies the surviving files of `stash` into their zone blocks in `image`, in as few
+/// pieces as their blocks allow.
+fn unstash(
+    stash: &Stash,
+    placed: &HashMap<(usize, u64), ZoneFile>,
+    used: &HashSet<(usize, u64)>,
+    image: &File,
+) -> io::Result<()> {
+    // (stash block, image block, blocks) of the piece being gathered.
+    let mut piece: Option<(u64, u64, u64)> = None;
+    for f in &stash.files {
+        let source = (stash.layer, f.entry);
+        let Some(at) = placed.get(&source).filter(|_| used.contains(&source)) else { continue };
+        let mut from = f.block;
+        for &(start, blocks) in at.runs() {
+            match &mut piece {
+                Some((s, d, n)) if *s + *n == from && *d + *n == start => *n += blocks,
+                _ => {
+                    if let Some((s, d, n)) = piece.take() {
+                        copy_data(
+                            &stash.file,
+                            image,
+                            s * BLOCK_SIZE,
+                            d * BLOCK_SIZE,
+                            n * BLOCK_SIZE,
+                        )?;
+                    }
+                    piece = Some((from, start, blocks));
+                }
+            }
+            from += blocks;
+        }
+    }
+    if let Some((s, d, n)) = piece {
+        copy_data(&stash.file, image, s * BLOCK_SIZE, d * BLOCK_SIZE, n * BLOCK_SIZE)?;
+    }
+    Ok(())
+}
+
+/// Copies the data extents of bytes `from..from + len` of `src` to `to` on in `dst`, leaving
+/// holes alone; the end of `src` ends the copy.
+fn copy_data(src: &File, dst: &File, from: u64, to: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{SeekFrom, seek};
+    let end = from + len;
+    let mut at = from;
+    while at < end {
+        let (data, hole) = match seek(src, SeekFrom::Data(at)) {
+            Ok(data) => (data, seek(src, SeekFrom::Hole(data)).map_err(io::Error::from)?),
+            Err(rustix::io::Errno::NXIO) => return Ok(()),
+            // No SEEK_DATA here: copy everything.
+            Err(_) => (at, end),
+        };
+        if data >= end {
+            return Ok(());
+        }
+        let hole = hole.min(end);
+        copy_range(src, dst, data, to + (data - from), hole - data)?;
+        at = hole;
+    }
+    Ok(())
+}
+
+/// Copies bytes `from..from + len` of `src` to `to` on in `dst`, in the kernel where it can;
+/// the end of `src` ends the copy.
+fn copy_range(src: &File, dst: &File, mut from: u64, mut to: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let end = from + len;
+    while from < end {
+        let want = usize::try_from((end - from).min(1 << 30)).expect("fits usize");
+        let (mut off_in, mut off_out) = (from, to);
+        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                from += n as u64;
+                to += n as u64;
+            }
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::INVAL,
+            ) => {
+                // Not between these files: through a buffer.
+                let mut buf = vec![0u8; 1 << 20];
+                while from < end {
+                    let want =
+                        usize::try_from((end - from).min(buf.len() as u64)).expect("fits a buffer");
+                    let n = src.read_at(&mut buf[..want], from)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    dst.write_all_at(&buf[..n], to)?;
+                    from += n as u64;
+                    to += n as u64;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Makes the blocks of `runs` read as zeros: punches holes, or writes zeros where the

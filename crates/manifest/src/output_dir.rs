@@ -57,9 +57,14 @@ impl OutputDir {
     /// A path for an intermediate file that is not an output: it lives in the temporary
     /// directory and is deleted before the directory is published (or with it, on failure).
     pub fn scratch_path(&self, name: &str) -> Result<Utf8PathBuf, Error> {
+        Ok(self.scratch_dir()?.join(name))
+    }
+
+    /// The scratch directory itself (made if missing), for unnamed scratch files.
+    pub fn scratch_dir(&self) -> Result<Utf8PathBuf, Error> {
         let dir = self.dir.path().join(SCRATCH_DIR);
         fs::create_dir_all(&dir).map_err(|e| Error::io("creating scratch directory", &dir, e))?;
-        Ok(dir.join(name))
+        Ok(dir)
     }
 
     /// Records an input of the build.

@@ -106,6 +106,12 @@ fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines().find_map(|l| l.split_once(key).map(|(_, rest)| rest.trim()))
 }
 
+/// What debugfs's `stat` says of `path` (without leading `/`): fields, extents.
+pub fn debugfs_stat(image: &Utf8Path, path: &[u8]) -> String {
+    let out = debugfs(image, &[[b"stat ".to_vec(), quoted(path)].concat()]);
+    String::from_utf8_lossy(&out[0]).into_owned()
+}
+
 /// The whole tree: path (without leading `/`) → what debugfs reports.
 pub fn read_tree(image: &Utf8Path) -> BTreeMap<Vec<u8>, Expected> {
     let mut tree = BTreeMap::new();

@@ -54,7 +54,8 @@ fn single_pass(image: &Image, fixup: impl FnOnce(&mut xspack_oci::MergedTree)) -
     let file =
         std::fs::File::options().read(true).write(true).create_new(true).open(&path).unwrap();
     let (mut tree, zone) =
-        xspack_image::merge_layers_into_zone(image, file, false, &NoProgress).unwrap();
+        xspack_image::merge_layers_into_zone(image, file, dir.as_std_path(), false, &NoProgress)
+            .unwrap();
     fixup(&mut tree);
     let (file, summary) =
         xspack_image::write_ext4_around_zone(image, &tree, &opts(), zone, &NoProgress).unwrap();
@@ -174,14 +175,18 @@ fn content_matches_umoci_unpack() {
     }
 }
 
-/// A single pass writes the first layer's files before the merge knows which survive: the
-/// ones a later layer deletes or replaces must leave no trace in the image.
+/// A single pass writes every layer's files before the merge knows which survive: the ones a
+/// later layer deletes or replaces must leave no trace in the image, whether they were written
+/// into it (the first layer) or stashed (the others).
 #[test]
 fn a_single_pass_leaves_nothing_of_replaced_files() {
-    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
+    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar, noise};
     let (_t, dir) = tempdir();
     let secret = b"TOP-SECRET-0123456789".repeat(5000);
     let replaced = b"OLD-CONTENT-abcdefghij".repeat(20_000);
+    let stale = b"STALE-MIDDLE-LAYER-xyz".repeat(20_000);
+    let deleted = b"DELETED-MIDDLE-LAYER-q".repeat(3_000);
+    let holey = [noise(1, 50_000), vec![0u8; 300_000], noise(2, 50_000)].concat();
     let base = layer_tar(&[
         Entry::file("etc/keep", "kept\n"),
         Entry::file("etc/secret", secret.clone()),
@@ -191,16 +196,28 @@ fn a_single_pass_leaves_nothing_of_replaced_files() {
     let upper = layer_tar(&[
         Entry::file("etc/.wh.secret", ""),
         Entry::file("srv/data", "new\n"),
-        Entry::file("srv/more", xspack_testkit::noise(3, 100_000)),
+        Entry::file("srv/more", noise(3, 100_000)),
+        Entry::file("srv/stale", stale.clone()),
+        Entry::file("srv/holey", holey.clone()),
+        Entry::file("srv/deleted", deleted.clone()),
+    ]);
+    let top = layer_tar(&[
+        Entry::file("srv/stale", "fresh\n"),
+        Entry::file("srv/.wh.deleted", ""),
+        Entry::file("srv/top", noise(4, 20_000)),
     ]);
     for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
         let layout = dir.join(format!("{compression:?}"));
-        ImageSpec::new(vec![(base.clone(), compression), (upper.clone(), Compression::Gzip)])
-            .write_oci_dir(&layout, "latest")
-            .unwrap();
+        ImageSpec::new(vec![
+            (base.clone(), compression),
+            (upper.clone(), Compression::Gzip),
+            (top.clone(), compression),
+        ])
+        .write_oci_dir(&layout, "latest")
+        .unwrap();
         let source = format!("oci:{layout}");
         let bytes = build_single_pass(&source);
-        for gone in [&secret[..21], &replaced[..22]] {
+        for gone in [&secret[..21], &replaced[..22], &stale[..22], &deleted[..22]] {
             assert!(!bytes.windows(gone.len()).any(|w| w == gone), "{compression:?}: stale data");
         }
         let path = dir.join("fs.img");
@@ -208,13 +225,50 @@ fn a_single_pass_leaves_nothing_of_replaced_files() {
         e2fsck(&path);
         let got = read_tree(&path);
         assert!(!got.contains_key(&b"etc/secret"[..]));
-        for (name, want) in [(&b"srv/data"[..], &b"new\n"[..]), (b"etc/keep", b"kept\n")] {
+        assert!(!got.contains_key(&b"srv/deleted"[..]));
+        let (more, top_file) = (noise(3, 100_000), noise(4, 20_000));
+        for (name, want) in [
+            (&b"srv/data"[..], &b"new\n"[..]),
+            (b"etc/keep", b"kept\n"),
+            (b"srv/stale", b"fresh\n"),
+            (b"srv/holey", &holey),
+            (b"srv/more", &more),
+            (b"srv/top", &top_file),
+        ] {
             let got = got[name].sha256.clone().unwrap();
             let want = xspack_io::Sha256Digest::of_bytes(want).to_string();
             assert_eq!(got, want, "{}", String::from_utf8_lossy(name));
         }
         assert_eq!(got.len(), build_tree_len(&source), "{compression:?}");
     }
+}
+
+/// Stashed files take the zone blocks after the first layer's, which may step over a backup
+/// superblock: their bytes are then copied into place in pieces around it.
+#[test]
+fn stashed_files_step_over_a_backup_superblock() {
+    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar, noise};
+    let (_t, dir) = tempdir();
+    // 127 MiB from block 2: the next file starts 254 blocks before group 1's backup.
+    let base = layer_tar(&[Entry::file("big/zeros", vec![0u8; 127 << 20])]);
+    let across = noise(7, 2 << 20);
+    let upper = layer_tar(&[
+        Entry::file("big/across", across.clone()),
+        Entry::file("big/after", "after\n"),
+    ]);
+    ImageSpec::new(vec![(base, Compression::None), (upper, Compression::Gzip)])
+        .write_oci_dir(&dir.join("layout"), "latest")
+        .unwrap();
+    let path = dir.join("fs.img");
+    std::fs::write(&path, build_single_pass(&format!("oci:{dir}/layout"))).unwrap();
+    e2fsck(&path);
+    let got = read_tree(&path);
+    for (name, want) in [(&b"big/across"[..], &across[..]), (b"big/after", b"after\n")] {
+        let want = xspack_io::Sha256Digest::of_bytes(want).to_string();
+        assert_eq!(got[name].sha256.clone().unwrap(), want, "{}", String::from_utf8_lossy(name));
+    }
+    let stat = xspack_testkit::ext4check::debugfs_stat(&path, b"big/across");
+    assert!(stat.contains("32770"), "big/across should continue after the backup:\n{stat}");
 }
 
 /// The number of paths in the two-pass build of `source`.
@@ -380,7 +434,8 @@ fn a_single_pass_above_16_gib_falls_back_to_two_passes() {
     let file =
         std::fs::File::options().read(true).write(true).create_new(true).open(&file_path).unwrap();
     let (tree, zone) =
-        xspack_image::merge_layers_into_zone(&image, file, false, &NoProgress).unwrap();
+        xspack_image::merge_layers_into_zone(&image, file, dir.as_std_path(), false, &NoProgress)
+            .unwrap();
     let (file, summary) =
         xspack_image::write_ext4_around_zone(&image, &tree, &big, zone, &NoProgress).unwrap();
     drop(file);
