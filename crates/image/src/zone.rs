@@ -31,7 +31,7 @@ use xspack_oci::{Image, MergedTree};
 use crate::{Error, RootfsOptions, RootfsSummary};
 
 /// Zeros written over the gaps between zone files (turned into holes by [`SparseFile`]).
-static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
+static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 /// Where pass 1 writes file data: the image for the first layer, stashes for the others.
 pub(crate) struct Zoning {
@@ -328,13 +328,41 @@ pub(crate) fn write_around_zone<S: Write>(
     Ok((file, summary, sinks))
 }
 
-/// Reads the finished image from its start into `sinks`.
+/// Reads the finished image from its start into `sinks`. Holes are not read (the kernel
+/// would fill page cache with zeros for them) but handed on as zeros.
 fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
-    let mut reader = io::BufReader::with_capacity(1 << 20, file);
-    reader.rewind()?;
-    io::copy(&mut reader, &mut sinks)?;
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let (data, hole) = next_data(file, at, len)?.unwrap_or((len, len));
+        while at < data {
+            let n = (data - at).min(ZEROS.len() as u64);
+            sinks.write_all(&ZEROS[..usize::try_from(n).expect("fits a buffer")])?;
+            at += n;
+        }
+        while at < hole {
+            let n = usize::try_from((hole - at).min(buf.len() as u64)).expect("fits a buffer");
+            file.read_exact_at(&mut buf[..n], at)?;
+            sinks.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+    }
     sinks.flush()?;
     Ok(sinks)
+}
+
+/// The first extent of data in bytes `at..end` of `file`, as `(start, end)`; `None` if the
+/// rest is a hole. Where the filesystem cannot tell, everything is data.
+fn next_data(file: &File, at: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+    use rustix::fs::{SeekFrom, seek};
+    match seek(file, SeekFrom::Data(at)) {
+        Ok(data) if data >= end => Ok(None),
+        Ok(data) => Ok(Some((data, seek(file, SeekFrom::Hole(data))?.min(end)))),
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        Err(_) => Ok(Some((at, end))),
+    }
 }
 
 /// Copies the surviving files of `stash` into their zone blocks in `image`, in as few
@@ -379,20 +407,9 @@ fn unstash(
 /// Copies the data extents of bytes `from..from + len` of `src` to `to` on in `dst`, leaving
 /// holes alone; the end of `src` ends the copy.
 fn copy_data(src: &File, dst: &File, from: u64, to: u64, len: u64) -> io::Result<()> {
-    use rustix::fs::{SeekFrom, seek};
     let end = from + len;
     let mut at = from;
-    while at < end {
-        let (data, hole) = match seek(src, SeekFrom::Data(at)) {
-            Ok(data) => (data, seek(src, SeekFrom::Hole(data)).map_err(io::Error::from)?),
-            Err(rustix::io::Errno::NXIO) => return Ok(()),
-            // No SEEK_DATA here: copy everything.
-            Err(_) => (at, end),
-        };
-        if data >= end {
-            return Ok(());
-        }
-        let hole = hole.min(end);
+    while let Some((data, hole)) = next_data(src, at, end)? {
         copy_range(src, dst, data, to + (data - from), hole - data)?;
         at = hole;
     }

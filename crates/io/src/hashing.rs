@@ -62,9 +62,11 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A [`HashingWriter`] on its own thread: writes copy the bytes into chunks handed to a thread
-/// that hashes them and writes them to the inner writer, so hashing and the write system calls
-/// run beside the code producing the bytes instead of on its thread. Memory is bounded by
+/// A [`HashingWriter`] off the caller's thread: writes copy the bytes into chunks that one
+/// thread hashes and hands to a second, which writes them to the inner writer. Hashing and
+/// the write system calls run beside the code producing the bytes and beside each other (on
+/// two cores the scheduler shares the three threads out), instead of on the producer's thread.
+/// Chunks move between the threads without copying; memory is bounded by twice
 /// [`BACKGROUND_DEPTH`] chunks of [`crate::pipe::CHUNK`].
 ///
 /// An error of the inner writer is returned by the next write, flush or [`Self::finish`].
@@ -74,26 +76,41 @@ pub struct BackgroundHashingWriter<W: Write + Send + 'static> {
     len: u64,
 }
 
-/// Chunks queued for a [`BackgroundHashingWriter`]'s thread.
+/// Chunks queued for each of a [`BackgroundHashingWriter`]'s threads.
 pub const BACKGROUND_DEPTH: usize = 4;
 
 impl<W: Write + Send + 'static> BackgroundHashingWriter<W> {
-    /// Starts the thread writing to `inner`.
+    /// Starts the threads writing to `inner`.
     pub fn new(inner: W) -> Self {
-        let (pipe, mut reader) = crate::pipe::pipe(BACKGROUND_DEPTH);
+        let (pipe, reader) = crate::pipe::pipe(BACKGROUND_DEPTH);
+        let (chunks, spare) = reader.into_parts();
+        let (to_writer, written) = std::sync::mpsc::sync_channel::<Vec<u8>>(BACKGROUND_DEPTH);
+        let writer = std::thread::spawn(move || -> io::Result<W> {
+            let mut inner = inner;
+            for chunk in written {
+                inner.write_all(&chunk)?;
+                // The producer may be gone; then the chunk is simply freed.
+                let _ = spare.send(chunk);
+            }
+            inner.flush()?;
+            Ok(inner)
+        });
         let thread = std::thread::spawn(move || -> io::Result<(W, Sha256Digest, u64)> {
-            let mut out = HashingWriter::new(inner);
-            loop {
-                let chunk = io::BufRead::fill_buf(&mut reader)?;
-                if chunk.is_empty() {
+            let mut hasher = Sha256::new();
+            let mut len = 0u64;
+            for chunk in chunks {
+                hasher.update(&chunk);
+                len += chunk.len() as u64;
+                if to_writer.send(chunk).is_err() {
+                    // The writer failed: its error is the one to report.
                     break;
                 }
-                let n = chunk.len();
-                out.write_all(chunk)?;
-                io::BufRead::consume(&mut reader, n);
             }
-            out.flush()?;
-            Ok(out.finish())
+            drop(to_writer);
+            let inner = writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the output writer thread panicked")))?;
+            Ok((inner, Sha256Digest(hasher.finalize().into()), len))
         });
         BackgroundHashingWriter { pipe: Some(pipe), thread: Some(thread), len: 0 }
     }

@@ -100,6 +100,15 @@ impl Write for PipeWriter {
     }
 }
 
+impl PipeReader {
+    /// The chunk channel itself, for a consumer that takes chunks whole (and hands them on):
+    /// chunks arrive on the receiver; sending emptied ones back on the sender lets the writer
+    /// reuse them.
+    pub(crate) fn into_parts(self) -> (Receiver<Vec<u8>>, Sender<Vec<u8>>) {
+        (self.rx, self.spare)
+    }
+}
+
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         crate::read_via_fill_buf(self, out)
