@@ -3,7 +3,7 @@
 //! Each benchmark runs its contenders for several rounds, rotating which goes first, each run
 //! on a fresh scratch filesystem (a new loop-mounted ext4 when running as root: ext4 skips
 //! recently freed inodes, so reusing one directory makes unpacking slow and erratic) and after
-//! a `sync`. The table shows medians of wall time, CPU time (user + system) and peak RSS of
+//! a `sync`; each benchmark starts with the page cache dropped (as root). The table shows medians of wall time, CPU time (user + system) and peak RSS of
 //! the measured process, and ratios to the baseline. Absolute times on a shared machine mean
 //! little; compare the ratios. Results are also written to `target/bench/results.{json,md}`.
 //! xspack fsyncs its outputs before renaming them into place; the baselines end with
@@ -74,6 +74,13 @@ struct Bench {
     extra: Vec<(usize, usize)>,
 }
 
+/// Writes back dirty pages and drops the clean page cache. Only root may drop it; otherwise
+/// the benchmark runs on the cache as it is.
+fn drop_page_cache() {
+    let _ = std::process::Command::new("sync").status();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3\n");
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -110,7 +117,15 @@ fn main() -> Result<()> {
     let scratch = scratch::Scratch::detect();
     eprintln!("bench: scratch filesystems: {}", scratch.describe());
     let mut benches = Vec::new();
-    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    // Each benchmark starts from a settled page cache (its warm-up run then reads the inputs
+    // back in): after hours of builds, a full and fragmented cache moved timings by up to 30%.
+    let want = |name: &str| {
+        let run = only.as_deref().is_none_or(|o| o == name);
+        if run {
+            drop_page_cache();
+        }
+        run
+    };
     if want("verify") {
         benches.push(verify_bench(&xspack, &fixtures::dir(&target))?);
     }
