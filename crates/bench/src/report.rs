@@ -77,7 +77,11 @@ impl BenchResult {
         let mut pairs = extra.to_vec();
         if let Some(floor) = contenders.iter().position(|c| c.label.starts_with("floor")) {
             for (i, c) in contenders.iter().enumerate() {
-                if c.label.starts_with("xspack") && c.compare_to != Some(floor) {
+                // Against the floor, unless its own reference already is one (scale's runs
+                // each have their fixture's floor).
+                let has_floor =
+                    c.compare_to.is_some_and(|r| contenders[r].label.starts_with("floor"));
+                if c.label.starts_with("xspack") && !has_floor {
                     pairs.push((i, floor));
                 }
             }
@@ -150,4 +154,44 @@ pub fn print_and_save(
 /// A contender's label without its parenthesised notes, for ratio rows.
 fn short(label: &str) -> &str {
     label.split(" (").next().unwrap_or(label).trim_start_matches("xspack image build ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(wall_s: f64) -> Vec<Sample> {
+        vec![Sample { wall_s, cpu_s: wall_s, max_rss_kib: 1024 }]
+    }
+
+    /// Each xspack run is set against the floor once: its own, when that is its reference,
+    /// and never against another fixture's floor.
+    #[test]
+    fn runs_meet_their_own_floor_only() {
+        let contenders = [
+            Contender::new("xspack vhd (big)", Vec::new(), Some(1)),
+            Contender::new("floor (big)", Vec::new(), None),
+            Contender::new("xspack vhd (small)", Vec::new(), Some(3)),
+            Contender::new("floor (small)", Vec::new(), None),
+        ];
+        let samples = [sample(8.0), sample(4.0), sample(3.0), sample(2.0)];
+        let result = BenchResult::new("scale", &contenders, &[], &samples);
+        assert!(result.ratios.is_empty(), "{:?}", result.ratios);
+        assert_eq!(result.contenders[0].wall_ratio, Some(2.0));
+        assert_eq!(result.contenders[2].wall_ratio, Some(1.5));
+
+        let contenders = [
+            Contender::new("xspack vhd", Vec::new(), Some(1)),
+            Contender::new("baseline", Vec::new(), None),
+            Contender::new("floor", Vec::new(), None),
+        ];
+        let samples = [sample(1.0), sample(5.0), sample(0.5)];
+        let result = BenchResult::new("image", &contenders, &[], &samples);
+        assert_eq!(result.ratios.len(), 1);
+        assert_eq!(
+            (result.ratios[0].of.as_str(), result.ratios[0].to.as_str()),
+            ("xspack vhd", "floor")
+        );
+        assert!((result.ratios[0].wall_ratio - 2.0).abs() < 1e-9);
+    }
 }

@@ -121,13 +121,9 @@ impl DiskSource for FileSource {
     }
 
     fn known_zero(&mut self, offset: u64, len: u64) -> io::Result<bool> {
-        // SEEK_DATA gives the first data offset at or after `offset`, or ENXIO when only a hole
-        // follows. File systems without hole support report everything as data, which is safe.
-        match rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Data(offset)) {
-            Ok(data) => Ok(data >= offset.saturating_add(len)),
-            Err(rustix::io::Errno::NXIO) => Ok(true),
-            Err(_) => Ok(false),
-        }
+        // File systems without hole support report everything as data, which is safe.
+        Ok(xspack_io::data_start(&self.file, offset)?
+            .is_none_or(|data| data >= offset.saturating_add(len)))
     }
 }
 

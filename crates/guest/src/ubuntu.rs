@@ -323,8 +323,8 @@ fn vm_spec(image: &Image, opts: &UbuntuOptions) -> xspack_xva::VmSpec {
 }
 
 /// Reads and merges `image`'s layers and builds the guest disk into `out`. The root
-/// filesystem is written in a single pass ([`xspack_image::merge_layers_into_zone`]): the
-/// first layer's files go into place while it is first read.
+/// filesystem is written in a single pass ([`xspack_image::merge_layers_into_zone`]): every
+/// file is written out while its layer is first read.
 pub fn build(
     image: &Image,
     out: &mut OutputDir,
@@ -362,7 +362,7 @@ pub fn build_into(
 enum Rootfs {
     /// From the merged tree, reading the layers again.
     TwoPass,
-    /// Around the first layer's files, already in this scratch file.
+    /// Around the files pass 1 wrote: the first layer's already in this scratch file.
     Zone(xspack_image::ZoneImage, camino::Utf8PathBuf),
 }
 

@@ -11,8 +11,9 @@
 //!    the first pass noted of the bytes whose digest it checked).
 //!
 //! A single-pass build ([`merge_layers_into_zone`], then [`write_ext4_around_zone`]; what
-//! [`build`] and the guests do) writes the first layer's files into the image during pass 1
-//! (the `zone` module), so pass 2 reads only the later layers again.
+//! [`build`] and the guests do) writes every file during pass 1 (the `zone` module): the first
+//! layer's straight into the image, the others' into scratch files, copied into place after
+//! the merge. No layer is read again, and the second step writes only the metadata.
 //!
 //! The filesystem UUID and directory hash seed are derived from the image digest and layer
 //! `diff_id`s, so the same image and options always give the same bytes.

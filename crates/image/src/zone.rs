@@ -336,7 +336,7 @@ fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
     let mut buf = vec![0u8; 1 << 20];
     let mut at = 0;
     while at < len {
-        let (data, hole) = next_data(file, at, len)?.unwrap_or((len, len));
+        let (data, hole) = xspack_io::next_data(file, at, len)?.unwrap_or((len, len));
         while at < data {
             let n = (data - at).min(ZEROS.len() as u64);
             sinks.write_all(&ZEROS[..usize::try_from(n).expect("fits a buffer")])?;
@@ -351,18 +351,6 @@ fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
     }
     sinks.flush()?;
     Ok(sinks)
-}
-
-/// The first extent of data in bytes `at..end` of `file`, as `(start, end)`; `None` if the
-/// rest is a hole. Where the filesystem cannot tell, everything is data.
-fn next_data(file: &File, at: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
-    use rustix::fs::{SeekFrom, seek};
-    match seek(file, SeekFrom::Data(at)) {
-        Ok(data) if data >= end => Ok(None),
-        Ok(data) => Ok(Some((data, seek(file, SeekFrom::Hole(data))?.min(end)))),
-        Err(rustix::io::Errno::NXIO) => Ok(None),
-        Err(_) => Ok(Some((at, end))),
-    }
 }
 
 /// Copies the surviving files of `stash` into their zone blocks in `image`, in as few
@@ -409,7 +397,7 @@ fn unstash(
 fn copy_data(src: &File, dst: &File, from: u64, to: u64, len: u64) -> io::Result<()> {
     let end = from + len;
     let mut at = from;
-    while let Some((data, hole)) = next_data(src, at, end)? {
+    while let Some((data, hole)) = xspack_io::next_data(src, at, end)? {
         copy_range(src, dst, data, to + (data - from), hole - data)?;
         at = hole;
     }

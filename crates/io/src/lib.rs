@@ -41,7 +41,7 @@ pub use hashing::{
     BACKGROUND_DEPTH, BackgroundHashingWriter, HashingReader, HashingWriter, hash_reader,
 };
 pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
-pub use sparse::SparseFile;
+pub use sparse::{SparseFile, data_start, next_data};
 pub use uuid::{ParseUuidError, Uuid};
 
 use camino::Utf8PathBuf;

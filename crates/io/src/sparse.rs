@@ -3,6 +3,8 @@
 //! Filesystem and disk images are mostly zeros. Seeking over zero blocks instead of writing
 //! them keeps outputs sparse on disk (see lseek(2), holes) while the byte stream, and so its
 //! hash, is unchanged. The file's final length is set explicitly, so a trailing hole counts.
+//! [`data_start`] and [`next_data`] find the holes again (`SEEK_DATA`, `SEEK_HOLE`), so readers
+//! can skip them instead of having the kernel fill page cache with zeros.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -149,6 +151,31 @@ impl Write for SparseFile {
     }
 }
 
+/// The first byte of data at or after `at` in `file` (`SEEK_DATA`); `None` if only a hole
+/// follows. Where the filesystem cannot tell, `at` itself: everything counts as data.
+pub fn data_start(file: &File, at: u64) -> io::Result<Option<u64>> {
+    match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(at)) {
+        Ok(data) => Ok(Some(data)),
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        Err(_) => Ok(Some(at)),
+    }
+}
+
+/// The first stretch of data in bytes `at..end` of `file`, as `(start, end)`; `None` if the
+/// rest of that range is a hole. Where the filesystem cannot tell, all of it is data.
+pub fn next_data(file: &File, at: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+    match data_start(file, at)? {
+        Some(data) if data < end => {
+            let hole = match rustix::fs::seek(file, rustix::fs::SeekFrom::Hole(data)) {
+                Ok(hole) => hole,
+                Err(_) => end,
+            };
+            Ok(Some((data, hole.clamp(data + 1, end))))
+        }
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +193,31 @@ mod tests {
         let mut data = Vec::new();
         File::open(&path).unwrap().read_to_end(&mut data).unwrap();
         (data, std::fs::metadata(&path).unwrap().blocks() * 512)
+    }
+
+    #[test]
+    fn data_stretches_skip_the_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = SparseFile::new(File::create(&path).unwrap());
+        for piece in [vec![0u8; 1 << 20], vec![5u8; 8192], vec![0u8; 1 << 20], vec![6u8; 100]] {
+            w.write_all(&piece).unwrap();
+        }
+        let file = w.finish().unwrap();
+        let len = file.metadata().unwrap().len();
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Some((data, hole)) = next_data(&file, at, len).unwrap() {
+            assert!(data >= at && hole > data && hole <= len);
+            found.push((data, hole));
+            at = hole;
+        }
+        // tmpfs and ext4 report holes at this granularity; a filesystem that cannot would
+        // report one stretch of data, which is also right.
+        let expected = vec![(1 << 20, (1 << 20) + 8192), ((2 << 20) + 8192, len)];
+        assert!(found == expected || found == vec![(0, len)], "{found:?}");
+        assert_eq!(next_data(&file, len - 50, len - 10).unwrap(), Some((len - 50, len - 10)));
+        assert_eq!(data_start(&file, len).unwrap(), None);
     }
 
     #[test]
