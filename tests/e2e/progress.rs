@@ -99,7 +99,7 @@ fn a_pipe_gets_a_few_plain_lines_and_quiet_gets_none() {
     let lines: Vec<&str> = text.lines().collect();
     assert!((4..=16).contains(&lines.len()), "a few lines: {text}");
     assert!(lines.iter().all(|l| l.starts_with("xspack: ")), "{text}");
-    for step in ["reading layers", "writing ext4", "writing VHD", "writing qcow2"] {
+    for step in ["reading layers", "writing ext4 metadata", "writing VHD", "writing qcow2"] {
         assert!(text.contains(&format!("xspack: {step} (")), "{step} starts: {text}");
         assert!(text.contains(&format!("xspack: {step} done: ")), "{step} ends: {text}");
     }

@@ -313,7 +313,11 @@ pub(crate) fn write_around_zone<S: Write>(
     }
     drop(stashes);
     let sinks = make_sinks(&plan, &crate::DataMap { tree, converted: &converted })?;
-    let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
+    // What is left to write: the metadata, and the bytes of files pass 1 did not place (a
+    // guest's fix-ups).
+    let left: u64 = plan.file_order().map(|(_, size)| size).sum();
+    let what = if left == 0 { "writing ext4 metadata" } else { "writing ext4 metadata and files" };
+    let task = progress.task(what, Some(left), ProgressUnit::Bytes);
     file.rewind().map_err(|e| io_err("writing", e))?;
     let out = BufWriter::with_capacity(256 * 1024, &mut file);
     let mut writer = plan.writer_around_zone(out);

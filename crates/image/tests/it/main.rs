@@ -271,6 +271,30 @@ fn stashed_files_step_over_a_backup_superblock() {
     assert!(stat.contains("32770"), "big/across should continue after the backup:\n{stat}");
 }
 
+/// The later layers' stashes need their directory: without it the build stops, naming it.
+#[test]
+fn a_missing_scratch_directory_is_named() {
+    let (_t, dir) = tempdir();
+    let (spec, _) = kitchen_sink();
+    spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
+    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    assert!(image.layers.len() > 1, "the fixture has later layers to stash");
+    let file = std::fs::File::create(dir.join("fs.img")).unwrap();
+    let missing = dir.join("gone");
+    let Err(err) = xspack_image::merge_layers_into_zone(
+        &image,
+        file,
+        missing.as_std_path(),
+        false,
+        &NoProgress,
+    ) else {
+        panic!("a build without its scratch directory succeeded");
+    };
+    let text = err.to_string();
+    assert!(text.contains("creating a scratch file in") && text.contains("gone"), "{text}");
+    assert!(!err.is_bad_input(), "the machine's fault, not the image's: {text}");
+}
+
 /// The number of paths in the two-pass build of `source`.
 fn build_tree_len(source: &str) -> usize {
     let (_t, dir) = tempdir();
