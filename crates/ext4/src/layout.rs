@@ -15,8 +15,7 @@ use std::collections::VecDeque;
 
 use crate::dir::{self, file_type};
 use crate::inode::{
-    EXTENTS_FL, Extent, InodeFields, MAX_EXTENT_LEN, build_extent_tree, encode_inode,
-    tree_blocks_needed,
+    EXTENTS_FL, Extent, InodeFields, MAX_EXTENT_LEN, build_extent_tree, tree_blocks_needed,
 };
 use crate::superblock::{
     BLOCKS_PER_GROUP, FIRST_INO, GROUP_DESC_SIZE, GroupDesc, JOURNAL_INO, ROOT_INO, SuperFields,
@@ -66,8 +65,9 @@ pub struct Plan {
     pub(crate) regions: Vec<(u64, u64, Content)>,
     /// Files in the order their data must be supplied.
     pub(crate) files: Vec<FilePlacement>,
-    /// Encoded inode records by inode number − 1, up to the last used inode.
-    pub(crate) inodes: Vec<[u8; 256]>,
+    /// Inode records by inode number − 1, up to the last used inode (`None`: unused); encoded
+    /// when their inode table block is rendered, so the plan does not hold both forms.
+    pub(crate) inodes: Vec<Option<InodeFields>>,
     /// Used block ranges, sorted and merged, for the block bitmaps.
     pub(crate) used: Vec<(u64, u64)>,
     /// The first block after the data zone, or 0 without one.
@@ -714,8 +714,6 @@ fn place(
         journal_block: journal_fields.block,
         journal_size: journal_fields.size,
     };
-    let inodes: Vec<[u8; 256]> =
-        fields.iter().map(|f| f.as_ref().map_or([0u8; 256], encode_inode)).collect();
     regions.sort_by_key(|r| r.0);
     Ok(Plan {
         blocks,
@@ -725,7 +723,7 @@ fn place(
         sb,
         regions,
         files,
-        inodes,
+        inodes: fields,
         used: merged,
         zone_end,
     })

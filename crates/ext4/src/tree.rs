@@ -123,9 +123,17 @@ pub struct FsBuilder {
 impl FsBuilder {
     /// A tree holding only the root directory, with `root` attributes.
     pub fn new(root: Attrs) -> Self {
+        Self::with_capacity(root, 1)
+    }
+
+    /// Like [`FsBuilder::new`], with room for `inodes` inodes (the root's included), for a
+    /// caller that knows how many are coming.
+    pub fn with_capacity(root: Attrs, inodes: usize) -> Self {
         let node =
             Node { kind: NodeKind::Dir, attrs: root, entries: Vec::new(), links: 1, subdirs: 0 };
-        FsBuilder { nodes: vec![node], names: HashMap::new(), zone_data: HashMap::new() }
+        let mut nodes = Vec::with_capacity(inodes.max(1));
+        nodes.push(node);
+        FsBuilder { nodes, names: HashMap::new(), zone_data: HashMap::new() }
     }
 
     /// The root directory.

@@ -247,7 +247,10 @@ pub(crate) fn render(plan: &Plan, content: &Content, i: u64) -> Vec<u8> {
             )
             .expect("fits");
             for (k, inode) in plan.inodes.iter().skip(first).take(per_block).enumerate() {
-                block[k * 256..k * 256 + 256].copy_from_slice(inode);
+                if let Some(fields) = inode {
+                    block[k * 256..k * 256 + 256]
+                        .copy_from_slice(&crate::inode::encode_inode(fields));
+                }
             }
         }
         Content::Bytes(data) => {

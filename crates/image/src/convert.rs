@@ -48,7 +48,8 @@ const INLINE_KEYS: u64 = 1 << 63;
 /// Walks the reachable tree depth first, adding each node once (hard links share it).
 pub fn to_builder(tree: &MergedTree) -> Result<(FsBuilder, Converted), Error> {
     let root = tree.root();
-    let mut builder = FsBuilder::new(attrs(&tree.node(root).meta));
+    // At most one inode per tree node (hard links share one).
+    let mut builder = FsBuilder::with_capacity(attrs(&tree.node(root).meta), tree.node_count());
     let mut ids: HashMap<NodeId, InodeId> = HashMap::new();
     ids.insert(root, builder.root());
     let mut sources = HashMap::new();

@@ -208,6 +208,7 @@ fn merge_layers_with(
         }
     }
     tree.set_zero_runs_known(true);
+    tree.shrink_to_fit();
     task.finish();
     Ok(tree)
 }

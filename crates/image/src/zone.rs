@@ -19,7 +19,7 @@
 //! zone, metadata after it. Filesystems above 16 GiB, which the zone has no room for, are
 //! written the two-pass way into the same file.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -261,14 +261,19 @@ pub(crate) fn write_around_zone<S: Write>(
             placed.insert((stash.layer, f.entry), zone.allocate(f.size)?);
         }
     }
-    let mut used: HashSet<(usize, u64)> = HashSet::new();
+    // The surviving stashed files go into place now (wasted only if the filesystem turns out
+    // too large for the zone, and is written the two-pass way).
+    let survives = |source: &(usize, u64)| converted.sources.contains_key(source);
+    for stash in &stashes {
+        unstash(stash, &placed, survives, &file)
+            .map_err(|e| io_err("copying stashed files into", e))?;
+    }
+    drop(stashes);
+    // Every surviving file's placement moves to the builder; what is left did not survive.
     let mut unzoned: BTreeSet<usize> = BTreeSet::new();
     for (source, &id) in &converted.sources {
-        match placed.get(source) {
-            Some(at) => {
-                builder.set_zone_data(id, at.clone())?;
-                used.insert(*source);
-            }
+        match placed.remove(source) {
+            Some(at) => builder.set_zone_data(id, at)?,
             None => {
                 unzoned.insert(source.0);
             }
@@ -276,16 +281,14 @@ pub(crate) fn write_around_zone<S: Write>(
     }
     converted.layers_with_data.retain(|layer, _| unzoned.contains(layer));
     // First-layer files a later layer replaced or deleted: their blocks are free space, and
-    // read as zeros.
-    let mut dropped: Vec<&ZoneFile> = placed
-        .iter()
-        .filter(|(source, _)| source.0 == 0 && !used.contains(*source))
-        .map(|(_, at)| at)
-        .collect();
+    // read as zeros. (Stashed ones were never copied.)
+    let mut dropped: Vec<&ZoneFile> =
+        placed.iter().filter(|(source, _)| source.0 == 0).map(|(_, at)| at).collect();
     dropped.sort_by_key(|z| z.runs().first().map(|r| r.0));
     for z in dropped {
         punch_out(&file, z.runs()).map_err(|e| io_err("zeroing replaced files in", e))?;
     }
+    drop(placed);
 
     let ext4 = crate::ext4_options(image, opts);
     let plan = match builder.plan_with_zone(&ext4, &zone) {
@@ -307,11 +310,6 @@ pub(crate) fn write_around_zone<S: Write>(
         }
         Err(e) => return Err(e.into()),
     };
-    for stash in &stashes {
-        unstash(stash, &placed, &used, &file)
-            .map_err(|e| io_err("copying stashed files into", e))?;
-    }
-    drop(stashes);
     let sinks = make_sinks(&plan, &crate::DataMap { tree, converted: &converted })?;
     // What is left to write: the metadata, and the bytes of files pass 1 did not place (a
     // guest's fix-ups).
@@ -362,14 +360,14 @@ fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
 fn unstash(
     stash: &Stash,
     placed: &HashMap<(usize, u64), ZoneFile>,
-    used: &HashSet<(usize, u64)>,
+    survives: impl Fn(&(usize, u64)) -> bool,
     image: &File,
 ) -> io::Result<()> {
     // (stash block, image block, blocks) of the piece being gathered.
     let mut piece: Option<(u64, u64, u64)> = None;
     for f in &stash.files {
         let source = (stash.layer, f.entry);
-        let Some(at) = placed.get(&source).filter(|_| used.contains(&source)) else { continue };
+        let Some(at) = placed.get(&source).filter(|_| survives(&source)) else { continue };
         let mut from = f.block;
         for &(start, blocks) in at.runs() {
             match &mut piece {

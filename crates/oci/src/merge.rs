@@ -143,6 +143,17 @@ impl MergedTree {
         self.zero_runs_known = known;
     }
 
+    /// Nodes in the tree (unreachable ones included), the root among them.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Gives back the room reserved for nodes yet to come, once every layer is applied.
+    pub fn shrink_to_fit(&mut self) {
+        self.nodes.shrink_to_fit();
+        self.zero_runs.shrink_to_fit();
+    }
+
     /// Whether the zero runs of every file entry were recorded.
     pub fn zero_runs_known(&self) -> bool {
         self.zero_runs_known
