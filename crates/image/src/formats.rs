@@ -157,9 +157,16 @@ pub fn build(
             }
             Ok(Some(sinks))
         })?;
+    // Nothing reads a scratch image after this but qcow2's conversion.
+    let discard = !keep_raw && !formats.contains(&DiskFormat::Qcow2);
+    let sinks = sinks.expect("sinks were made");
+    let sinks = crate::zone::feed(&file, sinks, discard).map_err(|e| Error::Io {
+        op: "making outputs from",
+        path: raw_path.to_string(),
+        source: e,
+    })?;
     drop(file);
     let mut outputs = Vec::new();
-    let sinks = sinks.expect("sinks were made");
     if let Some(hasher) = sinks.raw_digest {
         let (_, sha256, size) = hasher.finish().map_err(|e| file_err(&raw_path, e))?;
         outputs.push(out.finish_placed_file(&raw, sha256, size)?);

@@ -237,9 +237,9 @@ pub fn write_ext4_around_zone(
     Ok((file, summary))
 }
 
-/// [`write_ext4_around_zone`], then one read of the finished image, front to back, into the
-/// sinks `make_sinks` makes once the filesystem is planned (the outputs made from the raw
-/// image, which may need the plan: VHD's block map). Returns the sinks too.
+/// [`write_ext4_around_zone`], also returning the sinks `make_sinks` makes once the
+/// filesystem is planned (the outputs made from the raw image, which may need the plan: VHD's
+/// block map), for [`feed`] to fill from the finished image.
 pub(crate) fn write_around_zone<S: Write>(
     image: &Image,
     tree: &MergedTree,
@@ -304,8 +304,6 @@ pub(crate) fn write_around_zone<S: Write>(
             };
             let (sparse, summary) = crate::write_ext4_with(image, tree, opts, progress, make_out)?;
             let file = sparse.finish().map_err(|e| io_err("writing", e))?;
-            let sinks = sinks.map(|s| feed(&file, s)).transpose();
-            let sinks = sinks.map_err(|e| io_err("making outputs from", e))?;
             return Ok((file, summary, sinks));
         }
         Err(e) => return Err(e.into()),
@@ -324,15 +322,16 @@ pub(crate) fn write_around_zone<S: Write>(
     out.flush().map_err(|e| io_err("writing", e))?;
     drop(out);
     task.finish();
-    let sinks = sinks.map(|s| feed(&file, s)).transpose();
-    let sinks = sinks.map_err(|e| io_err("making outputs from", e))?;
     let summary = crate::summary(image, tree, &plan, &ext4);
     Ok((file, summary, sinks))
 }
 
 /// Reads the finished image from its start into `sinks`. Holes are not read (the kernel
-/// would fill page cache with zeros for them) but handed on as zeros.
-fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
+/// would fill page cache with zeros for them) but handed on as zeros. With `discard` (a
+/// scratch image nothing reads afterwards), each stretch is punched out once read: its dirty
+/// pages are dropped instead of being written to the disk, beside the outputs, or holding
+/// back their writes when dirty memory runs high.
+pub(crate) fn feed<S: Write>(file: &File, mut sinks: S, discard: bool) -> io::Result<S> {
     use std::os::unix::fs::FileExt;
     let len = file.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
@@ -348,6 +347,12 @@ fn feed<S: Write>(file: &File, mut sinks: S) -> io::Result<S> {
             let n = usize::try_from((hole - at).min(buf.len() as u64)).expect("fits a buffer");
             file.read_exact_at(&mut buf[..n], at)?;
             sinks.write_all(&buf[..n])?;
+            if discard {
+                // Only an optimisation: where holes cannot be punched, the pages stay.
+                let flags =
+                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+                let _ = rustix::fs::fallocate(file, flags, at, n as u64);
+            }
             at += n as u64;
         }
     }
