@@ -108,15 +108,22 @@ pub fn install_signal_cleanup() -> io::Result<()> {
     Ok(())
 }
 
+/// Removes `path`. The build's other threads run on while the signal thread does this, and
+/// one may create a file in a temporary directory being removed (its final `rmdir` then fails
+/// as not empty) or create the directory again: so it tries until the path is gone, a few
+/// times.
 fn remove_path(path: &Utf8Path) {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            let _ = fs::remove_dir_all(path);
+    for _ in 0..100 {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let _ = fs::remove_dir_all(path);
+            }
+            Ok(_) => {
+                let _ = fs::remove_file(path);
+            }
+            Err(_) => return,
         }
-        Ok(_) => {
-            let _ = fs::remove_file(path);
-        }
-        Err(_) => {}
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

@@ -63,7 +63,8 @@ impl OutputDir {
     /// The scratch directory itself (made if missing), for unnamed scratch files.
     pub fn scratch_dir(&self) -> Result<Utf8PathBuf, Error> {
         let dir = self.dir.path().join(SCRATCH_DIR);
-        fs::create_dir_all(&dir).map_err(|e| Error::io("creating scratch directory", &dir, e))?;
+        create_dirs_below(self.dir.path(), &dir)
+            .map_err(|e| Error::io("creating scratch directory", &dir, e))?;
         Ok(dir)
     }
 
@@ -97,7 +98,8 @@ impl OutputDir {
         }
         let full_path = self.dir.path().join(path.as_str());
         if let Some(parent) = full_path.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io("creating directory", parent, e))?;
+            create_dirs_below(self.dir.path(), parent)
+                .map_err(|e| Error::io("creating directory", parent, e))?;
         }
         Ok(full_path)
     }
@@ -205,4 +207,22 @@ impl Write for OutputFile {
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
     }
+}
+
+/// Makes `dir` and its missing parents below the temporary directory `root`, but never `root`
+/// itself: once a signal's cleanup has removed it, no thread of the build may bring it back.
+fn create_dirs_below(root: &Utf8Path, dir: &Utf8Path) -> io::Result<()> {
+    let rel = dir
+        .strip_prefix(root)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "outside the output directory"))?;
+    let mut at = root.to_owned();
+    for part in rel.components() {
+        at.push(part);
+        match fs::create_dir(&at) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
