@@ -222,9 +222,10 @@ fn fill_to(out: &mut SparseFile, to: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Pass 2 of a single-pass build: zeroes the zone files nothing uses, plans the filesystem
-/// around the zone, and writes the rest of it into the same file, reading the other layers
-/// again. Returns the finished image file.
+/// Pass 2 of a single-pass build: copies the surviving stashed files into place, zeroes the
+/// first layer's files nothing uses, plans the filesystem around the zone and writes the rest
+/// (the metadata, and any file pass 1 did not place) into the same file. Returns the finished
+/// image file.
 pub fn write_ext4_around_zone(
     image: &Image,
     tree: &MergedTree,
@@ -349,9 +350,7 @@ pub(crate) fn feed<S: Write>(file: &File, mut sinks: S, discard: bool) -> io::Re
             sinks.write_all(&buf[..n])?;
             if discard {
                 // Only an optimisation: where holes cannot be punched, the pages stay.
-                let flags =
-                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-                let _ = rustix::fs::fallocate(file, flags, at, n as u64);
+                let _ = punch_hole(file, at, n as u64);
             }
             at += n as u64;
         }
@@ -370,6 +369,9 @@ fn unstash(
 ) -> io::Result<()> {
     // (stash block, image block, blocks) of the piece being gathered.
     let mut piece: Option<(u64, u64, u64)> = None;
+    let copy = |(s, d, n): (u64, u64, u64)| {
+        copy_data(&stash.file, image, s * BLOCK_SIZE, d * BLOCK_SIZE, n * BLOCK_SIZE)
+    };
     for f in &stash.files {
         let source = (stash.layer, f.entry);
         let Some(at) = placed.get(&source).filter(|_| survives(&source)) else { continue };
@@ -378,14 +380,8 @@ fn unstash(
             match &mut piece {
                 Some((s, d, n)) if *s + *n == from && *d + *n == start => *n += blocks,
                 _ => {
-                    if let Some((s, d, n)) = piece.take() {
-                        copy_data(
-                            &stash.file,
-                            image,
-                            s * BLOCK_SIZE,
-                            d * BLOCK_SIZE,
-                            n * BLOCK_SIZE,
-                        )?;
+                    if let Some(done) = piece.take() {
+                        copy(done)?;
                     }
                     piece = Some((from, start, blocks));
                 }
@@ -393,8 +389,8 @@ fn unstash(
             from += blocks;
         }
     }
-    if let Some((s, d, n)) = piece {
-        copy_data(&stash.file, image, s * BLOCK_SIZE, d * BLOCK_SIZE, n * BLOCK_SIZE)?;
+    if let Some(done) = piece {
+        copy(done)?;
     }
     Ok(())
 }
@@ -454,11 +450,9 @@ fn copy_range(src: &File, dst: &File, mut from: u64, mut to: u64, len: u64) -> i
 /// Makes the blocks of `runs` read as zeros: punches holes, or writes zeros where the
 /// filesystem cannot.
 fn punch_out(file: &File, runs: &[(u64, u64)]) -> io::Result<()> {
-    use rustix::fs::{FallocateFlags, fallocate};
     for &(start, blocks) in runs {
-        let (offset, len) = (start * xspack_ext4::BLOCK_SIZE, blocks * xspack_ext4::BLOCK_SIZE);
-        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-        if fallocate(file, flags, offset, len).is_err() {
+        let (offset, len) = (start * BLOCK_SIZE, blocks * BLOCK_SIZE);
+        if punch_hole(file, offset, len).is_err() {
             let mut at = 0;
             while at < len {
                 let n = (len - at).min(ZEROS.len() as u64);
@@ -469,4 +463,10 @@ fn punch_out(file: &File, runs: &[(u64, u64)]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Deallocates bytes `offset..offset + len` of `file`, keeping its size: they read as zeros.
+fn punch_hole(file: &File, offset: u64, len: u64) -> rustix::io::Result<()> {
+    use rustix::fs::FallocateFlags;
+    rustix::fs::fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)
 }

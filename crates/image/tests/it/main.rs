@@ -65,6 +65,14 @@ fn single_pass(image: &Image, fixup: impl FnOnce(&mut xspack_oci::MergedTree)) -
     bytes
 }
 
+/// The kitchen-sink fixture as an OCI layout in `dir`, opened, with the tree it must give.
+fn kitchen_sink_image(dir: &Utf8Path) -> (Image, BTreeMap<Vec<u8>, Expected>) {
+    let (spec, expected) = kitchen_sink();
+    spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
+    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    (image, expected)
+}
+
 /// A way of building the image of a source.
 type Build = fn(&str) -> Vec<u8>;
 
@@ -275,9 +283,7 @@ fn stashed_files_step_over_a_backup_superblock() {
 #[test]
 fn a_missing_scratch_directory_is_named() {
     let (_t, dir) = tempdir();
-    let (spec, _) = kitchen_sink();
-    spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
-    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    let (image, _) = kitchen_sink_image(&dir);
     assert!(image.layers.len() > 1, "the fixture has later layers to stash");
     let file = std::fs::File::create(dir.join("fs.img")).unwrap();
     let missing = dir.join("gone");
@@ -449,9 +455,7 @@ fn check_same_files(a: &Utf8Path, b: &Utf8Path) {
 #[test]
 fn a_single_pass_above_16_gib_falls_back_to_two_passes() {
     let (_t, dir) = tempdir();
-    let (spec, expected) = kitchen_sink();
-    spec.write_oci_dir(&dir.join("layout"), "latest").unwrap();
-    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    let (image, expected) = kitchen_sink_image(&dir);
     let mut big = opts();
     big.size = Some(17 << 30);
     let file_path = dir.join("fs.img");
