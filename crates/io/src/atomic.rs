@@ -9,7 +9,16 @@
 //! removes it; on SIGINT, SIGTERM or SIGHUP the handler thread started by
 //! [`install_signal_cleanup`] removes every registered path and then lets the signal terminate
 //! the process. Creating, committing and cleaning up all happen under the registry lock, so a
-//! signal can never slip in between a rename and the bookkeeping.
+//! signal can never slip in between a rename and the bookkeeping. Parent directories that an
+//! output made ([`AtomicDir::create_with_parents`]) are registered too, and removed (when still
+//! empty) with it.
+//!
+//! A process killed by SIGKILL, or a machine that lost power, cleans up nothing. So each
+//! temporary is locked (`flock(2)`, exclusive) by the process that made it, for as long as it
+//! lives, and every new output first sweeps the temporaries of the same destination that no
+//! live process holds: `.NAME.XXXXXX.xspack-tmp` beside `NAME`. The sweep and the creation of
+//! the new temporary happen under a lock on the parent directory, so a sweep can never take a
+//! temporary that another build has made but not yet locked.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -29,10 +38,19 @@ const TEMP_SUFFIX: &str = ".xspack-tmp";
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
 
+/// What a signal's cleanup does with a registered path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cleanup {
+    /// A temporary output: removed with everything in it.
+    Remove,
+    /// A parent directory an output made: removed only if empty, after every temporary.
+    RemoveIfEmpty,
+}
+
 #[derive(Default)]
 struct Registry {
     next_id: u64,
-    live: BTreeMap<u64, Utf8PathBuf>,
+    live: BTreeMap<u64, (Utf8PathBuf, Cleanup)>,
 }
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -42,11 +60,25 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 impl Registry {
-    fn add(&mut self, path: Utf8PathBuf) -> Registration {
+    fn add(&mut self, path: Utf8PathBuf, cleanup: Cleanup) -> Registration {
         let id = self.next_id;
         self.next_id += 1;
-        self.live.insert(id, path);
+        self.live.insert(id, (path, cleanup));
         Registration(Some(id))
+    }
+
+    /// Removes every temporary, then every directory made for one (innermost first).
+    fn clean_all(&self) {
+        for (path, cleanup) in self.live.values() {
+            if *cleanup == Cleanup::Remove {
+                remove_path(path);
+            }
+        }
+        for (path, cleanup) in self.live.values().rev() {
+            if *cleanup == Cleanup::RemoveIfEmpty {
+                let _ = fs::remove_dir(path);
+            }
+        }
     }
 }
 
@@ -72,7 +104,12 @@ impl Drop for Registration {
 
 /// Temporary output paths that currently exist and would be removed on a signal.
 pub fn live_temp_paths() -> Vec<Utf8PathBuf> {
-    registry().live.values().cloned().collect()
+    registry()
+        .live
+        .values()
+        .filter(|(_, cleanup)| *cleanup == Cleanup::Remove)
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 /// Starts a thread that, on SIGINT, SIGTERM or SIGHUP, removes every live temporary output and
@@ -96,10 +133,7 @@ pub fn install_signal_cleanup() -> io::Result<()> {
     std::thread::Builder::new().name("xspack-signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
             // Hold the lock until the process ends, so no commit or new temp file can follow.
-            let reg = registry();
-            for path in reg.live.values() {
-                remove_path(path);
-            }
+            registry().clean_all();
             let _ = signal_hook::low_level::emulate_default_handler(signal);
             std::process::exit(128 + signal);
         }
@@ -125,6 +159,124 @@ fn remove_path(path: &Utf8Path) {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// Directories made for an output's parent, outermost first, each registered for removal
+/// (when empty) on a signal. Dropping it removes those still empty, innermost first; an
+/// output that commits keeps them ([`MadeDirs::keep`]).
+#[derive(Default)]
+struct MadeDirs(Vec<(Utf8PathBuf, Registration)>);
+
+impl MadeDirs {
+    /// Makes the missing directories of `dir`'s chain, registering each one made here.
+    fn make(reg: &mut Registry, dir: &Utf8Path) -> Result<Self, Error> {
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(d) = at.filter(|d| !d.as_str().is_empty()) {
+            match fs::symlink_metadata(d) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d.to_owned()),
+                Err(e) => return Err(Error::io("checking output path", d, e)),
+            }
+            at = d.parent();
+        }
+        let mut made = MadeDirs::default();
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(&d) {
+                Ok(()) => {
+                    let registration = reg.add(d.clone(), Cleanup::RemoveIfEmpty);
+                    made.0.push((d, registration));
+                }
+                // Another process made it meanwhile: it is theirs, not ours to remove.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("creating directory", &d, e)),
+            }
+        }
+        Ok(made)
+    }
+
+    /// Keeps the directories: the output that needed them is in place.
+    fn keep(mut self, reg: &mut Registry) {
+        for (_, registration) in &mut self.0 {
+            registration.release(reg);
+        }
+        self.0.clear();
+    }
+
+    /// Removes the directories (those still empty) with the registry already locked.
+    fn remove(mut self, reg: &mut Registry) {
+        for (dir, registration) in self.0.iter_mut().rev() {
+            let _ = fs::remove_dir(&*dir);
+            registration.release(reg);
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for MadeDirs {
+    fn drop(&mut self) {
+        for (dir, _) in self.0.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Whether `entry` is the name of a temporary of the output named `name`:
+/// `.NAME.XXXXXX.xspack-tmp`, six letters and digits in the middle (tempfile's random part).
+fn is_temp_of(entry: &str, name: &str) -> bool {
+    entry
+        .strip_prefix('.')
+        .and_then(|e| e.strip_prefix(name))
+        .and_then(|e| e.strip_prefix('.'))
+        .and_then(|e| e.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|rand| rand.len() == 6 && rand.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Takes an exclusive `flock` on `file`; `wait` says whether to wait for it.
+fn lock(file: &File, wait: bool) -> io::Result<()> {
+    use rustix::fs::{FlockOperation, flock};
+    let op =
+        if wait { FlockOperation::LockExclusive } else { FlockOperation::NonBlockingLockExclusive };
+    flock(file, op).map_err(io::Error::from)
+}
+
+/// Opens `path` (a file or directory, never following a symlink nor waiting on a FIFO) for
+/// locking.
+fn open_for_lock(path: &Utf8Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags, open};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    Ok(File::from(open(path.as_std_path(), flags, Mode::empty())?))
+}
+
+/// Locks `parent` and removes the temporaries of `name` in it that no live process holds (left
+/// by a process killed with SIGKILL, or a crash). Returns the locked parent, to be held until
+/// the new temporary is made and locked; `None` where the filesystem has no `flock`, and then
+/// nothing is swept.
+fn sweep_stale(parent: &Utf8Path, name: &str) -> Option<File> {
+    let dir = File::open(parent).ok()?;
+    lock(&dir, true).ok()?;
+    let Ok(entries) = fs::read_dir(parent) else { return Some(dir) };
+    for entry in entries.flatten() {
+        let Some(entry_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        if !is_temp_of(&entry_name, name) {
+            continue;
+        }
+        let path = parent.join(&entry_name);
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        if !(meta.is_dir() || meta.is_file()) {
+            continue;
+        }
+        let Ok(held) = open_for_lock(&path) else { continue };
+        if lock(&held, false).is_ok() {
+            // Nobody holds it: its owner is gone. Remove it while holding its lock.
+            if meta.is_dir() {
+                let _ = fs::remove_dir_all(&path);
+            } else {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+    Some(dir)
 }
 
 /// Splits `dest` into its parent directory (`.` when empty) and file name.
@@ -155,28 +307,56 @@ fn sync_dir(dir: &Utf8Path) -> Result<(), Error> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing directory", dir, e))
 }
 
-/// Checks `dest` (absent unless `replace`), then makes its temporary stand-in beside it with
-/// `make` and registers it, under the registry lock so a signal cannot strike in between.
+/// A temporary output just made, registered and locked.
+struct Started<T> {
+    temp: T,
+    path: Utf8PathBuf,
+    registration: Registration,
+    /// The lock on the temporary, when it needs a handle of its own (a directory).
+    lock: Option<File>,
+    made_dirs: MadeDirs,
+}
+
+/// Checks `dest` (absent unless `replace`), makes its parent directories when `parents`,
+/// sweeps stale temporaries of `dest`, then makes its temporary stand-in beside it with `make`,
+/// locks it with `hold` and registers it, under the registry lock so a signal cannot strike
+/// in between.
 fn start<T>(
     dest: &Utf8Path,
     replace: bool,
-    mode: u32,
-    what: &'static str,
+    parents: bool,
+    (mode, what): (u32, &'static str),
     make: impl FnOnce(&tempfile::Builder<'_, '_>, &Utf8Path) -> io::Result<T>,
     path_of: impl FnOnce(&T) -> &std::path::Path,
-) -> Result<(T, Utf8PathBuf, Registration), Error> {
+    hold: impl FnOnce(&T, &Utf8Path) -> Option<File>,
+) -> Result<Started<T>, Error> {
     let (parent, name) = split_dest(dest)?;
-    if !replace {
-        check_absent(dest)?;
-    }
     let mut reg = registry();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(TEMP_SUFFIX).permissions(fs::Permissions::from_mode(mode));
-    let temp = make(&builder, &parent).map_err(|e| Error::io(what, &parent, e))?;
-    let path = temp_path(path_of(&temp))?;
-    let registration = reg.add(path.clone());
-    Ok((temp, path, registration))
+    let made_dirs = if parents { MadeDirs::make(&mut reg, &parent)? } else { MadeDirs::default() };
+    let made = (|| {
+        if !replace {
+            check_absent(dest)?;
+        }
+        let parent_lock = sweep_stale(&parent, &name);
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(TEMP_SUFFIX).permissions(fs::Permissions::from_mode(mode));
+        let temp = make(&builder, &parent).map_err(|e| Error::io(what, &parent, e))?;
+        let path = temp_path(path_of(&temp))?;
+        let lock = hold(&temp, &path);
+        drop(parent_lock);
+        Ok((temp, path, lock))
+    })();
+    match made {
+        Ok((temp, path, lock)) => {
+            let registration = reg.add(path.clone(), Cleanup::Remove);
+            Ok(Started { temp, path, registration, lock, made_dirs })
+        }
+        Err(e) => {
+            made_dirs.remove(&mut reg);
+            Err(e)
+        }
+    }
 }
 
 /// A file that appears at its destination only when [`AtomicFile::commit`] succeeds.
@@ -203,15 +383,25 @@ impl AtomicFile {
     }
 
     fn open(dest: &Utf8Path, replace: bool) -> Result<Self, Error> {
-        let (temp, _, registration) = start(
+        let started = start(
             dest,
             replace,
-            FILE_MODE,
-            "creating temporary file",
+            false,
+            (FILE_MODE, "creating temporary file"),
             |b, parent| b.tempfile_in(parent),
             |t| t.path(),
+            // The file's own descriptor holds the lock while it is written.
+            |t: &NamedTempFile, _| {
+                let _ = lock(t.as_file(), false);
+                None
+            },
         )?;
-        Ok(AtomicFile { temp: Some(temp), registration, dest: dest.to_owned(), replace })
+        Ok(AtomicFile {
+            temp: Some(started.temp),
+            registration: started.registration,
+            dest: dest.to_owned(),
+            replace,
+        })
     }
 
     /// The final path.
@@ -275,6 +465,10 @@ pub struct AtomicDir {
     temp_path: Utf8PathBuf,
     dest: Utf8PathBuf,
     replace: bool,
+    /// The `flock` that tells other runs this temporary is alive.
+    _lock: Option<File>,
+    /// Parent directories made for it, removed (when empty) after the temporary on failure.
+    made_dirs: Option<MadeDirs>,
 }
 
 impl AtomicDir {
@@ -288,16 +482,36 @@ impl AtomicDir {
         Self::open(dest.as_ref(), true)
     }
 
+    /// Like [`AtomicDir::create`] (or [`AtomicDir::create_or_replace`] with `replace`), making
+    /// the missing parent directories of `dest` first. Those that it made are removed again,
+    /// when empty, if the directory is never committed, also on SIGINT, SIGTERM or SIGHUP.
+    pub fn create_with_parents(dest: impl AsRef<Utf8Path>, replace: bool) -> Result<Self, Error> {
+        Self::open_with(dest.as_ref(), replace, true)
+    }
+
     fn open(dest: &Utf8Path, replace: bool) -> Result<Self, Error> {
-        let (temp, temp_path, registration) = start(
+        Self::open_with(dest, replace, false)
+    }
+
+    fn open_with(dest: &Utf8Path, replace: bool, parents: bool) -> Result<Self, Error> {
+        let started = start(
             dest,
             replace,
-            DIR_MODE,
-            "creating temporary directory",
+            parents,
+            (DIR_MODE, "creating temporary directory"),
             |b, parent| b.tempdir_in(parent),
             |t| t.path(),
+            |_, path| open_for_lock(path).ok().filter(|f| lock(f, false).is_ok()),
         )?;
-        Ok(AtomicDir { temp: Some(temp), registration, temp_path, dest: dest.to_owned(), replace })
+        Ok(AtomicDir {
+            temp: Some(started.temp),
+            registration: started.registration,
+            temp_path: started.path,
+            dest: dest.to_owned(),
+            replace,
+            _lock: started.lock,
+            made_dirs: Some(started.made_dirs),
+        })
     }
 
     /// Where to write the directory's contents until it is committed.
@@ -346,9 +560,12 @@ impl AtomicDir {
             let _ = fs::remove_dir_all(&self.temp_path);
             self.registration = Registration(None);
             let mut reg = registry();
-            reg.live.retain(|_, p| p != &self.temp_path);
+            reg.live.retain(|_, (p, _)| p != &self.temp_path);
         }
         result?;
+        if let Some(made) = self.made_dirs.take() {
+            made.keep(&mut registry());
+        }
         let (parent, _) = split_dest(&self.dest)?;
         sync_dir(&parent)?;
         Ok(self.dest.clone())
@@ -357,9 +574,10 @@ impl AtomicDir {
 
 impl Drop for AtomicDir {
     fn drop(&mut self) {
-        // TempDir removes itself; nothing else to do when uncommitted. Kept explicit so the
-        // drop order (directory first, then registry entry) is visible.
+        // TempDir removes itself; then the parents made for it go, those still empty. Kept
+        // explicit so the order (directory, then parents, then registry entries) is visible.
         self.temp.take();
+        self.made_dirs.take();
     }
 }
 
@@ -534,5 +752,98 @@ mod tests {
             fs::write(out.path().join("partial"), b"x").unwrap();
         }
         assert!(names(&dir).is_empty());
+    }
+
+    #[test]
+    fn temp_names_are_recognised_exactly() {
+        assert!(is_temp_of(".out.a1B2c3.xspack-tmp", "out"));
+        assert!(!is_temp_of(".out.a1B2c.xspack-tmp", "out"), "five random characters");
+        assert!(!is_temp_of(".out.abc.de1234.xspack-tmp", "out"), "another output's temp");
+        assert!(!is_temp_of(".out.a1B2c3.xspack-tmp", "ou"));
+        assert!(!is_temp_of("out.a1B2c3.xspack-tmp", "out"));
+        assert!(!is_temp_of(".out.a1-2c3.xspack-tmp", "out"));
+    }
+
+    #[test]
+    fn stale_temporaries_are_swept_and_live_ones_kept() {
+        let (_keep, dir) = utf8_tempdir();
+        // Left by a killed run: nobody holds a lock on them.
+        fs::create_dir(dir.join(".dist.AAAAAA.xspack-tmp")).unwrap();
+        fs::write(dir.join(".dist.AAAAAA.xspack-tmp/big"), b"x").unwrap();
+        fs::write(dir.join(".dist.BBBBBB.xspack-tmp"), b"x").unwrap();
+        // Not ours: other names, and a symlink that only looks like a temporary.
+        fs::write(dir.join(".dist.keep.txt"), b"x").unwrap();
+        fs::write(dir.join("victim"), b"x").unwrap();
+        std::os::unix::fs::symlink("victim", dir.join(".dist.CCCCCC.xspack-tmp")).unwrap();
+        // Alive: a build of the same output is running.
+        let live = AtomicDir::create(dir.join("dist")).unwrap();
+        let live_name = live.path().file_name().unwrap().to_owned();
+
+        let second = AtomicDir::create(dir.join("dist")).unwrap();
+        let mut expected = vec![
+            ".dist.CCCCCC.xspack-tmp".to_owned(),
+            ".dist.keep.txt".to_owned(),
+            live_name,
+            second.path().file_name().unwrap().to_owned(),
+            "victim".to_owned(),
+        ];
+        expected.sort();
+        assert_eq!(names(&dir), expected);
+        // A file output sweeps the same way.
+        fs::write(dir.join(".f.DDDDDD.xspack-tmp"), b"x").unwrap();
+        let f = AtomicFile::create(dir.join("f")).unwrap();
+        assert!(!dir.join(".f.DDDDDD.xspack-tmp").exists());
+        drop((f, live, second));
+        assert_eq!(names(&dir), [".dist.CCCCCC.xspack-tmp", ".dist.keep.txt", "victim"]);
+    }
+
+    #[test]
+    fn a_live_file_temporary_is_not_swept() {
+        let (_keep, dir) = utf8_tempdir();
+        let mut first = AtomicFile::create(dir.join("out.bin")).unwrap();
+        first.write_all(b"first").unwrap();
+        let second = AtomicFile::create(dir.join("out.bin")).unwrap();
+        drop(second);
+        first.commit().unwrap();
+        assert_eq!(fs::read(dir.join("out.bin")).unwrap(), b"first");
+    }
+
+    #[test]
+    fn parents_made_for_an_output_go_with_it() {
+        let (_keep, dir) = utf8_tempdir();
+        fs::create_dir(dir.join("existing")).unwrap();
+        let dest = dir.join("existing/a/b/dist");
+        {
+            let out = AtomicDir::create_with_parents(&dest, false).unwrap();
+            fs::write(out.path().join("x"), b"1").unwrap();
+            assert!(dir.join("existing/a/b").is_dir());
+        }
+        assert_eq!(names(&dir.join("existing")), Vec::<String>::new(), "a and b are gone");
+        assert!(!registry().live.values().any(|(p, _)| p.starts_with(&dir)));
+
+        // A directory someone else filled meanwhile is not removed.
+        {
+            let _out = AtomicDir::create_with_parents(&dest, false).unwrap();
+            fs::write(dir.join("existing/a/theirs"), b"t").unwrap();
+        }
+        assert_eq!(names(&dir.join("existing/a")), ["theirs"]);
+        fs::remove_file(dir.join("existing/a/theirs")).unwrap();
+        fs::remove_dir(dir.join("existing/a")).unwrap();
+
+        // An error before the temporary exists removes them too.
+        fs::create_dir_all(dir.join("existing/c")).unwrap();
+        fs::write(dir.join("existing/c/dist"), b"in the way").unwrap();
+        assert!(AtomicDir::create_with_parents(dir.join("existing/c/dist"), false).is_err());
+        assert!(
+            AtomicDir::create_with_parents(dir.join("existing/c/dist/x/y"), false).is_err(),
+            "a file as a parent"
+        );
+        assert_eq!(names(&dir.join("existing")), ["c"]);
+
+        // A commit keeps them.
+        let out = AtomicDir::create_with_parents(&dest, false).unwrap();
+        out.commit().unwrap();
+        assert!(dest.is_dir());
+        assert!(!registry().live.values().any(|(p, _)| p.starts_with(&dir)));
     }
 }

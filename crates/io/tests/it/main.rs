@@ -41,10 +41,8 @@ fn helper_write_forever() {
     }
 }
 
-fn interrupt(kind: &str, signal: Signal) {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
-    let dest = root.join("artifact");
+/// Starts the helper writing `dest` as a `kind` output; returns once it is writing.
+fn start_helper(kind: &str, dest: &Utf8PathBuf) -> std::process::Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "helper_write_forever", "--nocapture", "--test-threads=1"])
         .env(DEST_VAR, &dest)
@@ -60,6 +58,14 @@ fn interrupt(kind: &str, signal: Signal) {
             break;
         }
     }
+    child
+}
+
+fn interrupt(kind: &str, signal: Signal) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+    let dest = root.join("artifact");
+    let mut child = start_helper(kind, &dest);
     std::thread::sleep(Duration::from_millis(100));
     let during: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(during.len(), 1, "one temporary output while writing: {during:?}");
@@ -87,4 +93,50 @@ fn interrupted_file_by_sigint_leaves_nothing() {
 #[test]
 fn interrupted_dir_by_sigterm_leaves_nothing() {
     interrupt("dir", Signal::TERM);
+}
+
+/// SIGKILL leaves the temporary behind (nothing can catch it); the next output of the same
+/// name finds it unlocked and removes it, while a live writer's temporary is left alone.
+fn killed_then_swept(kind: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+    let dest = root.join("artifact");
+    let listing = || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // While the writer lives, a second output of the same name must not take its temporary.
+    let mut live = start_helper(kind, &dest);
+    let live_temp = listing();
+    assert_eq!(live_temp.len(), 1, "{live_temp:?}");
+    drop(AtomicFile::create(root.join("artifact.other")).unwrap());
+    let probe = AtomicDir::create(&dest).unwrap();
+    assert!(listing().contains(&live_temp[0]), "a live temporary was swept");
+    drop(probe);
+    let pid = Pid::from_raw(i32::try_from(live.id()).unwrap()).unwrap();
+    kill_process(pid, Signal::KILL).unwrap();
+    live.wait().unwrap();
+    assert_eq!(listing(), live_temp, "SIGKILL leaves the temporary");
+
+    let next = AtomicDir::create(&dest).unwrap();
+    let after = listing();
+    assert_eq!(after.len(), 1, "the stale temporary is gone: {after:?}");
+    assert_ne!(after, live_temp);
+    next.commit().unwrap();
+    assert_eq!(listing(), ["artifact"]);
+}
+
+#[test]
+fn killed_file_writer_is_swept_by_the_next_run() {
+    killed_then_swept("file");
+}
+
+#[test]
+fn killed_dir_writer_is_swept_by_the_next_run() {
+    killed_then_swept("dir");
 }
