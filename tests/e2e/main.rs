@@ -15,6 +15,7 @@ mod faults;
 mod formats;
 mod guest;
 mod guide;
+mod hardening;
 mod image;
 mod inspect;
 mod json;

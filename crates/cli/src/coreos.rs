@@ -136,7 +136,8 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
 
     let opts = options(args, spec.as_ref(), &name, &base, source_date_epoch)?;
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&name));
-    let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
+    let mut out =
+        outputs::open(&dest, source_date_epoch, args.force, &crate::image::file_inputs(args))?;
     for c in &containers {
         add_image_inputs(&mut out, c.image, &format!("{}: ", c.spec.name));
     }

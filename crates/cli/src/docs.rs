@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use camino::Utf8PathBuf;
 use clap::{Args, CommandFactory as _};
 use clap_complete::Shell;
-use xspack_io::AtomicDir;
+use xspack_io::{AtomicDir, AtomicFile};
 
 use crate::cli::Cli;
 use crate::ui::Ui;
@@ -28,10 +28,11 @@ pub struct CompletionsArgs {
 /// Arguments of `xspack man`.
 #[derive(Debug, Args)]
 pub struct ManArgs {
-    /// Directory to create with one page per command (xspack.1, xspack-pack-build.1, ...)
+    /// Directory to write one page per command into (xspack.1, xspack-pack-build.1, ...);
+    /// made if missing, and other files in it are left alone
     #[arg(short, long, value_name = "DIR")]
     pub output: Utf8PathBuf,
-    /// Replace the directory if it exists
+    /// Replace xspack's own pages if they exist
     #[arg(long)]
     pub force: bool,
 }
@@ -78,20 +79,39 @@ pub fn man_pages(source_date_epoch: u64) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
-/// Writes every man page into a new directory, atomically, dated `source_date_epoch`.
+/// Writes every man page into `args.output`, dated `source_date_epoch`. A new directory
+/// appears whole (with the parents it needed) or not at all. Into an existing one, such as
+/// `/usr/local/share/man/man1`, each page is written atomically beside the files already
+/// there, which are never touched: an existing page of the same name is an error, or with
+/// `--force` is replaced.
 pub fn man(args: &ManArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     let pages = man_pages(source_date_epoch)?;
-    let dir = if args.force {
-        AtomicDir::create_or_replace(&args.output)
+    let dest = if args.output.is_dir() {
+        if !args.force
+            && let Some((name, _)) = pages.iter().find(|(n, _)| args.output.join(n).exists())
+        {
+            return Err(xspack_io::Error::Exists { path: args.output.join(name) }.into());
+        }
+        for (name, text) in &pages {
+            let path = args.output.join(name);
+            let mut page = if args.force {
+                AtomicFile::create_or_replace(&path)?
+            } else {
+                AtomicFile::create(&path)?
+            };
+            page.write_all(text).with_context(|| format!("{path}: writing"))?;
+            page.commit()?;
+        }
+        args.output.clone()
     } else {
-        AtomicDir::create(&args.output)
-    }?;
-    for (name, text) in &pages {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text)
-            .with_context(|| format!("{}: writing", args.output.join(name)))?;
-    }
-    let dest = dir.commit()?;
+        let dir = AtomicDir::create_with_parents(&args.output, false)?;
+        for (name, text) in &pages {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text)
+                .with_context(|| format!("{}: writing", args.output.join(name)))?;
+        }
+        dir.commit()?
+    };
     if ui.json {
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
         let artifacts: Vec<_> =

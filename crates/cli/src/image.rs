@@ -171,7 +171,7 @@ pub struct BuildArgs {
     /// Base name of the outputs [default: from the image]
     #[arg(long)]
     pub name: Option<String>,
-    /// Replace the output directory if it exists
+    /// Replace the output directory if it exists (only an empty one or a previous build)
     #[arg(long)]
     pub force: bool,
 }
@@ -273,7 +273,7 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     let name = args.name.clone().unwrap_or_else(|| default_name(&source));
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&name));
     let image = Image::open(&source).with_context(|| source_text.clone())?;
-    let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
+    let mut out = outputs::open(&dest, source_date_epoch, args.force, &file_inputs(args))?;
     add_image_inputs(&mut out, &image, "");
     let artifacts = match args.flavor {
         Flavor::None => build_plain(args, &image, &mut out, &name, source_date_epoch, ui)
@@ -284,6 +284,18 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
     };
     outputs::commit(ui, out, &artifacts, json!({ "name": name, "flavor": args.flavor.name() }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The files and directories an image build reads, which its output may not replace: the
+/// sources' paths (those that parse) and every file option.
+pub fn file_inputs(args: &BuildArgs) -> Vec<Utf8PathBuf> {
+    let sources = args.sources.iter().filter_map(|s| ImageSource::parse(s).ok());
+    let options = [&args.kernel, &args.initrd, &args.seed, &args.base, &args.spec];
+    sources
+        .map(|s| s.path().to_owned())
+        .chain(options.into_iter().flatten().cloned())
+        .chain(args.ssh_keys.iter().cloned())
+        .collect()
 }
 
 /// Records `image` and its layers as inputs; `prefix` names the container they belong to.

@@ -1,23 +1,32 @@
 //! The output directory every build command (`image`, `pack`, `template`) writes, and what it
 //! prints when the directory is committed: one line per artifact, or one JSON result.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 use indicatif::HumanBytes;
 use serde_json::{Value, json};
-use xspack_manifest::{Output, OutputDir, Tool};
+use xspack_manifest::{Guarded, Output, OutputDir, Tool};
 
+use crate::exit::Usage;
 use crate::ui::Ui;
 
-/// Starts the output directory `dest`, creating its parent if needed; `force` replaces an
-/// existing one on commit.
-pub fn open(dest: &Utf8Path, source_date_epoch: u64, force: bool) -> Result<OutputDir> {
-    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{parent}: creating the output's parent"))?;
-    }
+/// Starts the output directory `dest` (its missing parents are made, and removed again if the
+/// build fails). `force` replaces an existing directory on commit, but only a previous build
+/// that holds neither the current directory, `$HOME`, nor any of `inputs` (see
+/// `xspack_manifest::replace`); anything else is a usage error.
+pub fn open(
+    dest: &Utf8Path,
+    source_date_epoch: u64,
+    force: bool,
+    inputs: &[Utf8PathBuf],
+) -> Result<OutputDir> {
     let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
-    Ok(OutputDir::create(dest, tool, source_date_epoch, force)?)
+    let guarded = inputs.iter().map(|p| Guarded::new(p, format!("the input {p}"))).collect();
+    match OutputDir::create_guarded(dest, tool, source_date_epoch, force, guarded) {
+        Ok(out) => Ok(out),
+        Err(e @ xspack_manifest::Error::NotReplaceable { .. }) => Err(Usage(e.to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Commits `out`, then prints `shown` (a line each: path, size, sha256), or with `--json` the

@@ -79,9 +79,12 @@ pub struct BuildArgs {
     /// Build an update pack without signatures (xapi will refuse to upload it)
     #[arg(long, conflicts_with = "sign_key")]
     pub unsigned: bool,
-    /// Replace the output directory if it exists
+    /// Replace the output directory if it exists (only an empty one or a previous build)
     #[arg(long)]
     pub force: bool,
+    /// Let pack.toml name files under DIR too, besides its own directory; repeat for several
+    #[arg(long, value_name = "DIR")]
+    pub allow_outside: Vec<Utf8PathBuf>,
 }
 
 /// Arguments of `xspack pack verify`.
@@ -184,7 +187,20 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     let spec = PackSpec::load(&spec_path)?;
     let dir = spec_path.parent().unwrap_or(Utf8Path::new("."));
     let env = spec.signing.passphrase_env.clone().unwrap_or_else(|| DEFAULT_PASSPHRASE_ENV.into());
-    let key_path = args.sign_key.clone().or_else(|| spec.signing.key.as_ref().map(|k| dir.join(k)));
+    let roots =
+        xspack_io::InputRoots::new(dir, &args.allow_outside).map_err(|e| Usage(e.to_string()))?;
+    let key_path = match (&args.sign_key, &spec.signing.key) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(key)) => {
+            // A key named by pack.toml stays inside the pack, like every path in it.
+            let path = dir.join(key);
+            roots
+                .check_file(&path)
+                .map_err(|e| BadInput(format!("{spec_path}: signing.key: {e}")))?;
+            Some(path)
+        }
+        (None, None) => None,
+    };
     let key = match (&key_path, args.unsigned) {
         (Some(path), false) => Some(load_key(path, &env)?),
         _ => None,
@@ -196,10 +212,14 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     });
     let dest =
         args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&spec.pack.name));
-    let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
+    let inputs: Vec<Utf8PathBuf> =
+        [Some(dir.to_owned()), key_path.clone()].into_iter().flatten().collect();
+    let mut out = outputs::open(&dest, source_date_epoch, args.force, &inputs)?;
     let mut opts = BuildOptions::new(source_date_epoch, key.as_ref(), ui.progress());
     opts.formats = formats;
     opts.unsigned = args.unsigned;
+    opts.allow_outside.clone_from(&args.allow_outside);
+    opts.sign_key_file = key_path.clone().filter(|_| key.is_some());
     let summary = xspack_pack::build_pack(&spec_path, &mut out, &opts)?;
     if args.unsigned {
         ui.warn("the update pack is unsigned: xe update-upload will refuse it");

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use xspack_rpmrepo::SigningKey;
@@ -75,9 +75,13 @@ pub struct BuildArgs {
     /// Armored secret key to sign the RPM with (passphrase from $XSPACK_SIGN_PASSPHRASE)
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<Utf8PathBuf>,
-    /// Replace the output directory if it exists
+    /// Replace the output directory if it exists (only an empty one or a previous build)
     #[arg(long)]
     pub force: bool,
+    /// Let the definition name files under DIR too, besides its own directory; repeat for
+    /// several
+    #[arg(long, value_name = "DIR")]
+    pub allow_outside: Vec<Utf8PathBuf>,
 }
 
 /// Arguments of `xspack template check`.
@@ -105,6 +109,9 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         return Err(Usage("--sign-key signs the RPM: add --format rpm".into()).into());
     }
     let spec = TemplateSpec::load(&args.template)?;
+    let definition_dir = args.template.parent().unwrap_or(Utf8Path::new(""));
+    xspack_io::InputRoots::new(definition_dir, &args.allow_outside)
+        .map_err(|e| Usage(e.to_string()))?;
     let key = match &args.sign_key {
         Some(path) => {
             let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty());
@@ -113,10 +120,17 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         None => None,
     };
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(spec.name()));
-    let mut out = outputs::open(&dest, source_date_epoch, args.force)?;
+    let template_dir = args.template.parent().filter(|p| !p.as_str().is_empty());
+    let inputs: Vec<Utf8PathBuf> =
+        [Some(args.template.clone()), template_dir.map(Utf8Path::to_owned), args.sign_key.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+    let mut out = outputs::open(&dest, source_date_epoch, args.force, &inputs)?;
     let mut opts = TemplateBuildOptions::new(source_date_epoch, ui.progress());
     opts.formats = formats;
     opts.key = key.as_ref();
+    opts.allow_outside.clone_from(&args.allow_outside);
     let summary = xspack_template::build_template(&args.template, &mut out, &opts)?;
     let extra = json!({
         "name": summary.name,

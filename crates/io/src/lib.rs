@@ -8,6 +8,7 @@
 //! - [`Progress`]: how libraries report long steps without depending on a UI crate.
 //! - [`AtomicFile`] and [`AtomicDir`]: outputs that appear under their final name complete or
 //!   not at all, even when the process fails or is interrupted by SIGINT or SIGTERM.
+//! - [`InputRoots`]: input paths from definition files, kept inside the directories allowed.
 //!
 //! ```
 //! use std::io::Write;
@@ -25,22 +26,26 @@
 
 mod atomic;
 pub mod civil;
+pub mod confine;
 mod counting;
 mod digest;
 mod hashing;
 pub mod location;
 pub mod pipe;
 mod progress;
+pub mod quote;
 mod sparse;
 mod uuid;
 
 pub use atomic::{AtomicDir, AtomicFile, install_signal_cleanup, live_temp_paths};
+pub use confine::{InputError, InputRoots};
 pub use counting::{CountingReader, CountingWriter};
 pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
 pub use hashing::{
     BACKGROUND_DEPTH, BackgroundHashingWriter, HashingReader, HashingWriter, hash_reader,
 };
 pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
+pub use quote::MAX_QUOTED;
 pub use sparse::{SparseFile, data_start, next_data};
 pub use uuid::{ParseUuidError, Uuid};
 

@@ -31,12 +31,14 @@
 pub mod manifest;
 mod output_dir;
 mod relpath;
+pub mod replace;
 pub mod sha256sums;
 mod verify;
 
 pub use manifest::{Input, InputDigest, Manifest, Output, SCHEMA_VERSION, Tool};
 pub use output_dir::{OutputDir, OutputFile};
 pub use relpath::{RelPath, RelPathError};
+pub use replace::{Guarded, check_replaceable};
 pub use sha256sums::Sha256Sums;
 pub use verify::{Mismatch, Problem, VerifyReport, verify_dir, verify_file};
 
@@ -110,6 +112,15 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// `--force` was asked to replace a directory that is not a previous build, or that holds
+    /// a guarded path (see [`replace`]).
+    #[error("{dir}: refusing to replace it: it {reason}")]
+    NotReplaceable {
+        /// The output directory.
+        dir: Utf8PathBuf,
+        /// Why not, starting with a verb: "holds the current directory".
+        reason: String,
     },
     /// Atomic output failed.
     #[error(transparent)]

@@ -12,7 +12,10 @@ use std::io::{self, Write};
 use camino::{Utf8Path, Utf8PathBuf};
 use xspack_io::{AtomicDir, BackgroundHashingWriter, SparseFile};
 
-use crate::{Error, Input, MANIFEST_NAME, Manifest, Output, RelPath, SHA256SUMS_NAME, Tool};
+use crate::{
+    Error, Guarded, Input, MANIFEST_NAME, Manifest, Output, RelPath, SHA256SUMS_NAME, Tool,
+    check_replaceable,
+};
 
 /// Subdirectory of the temporary output directory holding intermediate files.
 const SCRATCH_DIR: &str = ".xspack-scratch";
@@ -21,6 +24,9 @@ const SCRATCH_DIR: &str = ".xspack-scratch";
 pub struct OutputDir {
     dir: AtomicDir,
     manifest: Manifest,
+    /// With `replace`: the paths an existing directory at the destination must not hold,
+    /// checked again just before it is replaced.
+    guarded: Option<Vec<Guarded>>,
 }
 
 /// One artifact being written into an [`OutputDir`].
@@ -31,17 +37,38 @@ pub struct OutputFile {
 }
 
 impl OutputDir {
-    /// Starts building `dest`. With `replace`, an existing directory there is swapped out
-    /// atomically on commit; without it, an existing `dest` is an error.
+    /// Starts building `dest`, making its missing parent directories (removed again if the
+    /// build fails). With `replace`, an existing directory there is swapped out atomically on
+    /// commit, if [`check_replaceable`] allows it (with [`Guarded::defaults`]); without it, an
+    /// existing `dest` is an error.
     pub fn create(
         dest: &Utf8Path,
         tool: Tool,
         source_date_epoch: u64,
         replace: bool,
     ) -> Result<Self, Error> {
-        let dir =
-            if replace { AtomicDir::create_or_replace(dest)? } else { AtomicDir::create(dest)? };
-        Ok(OutputDir { dir, manifest: Manifest::new(tool, source_date_epoch) })
+        Self::create_guarded(dest, tool, source_date_epoch, replace, Vec::new())
+    }
+
+    /// Like [`OutputDir::create`], with more paths that a replaced directory must not hold:
+    /// the build's inputs.
+    pub fn create_guarded(
+        dest: &Utf8Path,
+        tool: Tool,
+        source_date_epoch: u64,
+        replace: bool,
+        guarded: Vec<Guarded>,
+    ) -> Result<Self, Error> {
+        let guarded = if replace {
+            let mut all = Guarded::defaults();
+            all.extend(guarded);
+            check_replaceable(dest, &tool.name, &all)?;
+            Some(all)
+        } else {
+            None
+        };
+        let dir = AtomicDir::create_with_parents(dest, replace)?;
+        Ok(OutputDir { dir, manifest: Manifest::new(tool, source_date_epoch), guarded })
     }
 
     /// The final path of the directory.
@@ -164,7 +191,10 @@ impl OutputDir {
 
     /// Writes `SHA256SUMS` and `manifest.json`, then publishes the directory.
     pub fn commit(self) -> Result<(Utf8PathBuf, Manifest), Error> {
-        let OutputDir { dir, mut manifest } = self;
+        let OutputDir { dir, mut manifest, guarded } = self;
+        if let Some(guarded) = &guarded {
+            check_replaceable(dir.dest(), &manifest.tool.name, guarded)?;
+        }
         let scratch = dir.path().join(SCRATCH_DIR);
         if scratch.exists() {
             fs::remove_dir_all(&scratch)

@@ -17,14 +17,15 @@ use std::fs::File;
 use std::io::{self, Read};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use xspack_io::{Progress, ProgressReader, ProgressUnit};
+use xspack_io::{InputRoots, Progress, ProgressReader, ProgressUnit};
 use xspack_iso::{FileId, IsoBuilder, IsoOptions, Metadata};
-use xspack_manifest::{Input, InputDigest, Output, OutputDir, RelPath};
+use xspack_manifest::{Output, OutputDir, RelPath};
 use xspack_rpmrepo::{
     Comparison, Dependency, RepoGroup, RepodataOptions, RpmBuilder, RpmHeader, SigningKey,
 };
 
 use crate::Error;
+use crate::inputs::{PackInputs, file_input, roots_error};
 use crate::legacy::{LegacyPackage, install_order, install_script, xs_packages, xs_repository};
 use crate::spec::{PackFormat, PackSpec, file_mode_bits};
 use crate::update::{UpdateXml, derive_uuid};
@@ -42,6 +43,10 @@ pub struct BuildOptions<'a> {
     pub source_date_epoch: u64,
     /// Where progress goes.
     pub progress: &'a dyn Progress,
+    /// Directories besides the pack's own that its inputs may come from (`--allow-outside`).
+    pub allow_outside: Vec<Utf8PathBuf>,
+    /// The file `key` was loaded from, which no payload file may be.
+    pub sign_key_file: Option<Utf8PathBuf>,
 }
 
 impl<'a> BuildOptions<'a> {
@@ -51,7 +56,15 @@ impl<'a> BuildOptions<'a> {
         key: Option<&'a SigningKey>,
         progress: &'a dyn Progress,
     ) -> Self {
-        BuildOptions { formats: None, key, unsigned: false, source_date_epoch, progress }
+        BuildOptions {
+            formats: None,
+            key,
+            unsigned: false,
+            source_date_epoch,
+            progress,
+            allow_outside: Vec::new(),
+            sign_key_file: None,
+        }
     }
 }
 
@@ -103,8 +116,10 @@ pub fn build_pack(
             reason: "update packs must be signed: give a signing key (--sign-key or [signing] key), or --unsigned".into(),
         });
     }
+    let roots = InputRoots::new(dir, &opts.allow_outside).map_err(|e| roots_error(spec_path, e))?;
+    let inputs = PackInputs::check(&spec, spec_path, dir, &roots, opts.sign_key_file.as_deref())?;
     out.add_input(file_input(spec_path, "pack")?);
-    let rpms = collect_rpms(&spec, dir, out, opts)?;
+    let rpms = collect_rpms(&spec, spec_path, &inputs, out, opts)?;
     let mut summary = PackSummary {
         name: spec.pack.name.clone(),
         outputs: Vec::new(),
@@ -129,50 +144,27 @@ pub fn build_pack(
     Ok(summary)
 }
 
-/// A manifest input for a file: its sha256 and size.
-fn file_input(path: &Utf8Path, kind: &str) -> Result<Input, Error> {
-    let f = File::open(path).map_err(|e| io_err("opening", path, e))?;
-    let (digest, size) = xspack_io::hash_reader(f).map_err(|e| io_err("reading", path, e))?;
-    Ok(Input { name: path.to_string(), kind: kind.into(), digest: InputDigest(digest), size })
-}
-
 /// Prebuilt RPMs (globs, sorted) and RPMs built from `[[package]]`, each read once.
 fn collect_rpms(
     spec: &PackSpec,
-    dir: &Utf8Path,
+    spec_path: &Utf8Path,
+    inputs: &PackInputs,
     out: &mut OutputDir,
     opts: &BuildOptions<'_>,
 ) -> Result<Vec<PackRpm>, Error> {
+    let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
     let mut paths: Vec<Utf8PathBuf> = Vec::new();
-    for rpm in &spec.rpms {
-        let pattern = dir.join(&rpm.path);
-        let matches = glob::glob(pattern.as_str()).map_err(|e| Error::Spec {
-            at: dir.join("pack.toml").to_string(),
-            reason: format!("rpm path {:?}: {e}", rpm.path),
-        })?;
-        let mut found: Vec<Utf8PathBuf> = matches
-            .filter_map(Result::ok)
-            .filter_map(|p| Utf8PathBuf::from_path_buf(p).ok())
-            .collect();
-        if found.is_empty() {
-            return Err(Error::Spec {
-                at: dir.join("pack.toml").to_string(),
-                reason: format!("rpm path {:?} matches no file", rpm.path),
-            });
-        }
-        found.sort();
-        for p in &found {
-            out.add_input(file_input(p, "rpm")?);
-        }
-        paths.extend(found);
+    for p in &inputs.rpms {
+        out.add_input(file_input(p, "rpm")?);
+        paths.push(p.clone());
     }
     if !spec.packages.is_empty() || !spec.templates.is_empty() {
         let staging = out
             .scratch_path("built-rpms")
             .map_err(|e| Error::metadata("scratch", e.to_string()))?;
         std::fs::create_dir_all(&staging).map_err(|e| io_err("creating", &staging, e))?;
-        for pkg in &spec.packages {
-            let built = build_package(pkg, dir, opts, out)?
+        for (i, pkg) in spec.packages.iter().enumerate() {
+            let built = build_package(pkg, (i, spec_path, inputs), dir, opts, out)?
                 .write_to_dir(&staging, opts.key, false)
                 .map_err(rpm_err)?;
             paths.push(staging.join(built.file_name));
@@ -282,6 +274,7 @@ fn is_vm_template_json(dest: &str) -> bool {
 /// An [`RpmBuilder`] for a `[[package]]`.
 fn build_package(
     pkg: &crate::spec::PackageSpec,
+    (index, spec_path, inputs): (usize, &Utf8Path, &PackInputs),
     dir: &Utf8Path,
     opts: &BuildOptions<'_>,
     out: &mut OutputDir,
@@ -292,9 +285,10 @@ fn build_package(
         .description(pkg.description.clone())
         .license(pkg.license.clone())
         .source_date(epoch32(opts.source_date_epoch));
-    for f in &pkg.files {
+    for (j, f) in pkg.files.iter().enumerate() {
         let src = dir.join(&f.src);
-        out.add_input(file_input(&src, "file")?);
+        let field = format!("package[{index}].files[{j}].src");
+        out.add_input(inputs.payload_input(spec_path, &field, &src, "file")?);
         if is_vm_template_json(&f.dest) {
             // The loader copies unknown keys into the VM record: refuse typos here.
             xspack_template::validate_guest_template_file(&src).map_err(template_err)?;
@@ -309,12 +303,15 @@ fn build_package(
         attrs.group.clone_from(&f.group);
         b = b.file_from_disk_with(src, f.dest.clone(), attrs);
     }
-    for (script, which) in [(&pkg.post, 0), (&pkg.postun, 1), (&pkg.posttrans, 2)] {
+    for (script, which, name) in
+        [(&pkg.post, 0, "post"), (&pkg.postun, 1, "postun"), (&pkg.posttrans, 2, "posttrans")]
+    {
         let Some(rel) = script else { continue };
         let path = dir.join(rel);
+        let field = format!("package[{index}].{name}");
+        out.add_input(inputs.payload_input(spec_path, &field, &path, "script")?);
         let body =
             std::fs::read_to_string(&path).map_err(|e| io_err("reading script", &path, e))?;
-        out.add_input(file_input(&path, "script")?);
         b = match which {
             0 => b.post_install(body),
             1 => b.post_uninstall(body),

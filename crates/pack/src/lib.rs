@@ -8,6 +8,7 @@
 //!   rules.
 
 mod build;
+mod inputs;
 pub mod legacy;
 pub mod spec;
 pub mod update;

@@ -354,6 +354,22 @@ fn root() -> String {
     "root".into()
 }
 
+/// Names at the root of an update ISO that the pack's own metadata takes: `update.xml` and
+/// its signature (read from the ISO root by xapi's `ocaml/xapi/xapi_pool_update.ml`), and the
+/// yum repository's `repodata/` and `Packages/`. A key file of one of these names would
+/// replace it.
+const RESERVED_ROOT_NAMES: [&str; 4] = ["update.xml", "update.xml.asc", "repodata", "Packages"];
+
+/// Longest file name on a pack ISO: Joliet with the `-joliet-long` extension (103 UCS-2
+/// characters), as xspack-iso writes it.
+const MAX_ISO_NAME: usize = 103;
+
+/// Longest `pack.version`, `pack.build` and `pack.originator`: each goes into the ISO file
+/// names and `update.xml`.
+const MAX_FIELD: usize = 32;
+
+use xspack_io::quote::truncated;
+
 /// Dotted non-negative integers, as legacy hosts' `Version.from_string` compares them.
 pub fn is_dotted_integers(v: &str) -> bool {
     !v.is_empty()
@@ -436,14 +452,28 @@ impl PackSpec {
         if !is_dotted_integers(&p.version) {
             return Err(bad(
                 "pack.version",
-                format!("{:?} must be dotted integers such as 1.2.3", p.version),
+                format!("{:?} must be dotted integers such as 1.2.3", truncated(&p.version)),
             ));
         }
         if !charset(&p.build, "._") {
             return Err(bad(
                 "pack.build",
-                format!("{:?} must be letters, digits, '.' and '_'", p.build),
+                format!("{:?} must be letters, digits, '.' and '_'", truncated(&p.build)),
             ));
+        }
+        for (key, value) in [
+            ("pack.version", &p.version),
+            ("pack.build", &p.build),
+            ("pack.originator", &p.originator),
+        ] {
+            if value.len() > MAX_FIELD {
+                return Err(bad(
+                    key,
+                    format!(
+                        "is longer than {MAX_FIELD} characters (it goes into the ISO's file name)"
+                    ),
+                ));
+            }
         }
         if p.description.trim().is_empty()
             || !p.description.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
@@ -478,10 +508,26 @@ impl PackSpec {
         {
             return Err(bad("update.uuid", format!("{uuid:?} is not a lowercase UUID")));
         }
-        if !charset(&self.key_name(), "._-") {
+        let key_name = self.key_name();
+        if !charset(&key_name, "._-") || key_name.starts_with('.') {
             return Err(bad(
                 "update.key-name",
-                format!("{:?} must be a plain file name", self.key_name()),
+                format!(
+                    "{:?} must be a plain file name (letters, digits, '.', '_' and '-', not starting with '.')",
+                    truncated(&key_name)
+                ),
+            ));
+        }
+        if RESERVED_ROOT_NAMES.contains(&key_name.as_str()) {
+            return Err(bad(
+                "update.key-name",
+                format!("{key_name:?} is the name of the update pack's own metadata"),
+            ));
+        }
+        if key_name.len() > MAX_ISO_NAME {
+            return Err(bad(
+                "update.key-name",
+                format!("is longer than {MAX_ISO_NAME} characters (a name on the ISO)"),
             ));
         }
         for (i, req) in self.update.base_requires.iter().enumerate() {
@@ -544,6 +590,17 @@ impl PackSpec {
                         format!("{v:?} may hold letters, digits and '._+~^' only"),
                     ));
                 }
+            }
+            let file_name =
+                format!("{}-{}-{}.{}.rpm", pkg.name, pkg.version, pkg.release, pkg.arch);
+            if file_name.len() > MAX_ISO_NAME {
+                return Err(bad(
+                    &key,
+                    format!(
+                        "the RPM's file name NAME-VERSION-RELEASE.ARCH.rpm would be {} characters, more than the {MAX_ISO_NAME} an ISO name holds",
+                        file_name.len()
+                    ),
+                ));
             }
             for dep in pkg.requires.iter().chain(&pkg.provides) {
                 if dep.contains(['(', ')']) {
@@ -686,6 +743,62 @@ mod tests {
                 parse(&base.replace("DEST", dest).replace("MODE", mode)).unwrap_err().to_string();
             assert!(err.contains(want), "{dest} {mode}: {err}");
         }
+    }
+
+    #[test]
+    fn names_that_would_collide_or_overflow_are_refused() {
+        let with_key =
+            |name: &str| GOOD.replace("[update]\n", &format!("[update]\nkey-name = {name:?}\n"));
+        assert_eq!(
+            parse(&with_key("RPM-GPG-KEY-xs.asc")).unwrap().key_name(),
+            "RPM-GPG-KEY-xs.asc"
+        );
+        for name in [
+            "update.xml",
+            "update.xml.asc",
+            "repodata",
+            "Packages",
+            "..",
+            ".",
+            ".hidden",
+            "a/b",
+            "../x",
+            "",
+        ] {
+            let err = parse(&with_key(name)).unwrap_err().to_string();
+            assert!(err.contains("update.key-name"), "{name:?}: {err}");
+        }
+        let err = parse(&with_key(&"k".repeat(104))).unwrap_err().to_string();
+        assert!(err.contains("update.key-name: is longer than 103"), "{err}");
+        let long_version = format!("1.{}", "2.".repeat(20)) + "3";
+        for (from, to, field) in [
+            ("version = \"6.5.0\"", format!("version = {long_version:?}"), "pack.version"),
+            ("build = \"100205c\"", format!("build = \"{}\"", "b".repeat(33)), "pack.build"),
+            (
+                "originator = \"xs\"",
+                format!("originator = \"{}\"", "o".repeat(33)),
+                "pack.originator",
+            ),
+        ] {
+            let err = parse(&GOOD.replacen(from, &to, 1)).unwrap_err().to_string();
+            assert!(err.contains(&format!("{field}: is longer than 32")), "{err}");
+        }
+        // An over-long version is quoted in at most 200 characters.
+        let huge = GOOD.replacen(
+            "version = \"6.5.0\"",
+            &format!("version = \"{}\"", "x".repeat(10_000)),
+            1,
+        );
+        let err = parse(&huge).unwrap_err().to_string();
+        assert!(err.contains("pack.version") && err.len() < 400, "{} bytes", err.len());
+        let pkg = |name: &str| {
+            format!(
+                "{GOOD}\n[[package]]\nname = {name:?}\nversion = \"1.0\"\nsummary = \"s\"\ndescription = \"d\"\n"
+            )
+        };
+        assert!(parse(&pkg(&"n".repeat(80))).is_ok());
+        let err = parse(&pkg(&"n".repeat(90))).unwrap_err().to_string();
+        assert!(err.contains("package[0]: the RPM's file name"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod header;
 mod keys;
 mod layout;
 mod repodata;
+mod secret_scan;
 mod sign;
 
 pub use build::{BuiltRpm, Compression, FileAttrs, RpmBuilder};
@@ -61,6 +62,7 @@ pub use repodata::{
     RepodataSummary, is_primary_file, read_packages, write_comps, write_filelists, write_other,
     write_primary, write_repodata, write_repodata_for, write_repomd,
 };
+pub use secret_scan::SecretKeyScan;
 pub use sign::{
     RpmSignature, SignatureInfo, sign_detached, sign_detached_file, verify_detached,
     verify_detached_file, verify_rpm_signature,

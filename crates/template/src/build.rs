@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use xspack_io::{BUFFER_SIZE, Progress};
 use xspack_manifest::{Input, InputDigest, Output, OutputDir, RelPath};
 use xspack_rpmrepo::SigningKey;
@@ -35,6 +35,9 @@ pub struct TemplateBuildOptions<'a> {
     pub source_date_epoch: u64,
     /// Where progress goes.
     pub progress: &'a dyn Progress,
+    /// Directories besides the definition's own that the files it names may come from
+    /// (`--allow-outside`).
+    pub allow_outside: Vec<Utf8PathBuf>,
 }
 
 impl<'a> TemplateBuildOptions<'a> {
@@ -45,6 +48,7 @@ impl<'a> TemplateBuildOptions<'a> {
             key: None,
             source_date_epoch,
             progress,
+            allow_outside: Vec::new(),
         }
     }
 }
@@ -80,6 +84,7 @@ pub fn build_template(
     opts: &TemplateBuildOptions<'_>,
 ) -> Result<TemplateSummary, Error> {
     let spec = TemplateSpec::load(spec_path)?;
+    spec.check_inputs(&opts.allow_outside)?;
     out.add_input(file_input(spec_path, "template")?);
     let mut formats = opts.formats.clone();
     formats.sort_unstable();

@@ -45,6 +45,7 @@ use std::fmt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
+use xspack_io::InputRoots;
 use xspack_xva::{DISK_ALIGNMENT, MAX_DISK_SIZE, Uuid};
 
 use crate::Error;
@@ -368,18 +369,37 @@ impl TemplateSpec {
 
     /// Files the XVA reads besides the TOML file: disk images and the config drive's user data.
     pub fn xva_inputs(&self) -> Vec<(Utf8PathBuf, &'static str)> {
+        self.named_inputs().into_iter().map(|(_, path, kind)| (path, kind)).collect()
+    }
+
+    /// Every file the definition names, with its field: `(field, path, kind)`.
+    fn named_inputs(&self) -> Vec<(String, Utf8PathBuf, &'static str)> {
         let mut inputs = Vec::new();
         if self.xva.embed_disks {
-            for d in &self.disks {
+            for (i, d) in self.disks.iter().enumerate() {
                 if let Some(image) = &d.image {
-                    inputs.push((self.resolve(image), "disk-image"));
+                    inputs.push((format!("disk[{i}].image"), self.resolve(image), "disk-image"));
                 }
             }
         }
         if let Some(drive) = &self.config_drive {
-            inputs.push((self.resolve(&drive.user_data), "user-data"));
+            let field = "config-drive.user-data".to_owned();
+            inputs.push((field, self.resolve(&drive.user_data), "user-data"));
         }
         inputs
+    }
+
+    /// Checks that every file the definition names is a regular file inside the definition's
+    /// directory or one of `allowed` (`--allow-outside`), after symbolic links: see
+    /// `xspack_io::confine`. A refusal names the field.
+    pub fn check_inputs(&self, allowed: &[Utf8PathBuf]) -> Result<(), Error> {
+        let dir = self.path.parent().unwrap_or(Utf8Path::new(""));
+        let spec_error = |reason: String| Error::Spec { at: self.path.to_string(), reason };
+        let roots = InputRoots::new(dir, allowed).map_err(|e| spec_error(e.to_string()))?;
+        for (field, path, _) in self.named_inputs() {
+            roots.check_file(&path).map_err(|e| spec_error(format!("{field}: {e}")))?;
+        }
+        Ok(())
     }
 
     /// The rules serde cannot express.
