@@ -1,5 +1,5 @@
 //! Fault injection (issue 9): SIGINT and SIGTERM in the middle of an image build and a pack
-//! build, a file size limit standing in for a full disk, a read-only output directory, and two
+//! build, SIGKILL and the next run's sweep, a file size limit standing in for a full disk, a read-only output directory, and two
 //! builds racing for one output directory. Each time nothing is corrupted, the error is clear,
 //! and a rerun succeeds.
 
@@ -138,6 +138,40 @@ fn pack_build_interrupted_by_sigint_and_sigterm_then_rerun() {
     assert_eq!(crate::common::listing(&pack), ["files", "pack.toml"]);
     let o = xspack().args(pack_args(&pack, &secret, &out)).output().unwrap();
     assert_eq!(code(&o), 0, "rerun: {}", stderr(&o));
+    verifies(&out);
+}
+
+/// SIGKILL cannot be caught: the killed build leaves its temporary output (in the parent
+/// directories it made). The next build of the same output finds the temporary unlocked and
+/// removes it, and leaves nothing else behind.
+#[test]
+fn image_build_killed_by_sigkill_then_rerun_sweeps_its_temporary() {
+    let (_t, root) = tempdir();
+    let source = big_image(&root);
+    let parent = root.join("made/by/build");
+    let out = parent.join("out");
+    let mut child = xspack()
+        .args(image_args(&source, &out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !(parent.is_dir()
+        && crate::common::listing(&parent).iter().any(|n| n.ends_with(".xspack-tmp")))
+    {
+        assert!(child.try_wait().unwrap().is_none(), "finished before it could be killed");
+        assert!(start.elapsed() < Duration::from_mins(2), "no temporary output appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    let left = crate::common::listing(&parent);
+    assert!(left.len() == 1 && left[0].starts_with(".out."), "SIGKILL leaves it: {left:?}");
+    let o = xspack().args(image_args(&source, &out)).output().unwrap();
+    assert_eq!(code(&o), 0, "rerun: {}", stderr(&o));
+    assert_eq!(crate::common::listing(&parent), ["out"], "the stale temporary is gone");
     verifies(&out);
 }
 
