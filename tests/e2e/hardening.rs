@@ -9,7 +9,7 @@ use std::process::Output;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
+use xspack_testkit::{Compression, DockerLayout, Entry, ImageSpec, layer_tar};
 
 use crate::common::{code, error_hint, keygen, repo_root, stderr, tempdir, xspack};
 
@@ -392,4 +392,79 @@ fn template_inputs_stay_inside_their_directory() {
         .output()
         .unwrap();
     refused_or_ok(&out, 0);
+}
+
+/// The same image, however its path is spelled and wherever the build runs, gives the same
+/// bytes: every artifact (XVA included) and `manifest.json`, which records no host path.
+#[test]
+fn outputs_do_not_depend_on_how_sources_are_spelled_or_where_the_build_runs() {
+    let (_t, root) = tempdir();
+    let image = ImageSpec::new(vec![
+        (
+            layer_tar(&[Entry::dir("etc"), Entry::file("etc/os-release", "ID=debian\n")]),
+            Compression::Gzip,
+        ),
+        (layer_tar(&[Entry::file("etc/motd", "hello\n")]), Compression::Zstd),
+    ]);
+    let images = root.join("images");
+    std::fs::create_dir_all(root.join("elsewhere/deeper")).unwrap();
+    image.write_oci_dir(&images.join("img"), "latest").unwrap();
+    image.write_docker_archive(&images.join("img.tar"), "demo:1", DockerLayout::Classic).unwrap();
+    std::os::unix::fs::symlink(images.join("img"), root.join("elsewhere/alias")).unwrap();
+    // (working directory, source) pairs naming the same image.
+    let spellings: [(&[(Utf8PathBuf, String)], &str); 2] = [
+        (
+            &[
+                (images.clone(), "oci:img".to_owned()),
+                (root.join("elsewhere/deeper"), format!("oci:{images}/img/")),
+                (root.join("elsewhere"), "oci:./alias".to_owned()),
+                (images.join("img"), "oci:.".to_owned()),
+            ],
+            "oci",
+        ),
+        (
+            &[
+                (images.clone(), "docker-archive:img.tar".to_owned()),
+                (root.join("elsewhere/deeper"), format!("{images}/img.tar")),
+                (root.join("elsewhere"), "../images/./img.tar".to_owned()),
+            ],
+            "docker",
+        ),
+    ];
+    for (runs, kind) in spellings {
+        let mut seen: Option<(Vec<u8>, Vec<u8>)> = None;
+        for (i, (cwd, source)) in runs.iter().enumerate() {
+            let out = root.join(format!("out-{kind}-{i}"));
+            let o = xspack()
+                .current_dir(cwd)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .args(["-q", "image", "build", source, "--flavor", "none", "--name", "demo"])
+                .args(["--format", "raw", "--format", "vhd", "--format", "qcow2", "--format", "xva"])
+                .args(["-o", out.as_str()])
+                .output()
+                .unwrap();
+            refused_or_ok(&o, 0);
+            let sums = std::fs::read(out.join("SHA256SUMS")).unwrap();
+            let manifest = std::fs::read(out.join("manifest.json")).unwrap();
+            // No output holds a host path: neither the test's root nor the working directory.
+            for name in crate::common::listing(&out) {
+                let bytes = std::fs::read(out.join(&name)).unwrap();
+                for needle in [root.as_str(), cwd.as_str()] {
+                    let hit = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+                    assert!(!hit, "{name} of {source:?} holds {needle}");
+                }
+            }
+            match &seen {
+                None => seen = Some((sums, manifest)),
+                Some((first_sums, first_manifest)) => {
+                    assert_eq!(&sums, first_sums, "{source:?} from {cwd}");
+                    assert_eq!(
+                        String::from_utf8_lossy(&manifest),
+                        String::from_utf8_lossy(first_manifest),
+                        "{source:?} from {cwd}"
+                    );
+                }
+            }
+        }
+    }
 }

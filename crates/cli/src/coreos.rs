@@ -143,7 +143,8 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     }
     let built = xspack_guest::coreos::build_into(&containers, &mut out, &opts, ui.progress())?;
     out.add_input(Input {
-        name: base.to_string(),
+        // The file's own name: where it lies is no part of the build.
+        name: base.file_name().unwrap_or("base").to_owned(),
         kind: "coreos-base".into(),
         digest: InputDigest(built.base_file.0),
         size: built.base_file.1,

@@ -301,7 +301,7 @@ pub fn file_inputs(args: &BuildArgs) -> Vec<Utf8PathBuf> {
 /// Records `image` and its layers as inputs; `prefix` names the container they belong to.
 pub fn add_image_inputs(out: &mut OutputDir, image: &Image, prefix: &str) {
     out.add_input(Input {
-        name: format!("{prefix}{}", image.source),
+        name: format!("{prefix}{}", image.source.portable_name()),
         kind: kind_of(&image.source).into(),
         digest: InputDigest(image.digest.0),
         size: image.digest_size,

@@ -308,7 +308,11 @@ fn make_loader(opts: &UbuntuOptions, root_uuid: &str) -> Result<Loader, Error> {
 fn vm_spec(image: &Image, opts: &UbuntuOptions) -> xspack_xva::VmSpec {
     let xva_uuid = |p: &str| xspack_xva::Uuid::from_seed(&derive(image, p));
     let mut vm = xspack_xva::VmSpec::new(opts.name.clone(), xva_uuid("vm uuid"));
-    vm.description = format!("{} built by xspack (ubuntu flavor) from {}", opts.name, image.source);
+    vm.description = format!(
+        "{} built by xspack (ubuntu flavor) from {}",
+        opts.name,
+        image.source.portable_name()
+    );
     vm.sr_uuid = xva_uuid("sr uuid");
     vm.memory = xspack_xva::Memory::fixed(opts.memory);
     vm.vcpus_max = opts.vcpus;

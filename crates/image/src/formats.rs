@@ -263,7 +263,7 @@ fn derive_formats(
 fn xva_spec(image: &Image, name: &str, size: u64) -> xspack_xva::VmSpec {
     let vm_uuid = xspack_xva::Uuid::from_seed(&seed(image, "vm uuid").0);
     let mut spec = xspack_xva::VmSpec::new(name.to_owned(), vm_uuid);
-    spec.description = format!("{name} built by xspack from {}", image.source);
+    spec.description = format!("{name} built by xspack from {}", image.source.portable_name());
     spec.sr_uuid = xspack_xva::Uuid::from_seed(&seed(image, "sr uuid").0);
     spec.disks.push(xspack_xva::DiskSpec::new(
         size,

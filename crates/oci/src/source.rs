@@ -95,6 +95,39 @@ impl ImageSource {
         ImageSource::OciArchive { path, reference }
     }
 
+    /// The source as outputs name it: the transport, the file or directory's own name (after
+    /// symbolic links, so `.`, `img/`, `./img` and a link to it name it alike) and the
+    /// reference, e.g. `oci:img:latest`. Unlike the `Display` form it holds no directory, so
+    /// where the image lies and how its path was spelled never change an output, and no
+    /// output records a host path.
+    pub fn portable_name(&self) -> String {
+        let path = self.path();
+        let resolved = path.canonicalize_utf8().ok();
+        let name = resolved
+            .as_deref()
+            .and_then(Utf8Path::file_name)
+            .or_else(|| path.file_name())
+            .unwrap_or("image");
+        let scheme = match self {
+            ImageSource::DockerArchive { .. } => "docker-archive",
+            ImageSource::OciDir { .. } => "oci",
+            ImageSource::OciArchive { .. } => "oci-archive",
+        };
+        match self.reference() {
+            Some(r) => format!("{scheme}:{name}:{r}"),
+            None => format!("{scheme}:{name}"),
+        }
+    }
+
+    /// The reference that picks the image, if one was given.
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            ImageSource::DockerArchive { reference, .. }
+            | ImageSource::OciDir { reference, .. }
+            | ImageSource::OciArchive { reference, .. } => reference.as_deref(),
+        }
+    }
+
     /// The file or directory the image is read from.
     pub fn path(&self) -> &Utf8Path {
         match self {

@@ -118,7 +118,7 @@ pub fn build_pack(
     }
     let roots = InputRoots::new(dir, &opts.allow_outside).map_err(|e| roots_error(spec_path, e))?;
     let inputs = PackInputs::check(&spec, spec_path, dir, &roots, opts.sign_key_file.as_deref())?;
-    out.add_input(file_input(spec_path, "pack")?);
+    out.add_input(file_input(spec_path, Utf8Path::new("pack.toml"), "pack")?);
     let rpms = collect_rpms(&spec, spec_path, &inputs, out, opts)?;
     let mut summary = PackSummary {
         name: spec.pack.name.clone(),
@@ -155,7 +155,7 @@ fn collect_rpms(
     let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
     let mut paths: Vec<Utf8PathBuf> = Vec::new();
     for p in &inputs.rpms {
-        out.add_input(file_input(p, "rpm")?);
+        out.add_input(file_input(p, p.strip_prefix(dir).unwrap_or(p), "rpm")?);
         paths.push(p.clone());
     }
     if !spec.packages.is_empty() || !spec.templates.is_empty() {
@@ -170,7 +170,7 @@ fn collect_rpms(
             paths.push(staging.join(built.file_name));
         }
         for template in &spec.templates {
-            let built = build_template_rpm(&dir.join(&template.path), opts, out)?
+            let built = build_template_rpm((dir, &template.path), opts, out)?
                 .write_to_dir(&staging, opts.key, false)
                 .map_err(rpm_err)?;
             paths.push(staging.join(built.file_name));
@@ -250,12 +250,13 @@ fn template_err(e: xspack_template::Error) -> Error {
 
 /// The template RPM of a `[[template]]` definition (xspack-template, vm-formats.md 4.1).
 fn build_template_rpm(
-    path: &Utf8Path,
+    (dir, rel): (&Utf8Path, &Utf8Path),
     opts: &BuildOptions<'_>,
     out: &mut OutputDir,
 ) -> Result<RpmBuilder, Error> {
-    let spec = xspack_template::TemplateSpec::load(path).map_err(template_err)?;
-    out.add_input(file_input(path, "template")?);
+    let path = dir.join(rel);
+    let spec = xspack_template::TemplateSpec::load(&path).map_err(template_err)?;
+    out.add_input(file_input(&path, rel, "template")?);
     let json = xspack_template::render_guest_json(&spec).map_err(template_err)?;
     xspack_template::template_rpm(&spec, &json, epoch32(opts.source_date_epoch))
         .map_err(template_err)
@@ -288,7 +289,7 @@ fn build_package(
     for (j, f) in pkg.files.iter().enumerate() {
         let src = dir.join(&f.src);
         let field = format!("package[{index}].files[{j}].src");
-        out.add_input(inputs.payload_input(spec_path, &field, &src, "file")?);
+        out.add_input(inputs.payload_input(spec_path, (&field, &f.src), &src, "file")?);
         if is_vm_template_json(&f.dest) {
             // The loader copies unknown keys into the VM record: refuse typos here.
             xspack_template::validate_guest_template_file(&src).map_err(template_err)?;
@@ -309,7 +310,7 @@ fn build_package(
         let Some(rel) = script else { continue };
         let path = dir.join(rel);
         let field = format!("package[{index}].{name}");
-        out.add_input(inputs.payload_input(spec_path, &field, &path, "script")?);
+        out.add_input(inputs.payload_input(spec_path, (&field, rel), &path, "script")?);
         let body =
             std::fs::read_to_string(&path).map_err(|e| io_err("reading script", &path, e))?;
         b = match which {

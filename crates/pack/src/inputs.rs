@@ -116,7 +116,7 @@ impl PackInputs {
     pub(crate) fn payload_input(
         &self,
         spec_path: &Utf8Path,
-        field: &str,
+        (field, name): (&str, &Utf8Path),
         path: &Utf8Path,
         kind: &str,
     ) -> Result<Input, Error> {
@@ -126,7 +126,7 @@ impl PackInputs {
             return Err(spec_error(spec_path, field, format!("{path} is the signing key file")));
         }
         let mut scan = SecretKeyScan::new();
-        let input = hashed_input(file, path, kind, |chunk| scan.update(chunk))?;
+        let input = hashed_input(file, (path, name), kind, |chunk| scan.update(chunk))?;
         if let Some(what) = scan.found() {
             return Err(spec_error(
                 spec_path,
@@ -142,16 +142,18 @@ fn io_err(op: &'static str, path: &Utf8Path, e: std::io::Error) -> Error {
     Error::Io { op, path: path.to_string(), source: e }
 }
 
-/// A manifest input for the file `path`: its sha256 and size.
-pub(crate) fn file_input(path: &Utf8Path, kind: &str) -> Result<Input, Error> {
+/// A manifest input for the file `path`, named `name` (as `pack.toml` writes it, relative to
+/// the pack's directory: never a host path): its sha256 and size.
+pub(crate) fn file_input(path: &Utf8Path, name: &Utf8Path, kind: &str) -> Result<Input, Error> {
     let file = File::open(path).map_err(|e| io_err("opening", path, e))?;
-    hashed_input(file, path, kind, |_| {})
+    hashed_input(file, (path, name), kind, |_| {})
 }
 
-/// Hashes `file` (at `path`) into a manifest input, showing each chunk to `visit`.
+/// Hashes `file` (at `path`) into a manifest input named `name`, showing each chunk to
+/// `visit`.
 fn hashed_input(
     file: File,
-    path: &Utf8Path,
+    (path, name): (&Utf8Path, &Utf8Path),
     kind: &str,
     mut visit: impl FnMut(&[u8]),
 ) -> Result<Input, Error> {
@@ -165,7 +167,7 @@ fn hashed_input(
     }
     let (digest, size) =
         xspack_io::hash_reader(Tee(file, &mut visit)).map_err(|e| io_err("reading", path, e))?;
-    Ok(Input { name: path.to_string(), kind: kind.into(), digest: InputDigest(digest), size })
+    Ok(Input { name: name.to_string(), kind: kind.into(), digest: InputDigest(digest), size })
 }
 
 /// Maps an error of the allowed roots themselves (`--allow-outside`).

@@ -66,11 +66,12 @@ pub struct TemplateSummary {
     pub rpm_signed: bool,
 }
 
-/// A manifest input for the file at `path`.
-fn file_input(path: &Utf8Path, kind: &str) -> Result<Input, Error> {
+/// A manifest input for the file at `path`, named `name`: as the definition writes it, or the
+/// definition's own file name, so no host path goes into the manifest.
+fn file_input(path: &Utf8Path, name: &str, kind: &str) -> Result<Input, Error> {
     let f = File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let (digest, size) = xspack_io::hash_reader(f).map_err(|e| Error::io("reading", path, e))?;
-    Ok(Input { name: path.to_string(), kind: kind.into(), digest: InputDigest(digest), size })
+    Ok(Input { name: name.to_owned(), kind: kind.into(), digest: InputDigest(digest), size })
 }
 
 fn rel(spec: &TemplateSpec, name: String) -> Result<RelPath, Error> {
@@ -85,7 +86,8 @@ pub fn build_template(
 ) -> Result<TemplateSummary, Error> {
     let spec = TemplateSpec::load(spec_path)?;
     spec.check_inputs(&opts.allow_outside)?;
-    out.add_input(file_input(spec_path, "template")?);
+    let spec_name = spec_path.file_name().unwrap_or("template.toml");
+    out.add_input(file_input(spec_path, spec_name, "template")?);
     let mut formats = opts.formats.clone();
     formats.sort_unstable();
     formats.dedup();
@@ -111,7 +113,8 @@ pub fn build_template(
             }
             TemplateFormat::Xva => {
                 for (path, kind) in spec.xva_inputs() {
-                    out.add_input(file_input(&path, kind)?);
+                    let name = path.strip_prefix(spec.resolve(Utf8Path::new(""))).unwrap_or(&path);
+                    out.add_input(file_input(&path, name.as_str(), kind)?);
                 }
                 let path = rel(&spec, format!("{}.xva", spec.name()))?;
                 let file = out.create_file(&path)?;

@@ -78,7 +78,7 @@ fn index(entries: &[DataEntry<'_>], digests: &[Sha256Digest]) -> String {
                 "sha256": d.to_string(),
                 "size": e.archive.size(),
                 "tag": e.tag,
-                "source": image.source.to_string(),
+                "source": image.source.portable_name(),
                 "image_digest": image.digest.to_string(),
                 "config_digest": image.config_digest.to_string(),
             })
