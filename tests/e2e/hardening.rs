@@ -468,3 +468,39 @@ fn outputs_do_not_depend_on_how_sources_are_spelled_or_where_the_build_runs() {
         }
     }
 }
+
+/// `xspack man -o DIR` into a shared directory (`just install` uses
+/// `/usr/local/share/man/man1`) writes its pages beside the others and replaces only its own.
+#[test]
+fn man_pages_go_beside_other_pages_and_replace_only_their_own() {
+    let (_t, root) = tempdir();
+    let man1 = root.join("share/man/man1");
+    std::fs::create_dir_all(&man1).unwrap();
+    std::fs::write(man1.join("ls.1"), b"other package's page").unwrap();
+    let man = |force: bool| {
+        let mut cmd = xspack();
+        cmd.args(["-q", "man", "-o", man1.as_str(), "--source-date-epoch", "1700000000"]);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    refused_or_ok(&man(false), 0);
+    let pages = crate::common::listing(&man1);
+    assert!(pages.contains(&"ls.1".to_owned()) && pages.contains(&"xspack.1".to_owned()));
+    std::fs::write(man1.join("xspack.1"), b"stale").unwrap();
+    let before = snapshot(&man1);
+    let again = man(false);
+    assert_eq!(code(&again), 1, "{}", stderr(&again));
+    assert!(stderr(&again).contains("xspack.1: already exists"), "{}", stderr(&again));
+    assert_eq!(snapshot(&man1), before, "nothing written without --force");
+    refused_or_ok(&man(true), 0);
+    assert_eq!(std::fs::read(man1.join("ls.1")).unwrap(), b"other package's page");
+    assert_ne!(std::fs::read(man1.join("xspack.1")).unwrap(), b"stale");
+    assert_eq!(crate::common::listing(&man1), pages, "no temporaries left");
+    // A new directory is made whole, with its parents.
+    let fresh = root.join("new/man1");
+    let o = xspack().args(["-q", "man", "-o", fresh.as_str()]).output().unwrap();
+    refused_or_ok(&o, 0);
+    assert_eq!(crate::common::listing(&fresh).len(), pages.len() - 1);
+}

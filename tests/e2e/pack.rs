@@ -439,7 +439,7 @@ fn bad_packs_fail_cleanly() {
     // A missing payload file.
     let pack = demo_copy(&dir.join("missing"));
     std::fs::remove_file(pack.join("files/plugin")).unwrap();
-    assert_eq!(build_fails(&pack, &secret, "files/plugin", 1), None);
+    assert_eq!(build_fails(&pack, &secret, "files/plugin", 3), None);
     // A corrupt prebuilt RPM, and a duplicate NEVRA.
     let pack = demo_copy(&dir.join("corrupt"));
     std::fs::create_dir(pack.join("rpms")).unwrap();

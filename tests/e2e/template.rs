@@ -254,6 +254,8 @@ fn the_guest_templates_pack_ships_template_rpms() {
             secret.as_str(),
             "-o",
             dest.as_str(),
+            "--allow-outside",
+            repo_root().join("templates").as_str(),
         ])
         .output()
         .unwrap();
@@ -309,7 +311,7 @@ fn bad_templates_fail_cleanly() {
         good.replace("[[disk]]\nsize = \"10G\"\n", "[config-drive]\nuser-data = \"nope\"\n"),
     )
     .unwrap();
-    fails(&["template", "build", drive.as_str(), "-o", out.as_str()], 1, "nope");
+    fails(&["template", "build", drive.as_str(), "-o", out.as_str()], 3, "config-drive.user-data: ");
     fails(
         &["template", "build", dir.join("absent.toml").as_str(), "-o", out.as_str()],
         1,

@@ -181,7 +181,7 @@ fn pack_cases(root: &Utf8Path, keys: &Keys) -> Vec<(Utf8PathBuf, Case)> {
         PACK.replace("files/a", "files/gone").as_bytes(),
         &none,
         key,
-        1,
+        3,
         &|p| p.join("files/gone").to_string(),
         "",
     );
