@@ -439,7 +439,9 @@ fn outputs_do_not_depend_on_how_sources_are_spelled_or_where_the_build_runs() {
                 .current_dir(cwd)
                 .env("SOURCE_DATE_EPOCH", "1700000000")
                 .args(["-q", "image", "build", source, "--flavor", "none", "--name", "demo"])
-                .args(["--format", "raw", "--format", "vhd", "--format", "qcow2", "--format", "xva"])
+                .args([
+                    "--format", "raw", "--format", "vhd", "--format", "qcow2", "--format", "xva",
+                ])
                 .args(["-o", out.as_str()])
                 .output()
                 .unwrap();
@@ -503,4 +505,38 @@ fn man_pages_go_beside_other_pages_and_replace_only_their_own() {
     let o = xspack().args(["-q", "man", "-o", fresh.as_str()]).output().unwrap();
     refused_or_ok(&o, 0);
     assert_eq!(crate::common::listing(&fresh).len(), pages.len() - 1);
+}
+
+/// `--size` is a disk budget: a build stops with exit 3 as soon as the layers' file data passes
+/// it, before writing more, whichever layer holds the data and however it is split.
+#[test]
+fn size_is_a_budget_that_stops_inflating_layers_early() {
+    let (_t, root) = tempdir();
+    let big = || Entry::file("big", vec![0x5a; 48 << 20]);
+    let many: Vec<Entry> =
+        (0..40).map(|i| Entry::file(format!("f{i}"), vec![1; 1 << 20])).collect();
+    let shapes: [(&str, Vec<(Vec<u8>, Compression)>); 3] = [
+        ("first-layer", vec![(layer_tar(&[big()]), Compression::Gzip)]),
+        (
+            "later-layer",
+            vec![
+                (layer_tar(&[Entry::file("small", "x")]), Compression::None),
+                (layer_tar(&[big()]), Compression::Zstd),
+            ],
+        ),
+        ("many-files", vec![(layer_tar(&many), Compression::Gzip)]),
+    ];
+    for (name, layers) in shapes {
+        let layout = root.join(name);
+        ImageSpec::new(layers).write_oci_dir(&layout, "latest").unwrap();
+        let out = root.join(format!("{name}-out"));
+        let o = xspack()
+            .args(["-q", "image", "build", &format!("oci:{layout}"), "--flavor", "none"])
+            .args(["--size", "16M", "--format", "vhd", "-o", out.as_str()])
+            .output()
+            .unwrap();
+        refused(&o, 3, &["more file data than the 16777216 bytes asked for (--size)"]);
+        assert!(!out.exists());
+        assert!(!crate::common::listing(&root).iter().any(|n| n.ends_with(".xspack-tmp")));
+    }
 }

@@ -344,8 +344,13 @@ pub fn build(
         .open(&ext4_path)
         .map_err(|e| Error::io("creating", &ext4_path, e))?;
     let scratch = out.scratch_dir()?;
-    let (mut tree, zone) =
-        xspack_image::merge_layers_into_zone(image, file, scratch.as_std_path(), false, progress)?;
+    let (mut tree, zone) = xspack_image::merge_layers_into_zone(
+        image,
+        (file, opts.disk_size),
+        scratch.as_std_path(),
+        false,
+        progress,
+    )?;
     build_from(image, &mut tree, out, opts, progress, Rootfs::Zone(zone, ext4_path))
 }
 

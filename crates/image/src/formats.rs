@@ -139,8 +139,13 @@ pub fn build(
         (file, path)
     };
     let scratch = out.scratch_dir()?;
-    let (tree, zone) =
-        crate::merge_layers_into_zone(image, file, scratch.as_std_path(), keep_raw, progress)?;
+    let (tree, zone) = crate::merge_layers_into_zone(
+        image,
+        (file, req.rootfs.size),
+        scratch.as_std_path(),
+        keep_raw,
+        progress,
+    )?;
     // One read of the finished image gives the raw digest, VHD and XVA (VHD's block map
     // comes from the plan); qcow2 is made from the raw file after.
     let streamed: Vec<DiskFormat> = formats

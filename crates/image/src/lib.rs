@@ -91,6 +91,18 @@ pub enum Error {
     /// The request is inconsistent.
     #[error("{0}")]
     Request(String),
+    /// The layers' file data outgrew the size asked for (`--size`): the build stopped as soon
+    /// as it did, before writing more.
+    #[error(
+        "the layers hold more file data than the {limit} bytes asked for (--size): stopped at \
+         {reached} bytes, before writing more"
+    )]
+    OverSize {
+        /// The size asked for.
+        limit: u64,
+        /// The bytes of file data (whole 4 KiB blocks) read when the build stopped.
+        reached: u64,
+    },
     /// A file operation failed.
     #[error("{path}: {op}")]
     Io {
@@ -109,6 +121,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Image(e) => e.is_bad_input(),
+            Error::OverSize { .. } => true,
             Error::Ext4(e) => {
                 !matches!(e, xspack_ext4::Error::Io(_) | xspack_ext4::Error::TooSmall { .. })
             }
@@ -130,16 +143,18 @@ pub fn merge_layers(image: &Image, progress: &dyn Progress) -> Result<MergedTree
 /// written out as it streams by: the first layer's into `image_file` (new and empty), in the
 /// ext4 data zone, and each other layer's into a scratch file of its own in `scratch_dir`
 /// (unnamed, gone when dropped). `writeback` starts writing the image's bytes to the device
-/// as they come (for an output rather than a scratch file). Finish with
-/// [`write_ext4_around_zone`].
+/// as they come (for an output rather than a scratch file). `size_limit` (the size asked
+/// for) bounds the file data written, image and scratch files together: the build stops with
+/// [`Error::OverSize`] before it writes past it, so a small layer that inflates to gigabytes
+/// cannot fill the disk. Finish with [`write_ext4_around_zone`].
 pub fn merge_layers_into_zone(
     image: &Image,
-    image_file: std::fs::File,
+    (image_file, size_limit): (std::fs::File, Option<u64>),
     scratch_dir: &std::path::Path,
     writeback: bool,
     progress: &dyn Progress,
 ) -> Result<(MergedTree, ZoneImage), Error> {
-    let zoning = zone::Zoning::new(image_file, scratch_dir, writeback);
+    let zoning = zone::Zoning::new(image_file, scratch_dir, writeback, size_limit);
     let tree = merge_layers_with(image, progress, Some(&zoning))?;
     let zone = zoning.finish().map_err(|e| Error::Io {
         op: "writing",
@@ -236,6 +251,9 @@ fn read_entries(
     };
     image.read_layer(layer, |entry, data| -> Result<(), Error> {
         let is_file = matches!(entry.kind, EntryKind::File);
+        if let Some(z) = zoning.filter(|_| is_file) {
+            z.charge(entry.size)?;
+        }
         let runs = match &mut sink {
             Some(sink) if is_file => sink.add(entry.index, entry.size, data, buf).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof

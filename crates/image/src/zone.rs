@@ -39,6 +39,10 @@ pub(crate) struct Zoning {
     /// Where stashes are made.
     dir: PathBuf,
     stashes: std::sync::Mutex<Vec<Stash>>,
+    /// The most file data (whole blocks) the image and the stashes may take together.
+    limit: Option<u64>,
+    /// File data taken so far, by every layer's reader.
+    charged: std::sync::atomic::AtomicU64,
 }
 
 /// Takes a layer's file data as pass 1 reads it.
@@ -99,7 +103,7 @@ impl Zoning {
     /// Writes the first layer into `file`, new and empty, and stashes the others in `dir`;
     /// `writeback` starts pushing the image's bytes to the device as they come (for an
     /// output, not a scratch file).
-    pub(crate) fn new(file: File, dir: &Path, writeback: bool) -> Self {
+    pub(crate) fn new(file: File, dir: &Path, writeback: bool, limit: Option<u64>) -> Self {
         let out = if writeback { SparseFile::new(file) } else { SparseFile::scratch(file) };
         Zoning {
             first: std::sync::Mutex::new(ZoneWriter {
@@ -109,6 +113,20 @@ impl Zoning {
             }),
             dir: dir.to_owned(),
             stashes: std::sync::Mutex::new(Vec::new()),
+            limit,
+            charged: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a file of `size` bytes against the limit before it is written: an error once
+    /// the file data of all layers so far would pass it.
+    pub(crate) fn charge(&self, size: u64) -> Result<(), Error> {
+        let blocks = size.div_ceil(BLOCK_SIZE).saturating_mul(BLOCK_SIZE);
+        let before = self.charged.fetch_add(blocks, std::sync::atomic::Ordering::Relaxed);
+        let reached = before.saturating_add(blocks);
+        match self.limit {
+            Some(limit) if reached > limit => Err(Error::OverSize { limit, reached }),
+            _ => Ok(()),
         }
     }
 

@@ -53,9 +53,14 @@ fn single_pass(image: &Image, fixup: impl FnOnce(&mut xspack_oci::MergedTree)) -
     let path = dir.join("fs.raw");
     let file =
         std::fs::File::options().read(true).write(true).create_new(true).open(&path).unwrap();
-    let (mut tree, zone) =
-        xspack_image::merge_layers_into_zone(image, file, dir.as_std_path(), false, &NoProgress)
-            .unwrap();
+    let (mut tree, zone) = xspack_image::merge_layers_into_zone(
+        image,
+        (file, None),
+        dir.as_std_path(),
+        false,
+        &NoProgress,
+    )
+    .unwrap();
     fixup(&mut tree);
     let (file, summary) =
         xspack_image::write_ext4_around_zone(image, &tree, &opts(), zone, &NoProgress).unwrap();
@@ -289,7 +294,7 @@ fn a_missing_scratch_directory_is_named() {
     let missing = dir.join("gone");
     let Err(err) = xspack_image::merge_layers_into_zone(
         &image,
-        file,
+        (file, None),
         missing.as_std_path(),
         false,
         &NoProgress,
@@ -461,9 +466,14 @@ fn a_single_pass_above_16_gib_falls_back_to_two_passes() {
     let file_path = dir.join("fs.img");
     let file =
         std::fs::File::options().read(true).write(true).create_new(true).open(&file_path).unwrap();
-    let (tree, zone) =
-        xspack_image::merge_layers_into_zone(&image, file, dir.as_std_path(), false, &NoProgress)
-            .unwrap();
+    let (tree, zone) = xspack_image::merge_layers_into_zone(
+        &image,
+        (file, None),
+        dir.as_std_path(),
+        false,
+        &NoProgress,
+    )
+    .unwrap();
     let (file, summary) =
         xspack_image::write_ext4_around_zone(&image, &tree, &big, zone, &NoProgress).unwrap();
     drop(file);
