@@ -86,10 +86,14 @@ fn a_bad_template_fails_the_pack_and_names_the_file() {
     assert!(err.is_bad_input(), "{err}");
     let text = err.to_string();
     assert!(text.contains("templates/guest.toml:8:1: unknown field `memroy`"), "{text}");
-    // A missing definition is a failure to read, not bad input.
+    // A missing definition is bad input too, naming pack.toml's field before anything is read.
     let pack = pack_dir(&dir.join("missing"), &PACK.replace("guest.toml", "nope.toml"), TEMPLATE);
     let err = build(&pack, &dir.join("out2")).unwrap_err();
-    assert!(!err.is_bad_input() && err.to_string().contains("nope.toml"), "{err}");
+    let text = err.to_string();
+    assert!(
+        err.is_bad_input() && text.contains("template[0].path: ") && text.contains("nope.toml"),
+        "{err}"
+    );
 }
 
 #[test]
