@@ -49,6 +49,36 @@ pub const SHA256SUMS_NAME: &str = "SHA256SUMS";
 /// File name of the JSON manifest.
 pub const MANIFEST_NAME: &str = "manifest.json";
 
+/// The largest `SHA256SUMS` or `manifest.json` read. A build lists a few files; 16 MiB holds
+/// about 150,000 lines of `SHA256SUMS`, so a larger list is refused before it is read, and a
+/// hostile one cannot make `verify` or `inspect` allocate without bound.
+pub const MAX_LIST_BYTES: u64 = 16 << 20;
+
+/// Reads the checksum list `path`, refusing one larger than [`MAX_LIST_BYTES`].
+pub(crate) fn read_list_file(path: &camino::Utf8Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
+    let too_large = |size: u64| Error::Manifest {
+        file: path.to_owned(),
+        reason: format!(
+            "{size} bytes, more than the {} MiB a checksum list may hold",
+            MAX_LIST_BYTES >> 20
+        ),
+    };
+    if len > MAX_LIST_BYTES {
+        return Err(too_large(len));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(MAX_LIST_BYTES + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io("reading", path, e))?;
+    if data.len() as u64 > MAX_LIST_BYTES {
+        return Err(too_large(data.len() as u64));
+    }
+    Ok(data)
+}
+
 /// Errors from reading, writing and verifying manifests.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

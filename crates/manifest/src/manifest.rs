@@ -183,7 +183,7 @@ impl Manifest {
 
     /// Reads and parses the file at `path`.
     pub fn read_file(path: &Utf8Path) -> Result<Self, Error> {
-        let data = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+        let data = crate::read_list_file(path)?;
         Self::parse(&data, path)
     }
 

@@ -17,9 +17,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::{Error, MANIFEST_NAME, Manifest, SHA256SUMS_NAME};
 
-/// The largest `manifest.json` read to decide whether a directory is a previous build. Builds
-/// list a few files each; a bigger one is not ours.
-pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// The largest `manifest.json` read to decide whether a directory is a previous build.
+pub const MAX_MANIFEST_BYTES: u64 = crate::MAX_LIST_BYTES;
 
 /// A path that a replaced directory must neither be nor contain.
 #[derive(Debug, Clone)]

@@ -339,3 +339,27 @@ fn scratch_files_never_reach_the_output() {
     assert!(verify_dir(&dist, &NoProgress).unwrap().is_ok(), "no extra files");
     assert!(!dist.join(".xspack-scratch").exists());
 }
+
+/// A checksum list larger than `MAX_LIST_BYTES` (here 300 MB, sparse) is refused by its size,
+/// before anything is read or allocated; one at the limit is read (and found malformed).
+#[test]
+fn huge_checksum_lists_are_refused_before_they_are_read() {
+    for name in [MANIFEST_NAME, SHA256SUMS_NAME] {
+        let (_t, dir) = tempdir();
+        build(&dir.join("d"), &[("a.iso", b"a")]);
+        let list = dir.join("d").join(name);
+        fs::File::options().write(true).open(&list).unwrap().set_len(300 << 20).unwrap();
+        let err = verify_dir(&dir.join("d"), &NoProgress).unwrap_err();
+        assert!(err.is_bad_input(), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("314572800 bytes, more than the 16 MiB"), "{name}: {text}");
+        fs::File::options()
+            .write(true)
+            .open(&list)
+            .unwrap()
+            .set_len(xspack_manifest::MAX_LIST_BYTES)
+            .unwrap();
+        let err = verify_dir(&dir.join("d"), &NoProgress).unwrap_err().to_string();
+        assert!(!err.contains("more than the 16 MiB"), "{name}: {err}");
+    }
+}
