@@ -119,7 +119,22 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         message.push_str(&text);
     }
-    message
+    shorten_long_runs(&message)
+}
+
+/// Cuts every run of more than [`xspack_io::MAX_QUOTED`] characters without a space (a path,
+/// a name or a value taken from the input) to that many, marked with `…`: whatever a library
+/// quotes, one line never carries more than that much of any single input, so a hostile
+/// input cannot flood a terminal or a CI log.
+fn shorten_long_runs(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4096));
+    for (i, run) in message.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&xspack_io::quote::truncated(run));
+    }
+    out
 }
 
 /// A command line clap refused: clap's own message (or help and version, which are not
@@ -171,6 +186,18 @@ mod tests {
         assert_eq!(one_line(&e), "oci:x: ext4: too small");
         let plain = anyhow::anyhow!("b").context("a");
         assert_eq!(one_line(&plain), "a: b");
+    }
+
+    #[test]
+    fn no_input_is_quoted_beyond_the_limit() {
+        let name = "a".repeat(10_000);
+        let e = anyhow::anyhow!("entry \"{name}\": name too long").context("oci:img");
+        let line = one_line(&e);
+        assert!(line.starts_with("oci:img: entry \"aaa"), "{line}");
+        assert!(line.ends_with("…: name too long") || line.ends_with("… name too long"), "{line}");
+        assert!(line.chars().count() < xspack_io::MAX_QUOTED + 60, "{}", line.len());
+        let short = anyhow::anyhow!("a b c");
+        assert_eq!(one_line(&short), "a b c");
     }
 
     #[test]

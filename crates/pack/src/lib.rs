@@ -16,6 +16,7 @@ pub mod verify;
 mod xml;
 
 pub use build::{BuildOptions, PackSummary, build_pack, parse_dep};
+pub use inputs::check_pack_inputs;
 pub use spec::{PackFormat, PackSpec};
 
 /// Errors from pack definitions and metadata.
