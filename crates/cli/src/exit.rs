@@ -47,6 +47,9 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         if cause.is::<BadInput>() {
             return BAD_INPUT;
         }
+        if let Some(xspack_manifest::Error::NotReplaceable { .. }) = cause.downcast_ref() {
+            return USAGE;
+        }
         if let Some(m) = cause.downcast_ref::<xspack_manifest::Error>()
             && m.is_bad_input()
         {

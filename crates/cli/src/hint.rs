@@ -28,6 +28,17 @@ fn hint_of_cause(cause: &(dyn std::error::Error + 'static), command: &str) -> Op
             _ => e.hint(),
         };
     }
+    if let Some(xspack_manifest::Error::NotReplaceable { .. }) = cause.downcast_ref() {
+        return Some(
+            "--force replaces only an empty directory or a previous build: give another -o DIR"
+                .into(),
+        );
+    }
+    if let Some(xspack_image::Error::OverSize { .. }) = cause.downcast_ref() {
+        return Some(
+            "give a larger --size, or leave --size out to size the disk from the content".into(),
+        );
+    }
     if let Some(xspack_ext4::Error::TooSmall { needed, .. }) = cause.downcast_ref() {
         return Some(format!(
             "give --size {}M or more, or leave --size out",

@@ -7,13 +7,12 @@ use indicatif::HumanBytes;
 use serde_json::{Value, json};
 use xspack_manifest::{Guarded, Output, OutputDir, Tool};
 
-use crate::exit::Usage;
 use crate::ui::Ui;
 
 /// Starts the output directory `dest` (its missing parents are made, and removed again if the
 /// build fails). `force` replaces an existing directory on commit, but only a previous build
 /// that holds neither the current directory, `$HOME`, nor any of `inputs` (see
-/// `xspack_manifest::replace`); anything else is a usage error.
+/// `xspack_manifest::replace`); anything else is a usage error (exit 2, `crate::exit`).
 pub fn open(
     dest: &Utf8Path,
     source_date_epoch: u64,
@@ -22,11 +21,7 @@ pub fn open(
 ) -> Result<OutputDir> {
     let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
     let guarded = inputs.iter().map(|p| Guarded::new(p, format!("the input {p}"))).collect();
-    match OutputDir::create_guarded(dest, tool, source_date_epoch, force, guarded) {
-        Ok(out) => Ok(out),
-        Err(e @ xspack_manifest::Error::NotReplaceable { .. }) => Err(Usage(e.to_string()).into()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(OutputDir::create_guarded(dest, tool, source_date_epoch, force, guarded)?)
 }
 
 /// Commits `out`, then prints `shown` (a line each: path, size, sha256), or with `--json` the
