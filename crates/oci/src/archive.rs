@@ -9,7 +9,11 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use xspack_io::quote::truncated;
+
 use crate::Error;
+use crate::limits::shown;
+use crate::tar_guard::TarWatch;
 
 /// Longest chain of symlinked members followed.
 const MAX_LINKS: usize = 8;
@@ -39,12 +43,24 @@ impl TarIndex {
         let len =
             file.metadata().map_err(|e| Error::io("opening archive", path.as_str(), e))?.len();
         let bad = |reason: String| Error::Source { source_name: path.to_string(), reason };
-        let mut archive = tar::Archive::new(BufReader::new(file));
+        // Every header is inspected before the tar crate reads it (`tar_guard`): an oversized
+        // pax or GNU long name header is refused from its size field.
+        let watch = TarWatch::default();
+        let mut archive = tar::Archive::new(watch.wrap(BufReader::new(file)));
         let mut members = HashMap::new();
         let entries =
             archive.entries_with_seek().map_err(|e| bad(format!("not a tar archive: {e}")))?;
         for entry in entries {
-            let entry = entry.map_err(|e| bad(format!("broken tar archive: {e}")))?;
+            let mut entry = entry.map_err(|e| match watch.refusal() {
+                Some(refusal) => bad(format!(
+                    "broken tar archive: member {:?} at byte {}: {}",
+                    shown(&refusal.name),
+                    refusal.offset,
+                    refusal.reason
+                )),
+                None => bad(format!("broken tar archive: {}", truncated(&e.to_string()))),
+            })?;
+            drop(watch.entry_started(&mut entry));
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = clean(&name);
             let member = match entry.header().entry_type() {
@@ -53,7 +69,8 @@ impl TarIndex {
                     // Seeking past the end succeeds: check that the data is really there.
                     if offset.checked_add(size).is_none_or(|end| end > len) {
                         return Err(bad(format!(
-                            "archive truncated: member {name} ({size} bytes) ends beyond the end of the file ({len} bytes)"
+                            "archive truncated: member {} ({size} bytes) ends beyond the end of the file ({len} bytes)",
+                            truncated(&name)
                         )));
                     }
                     Member::File { offset, size }
@@ -71,7 +88,7 @@ impl TarIndex {
             };
             // Which copy a reader would pick is a guess: refuse rather than pick one.
             if members.contains_key(&name) {
-                return Err(bad(format!("member {name} appears more than once")));
+                return Err(bad(format!("member {} appears more than once", truncated(&name))));
             }
             members.insert(name, member);
         }

@@ -5,7 +5,10 @@
 //! stream is hashed again (the config's `diff_id`). Both are checked after the last byte, so a
 //! caller must treat what it saw as unverified until [`crate::Image::read_layer`] returns `Ok`.
 //! Tar entries follow POSIX pax (`SCHILY.xattr.*` for xattrs, fractional `mtime`) and GNU
-//! (long names, old sparse files) conventions as the `tar` crate decodes them.
+//! (long names, old sparse files) conventions. The `tar` crate walks the stream; every header
+//! passes [`crate::tar_guard`] first, which refuses a pax or GNU long name header too large to
+//! hold before its body is read, and keeps the bodies for this module's own pax parser
+//! ([`crate::pax`]). Names, link targets and xattrs are held to [`crate::limits`].
 //!
 //! The first read of a layer notes a proof of its stored bytes ([`crate::proof`]: BLAKE3 of
 //! every 1 MiB), so a reread proves the blocks it uses without hashing the whole blob again,
@@ -23,8 +26,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use xspack_io::HashingReader;
 
 use crate::gzip::{IndexingDecoder, SeekIndex, Segment};
+use crate::limits::{self, check_path, check_symlink, check_xattr, shown};
 use crate::proof::{BlobProof, ProofChecker, ProofRecorder};
-use crate::{Digest, Error, Image, LayerInfo};
+use crate::tar_guard::{ExtBodies, TarWatch};
+use crate::{Digest, Error, Image, LayerInfo, pax};
 
 /// What a layer entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,14 +266,16 @@ fn parse_tar<E: From<Error>>(
     label: &str,
     visit: &mut impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
 ) -> Result<(u64, Digest, u64), E> {
+    // Every header is inspected before the tar crate reads it (`tar_guard`).
+    let watch = TarWatch::default();
     let tar: Box<dyn Read + Send + '_> = match tar {
         // Nothing to hash: entries nobody reads are skipped, undecoded where a whole segment
         // falls inside them.
         TarStream::Segments(segments) if !checks.diff_id => {
-            let mut archive = tar::Archive::new(segments);
+            let mut archive = tar::Archive::new(watch.wrap(segments));
             let entries = archive.entries_with_seek().map_err(|e| corrupt(label, &e))?;
-            let seen = visit_entries(entries, checks, label, visit)?;
-            let segments = archive.into_inner();
+            let seen = visit_entries(entries, &watch, checks, label, visit)?;
+            let segments = archive.into_inner().into_inner();
             return Ok((seen, Digest(xspack_io::Sha256Digest([0; 32])), segments.pos));
         }
         TarStream::Segments(segments) => Box::new(segments),
@@ -277,9 +284,9 @@ fn parse_tar<E: From<Error>>(
     let mut reader = HashingReader::new(tar);
     let tar: &mut dyn Read = if checks.diff_id { &mut reader } else { reader.get_mut() };
     let seen = {
-        let mut archive = tar::Archive::new(&mut *tar);
+        let mut archive = tar::Archive::new(watch.wrap(&mut *tar));
         let entries = archive.entries().map_err(|e| corrupt(label, &e))?;
-        visit_entries(entries, checks, label, visit)?
+        visit_entries(entries, &watch, checks, label, visit)?
     };
     if checks.diff_id {
         // The tar end marker and any padding count towards the diff_id.
@@ -289,9 +296,11 @@ fn parse_tar<E: From<Error>>(
     Ok((seen, Digest(diff_id), tar_bytes))
 }
 
-/// Visits `entries` up to `checks.last`; the number seen.
+/// Visits `entries` up to `checks.last`; the number seen. `watch` is the one whose reader the
+/// entries come through.
 fn visit_entries<R: Read, E: From<Error>>(
     entries: tar::Entries<'_, R>,
+    watch: &TarWatch,
     checks: Checks,
     label: &str,
     visit: &mut impl FnMut(&LayerEntry, &mut dyn Read) -> Result<(), E>,
@@ -302,11 +311,20 @@ fn visit_entries<R: Read, E: From<Error>>(
             // The rest is proven by the blob digest the reader computes.
             break;
         }
-        let mut entry = entry.map_err(|e| corrupt(label, &e))?;
+        let mut entry = entry.map_err(|e| match watch.refusal() {
+            Some(refusal) => Error::Entry {
+                layer: label.to_owned(),
+                entry: shown(&refusal.name),
+                reason: format!("{} (at byte {} of the tar)", refusal.reason, refusal.offset),
+            },
+            None => corrupt(label, &e),
+        })?;
+        let bodies = watch.entry_started(&mut entry);
         seen += 1;
-        let Some(parsed) = convert(&mut entry, index as u64, label)? else {
+        let Some(parsed) = convert(&mut entry, &bodies, index as u64, label)? else {
             continue;
         };
+        drop(bodies);
         visit(&parsed, &mut entry)?;
     }
     Ok(seen)
@@ -485,7 +503,9 @@ fn produce(
 
 /// A layer whose bytes do not decode or parse.
 fn corrupt(label: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::Layer { layer: label.to_owned(), reason: format!("corrupt layer: {e}") }
+    // The tar crate's messages can quote a header's path (up to 256 bytes): cut them.
+    let reason = format!("corrupt layer: {}", xspack_io::quote::truncated(&e.to_string()));
+    Error::Layer { layer: label.to_owned(), reason }
 }
 
 /// The outcome of decompressing: a parser that stopped early will report why itself; after a
@@ -786,19 +806,106 @@ fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
     Some((secs, nanos))
 }
 
-/// Turns a tar entry into a [`LayerEntry`]; `None` for entries that carry nothing (pax global
-/// headers).
+/// An entry's pax records, and those that say where its name, link target and data are.
+struct PaxFields<'a> {
+    records: Vec<pax::Record<'a>>,
+    path: Option<&'a [u8]>,
+    link: Option<&'a [u8]>,
+    size: Option<&'a [u8]>,
+}
+
+impl<'a> PaxFields<'a> {
+    /// Parses a pax header body (none: no records). A `path` or `linkpath` record longer than
+    /// a path can be is refused even when a GNU long name overrides it, and so is a second
+    /// `path`, `linkpath` or `size` record: readers disagree on which one counts (the tar
+    /// crate takes the first, Go's `archive/tar` the last).
+    fn parse(body: Option<&'a [u8]>) -> Result<Self, String> {
+        let records = body.map(pax::records).transpose()?.unwrap_or_default();
+        let mut fields = PaxFields { records: Vec::new(), path: None, link: None, size: None };
+        for &(key, value) in &records {
+            let (slot, what) = match key {
+                b"path" => (&mut fields.path, "path"),
+                b"linkpath" => (&mut fields.link, "linkpath"),
+                b"size" => (&mut fields.size, "size"),
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(format!("two pax {what} records"));
+            }
+            if what != "size" && value.len() > limits::MAX_PATH {
+                return Err(format!(
+                    "a pax {what} record of {} bytes, more than the {} Linux allows (PATH_MAX \
+                     less its NUL)",
+                    value.len(),
+                    limits::MAX_PATH
+                ));
+            }
+        }
+        fields.records = records;
+        Ok(fields)
+    }
+
+    /// Sets what the records say of `meta`: xattrs, times, owner.
+    fn apply(&self, meta: &mut EntryMeta) -> Result<(), String> {
+        for &(key, value) in &self.records {
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                check_xattr(name, value)?;
+                meta.xattrs.push((name.to_vec(), value.to_vec()));
+            } else if key.starts_with(b"GNU.sparse.") {
+                return Err("pax sparse files are not supported".into());
+            } else {
+                let number = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
+                match key {
+                    b"mtime" => meta.mtime = pax_time(value).ok_or("bad pax mtime")?,
+                    b"atime" => meta.atime = pax_time(value),
+                    b"ctime" => meta.ctime = pax_time(value),
+                    b"uid" => meta.uid = number().ok_or("bad pax uid")?,
+                    b"gid" => meta.gid = number().ok_or("bad pax gid")?,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A GNU long name or link body without its terminating NUL (and any padding after it).
+fn trim_nuls(body: &[u8]) -> &[u8] {
+    let end = body.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &body[..end]
+}
+
+/// Turns a tar entry, with the bodies of the extension headers before it, into a
+/// [`LayerEntry`]; `None` for entries that carry nothing (pax global headers).
+///
+/// The name is the GNU long name, else the pax `path`, else the header's (ustar prefix and
+/// name); the link target likewise from the GNU long link, `linkpath` or the header: the order
+/// of GNU tar, Go's `archive/tar` and the `tar` crate. Each is checked against [`crate::limits`].
 fn convert<R: Read>(
     entry: &mut tar::Entry<'_, R>,
+    bodies: &ExtBodies,
     index: u64,
     layer: &str,
 ) -> Result<Option<LayerEntry>, Error> {
-    let path = entry.path_bytes().into_owned();
-    let bad = |reason: String| Error::Entry {
+    let header = entry.header();
+    let entry_type = header.entry_type();
+    if entry_type == tar::EntryType::XGlobalHeader {
+        return Ok(None);
+    }
+    let fail = |path: &[u8], reason: String| Error::Entry {
         layer: layer.to_owned(),
-        entry: String::from_utf8_lossy(&path).into_owned(),
+        entry: shown(path),
         reason,
     };
+    let recorded = header.path_bytes();
+    let pax = PaxFields::parse(bodies.pax.as_deref()).map_err(|why| fail(&recorded, why))?;
+    let path = match (&bodies.long_name, pax.path) {
+        (Some(long), _) => trim_nuls(long).to_vec(),
+        (None, Some(pax)) => pax.to_vec(),
+        (None, None) => recorded.into_owned(),
+    };
+    let bad = |reason: String| fail(&path, reason);
+    check_path("path", &path).map_err(bad)?;
     let header = entry.header();
     let mut meta = EntryMeta {
         mode: header.mode().map_err(|e| bad(format!("bad mode: {e}")))? & 0o7777,
@@ -813,20 +920,25 @@ fn convert<R: Read>(
         ),
         ..EntryMeta::default()
     };
-    let entry_type = header.entry_type();
     let kind = match entry_type {
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
             EntryKind::File
         }
         tar::EntryType::Directory => EntryKind::Dir,
         tar::EntryType::Symlink | tar::EntryType::Link => {
-            let target = entry
-                .link_name_bytes()
-                .ok_or_else(|| bad("link without a target".into()))?
-                .into_owned();
+            let target = match (&bodies.long_link, pax.link) {
+                (Some(long), _) => trim_nuls(long).to_vec(),
+                (None, Some(pax)) => pax.to_vec(),
+                (None, None) => header
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("link without a target".into()))?
+                    .into_owned(),
+            };
             if entry_type == tar::EntryType::Symlink {
+                check_symlink(&target).map_err(bad)?;
                 EntryKind::Symlink(target)
             } else {
+                check_path("hard link target", &target).map_err(bad)?;
                 EntryKind::Hardlink(target)
             }
         }
@@ -846,35 +958,25 @@ fn convert<R: Read>(
             }
         }
         tar::EntryType::Fifo => EntryKind::Fifo,
-        tar::EntryType::XGlobalHeader => return Ok(None),
         other => {
             return Err(bad(format!("unsupported tar entry type {:?}", other.as_byte() as char)));
         }
     };
-    if let Some(pax) = entry.pax_extensions().map_err(|e| bad(format!("bad pax header: {e}")))? {
-        for ext in pax {
-            let ext = ext.map_err(|e| bad(format!("bad pax record: {e}")))?;
-            let key = ext.key_bytes();
-            let value = ext.value_bytes();
-            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                meta.xattrs.push((name.to_vec(), value.to_vec()));
-            } else if key.starts_with(b"GNU.sparse.") {
-                return Err(bad("pax sparse files are not supported".into()));
-            } else {
-                let number = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
-                match key {
-                    b"mtime" => {
-                        meta.mtime = pax_time(value).ok_or_else(|| bad("bad pax mtime".into()))?;
-                    }
-                    b"atime" => meta.atime = pax_time(value),
-                    b"ctime" => meta.ctime = pax_time(value),
-                    b"uid" => meta.uid = number().ok_or_else(|| bad("bad pax uid".into()))?,
-                    b"gid" => meta.gid = number().ok_or_else(|| bad("bad pax gid".into()))?,
-                    _ => {}
-                }
-            }
+    if let Some(value) = pax.size {
+        let size = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| bad("bad pax size".into()))?;
+        // The tar crate found the next header by the size it read; it must be this one.
+        if entry_type != tar::EntryType::GNUSparse && size != entry.size() {
+            return Err(bad(format!(
+                "pax size {size} is not the {} bytes the tar reader used (it cannot parse a \
+                 record before it)",
+                entry.size()
+            )));
         }
     }
+    pax.apply(&mut meta).map_err(bad)?;
     let size = if kind == EntryKind::File { entry.size() } else { 0 };
     Ok(Some(LayerEntry { index, path, kind, meta, size }))
 }

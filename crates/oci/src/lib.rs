@@ -10,6 +10,9 @@
 //!   The first read also notes a BLAKE3 proof of every 1 MiB of the stored bytes (`proof`),
 //!   and of a gzip layer a seek index (`gzip`), so that [`Image::reread_layer`] proves just
 //!   the blocks it uses, decodes gzip on several threads and skips what nobody reads.
+//! - Every tar header is inspected before the `tar` crate reads it, so a pax or GNU long name
+//!   header larger than [`limits`] allows is refused from its size field, unread; names, link
+//!   targets and xattrs longer than Linux and ext4 allow are refused with the entry.
 //! - [`MergedTree`] applies layers in order with the OCI "Applying Changesets" rules:
 //!   the upper layer wins, `.wh.<name>` deletes and `.wh..wh..opq` empties a lower directory,
 //!   and every path is normalised one component at a time.
@@ -23,11 +26,14 @@ pub mod docker_archive;
 mod gzip;
 mod image;
 mod layer;
+pub mod limits;
 mod merge;
 mod path;
+mod pax;
 mod proof;
 mod source;
 mod spec;
+mod tar_guard;
 
 pub use digest::Digest;
 pub use image::{Image, LayerInfo};

@@ -15,10 +15,12 @@
 //! - Two entries of one layer with the same name are an error (bad input), unless both are
 //!   directories, when the later one only updates the metadata.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::layer::{EntryKind, EntryMeta, LayerEntry};
+use crate::limits::shown;
 use crate::{Error, path};
 
 /// Symlinks followed while resolving one parent path, as Linux's `MAXSYMLINKS`.
@@ -216,10 +218,10 @@ impl MergedTree {
     pub fn apply(&mut self, layer: usize, label: &str, entry: &LayerEntry) -> Result<(), Error> {
         let bad = |reason: String| Error::Entry {
             layer: label.to_owned(),
-            entry: String::from_utf8_lossy(&entry.path).into_owned(),
+            entry: shown(&entry.path),
             reason,
         };
-        let comps = path::components(&entry.path).map_err(|why| bad(why.to_owned()))?;
+        let comps = path::components(&entry.path).map_err(bad)?;
         self.summary.entries += 1;
         let Some((name, parents)) = comps.split_last() else {
             return match entry.kind {
@@ -336,10 +338,10 @@ impl MergedTree {
     fn put(&mut self, path: &[u8], kind: NodeKind, meta: EntryMeta) -> Result<NodeId, Error> {
         let bad = |reason: String| Error::Entry {
             layer: "guest fix-up".into(),
-            entry: String::from_utf8_lossy(path).into_owned(),
+            entry: shown(path),
             reason,
         };
-        let comps = path::components(path).map_err(|why| bad(why.to_owned()))?;
+        let comps = path::components(path).map_err(bad)?;
         let (name, parents) =
             comps.split_last().ok_or_else(|| bad("cannot replace the root".into()))?;
         let parent = self
@@ -422,7 +424,7 @@ impl MergedTree {
 
     fn hardlink_target(&mut self, target: &[u8]) -> Result<NodeId, String> {
         let comps = path::components(target).map_err(|why| format!("hard link target: {why}"))?;
-        let shown = String::from_utf8_lossy(target);
+        let shown = shown(target);
         let Some((name, parents)) = comps.split_last() else {
             return Err("hard link to the image root".into());
         };
@@ -444,10 +446,13 @@ impl MergedTree {
         create: Option<usize>,
     ) -> Result<Option<NodeId>, String> {
         let mut stack = vec![self.root()];
-        let mut pending: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
+        // Borrowed: a deep path is thousands of components, and only a symlink's target needs
+        // copying.
+        let mut pending: VecDeque<Cow<'_, [u8]>> =
+            comps.iter().map(|&c| Cow::Borrowed(c)).collect();
         let mut follows = 0;
         while let Some(comp) = pending.pop_front() {
-            match comp.as_slice() {
+            match &*comp {
                 b"" | b"." => continue,
                 b".." => {
                     if stack.len() > 1 {
@@ -458,12 +463,12 @@ impl MergedTree {
                 _ => {}
             }
             let cur = *stack.last().expect("root stays");
-            let child = self.dir_mut(cur).get(&comp).copied();
+            let child = self.dir_mut(cur).get(&*comp).copied();
             match child.map(|id| (id, &self.node(id).kind)) {
                 None => match create {
                     Some(layer) => {
                         let id = self.add(implicit_dir(layer));
-                        self.dir_mut(cur).insert(comp, id);
+                        self.dir_mut(cur).insert(comp.into_owned(), id);
                         stack.push(id);
                     }
                     None => return Ok(None),
@@ -481,14 +486,11 @@ impl MergedTree {
                     }
                     let target = target.clone();
                     for part in target.split(|&b| b == b'/').rev() {
-                        pending.push_front(part.to_vec());
+                        pending.push_front(Cow::Owned(part.to_vec()));
                     }
                 }
                 Some(_) => {
-                    return Err(format!(
-                        "parent {:?} is not a directory",
-                        String::from_utf8_lossy(&comp)
-                    ));
+                    return Err(format!("parent {:?} is not a directory", shown(&comp)));
                 }
             }
         }

@@ -5,21 +5,26 @@
 //! tar read such names the same way). Any `..` component is refused, so no entry can name
 //! anything outside the image root. Names may be any bytes but `/` and NUL.
 
+use crate::limits::{long_component, long_component_message};
+
 /// Splits `raw` into normalised components, or says why it cannot be used.
-pub fn components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+pub fn components(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
     if raw.contains(&0) {
-        return Err("NUL byte in path");
+        return Err("NUL byte in path".into());
     }
     let mut out = Vec::new();
     for comp in raw.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => {}
-            b".." => return Err("path contains '..'"),
-            c if c.len() > 255 => return Err("path component longer than 255 bytes"),
+            b".." => return Err("path contains '..'".into()),
             c => out.push(c),
         }
     }
-    Ok(out)
+    // A whiteout's `.wh.` prefix does not count: it names an entry, and is never written.
+    match long_component(&out, true) {
+        Some(len) => Err(long_component_message("path", len)),
+        None => Ok(out),
+    }
 }
 
 #[cfg(test)]
@@ -43,5 +48,8 @@ mod tests {
         for bad in [&b"/../etc/passwd"[..], b"../x", b"a/../../x", b"a/..", b"a\0b", &[b'x'; 256]] {
             assert!(components(bad).is_err(), "{bad:?}");
         }
+        let whiteout = [&b".wh."[..], &[b'x'; 255]].concat();
+        assert_eq!(components(&whiteout).unwrap(), [&whiteout[..]]);
+        assert!(components(&[&whiteout[..], b"/x"].concat()).is_err());
     }
 }
