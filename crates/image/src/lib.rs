@@ -186,46 +186,130 @@ fn merge_layers_with(
             task.advance(layer.size);
         }
     } else {
-        type Entries = Vec<(xspack_oci::LayerEntry, Vec<(u64, u64)>)>;
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let read: Vec<std::sync::Mutex<Option<Result<Entries, Error>>>> =
-            image.layers.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(layer) = image.layers.get(i) else { break };
-                        let mut entries = Vec::new();
-                        let result = read_entries(image, layer, &mut buf, zoning, |entry, runs| {
-                            entries.push((entry.clone(), runs));
-                            Ok(())
-                        })
-                        .map(|()| entries);
-                        *read[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some(result);
-                        task.advance(layer.size);
-                    }
-                });
-            }
-        });
-        for (layer, entries) in image.layers.iter().zip(read) {
-            let entries = entries
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .expect("every layer read")?;
-            let label = layer.label();
-            for (entry, runs) in entries {
-                tree.apply(layer.index, &label, &entry)?;
-                tree.set_zero_runs(layer.index, entry.index, runs);
-            }
-        }
+        tree = merge_in_parallel(image, tree, workers, zoning, task.as_ref())?;
     }
     tree.set_zero_runs_known(true);
     tree.shrink_to_fit();
     task.finish();
     Ok(tree)
+}
+
+/// The most bytes of entries (paths, link targets, xattrs and bookkeeping) that a layer read
+/// ahead of its turn holds before its reader waits for the layers below it to be merged.
+const READ_AHEAD_BUDGET: usize = 16 << 20;
+
+/// What a reader says when it stops because another layer failed (never reported).
+const STOPPED: &str = "stopped: another layer failed";
+
+/// The tree being merged by several readers, and which layer's turn it is.
+struct InOrder {
+    tree: MergedTree,
+    /// Layers merged so far: the next to merge is this one.
+    merged: usize,
+    /// A reader failed: the others stop.
+    failed: bool,
+}
+
+/// Pass 1 with several readers: each reads a layer (file data written out as it streams, see
+/// [`read_entries`]), and its entries are merged in layer order. The reader of the lowest
+/// layer not yet merged applies its entries to the tree as it reads them; a reader ahead of
+/// its turn keeps its entries until the layers below are merged, and once they take more than
+/// [`READ_AHEAD_BUDGET`] it waits for its turn, so memory stays bounded whatever the layers
+/// hold. Layers are taken in order, so the lowest unmerged one is always being read and never
+/// waits: there is no deadlock.
+fn merge_in_parallel(
+    image: &Image,
+    tree: MergedTree,
+    workers: usize,
+    zoning: Option<&zone::Zoning>,
+    task: &dyn xspack_io::ProgressTask,
+) -> Result<MergedTree, Error> {
+    use std::sync::{Condvar, Mutex, PoisonError};
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let state = Mutex::new(InOrder { tree, merged: 0, failed: false });
+    let turn = Condvar::new();
+    let errors: Vec<Mutex<Option<Error>>> = image.layers.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(layer) = image.layers.get(i) else { break };
+                    let label = layer.label();
+                    let mut ahead: Vec<(xspack_oci::LayerEntry, Vec<(u64, u64)>)> = Vec::new();
+                    let mut ahead_bytes = 0usize;
+                    let mut direct = false;
+                    // Waits for layer i's turn (or a failure), then applies what was kept.
+                    let take_turn = |ahead: &mut Vec<(xspack_oci::LayerEntry, Vec<(u64, u64)>)>,
+                                     wait: bool|
+                     -> Result<bool, Error> {
+                        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+                        while wait && st.merged != i && !st.failed {
+                            st = turn.wait(st).unwrap_or_else(PoisonError::into_inner);
+                        }
+                        if st.failed {
+                            return Err(Error::Request(STOPPED.into()));
+                        }
+                        if st.merged != i {
+                            return Ok(false);
+                        }
+                        for (entry, runs) in ahead.drain(..) {
+                            st.tree.apply(layer.index, &label, &entry)?;
+                            st.tree.set_zero_runs(layer.index, entry.index, runs);
+                        }
+                        Ok(true)
+                    };
+                    let result = read_entries(image, layer, &mut buf, zoning, |entry, runs| {
+                        if !direct {
+                            direct = take_turn(&mut ahead, ahead_bytes > READ_AHEAD_BUDGET)?;
+                            ahead_bytes = 0;
+                        }
+                        if direct {
+                            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+                            st.tree.apply(layer.index, &label, entry)?;
+                            st.tree.set_zero_runs(layer.index, entry.index, runs);
+                        } else {
+                            ahead_bytes += entry_bytes(entry);
+                            ahead.push((entry.clone(), runs));
+                        }
+                        Ok(())
+                    })
+                    .and_then(|()| if direct { Ok(true) } else { take_turn(&mut ahead, true) });
+                    task.advance(layer.size);
+                    let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+                    match result {
+                        Ok(_) => st.merged = i + 1,
+                        Err(e) => {
+                            st.failed = true;
+                            *errors[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                        }
+                    }
+                    turn.notify_all();
+                }
+            });
+        }
+    });
+    let st = state.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if st.failed {
+        // The lowest layer's error: a later layer may only have stopped because of it.
+        let real = errors
+            .into_iter()
+            .filter_map(|e| e.into_inner().ok().flatten())
+            .find(|e| !matches!(e, Error::Request(r) if r == STOPPED));
+        return Err(real.unwrap_or_else(|| Error::Request("a layer failed".into())));
+    }
+    Ok(st.tree)
+}
+
+/// Roughly what a kept entry costs in memory.
+fn entry_bytes(entry: &xspack_oci::LayerEntry) -> usize {
+    let link = match &entry.kind {
+        EntryKind::Symlink(t) | EntryKind::Hardlink(t) => t.len(),
+        _ => 0,
+    };
+    let xattrs: usize = entry.meta.xattrs.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    entry.path.len() + link + xattrs + std::mem::size_of::<xspack_oci::LayerEntry>() + 64
 }
 
 /// Reads `layer`, calling `visit` with each entry and the zero runs of its data; with

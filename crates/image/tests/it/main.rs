@@ -481,3 +481,39 @@ fn a_single_pass_above_16_gib_falls_back_to_two_passes() {
     assert_eq!(std::fs::metadata(&file_path).unwrap().len(), 17 << 30);
     check_against(&expected, &file_path);
 }
+
+/// Layers are read in parallel but merged in order, and a layer read ahead of its turn holds
+/// only a bounded amount of entries before waiting: here the upper layers hold far more
+/// (long names, ~40 MB of entries) than that budget, and whiteouts in the top layer must
+/// still remove exactly what the layer below added.
+#[test]
+fn layers_read_ahead_of_their_turn_merge_in_order() {
+    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
+    let (_t, dir) = tempdir();
+    // Long paths of short-enough components: about 850 bytes per entry.
+    let deep = vec!["n".repeat(200); 4].join("/");
+    let middle: Vec<Entry> =
+        (0..20_000).map(|i| Entry::file(format!("a/{deep}/f{i}"), "x")).collect();
+    let mut top: Vec<Entry> = (0..20_000)
+        .filter(|i| i % 2 == 0)
+        .map(|i| Entry::file(format!("a/{deep}/.wh.f{i}"), ""))
+        .collect();
+    top.extend((0..20_000).map(|i| Entry::file(format!("b/{deep}/g{i}"), "y")));
+    ImageSpec::new(vec![
+        (layer_tar(&[Entry::dir("a"), Entry::dir("b")]), Compression::Gzip),
+        (layer_tar(&middle), Compression::Zstd),
+        (layer_tar(&top), Compression::None),
+    ])
+    .write_oci_dir(&dir.join("layout"), "latest")
+    .unwrap();
+    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    let tree = merge_layers(&image, &NoProgress).unwrap();
+    let a = tree.lookup(format!("a/{deep}").as_bytes()).unwrap();
+    let b = tree.lookup(format!("b/{deep}").as_bytes()).unwrap();
+    assert_eq!(tree.children(a).count(), 10_000, "every even file of the middle layer whited out");
+    assert!(tree.children(a).all(|(name, _)| {
+        let i: u32 = std::str::from_utf8(&name[1..]).unwrap().parse().unwrap();
+        i % 2 == 1
+    }));
+    assert_eq!(tree.children(b).count(), 20_000);
+}
