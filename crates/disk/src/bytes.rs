@@ -6,7 +6,6 @@ pub(crate) fn get_u8<const N: usize>(buf: &[u8], off: usize) -> [u8; N] {
     buf[off..off + N].try_into().expect("slice of length N")
 }
 
-#[cfg(test)]
 pub(crate) fn get_u16(buf: &[u8], off: usize) -> u16 {
     u16::from_be_bytes(get_u8(buf, off))
 }

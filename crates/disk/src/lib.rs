@@ -5,7 +5,9 @@
 //!   (`shared/reference/vm-formats.md` section 3), a reader that enforces the rules of blktap's
 //!   `vhd-util check` (section 6, row 7), and a raw read-back stream.
 //! - [`qcow2`]: a sparse qcow2 v3 writer with optional deflate compression of clusters (the
-//!   qcow2 specification, `qemu/qemu:docs/interop/qcow2.txt`).
+//!   qcow2 specification, `qemu/qemu:docs/interop/qcow2.txt`), and a checker that refuses every
+//!   image `qemu-img info` cannot open or `qemu-img check` finds corrupt or leaking, in bounded
+//!   memory.
 //! - [`partition`]: GPT and MBR partition tables, and an assembler that places filesystem
 //!   images into 1 MiB-aligned partitions and exposes the whole disk as a [`DiskSource`].
 //! - [`fat`]: a deterministic FAT12/16/32 writer for EFI system partitions and config drives.
@@ -155,12 +157,10 @@ pub enum Error {
     /// The VHD breaks a rule of blktap's `vhd-util check` or of a forward-only reader.
     #[error(transparent)]
     Vhd(#[from] vhd::Violation),
-    /// The qcow2 image breaks a rule of the format or points outside the file.
-    #[error("{reason}")]
-    Qcow2 {
-        /// What is wrong.
-        reason: String,
-    },
+    /// The qcow2 image breaks a rule of `qemu-img info`, `qemu-img check` or the format, or
+    /// one of the checker's own bounds.
+    #[error(transparent)]
+    Qcow2(#[from] qcow2::Violation),
     /// The VHD is valid but of a type this crate does not read.
     #[error("{disk_type} VHDs are not supported (only dynamic ones)")]
     UnsupportedVhdType {
@@ -218,7 +218,7 @@ impl Error {
     /// than that reading or writing it failed; looks through [`Error::File`].
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Vhd(_) | Error::Qcow2 { .. } => true,
+            Error::Vhd(_) | Error::Qcow2(_) => true,
             Error::Read { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
             Error::File { source, .. } => source.is_bad_input(),
             _ => false,
@@ -230,6 +230,15 @@ impl Error {
         match self {
             Error::Vhd(v) => Some(v),
             Error::File { source, .. } => source.violation(),
+            _ => None,
+        }
+    }
+
+    /// The qcow2 rule this error reports, looking through [`Error::File`].
+    pub fn qcow2_violation(&self) -> Option<&qcow2::Violation> {
+        match self {
+            Error::Qcow2(v) => Some(v),
+            Error::File { source, .. } => source.qcow2_violation(),
             _ => None,
         }
     }

@@ -333,7 +333,7 @@ fn start<T>(
     let (parent, name) = split_dest(dest)?;
     let mut reg = registry();
     let made_dirs = if parents { MadeDirs::make(&mut reg, &parent)? } else { MadeDirs::default() };
-    let made = (|| {
+    let attempt = (|| {
         if !replace {
             check_absent(dest)?;
         }
@@ -347,7 +347,7 @@ fn start<T>(
         drop(parent_lock);
         Ok((temp, path, lock))
     })();
-    match made {
+    match attempt {
         Ok((temp, path, lock)) => {
             let registration = reg.add(path.clone(), Cleanup::Remove);
             Ok(Started { temp, path, registration, lock, made_dirs })

@@ -116,7 +116,8 @@ pub fn build_pack(
             reason: "update packs must be signed: give a signing key (--sign-key or [signing] key), or --unsigned".into(),
         });
     }
-    let roots = InputRoots::new(dir, &opts.allow_outside).map_err(|e| roots_error(spec_path, e))?;
+    let roots =
+        InputRoots::new(dir, &opts.allow_outside).map_err(|e| roots_error(spec_path, &e))?;
     let inputs = PackInputs::check(&spec, spec_path, dir, &roots, opts.sign_key_file.as_deref())?;
     out.add_input(file_input(spec_path, Utf8Path::new("pack.toml"), "pack")?);
     let rpms = collect_rpms(&spec, spec_path, &inputs, out, opts)?;

@@ -176,11 +176,11 @@ fn hashed_input(
 pub fn check_pack_inputs(spec_path: &Utf8Path, allow_outside: &[Utf8PathBuf]) -> Result<(), Error> {
     let spec = PackSpec::load(spec_path)?;
     let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
-    let roots = InputRoots::new(dir, allow_outside).map_err(|e| roots_error(spec_path, e))?;
+    let roots = InputRoots::new(dir, allow_outside).map_err(|e| roots_error(spec_path, &e))?;
     PackInputs::check(&spec, spec_path, dir, &roots, None).map(|_| ())
 }
 
 /// Maps an error of the allowed roots themselves (`--allow-outside`).
-pub(crate) fn roots_error(spec_path: &Utf8Path, e: InputError) -> Error {
+pub(crate) fn roots_error(spec_path: &Utf8Path, e: &InputError) -> Error {
     Error::Spec { at: spec_path.to_string(), reason: e.to_string() }
 }

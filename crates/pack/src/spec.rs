@@ -461,20 +461,6 @@ impl PackSpec {
                 format!("{:?} must be letters, digits, '.' and '_'", truncated(&p.build)),
             ));
         }
-        for (key, value) in [
-            ("pack.version", &p.version),
-            ("pack.build", &p.build),
-            ("pack.originator", &p.originator),
-        ] {
-            if value.len() > MAX_FIELD {
-                return Err(bad(
-                    key,
-                    format!(
-                        "is longer than {MAX_FIELD} characters (it goes into the ISO's file name)"
-                    ),
-                ));
-            }
-        }
         if p.description.trim().is_empty()
             || !p.description.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
         {
@@ -508,6 +494,51 @@ impl PackSpec {
         {
             return Err(bad("update.uuid", format!("{uuid:?} is not a lowercase UUID")));
         }
+        self.check_names(file)?;
+        for (i, req) in self.update.base_requires.iter().enumerate() {
+            if req.contains(['(', ')']) || req.split_whitespace().count() == 0 {
+                return Err(bad(
+                    &format!("update.base-requires[{i}]"),
+                    format!("{req:?} is not a simple dependency (no rich dependencies)"),
+                ));
+            }
+        }
+        if let Some(var) = &self.signing.passphrase_env
+            && !charset(var, "_")
+        {
+            return Err(bad(
+                "signing.passphrase-env",
+                format!("{var:?} is not an environment variable name"),
+            ));
+        }
+        if self.rpms.is_empty() && self.packages.is_empty() && self.templates.is_empty() {
+            return Err(bad("pack", "holds no [[rpm]], no [[package]] and no [[template]]".into()));
+        }
+        self.check_packages(file)
+    }
+
+    /// Names that go into file names and metadata: `update.key-name` is a plain file name that
+    /// takes no name of the pack's own metadata, and the fields in ISO names fit.
+    fn check_names(&self, file: &Utf8Path) -> Result<(), Error> {
+        let bad = |key: &str, reason: String| Error::Spec {
+            at: file.to_string(),
+            reason: format!("{key}: {reason}"),
+        };
+        let p = &self.pack;
+        for (key, value) in [
+            ("pack.version", &p.version),
+            ("pack.build", &p.build),
+            ("pack.originator", &p.originator),
+        ] {
+            if value.len() > MAX_FIELD {
+                return Err(bad(
+                    key,
+                    format!(
+                        "is longer than {MAX_FIELD} characters (it goes into the ISO's file name)"
+                    ),
+                ));
+            }
+        }
         let key_name = self.key_name();
         if !charset(&key_name, "._-") || key_name.starts_with('.') {
             return Err(bad(
@@ -530,26 +561,7 @@ impl PackSpec {
                 format!("is longer than {MAX_ISO_NAME} characters (a name on the ISO)"),
             ));
         }
-        for (i, req) in self.update.base_requires.iter().enumerate() {
-            if req.contains(['(', ')']) || req.split_whitespace().count() == 0 {
-                return Err(bad(
-                    &format!("update.base-requires[{i}]"),
-                    format!("{req:?} is not a simple dependency (no rich dependencies)"),
-                ));
-            }
-        }
-        if let Some(var) = &self.signing.passphrase_env
-            && !charset(var, "_")
-        {
-            return Err(bad(
-                "signing.passphrase-env",
-                format!("{var:?} is not an environment variable name"),
-            ));
-        }
-        if self.rpms.is_empty() && self.packages.is_empty() && self.templates.is_empty() {
-            return Err(bad("pack", "holds no [[rpm]], no [[package]] and no [[template]]".into()));
-        }
-        self.check_packages(file)
+        Ok(())
     }
 
     /// Rules of the `[[package]]` and `[[template]]` tables.

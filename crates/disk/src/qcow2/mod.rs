@@ -20,12 +20,19 @@
 //! the second compresses it again to write it (deflate is deterministic).
 //!
 //! There are no timestamps in qcow2, so the same input always gives the same bytes.
+//!
+//! [`check_qcow2`] reads any qcow2 image (version 2 or 3, any cluster size and refcount width,
+//! internal snapshots) as hostile input and refuses, with a [`Violation`], whatever QEMU refuses
+//! to open or `qemu-img check` reports, recounting every reference; `read.rs` lists the rules
+//! with their QEMU sources and the few it adds.
 
 mod layout;
 mod read;
+mod violation;
 mod write;
 
-pub use read::{Qcow2Info, check_qcow2, check_qcow2_file};
+pub use read::{MAX_CHECKED_CLUSTERS, MAX_WALK_BYTES, Qcow2Info, check_qcow2, check_qcow2_file};
+pub use violation::{Place, Violation};
 pub use write::{Qcow2Options, Qcow2WriteSummary, write_qcow2, write_qcow2_file};
 
 use crate::bytes::{put, put_u32, put_u64};

@@ -243,14 +243,17 @@ pub(crate) fn check_batmap_header(
     Ok(())
 }
 
-/// The batmap checksum and `vhd_util_check_batmap`'s test that every full block is allocated.
+/// The batmap checksum, over the bytes and with the signedness blktap uses
+/// (`vhd_checksum_batmap`), and `vhd_util_check_batmap`'s test that every full block is
+/// allocated. `current_size` is the footer's.
 pub(crate) fn check_batmap(
     h: &super::BatmapHeader,
     offset: u64,
     map: &[u8],
     bat: &[u32],
+    current_size: u64,
 ) -> Result<(), Violation> {
-    let computed = super::ones_complement_sum(map);
+    let computed = super::batmap_checksum(map, current_size, h.version);
     if computed != h.checksum {
         return Err(Violation::BatmapChecksum { offset, stored: h.checksum, computed });
     }

@@ -160,14 +160,17 @@ pub struct BatmapHeader {
 }
 
 impl BatmapHeader {
-    /// The header of a batmap of `sectors` sectors at `batmap_offset`, whose bytes are `map`.
-    pub fn new(batmap_offset: u64, sectors: u32, map: &[u8]) -> Self {
+    /// The header of a batmap of `sectors` sectors at `batmap_offset`, whose bytes are `map`,
+    /// for a disk of `current_size` bytes: the checksum covers the part of the map blktap sums,
+    /// `current_size >> 24` bytes rounded up to whole sectors, at least one
+    /// (`vhd_checksum_batmap`).
+    pub fn new(batmap_offset: u64, sectors: u32, map: &[u8], current_size: u64) -> Self {
         BatmapHeader {
             cookie: BATMAP_COOKIE,
             batmap_offset,
             batmap_size: sectors,
             version: BATMAP_VERSION,
-            checksum: ones_complement_sum(map),
+            checksum: super::batmap_checksum(map, current_size, BATMAP_VERSION),
             marker: 0,
             keyhash: [0; KEYHASH_SIZE],
             reserved: [0; BATMAP_RESERVED],

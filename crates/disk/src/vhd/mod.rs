@@ -75,6 +75,12 @@ pub const TAP_VERSION: u32 = 0x0001_0003;
 pub const TAP_BATMAP_SINCE: u32 = 0x0001_0002;
 /// Batmap version 1.2, blktap's `VHD_BATMAP_CURRENT_VERSION`.
 pub const BATMAP_VERSION: u32 = 0x0001_0002;
+/// Batmap version 1.1, whose checksum blktap sums as signed bytes (`vhd_checksum_batmap`).
+pub const BATMAP_VERSION_1_1: u32 = 0x0001_0001;
+/// Creator `tap` version 0.1, which blktap's `vhd_open` refuses.
+pub const TAP_VERSION_OBSOLETE: u32 = 0x0000_0001;
+/// Creator `tap` version 1.1: a batmap may or may not follow the BAT (`vhd_has_batmap`).
+pub const TAP_BATMAP_OPTIONAL: u32 = 0x0001_0001;
 /// How far into the future `vhd-util check` lets a timestamp be, in seconds.
 pub const TIMESTAMP_SLACK: u64 = 1800;
 
@@ -187,6 +193,30 @@ pub(crate) fn ones_complement_sum(bytes: &[u8]) -> u32 {
     !bytes.iter().fold(0u32, |sum, &b| sum.wrapping_add(u32::from(b)))
 }
 
+/// Bytes of the batmap that blktap's checksum covers for a disk of `current_size` bytes: one
+/// bit per 2 MiB block counted by `current_size >> 24` (rounded down), in whole sectors, at
+/// least one (`vhd_checksum_batmap`, `secs_round_up_no_zero`). It can be a sector shorter
+/// than the map, whose last bits are then outside the checksum.
+pub(crate) fn batmap_checksum_len(current_size: u64) -> usize {
+    let sectors = (current_size >> 24).div_ceil(SECTOR_SIZE).max(1);
+    usize::try_from(sectors * SECTOR_SIZE).expect("a batmap fits memory")
+}
+
+/// blktap's batmap checksum: the one's complement of the sum of the first
+/// [`batmap_checksum_len`] bytes of `map`, taken as signed bytes for version 1.1 (a C `char`
+/// on x86) and unsigned otherwise (`vhd_checksum_batmap`).
+pub(crate) fn batmap_checksum(map: &[u8], current_size: u64, version: u32) -> u32 {
+    let covered = &map[..batmap_checksum_len(current_size).min(map.len())];
+    if version == BATMAP_VERSION_1_1 {
+        // Sign-extended, as `(uint32_t)(char)b`.
+        !covered
+            .iter()
+            .fold(0u32, |sum, &b| sum.wrapping_add(i32::from(b.cast_signed()).cast_unsigned()))
+    } else {
+        ones_complement_sum(covered)
+    }
+}
+
 /// A creator version as `major.minor`.
 pub(crate) fn version_text(version: u32) -> String {
     format!("{}.{}", version >> 16, version & 0xffff)
@@ -219,6 +249,17 @@ mod tests {
     fn checksum_of_nothing_is_all_ones() {
         assert_eq!(ones_complement_sum(&[0; 512]), 0xFFFF_FFFF);
         assert_eq!(ones_complement_sum(&[1, 2, 255]), !258);
+        // 16 MiB: one byte of bits, one sector. 8 GiB + 2 MiB: 4097 blocks, a two-sector map,
+        // but `current_size >> 24` is 512 bytes, so one sector is summed.
+        assert_eq!(batmap_checksum_len(16 << 20), 512);
+        assert_eq!(batmap_checksum_len((8 << 30) + (2 << 20)), 512);
+        assert_eq!(batmap_checksum_len((8 << 30) + (16 << 20)), 1024);
+        let mut map = vec![0u8; 1024];
+        map[512] = 0x80;
+        assert_eq!(batmap_checksum(&map, (8 << 30) + (2 << 20), BATMAP_VERSION), !0);
+        map[0] = 0xff;
+        assert_eq!(batmap_checksum(&map, 16 << 20, BATMAP_VERSION), !255);
+        assert_eq!(batmap_checksum(&map, 16 << 20, BATMAP_VERSION_1_1), !0xffff_ffff);
     }
 
     #[test]

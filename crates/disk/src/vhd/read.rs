@@ -14,9 +14,9 @@ use super::check::{
 };
 use super::header::bat_bytes;
 use super::{
-    BAT_UNUSED, BATMAP_HEADER_SIZE, BatmapHeader, DiskType, DynamicHeader, FOOTER_SIZE, Footer,
-    Geometry, HEADER_OFFSET, HEADER_SIZE, SECTOR_SIZE, TABLE_OFFSET, VHD_EPOCH, Violation,
-    version_text,
+    BAT_UNUSED, BATMAP_COOKIE, BATMAP_HEADER_SIZE, BATMAP_VERSION, BatmapHeader, DiskType,
+    DynamicHeader, FOOTER_SIZE, Footer, Geometry, HEADER_OFFSET, HEADER_SIZE, SECTOR_SIZE,
+    TABLE_OFFSET, TAP_BATMAP_OPTIONAL, TAP_VERSION_OBSOLETE, VHD_EPOCH, Violation, version_text,
 };
 use crate::{Error, Uuid, read_exact_at};
 
@@ -60,6 +60,36 @@ pub struct VhdFile<R> {
     /// One entry per block of the virtual size.
     bat: Vec<u32>,
     batmap: Option<(BatmapHeader, Vec<u8>)>,
+}
+
+/// The batmap header after the BAT at `offset`, if the disk has one (`vhd_has_batmap`): `tap`
+/// disks from version 1.2 on must; `tap` 1.1 disks have one when a header with the right
+/// cookie and a known version is there. `footer_at` is where the footer starts if it is
+/// complete, `len` the file length.
+fn read_batmap_header<R: Read + Seek>(
+    inner: &mut R,
+    footer: &Footer,
+    offset: u64,
+    footer_at: u64,
+    len: u64,
+) -> Result<Option<BatmapHeader>, Error> {
+    let mut bytes = [0u8; BATMAP_HEADER_SIZE];
+    if footer.has_batmap() {
+        if offset + BATMAP_HEADER_SIZE as u64 > footer_at {
+            return Err(Violation::BatmapMissing { offset }.into());
+        }
+        read_exact_at(inner, "batmap header", offset, &mut bytes)?;
+        return Ok(Some(BatmapHeader::decode(&bytes)));
+    }
+    let maybe = footer.creator_app[..3] == *b"tap"
+        && footer.creator_version == TAP_BATMAP_OPTIONAL
+        && offset + BATMAP_HEADER_SIZE as u64 <= len;
+    if !maybe {
+        return Ok(None);
+    }
+    read_exact_at(inner, "batmap header", offset, &mut bytes)?;
+    let h = BatmapHeader::decode(&bytes);
+    Ok((h.cookie == BATMAP_COOKIE && h.version <= BATMAP_VERSION).then_some(h))
 }
 
 fn now_unix() -> u64 {
@@ -121,7 +151,14 @@ impl<R: Read + Seek> VhdFile<R> {
         let mut header_bytes = [0u8; HEADER_SIZE];
         read_exact_at(&mut inner, "dynamic header", header_offset, &mut header_bytes)?;
         let header = DynamicHeader::decode(&header_bytes);
-        check_header(&header, header_offset, footer_at)?;
+        // `vhd-util check` bounds the BAT and the batmap by the file length minus a full
+        // footer, one byte before `footer_at` when the footer is short.
+        let eof_footer = len - FOOTER_SIZE as u64;
+        check_header(&header, header_offset, eof_footer)?;
+        // blktap's `vhd_open`, which `vhd-util check` calls next, refuses tap 0.1 disks.
+        if footer.creator_app[..3] == *b"tap" && footer.creator_version == TAP_VERSION_OBSOLETE {
+            return Err(Violation::TapVersionObsolete { offset: primary_offset }.into());
+        }
         check_no_parent(&header, header_offset)?;
 
         let block_size = u64::from(header.block_size);
@@ -141,19 +178,14 @@ impl<R: Read + Seek> VhdFile<R> {
 
         let mut metadata_end =
             (header_offset + HEADER_SIZE as u64).max(header.table_offset + bat_bytes(entries));
-        let batmap = if footer.has_batmap() {
-            let offset = header.table_offset + bat_bytes(entries);
-            if offset + BATMAP_HEADER_SIZE as u64 > footer_at {
-                return Err(Violation::BatmapMissing { offset }.into());
-            }
-            let mut batmap_bytes = [0u8; BATMAP_HEADER_SIZE];
-            read_exact_at(&mut inner, "batmap header", offset, &mut batmap_bytes)?;
-            let bh = BatmapHeader::decode(&batmap_bytes);
-            check_batmap_header(&bh, offset, entries, footer_at)?;
+        let offset = header.table_offset + bat_bytes(entries);
+        let batmap_header = read_batmap_header(&mut inner, &footer, offset, footer_at, len)?;
+        let batmap = if let Some(bh) = batmap_header {
+            check_batmap_header(&bh, offset, entries, eof_footer)?;
             let map_len = u64::from(bh.batmap_size) * SECTOR_SIZE;
             let mut map = vec![0u8; usize::try_from(map_len).expect("within the file")];
             read_exact_at(&mut inner, "batmap", bh.batmap_offset, &mut map)?;
-            check_batmap(&bh, offset, &map, &bat)?;
+            check_batmap(&bh, offset, &map, &bat, footer.current_size)?;
             metadata_end = metadata_end
                 .max(offset + BATMAP_HEADER_SIZE as u64)
                 .max(bh.batmap_offset + map_len);
@@ -237,7 +269,8 @@ impl<R> VhdFile<R> {
         &self.bat
     }
 
-    /// The batmap header and map, when the creator is `tap` 1.2 or later.
+    /// The batmap header and map: always there when the creator is `tap` 1.2 or later, and
+    /// there when a valid batmap header follows the BAT of a `tap` 1.1 disk.
     pub fn batmap(&self) -> Option<(&BatmapHeader, &[u8])> {
         self.batmap.as_ref().map(|(h, m)| (h, m.as_slice()))
     }

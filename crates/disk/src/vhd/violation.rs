@@ -91,6 +91,14 @@ pub enum Violation {
         /// Version stored.
         version: u32,
     },
+    /// Creator `tap` version 0.1, which blktap's `vhd_open` refuses as obsolete and broken
+    /// (`xapi-project/blktap:vhd/lib/libvhd.c`, "error unsupported version 0.1 VHD"), so
+    /// `vhd-util check` fails on it after the footer and header checks.
+    #[error("footer at {offset}: unsupported tap creator version 0.1 (obsolete)")]
+    TapVersionObsolete {
+        /// Footer offset.
+        offset: u64,
+    },
     /// The geometry exceeds the CHS geometry of the size.
     #[error("footer at {offset}: geometry too large ({geometry} > {max})")]
     GeometryTooLarge {

@@ -194,7 +194,7 @@ impl<W: Write> VhdStream<W> {
             bat[4 * i..4 * i + 4].copy_from_slice(&entry.to_be_bytes());
         }
         let batmap_offset = layout.batmap_header_offset + BATMAP_HEADER_SIZE as u64;
-        let batmap_header = BatmapHeader::new(batmap_offset, layout.batmap_sectors, &batmap);
+        let batmap_header = BatmapHeader::new(batmap_offset, layout.batmap_sectors, &batmap, size);
 
         let file_size = layout.data_offset
             + u64::from(allocated_blocks) * block_sectors * SECTOR_SIZE

@@ -3,6 +3,7 @@
 //! - `oracle`: images read back by the real tools, `qemu-img` (info, compare, check) and
 //!   libvhdi's `vhdiinfo`. A missing tool fails the test: run `scripts/oracles` to install them.
 //! - `tamper`: one hand-broken VHD per rule of the checker, each failing with its own error.
+//! - `qcow2_diff`: the qcow2 checker against `qemu-img check`/`info` on mutated images.
 //! - `roundtrip`: writer → reader property tests, and byte-identical repeated writes.
 //! - `sparse`: a 20 GiB disk holding 200 MiB of data gives images of about 200 MiB.
 //! - `fat`: FAT12/16/32 images checked by `fsck.fat` and read back with mtools.
@@ -17,6 +18,7 @@ mod assemble;
 mod fat;
 mod oracle;
 mod partition;
+mod qcow2_diff;
 mod roundtrip;
 mod sparse;
 mod tamper;

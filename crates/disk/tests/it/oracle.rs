@@ -38,7 +38,7 @@ fn assert_qcow2_check_clean(image: &Utf8Path) {
 }
 
 /// Writes `pattern` as a sparse raw file (holes where it is zero) and returns its path.
-fn write_raw(dir: &Utf8Path, pattern: &Pattern) -> camino::Utf8PathBuf {
+pub fn write_raw(dir: &Utf8Path, pattern: &Pattern) -> camino::Utf8PathBuf {
     use std::os::unix::fs::FileExt as _;
     let path = dir.join("disk.raw");
     let file = fs::File::create(&path).unwrap();

@@ -472,6 +472,80 @@ fn batmap_marks_unallocated_block() {
     assert_eq!(violation(img), Violation::BatmapMarksUnallocated { offset: 2560, block: 3 });
 }
 
+#[test]
+fn short_footer_bounds_the_batmap_by_a_full_footer() {
+    // An empty disk ends with its batmap. `vhd-util check` bounds it by EOF - 512 even when
+    // the footer is one byte short, so cutting that byte puts the batmap past the bound.
+    let raw = vec![0u8; 4 * MIB as usize];
+    let mut img = write_vhd(raw.as_slice(), Vec::new(), &vhd_opts(), &NoProgress).unwrap().0;
+    assert_eq!(img.len(), 3584);
+    img.pop();
+    let v = violation(img);
+    assert_eq!(v, Violation::BatmapPastFooter { offset: 2048, end: 3072, footer: 3071 });
+}
+
+#[test]
+fn tap_version_0_1_is_refused() {
+    let img = edit_footers(base(), |f| f.creator_version = 0x0000_0001);
+    assert!(matches!(violation(img), Violation::TapVersionObsolete { .. }));
+}
+
+#[test]
+fn tap_1_1_batmap_is_checked_when_present() {
+    let img = edit_footers(base(), |f| f.creator_version = 0x0001_0001);
+    assert!(open(img.clone()).unwrap().batmap().is_some());
+    let broken = edit_batmap_header(img.clone(), |h| h.checksum ^= 1);
+    assert!(matches!(violation(broken), Violation::BatmapChecksum { offset: 2048, .. }));
+    // Without the cookie there is no batmap, which tap 1.1 allows.
+    let absent = edit_batmap_header(img, |h| h.cookie = *b"nobatmap");
+    assert!(open(absent).unwrap().batmap().is_none());
+}
+
+#[test]
+fn batmap_1_1_checksum_sums_signed_bytes() {
+    // Blocks 0, 1 and 3 are full: the map's first byte is 0xd0, a negative `char`.
+    let img = base();
+    assert_eq!(img[2560], 0xd0);
+    let img = edit_batmap_header(img, |h| h.version = 0x0001_0001);
+    let v = violation(img.clone());
+    assert_eq!(
+        v,
+        Violation::BatmapChecksum { offset: 2048, stored: !0xd0, computed: !0xffff_ffd0 }
+    );
+    open(edit_batmap_header(img, |h| h.checksum = !0xffff_ffd0)).unwrap();
+}
+
+/// A disk of 8 GiB + 2 MiB whose only data is in its last block, 4096.
+struct LastBlockOnly;
+
+impl xspack_disk::DiskSource for LastBlockOnly {
+    fn size(&self) -> u64 {
+        (8 << 30) + 2 * MIB
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = if offset + i as u64 >= 8 << 30 { 0x5a } else { 0 };
+        }
+        Ok(())
+    }
+
+    fn known_zero(&mut self, offset: u64, len: u64) -> std::io::Result<bool> {
+        Ok(offset + len <= 8 << 30)
+    }
+}
+
+#[test]
+fn batmap_checksum_covers_what_blktap_sums() {
+    // 4097 blocks need a two-sector batmap, but blktap sums `current_size >> 24` = 512 bytes
+    // of it (one sector): block 4096's bit, in the second sector, is outside the checksum.
+    let img = write_vhd(LastBlockOnly, Vec::new(), &vhd_opts(), &NoProgress).unwrap().0;
+    let vhd = open(img).unwrap();
+    let (h, map) = vhd.batmap().unwrap();
+    assert_eq!((h.batmap_size, map[512]), (2, 0x80));
+    assert_eq!(h.checksum, !0, "the checksum of the first sector, all zeros");
+}
+
 // Stream layout (xapi's forward-only vhd-tool); these images pass `vhd-util check`.
 
 #[test]
