@@ -114,6 +114,35 @@ fn main() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../packs/demo/pack.toml");
     seeds.push(("pack_toml", std::fs::read(demo).expect("packs/demo/pack.toml")));
 
+    // ext4 trees, as programs of `xspack_fuzz::ext4_tree` (an op byte, then its arguments):
+    // every kind of inode, names at their limits, many links, xattrs, deep nesting, extreme
+    // times and owners; and one that gives a file 65,025 names, where the 65,001st is refused.
+    let varied: &[&[u8]] = &[
+        &[0, 0, 0, 0, 1],               // directory /n1
+        &[1, 1, 0, 0, 2, 0, 16, 0, 7],  // 16-byte file /n1/n2
+        &[2, 0, 0, 0, 0, 0, 3],         // and a second name, /n3
+        &[3, 0, 0, 200],                // and 200 more
+        &[4, 1, 0, 0, 4, 3, 1],         // 60-byte symlink (the shortest slow one)
+        &[4, 0, 0, 0, 5, 1, 1],         // 1-byte symlink
+        &[4, 0, 0, 0, 8, 4, 1],         // 4,095-byte symlink
+        &[5, 0, 0, 0, 6, 4, 6, 0],      // character device 4095:1048575
+        &[6, 0, 0, 0, 7, 1],            // socket
+        &[7, 1, 0, 0, 10, 64, 0],       // user.* xattr of 64 bytes on /n1
+        &[7, 2, 0, 4, 0, 2, 0],         // POSIX ACL on the file
+        &[7, 3, 0, 0, 250, 0xd0, 0x0e], // 255-byte xattr name, the xattr block full
+        &[8, 1, 0, 40],                 // 40 nested directories under /n1
+        &[9, 144],                      // a directory of 144 subdirectories
+        &[10, 0, 0, 6, 16, 0],          // the root's times at 2446
+        &[10, 3, 0, 0, 0, 0],           // and a file's before 1901
+        &[11, 3, 0, 4, 1, 0xed, 0x01],  // owners past 16 bits
+        &[1, 0, 0, 201, 3, 254, 9],     // a 203-byte name, three blocks of data
+        &[0, 0, 0, 243],                // lost+found, made by the caller
+    ];
+    seeds.push(("ext4_tree", varied.concat()));
+    // A 5-byte file /n1, then 65,025 names for it.
+    let many_links = [1u8, 0, 0, 0, 1, 0, 5, 0, 0, 3, 0, 0, 255];
+    seeds.push(("ext4_tree", many_links.to_vec()));
+
     for (i, (target, data)) in seeds.iter().enumerate() {
         let dir = format!("{root}/{target}");
         std::fs::create_dir_all(&dir).expect("corpus dir");

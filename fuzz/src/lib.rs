@@ -2,16 +2,21 @@
 //! takes and runs the reader to the end. An error is the expected outcome for almost every
 //! input; a panic, an abort or a hang is a bug. [`seeds`] gives one valid input per target, made
 //! by xspack's own writers, so the fuzzer starts from structures it would never guess.
+//! [`ext4_tree`] fuzzes a writer instead: the bytes describe a tree, and the ext4 image written
+//! from it must be clean for `e2fsck -fn`, with every link count right.
 
 use std::io::{Cursor, Read};
+
+mod ext4_tree;
+pub use ext4_tree::ext4_tree;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::json;
 use xspack_io::Sha256Digest;
 
 /// The fuzz targets, as named in Cargo.toml.
-pub const TARGETS: [&str; 8] =
-    ["layer", "gzip_index", "oci_json", "vhd", "xva", "iso", "qcow2", "pack_toml"];
+pub const TARGETS: [&str; 9] =
+    ["layer", "gzip_index", "oci_json", "vhd", "xva", "iso", "qcow2", "pack_toml", "ext4_tree"];
 
 const MEDIA: [&str; 3] = [
     "application/vnd.oci.image.layer.v1.tar",
@@ -217,6 +222,7 @@ pub fn run(target: &str, data: &[u8]) {
         "iso" => iso(data),
         "qcow2" => qcow2(data),
         "pack_toml" => pack_toml(data),
+        "ext4_tree" => ext4_tree(data),
         other => panic!("no fuzz target {other}"),
     }
 }

@@ -311,7 +311,11 @@ fn bad_templates_fail_cleanly() {
         good.replace("[[disk]]\nsize = \"10G\"\n", "[config-drive]\nuser-data = \"nope\"\n"),
     )
     .unwrap();
-    fails(&["template", "build", drive.as_str(), "-o", out.as_str()], 3, "config-drive.user-data: ");
+    fails(
+        &["template", "build", drive.as_str(), "-o", out.as_str()],
+        3,
+        "config-drive.user-data: ",
+    );
     fails(
         &["template", "build", dir.join("absent.toml").as_str(), "-o", out.as_str()],
         1,

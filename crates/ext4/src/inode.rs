@@ -9,8 +9,7 @@ pub const INODE_SIZE: usize = 256;
 pub const EXTRA_ISIZE: u16 = 32;
 /// `i_flags`: the inode maps its data with extents.
 pub const EXTENTS_FL: u32 = 0x0008_0000;
-/// Longest initialized extent, in blocks.
-pub const MAX_EXTENT_LEN: u64 = 32_768;
+pub use crate::limits::MAX_EXTENT_LEN;
 const EXTENT_MAGIC: u16 = 0xF30A;
 /// Entries that fit in the inode's `i_block` (60 bytes) after the header.
 const ROOT_ENTRIES: usize = 4;
@@ -50,11 +49,20 @@ fn header(entries: usize, max: usize, depth: u16) -> [u8; 12] {
 }
 
 /// A 12-byte leaf extent or index entry, keyed by its first logical block.
+///
+/// # Panics
+///
+/// If a leaf's length is 0 or past [`MAX_EXTENT_LEN`] (a longer `ee_len` would mark the extent
+/// unwritten): placement never makes one.
 #[allow(clippy::cast_possible_truncation)]
 fn entry(logical: u32, physical: u64, len: Option<u32>) -> (u32, [u8; 12]) {
     let mut e = [0u8; 12];
     e[0..4].copy_from_slice(&logical.to_le_bytes());
     if let Some(len) = len {
+        assert!(
+            len > 0 && u64::from(len) <= MAX_EXTENT_LEN,
+            "extent of {len} blocks: placement keeps extents to 1..=32768 blocks"
+        );
         e[4..6].copy_from_slice(&(len as u16).to_le_bytes());
         e[6..8].copy_from_slice(&((physical >> 32) as u16).to_le_bytes());
         e[8..12].copy_from_slice(&(physical as u32).to_le_bytes());
@@ -101,7 +109,8 @@ pub fn build_extent_tree(
     (root, blocks)
 }
 
-/// Everything that goes into one inode record.
+/// Everything that goes into one inode record. Every field fits its on-disk field: layout
+/// checks the values against [`crate::limits`] first.
 #[derive(Debug, Clone)]
 pub struct InodeFields {
     /// Type and permission bits.
@@ -120,7 +129,7 @@ pub struct InodeFields {
     pub mtime: Timestamp,
     /// Creation time.
     pub crtime: Timestamp,
-    /// Hard link count.
+    /// Hard link count (at most [`crate::limits::LINK_MAX`]).
     pub links: u16,
     /// Blocks used, in 512-byte units.
     pub sectors: u64,

@@ -17,6 +17,7 @@ use crate::dir::{self, file_type};
 use crate::inode::{
     EXTENTS_FL, Extent, InodeFields, MAX_EXTENT_LEN, build_extent_tree, tree_blocks_needed,
 };
+use crate::limits;
 use crate::superblock::{
     BLOCKS_PER_GROUP, FIRST_INO, GROUP_DESC_SIZE, GroupDesc, JOURNAL_INO, ROOT_INO, SuperFields,
     has_super,
@@ -219,11 +220,20 @@ struct Prepared {
     parent_ino: u32,
     xattr_inline: Vec<u8>,
     xattr_block: Option<Vec<u8>>,
+    /// Blocks of a directory's entries (at most [`limits::MAX_DIR_BLOCKS`]); 0 for the rest.
+    dir_blocks: u64,
 }
 
 impl FsBuilder {
     /// Chooses the geometry and places every block. With `opts.size` unset, the size is the
     /// content plus a fifth (at least 16 MiB) of headroom, rounded up to 2 MiB.
+    ///
+    /// Refuses, before placing anything, what ext4 cannot hold ([`crate::limits`]): a directory
+    /// over 2 GiB ([`Error::DirectoryTooLarge`]), a root with more than 64,998 subdirectories
+    /// once lost+found is counted ([`Error::TooManySubdirectories`]), attributes that do not
+    /// fit ([`Error::XattrTooLarge`], [`Error::InvalidXattr`]), more than 2^32 − 1 blocks or
+    /// inodes ([`Error::TooManyBlocks`], [`Error::TooManyInodes`]) and a build time past 2446
+    /// ([`Error::TimestampOutOfRange`]).
     pub fn plan(self, opts: &Ext4Options) -> Result<Plan, Error> {
         self.plan_from(opts, 0)
     }
@@ -245,6 +255,7 @@ impl FsBuilder {
                 opts.label
             )));
         }
+        limits::check_build_time(opts.timestamp)?;
         let prepared = prepare(&self)?;
         match opts.size {
             Some(size) => {
@@ -253,6 +264,7 @@ impl FsBuilder {
                         "size {size} is not a positive multiple of 4096"
                     )));
                 }
+                limits::check_blocks(size / BLOCK_SIZE)?;
                 match place(&self, &prepared, opts, size / BLOCK_SIZE, zone_end) {
                     Ok(plan) => Ok(plan),
                     Err(Placement::TooSmall(_)) => {
@@ -267,6 +279,7 @@ impl FsBuilder {
     }
 }
 
+#[derive(Debug)]
 enum Placement {
     /// Ran out of room after placing this many blocks.
     TooSmall(u64),
@@ -300,9 +313,7 @@ fn smallest(
             }
             Err(Placement::Fatal(e)) => return Err(e),
         }
-        if blocks >= 1 << 32 {
-            return Err(Error::TooLarge("more than 2^32 blocks".into()));
-        }
+        limits::check_blocks(blocks)?;
     }
 }
 
@@ -317,7 +328,7 @@ fn content_blocks(b: &FsBuilder, prepared: &[Prepared]) -> u64 {
         total += match &node.kind {
             NodeKind::File { .. } if in_zone => 0,
             NodeKind::File { size, .. } => size.div_ceil(BLOCK_SIZE),
-            NodeKind::Dir => dir::blocks_needed(node.entries.iter().map(|(n, _)| n.len())),
+            NodeKind::Dir => p.dir_blocks,
             NodeKind::Symlink(t) if t.len() >= 60 => 1,
             _ => 0,
         } + u64::from(p.xattr_block.is_some());
@@ -326,7 +337,7 @@ fn content_blocks(b: &FsBuilder, prepared: &[Prepared]) -> u64 {
 }
 
 /// Numbers inodes breadth-first from the root (2), with lost+found as 11 and the rest from
-/// 12, and encodes xattrs.
+/// 12, sizes directories and encodes xattrs, refusing what does not fit.
 fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
     let root = b.root();
     let lost_found = b.lookup(root, b"lost+found").filter(|id| *b.kind(*id) == NodeKind::Dir);
@@ -349,7 +360,7 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
                 let n = next;
                 next = next
                     .checked_add(1)
-                    .ok_or_else(|| Error::TooLarge("more than 2^32 inodes".into()))?;
+                    .ok_or(Error::TooManyInodes { count: 1 << 32, max: limits::MAX_INODES })?;
                 n
             };
             order.push(c);
@@ -362,28 +373,42 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
     if numbers.contains(&0) {
         return Err(Error::BadLink("an inode was added but never linked into the tree"));
     }
+    let synthetic_lost_found = lost_found.is_none();
     let mut prepared = Vec::with_capacity(order.len() + 1);
-    if lost_found.is_none() {
+    if synthetic_lost_found {
         prepared.push(Prepared {
             node: None,
             ino: FIRST_INO,
             parent_ino: ROOT_INO,
             xattr_inline: Vec::new(),
             xattr_block: None,
+            dir_blocks: LOST_FOUND_BLOCKS,
         });
     }
     for idx in order {
         let node = &b.nodes[idx];
+        let path = || b.path_of(InodeId(u32::try_from(idx).expect("fewer than 2^32 inodes")));
+        let mut dir_blocks = 0;
+        if node.kind == NodeKind::Dir {
+            // The root also names the lost+found we add (first, as `place` renders it).
+            let added = idx == 0 && synthetic_lost_found;
+            let lost_found_name = added.then_some(b"lost+found".len());
+            let names =
+                lost_found_name.into_iter().chain(node.entries.iter().map(|(n, _)| n.len()));
+            let min_blocks = if numbers[idx] == FIRST_INO { LOST_FOUND_BLOCKS } else { 1 };
+            dir_blocks = dir::blocks_needed(names).max(min_blocks);
+            limits::check_dir_blocks(dir_blocks, path)?;
+            if added {
+                limits::check_subdirs(u64::from(node.subdirs) + 1, path)?;
+            }
+        }
         let enc =
             crate::xattr::encode(&node.attrs.xattrs, crate::BLOCK_BYTES).map_err(|e| match e {
                 crate::xattr::XattrError::TooLarge(size) => {
-                    Error::XattrTooLarge { inode: numbers[idx], size }
+                    Error::XattrTooLarge { path: path(), size, max: crate::BLOCK_BYTES }
                 }
-                crate::xattr::XattrError::Namespace(n) => Error::InvalidOption(format!(
-                    "extended attribute {n:?}: namespace not supported by ext4"
-                )),
-                crate::xattr::XattrError::Acl(why) => {
-                    Error::InvalidOption(format!("POSIX ACL: {why}"))
+                crate::xattr::XattrError::Invalid(name, reason) => {
+                    Error::InvalidXattr { path: path(), name, reason }
                 }
             })?;
         prepared.push(Prepared {
@@ -392,6 +417,7 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
             parent_ino: parents[idx],
             xattr_inline: enc.in_inode,
             xattr_block: enc.block,
+            dir_blocks,
         });
     }
     prepared.sort_by_key(|p| p.ino);
@@ -415,18 +441,16 @@ fn place(
         groups -= 1;
         blocks = groups * BLOCKS_PER_GROUP;
     }
-    if blocks >= 1 << 32 {
-        return Err(Error::TooLarge("more than 2^32 blocks".into()).into());
-    }
+    limits::check_blocks(blocks)?;
     let used_inodes = u64::from(prepared.last().map_or(FIRST_INO, |p| p.ino));
     let wanted = (used_inodes + used_inodes / 10 + 16).max(blocks * BLOCK_SIZE / INODE_RATIO);
     let inodes_per_group = wanted.div_ceil(groups).div_ceil(INODES_PER_BLOCK) * INODES_PER_BLOCK;
+    // One inode bitmap block per group: at most 8 × 4096 inodes (the kernel's
+    // `ext4_fill_super()` refuses more per group). A larger filesystem has more groups.
     if inodes_per_group > BLOCKS_PER_GROUP {
         return Err(Placement::TooSmall(blocks + BLOCKS_PER_GROUP));
     }
-    if inodes_per_group * groups >= 1 << 32 {
-        return Err(Error::TooLarge("more than 2^32 inodes".into()).into());
-    }
+    limits::check_inodes(inodes_per_group * groups)?;
     let itable_blocks = inodes_per_group / INODES_PER_BLOCK;
 
     let mut regions: Vec<(u64, u64, Content)> = Vec::new();
@@ -485,10 +509,11 @@ fn place(
         Content::Bytes(crate::superblock::encode_journal_super(jblocks as u32, &opts.uuid)),
     ));
 
-    let time = Timestamp::from_secs(i64::try_from(opts.timestamp).unwrap_or(i64::MAX));
+    // At most `limits::TIMESTAMP_MAX` (checked by `plan_from`).
+    let time = Timestamp::from_secs(i64::try_from(opts.timestamp).expect("checked"));
     let mut fields: Vec<Option<InodeFields>> =
         vec![None; usize::try_from(used_inodes).expect("fits")];
-    let mut dirs_per_group = vec![0u32; descs.len()];
+    let mut dirs_per_group = vec![0u64; descs.len()];
     let (journal_root, _) = build_extent_tree(
         &[Extent { logical: 0, start: jstart, len: u32::try_from(jblocks).expect("fits") }],
         &[],
@@ -536,7 +561,8 @@ fn place(
             ctime: attrs.ctime,
             mtime: attrs.mtime,
             crtime: attrs.ctime,
-            links: u16::try_from(node.map_or(1, |n| n.links)).unwrap_or(u16::MAX),
+            // At most 65,000 names: `FsBuilder::link` refuses the next one.
+            links: u16::try_from(node.map_or(1, |n| n.links)).expect("at most 65,000 links"),
             xattrs: p.xattr_inline.clone(),
             ..InodeFields::default()
         };
@@ -563,22 +589,31 @@ fn place(
                     entries.insert(0, (&b"lost+found"[..], FIRST_INO, file_type::DIR));
                 }
                 let min_blocks = if p.ino == FIRST_INO { LOST_FOUND_BLOCKS } else { 1 };
-                let data = dir::render(p.ino, p.parent_ino, &entries, min_blocks);
-                let n = data.len() as u64 / BLOCK_SIZE;
-                let at = alloc.contiguous(n).ok_or_else(|| too_small(&alloc))?;
-                regions.push((at, n, Content::Bytes(data)));
+                let mut data = dir::render(p.ino, p.parent_ino, &entries, min_blocks);
+                let n = p.dir_blocks;
+                debug_assert_eq!(data.len() as u64, n * BLOCK_SIZE, "prepare sized the directory");
+                // Like a file's data: extents of at most 32,768 blocks around the reserved
+                // ranges, with an extent tree when there are more than four.
+                let runs = alloc.extents(n).ok_or_else(|| too_small(&alloc))?;
+                let path = || p.node.map_or_else(|| "/lost+found".into(), |i| node_path(b, i));
+                let (_, root, tree_n) = map_runs(&mut alloc, &mut regions, &runs, path)?;
+                for &(start, len) in runs.iter().rev() {
+                    let bytes =
+                        usize::try_from(len * BLOCK_SIZE).expect("the directory is in memory");
+                    let tail = data.split_off(data.len() - bytes);
+                    regions.push((start, len, Content::Bytes(tail)));
+                }
+                // `.`, the name in the parent, and each subdirectory's `..`: exact, at most
+                // 65,000 (checked by `FsBuilder::link`, and for the root by `prepare`).
                 let subdirs = node.map_or(0, |n| n.subdirs)
                     + u32::from(p.ino == ROOT_INO && synthetic_lost_found);
                 let links = 2 + u64::from(subdirs);
-                f.links = u16::try_from(links).ok().filter(|&l| l < 65_000).unwrap_or(1);
+                debug_assert!(links <= u64::from(limits::LINK_MAX), "{links} directory links");
+                f.links = u16::try_from(links).expect("at most 65,000 links");
                 f.size = n * BLOCK_SIZE;
                 f.flags = EXTENTS_FL;
-                let (root, _) = build_extent_tree(
-                    &[Extent { logical: 0, start: at, len: u32::try_from(n).expect("fits") }],
-                    &[],
-                );
                 f.block = root;
-                sectors += n * (BLOCK_SIZE / 512);
+                sectors += (n + tree_n) * (BLOCK_SIZE / 512);
                 let group = (p.ino - 1) as usize / usize::try_from(inodes_per_group).expect("fits");
                 dirs_per_group[group] += 1;
             }
@@ -589,16 +624,12 @@ fn place(
             }
             NodeKind::Symlink(target) => {
                 f.size = target.len() as u64;
+                // 1..=4095 bytes without NUL, checked by `FsBuilder::link`: fast (in `i_block`)
+                // below 60 bytes, else in one block.
+                debug_assert!((1..=limits::MAX_SYMLINK_LEN).contains(&target.len()));
                 if target.len() < 60 {
                     f.block[..target.len()].copy_from_slice(target);
                 } else {
-                    if target.len() > crate::BLOCK_BYTES - 1 {
-                        return Err(Error::InvalidOption(format!(
-                            "symlink target of {} bytes is longer than a block",
-                            target.len()
-                        ))
-                        .into());
-                    }
                     let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
                     let mut data = target.clone();
                     data.resize(crate::BLOCK_BYTES, 0);
@@ -636,33 +667,8 @@ fn place(
             }
             None => alloc.extents(n).ok_or_else(|| too_small(&alloc))?,
         };
-        let mut logical = 0u64;
-        let extents: Vec<Extent> = runs
-            .iter()
-            .map(|&(start, len)| {
-                let e = Extent {
-                    logical: u32::try_from(logical).expect("file under 16 TiB"),
-                    start,
-                    len: u32::try_from(len).expect("extent fits"),
-                };
-                logical += len;
-                e
-            })
-            .collect();
-        if logical >= 1 << 32 {
-            return Err(Error::TooLarge("a file larger than 16 TiB".into()).into());
-        }
-        let tree_n = tree_blocks_needed(extents.len());
-        let tree_runs = if tree_n > 0 {
-            alloc.extents(tree_n).ok_or_else(|| too_small(&alloc))?
-        } else {
-            Vec::new()
-        };
-        let tree_blocks: Vec<u64> = tree_runs.iter().flat_map(|&(s, l)| s..s + l).collect();
-        let (root, tree) = build_extent_tree(&extents, &tree_blocks);
-        for (at, data) in tree {
-            regions.push((at, 1, Content::Bytes(data)));
-        }
+        let (extents, root, tree_n) =
+            map_runs(&mut alloc, &mut regions, &runs, || node_path(b, node))?;
         let ino = prepared[pi].ino;
         let f = fields[(ino - 1) as usize].as_mut().expect("file inode prepared");
         f.block = root;
@@ -692,12 +698,15 @@ fn place(
         let used_here: u64 =
             merged.iter().map(|&(s, l)| (s + l).min(ge).saturating_sub(s.max(gs))).sum();
         let free = ge - gs - used_here;
-        desc.free_blocks = u32::try_from(free).expect("fits");
+        // The 16-bit descriptor counts hold a group's worth: at most 32,768 blocks and
+        // `inodes_per_group` (at most 32,768) inodes and directories.
+        desc.free_blocks = u16::try_from(free).expect("at most 32768 blocks a group");
         free_blocks_total += free;
         let first_ino = g as u64 * inodes_per_group + 1;
         let used_ino = used_inodes.saturating_sub(first_ino - 1).min(inodes_per_group);
-        desc.free_inodes = u32::try_from(inodes_per_group - used_ino).expect("fits");
-        desc.used_dirs = dirs_per_group[g];
+        desc.free_inodes =
+            u16::try_from(inodes_per_group - used_ino).expect("at most 32768 inodes a group");
+        desc.used_dirs = u16::try_from(dirs_per_group[g]).expect("at most 32768 inodes a group");
     }
     let inodes_total = inodes_per_group * groups;
     let journal_fields = fields[(JOURNAL_INO - 1) as usize].as_ref().expect("journal set");
@@ -707,7 +716,7 @@ fn place(
         free_blocks: u32::try_from(free_blocks_total).expect("fits"),
         free_inodes: u32::try_from(inodes_total - used_inodes).expect("fits"),
         inodes_per_group: u32::try_from(inodes_per_group).expect("fits"),
-        time: u32::try_from(opts.timestamp.min(u64::from(u32::MAX))).expect("clamped"),
+        time: opts.timestamp,
         uuid: opts.uuid,
         label: opts.label.as_bytes().to_vec(),
         hash_seed: opts.hash_seed,
@@ -729,6 +738,47 @@ fn place(
     })
 }
 
+/// The path of builder node `idx`, for messages.
+fn node_path(b: &FsBuilder, idx: usize) -> String {
+    b.path_of(InodeId(u32::try_from(idx).expect("fewer than 2^32 inodes")))
+}
+
+/// Maps `runs` (a file's or directory's blocks, in logical order) as extents, and places the
+/// blocks of the extent tree above them next. Returns the extents, the inode's `i_block` and
+/// the number of tree blocks. The caller keeps a file within [`limits::MAX_FILE_SIZE`] and a
+/// directory within [`limits::MAX_DIR_BLOCKS`], so every logical block fits the 32-bit
+/// `ee_block`; runs are at most [`MAX_EXTENT_LEN`] blocks.
+fn map_runs(
+    alloc: &mut Allocator,
+    regions: &mut Vec<(u64, u64, Content)>,
+    runs: &[(u64, u64)],
+    path: impl FnOnce() -> String,
+) -> Result<(Vec<Extent>, [u8; 60], u64), Placement> {
+    let mut logical = 0u64;
+    let mut extents = Vec::with_capacity(runs.len());
+    for &(start, len) in runs {
+        extents.push(Extent {
+            logical: u32::try_from(logical).expect("logical blocks below 2^32"),
+            start,
+            len: u32::try_from(len).expect("at most 32768 blocks an extent"),
+        });
+        logical += len;
+    }
+    limits::check_extents(extents.len() as u64, path)?;
+    let tree_n = tree_blocks_needed(extents.len());
+    let tree_runs = if tree_n > 0 {
+        alloc.extents(tree_n).ok_or(Placement::TooSmall(alloc.next))?
+    } else {
+        Vec::new()
+    };
+    let tree_blocks: Vec<u64> = tree_runs.iter().flat_map(|&(s, l)| s..s + l).collect();
+    let (root, tree) = build_extent_tree(&extents, &tree_blocks);
+    for (at, data) in tree {
+        regions.push((at, 1, Content::Bytes(data)));
+    }
+    Ok((extents, root, tree_n))
+}
+
 /// Checks that a zone file's runs hold its `blocks` and lie inside the zone, clear of the
 /// superblock copies.
 fn check_zone_runs(placed: &crate::ZoneFile, blocks: u64, zone_end: u64) -> Result<(), Error> {
@@ -736,7 +786,7 @@ fn check_zone_runs(placed: &crate::ZoneFile, blocks: u64, zone_end: u64) -> Resu
     let inside = placed.runs.iter().all(|&(start, len)| {
         start >= crate::zone::ZONE_START
             && start + len <= zone_end
-            && len <= MAX_EXTENT_LEN
+            && (1..=MAX_EXTENT_LEN).contains(&len)
             && (start / BLOCKS_PER_GROUP..=(start + len - 1) / BLOCKS_PER_GROUP).all(|g| {
                 let first = g * BLOCKS_PER_GROUP;
                 let reserved = first..first + 1 + crate::zone::ZONE_GDT_BLOCKS;
@@ -750,4 +800,50 @@ fn check_zone_runs(placed: &crate::ZoneFile, blocks: u64, zone_end: u64) -> Resu
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allocator(reserved: Vec<(u64, u64)>) -> Allocator {
+        Allocator { next: 0, limit: 1 << 20, used: reserved.clone(), reserved }
+    }
+
+    /// A directory of 32,769 blocks (128 MiB of entries, more than a test should render) is
+    /// mapped as a file of that size is: two extents, neither longer than 32,768 blocks.
+    #[test]
+    fn runs_longer_than_an_extent_are_split() {
+        let mut alloc = allocator(Vec::new());
+        let runs = alloc.extents(32_769).unwrap();
+        assert_eq!(runs, [(0, 32_768), (32_768, 1)]);
+        let mut regions = Vec::new();
+        let (extents, root, tree_n) =
+            map_runs(&mut alloc, &mut regions, &runs, || unreachable!()).unwrap();
+        assert_eq!(tree_n, 0);
+        assert!(regions.is_empty());
+        assert_eq!(
+            extents.iter().map(|e| (e.logical, e.len)).collect::<Vec<_>>(),
+            [(0, 32_768), (32_768, 1)]
+        );
+        // Two entries in the inode's extent header, depth 0.
+        assert_eq!(u16::from_le_bytes([root[2], root[3]]), 2);
+        assert_eq!(u16::from_le_bytes([root[6], root[7]]), 0);
+    }
+
+    /// Five runs need a tree block, placed after them and counted.
+    #[test]
+    fn five_runs_get_an_extent_tree_block() {
+        let reserved: Vec<(u64, u64)> = (1..5).map(|i| (i * 10, 1)).collect();
+        let mut alloc = allocator(reserved);
+        let runs = alloc.extents(45).unwrap();
+        assert_eq!(runs.len(), 5);
+        let mut regions = Vec::new();
+        let (_, root, tree_n) =
+            map_runs(&mut alloc, &mut regions, &runs, || unreachable!()).unwrap();
+        assert_eq!(tree_n, 1);
+        assert_eq!(regions.len(), 1);
+        assert_eq!(regions[0].0, 49, "right after the data");
+        assert_eq!(u16::from_le_bytes([root[6], root[7]]), 1, "depth 1");
+    }
 }

@@ -26,10 +26,16 @@
 //! `has_journal ext_attr dir_index filetype extent flex_bg sparse_super large_file huge_file
 //! dir_nlink extra_isize`, 4 KiB blocks, 256-byte inodes, no `64bit`, no `metadata_csum`.
 //! The same tree, options and data give the same bytes.
+//!
+//! Every count and size ext4 cannot hold is refused with a typed [`Error`] naming the entry,
+//! as early as it is known: a 65,001st name of a file or a 64,999th subdirectory by
+//! [`FsBuilder::link`], directory sizes and filesystem counts by [`FsBuilder::plan`]. The
+//! limits, and the kernel and e2fsprogs sources they come from, are in [`limits`].
 
 mod dir;
 mod inode;
 mod layout;
+pub mod limits;
 mod map;
 mod superblock;
 mod tree;
@@ -105,19 +111,148 @@ pub enum Error {
         /// The smallest size that fits, rounded up to 2 MiB.
         needed: u64,
     },
-    /// The content exceeds what this writer supports (e.g. 2^32 blocks or inodes).
-    #[error("content too large for ext4 without 64bit: {0}")]
+    /// The filesystem would need a data zone of more than 128 groups (16 GiB); the caller writes
+    /// it the two-pass way instead.
+    #[error("content too large for a data zone: {0}")]
     TooLarge(String),
     /// The options are inconsistent.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// An inode that is not a directory would get more names (hard links) than ext4 allows.
+    #[error("{path}: {count} names for one inode; ext4 allows at most {max} hard links")]
+    TooManyLinks {
+        /// The name that would be one too many.
+        path: String,
+        /// The number of names it would give the inode.
+        count: u64,
+        /// [`limits::LINK_MAX`].
+        max: u32,
+    },
+    /// A directory would get more subdirectories than a linear ext4 directory holds.
+    #[error(
+        "{path}: {count} subdirectories in one directory; ext4 allows at most {max} (65000 \
+         links) in a directory without a hash index"
+    )]
+    TooManySubdirectories {
+        /// The directory.
+        path: String,
+        /// The number of subdirectories it would have.
+        count: u64,
+        /// [`limits::MAX_SUBDIRS`].
+        max: u32,
+    },
+    /// A directory's entries take more space than ext4 allows without `large_dir`.
+    #[error("{path}: the directory's entries take {size} bytes; ext4 allows at most {max}")]
+    DirectoryTooLarge {
+        /// The directory.
+        path: String,
+        /// Bytes its entries need, in whole blocks.
+        size: u64,
+        /// [`limits::MAX_DIR_BLOCKS`] in bytes (2 GiB).
+        max: u64,
+    },
+    /// A regular file is larger than an ext4 file with 4 KiB blocks can be.
+    #[error("{path}: {size} bytes; an ext4 file holds at most {max} bytes (16 TiB - 4 KiB)")]
+    FileTooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// [`limits::MAX_FILE_SIZE`].
+        max: u64,
+    },
+    /// A symbolic link's target is longer than ext4 stores.
+    #[error("{path}: symlink target of {len} bytes; ext4 allows at most {max}")]
+    SymlinkTooLong {
+        /// The symlink.
+        path: String,
+        /// The target's length.
+        len: usize,
+        /// [`limits::MAX_SYMLINK_LEN`].
+        max: usize,
+    },
+    /// A symbolic link's target is empty or holds a NUL byte.
+    #[error("{path}: symlink target {reason}")]
+    InvalidSymlink {
+        /// The symlink.
+        path: String,
+        /// What is wrong with the target.
+        reason: &'static str,
+    },
+    /// A device number does not fit the kernel's `dev_t`.
+    #[error(
+        "{path}: device number {major}:{minor} does not fit Linux's dev_t (major at most 4095, \
+         minor at most 1048575)"
+    )]
+    InvalidDevice {
+        /// The device node.
+        path: String,
+        /// Its major number.
+        major: u32,
+        /// Its minor number.
+        minor: u32,
+    },
+    /// An extended attribute ext4 cannot store: a namespace it does not know, a name that is
+    /// empty or too long, a name given twice, or a malformed POSIX ACL.
+    #[error("{path}: extended attribute {name:?}: {reason}")]
+    InvalidXattr {
+        /// The inode's path.
+        path: String,
+        /// The attribute's full name, lossily decoded.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An inode's extended attributes do not fit in the inode and one block.
-    #[error("extended attributes of inode {inode} take {size} bytes, more than one 4 KiB block")]
+    #[error("{path}: extended attributes take {size} bytes; ext4 stores at most {max}")]
     XattrTooLarge {
-        /// The inode number.
-        inode: u32,
-        /// Bytes needed.
+        /// The inode's path.
+        path: String,
+        /// Bytes needed in an attribute block.
         size: usize,
+        /// One 4 KiB block.
+        max: usize,
+    },
+    /// The filesystem would need more blocks than ext4 without `64bit` addresses.
+    #[error(
+        "the filesystem needs {blocks} blocks of 4 KiB; ext4 without 64bit holds at most {max} \
+         (16 TiB)"
+    )]
+    TooManyBlocks {
+        /// Blocks needed (or asked for).
+        blocks: u64,
+        /// [`limits::MAX_BLOCKS`].
+        max: u64,
+    },
+    /// The filesystem would need more inodes than its 32-bit inode count holds.
+    #[error("the filesystem needs {count} inodes; ext4 holds at most {max}")]
+    TooManyInodes {
+        /// Inodes needed.
+        count: u64,
+        /// [`limits::MAX_INODES`].
+        max: u64,
+    },
+    /// A file's extent tree would be deeper than the kernel reads.
+    #[error(
+        "{path}: {extents} extents need an extent tree of depth {depth}; the kernel reads {max}"
+    )]
+    TooManyExtents {
+        /// The file.
+        path: String,
+        /// Its extents.
+        extents: u64,
+        /// The depth they need.
+        depth: u16,
+        /// [`limits::MAX_EXTENT_DEPTH`].
+        max: u16,
+    },
+    /// The build time is past the last time ext4 stores (2446-05-10).
+    #[error("timestamp {epoch} (seconds since 1970) is past ext4's last time, {max} (2446-05-10)")]
+    TimestampOutOfRange {
+        /// The build time asked for.
+        epoch: u64,
+        /// [`limits::TIMESTAMP_MAX`].
+        max: i64,
     },
     /// File data was supplied out of order, twice, or with the wrong length.
     #[error("file data: {0}")]

@@ -53,8 +53,9 @@ pub struct SuperFields {
     pub free_inodes: u32,
     /// Inodes per group.
     pub inodes_per_group: u32,
-    /// Creation and check time.
-    pub time: u32,
+    /// Creation and check time, seconds since the epoch (at most
+    /// [`crate::limits::TIMESTAMP_MAX`]): the low 32 bits and the `_hi` byte.
+    pub time: u64,
     /// Filesystem UUID.
     pub uuid: [u8; 16],
     /// Volume label (at most 16 bytes).
@@ -68,6 +69,9 @@ pub struct SuperFields {
 }
 
 /// The 1024-byte superblock as stored in group `group`.
+///
+/// `s_block_group_nr` is 16 bits: a backup past group 65,535 says 65,535, as e2fsprogs writes it
+/// (`write_backup_super()`, `lib/ext2fs/closefs.c`); nothing reads it to find the group.
 #[allow(clippy::cast_possible_truncation)]
 pub fn encode_super(f: &SuperFields, group: u32) -> [u8; 1024] {
     let mut b = [0u8; 1024];
@@ -86,16 +90,19 @@ pub fn encode_super(f: &SuperFields, group: u32) -> [u8; 1024] {
     put32(&mut b, 0x20, BLOCKS_PER_GROUP as u32);
     put32(&mut b, 0x24, BLOCKS_PER_GROUP as u32);
     put32(&mut b, 0x28, f.inodes_per_group);
-    put32(&mut b, 0x30, f.time); // write time
+    // Times: the low 32 bits here, bits 32..40 in the `_hi` bytes at 0x274.. (`s_wtime_hi`,
+    // `s_mtime_hi`, `s_mkfs_time_hi`, `s_lastcheck_hi` in `lib/ext2fs/ext2_fs.h`).
+    let (time, time_hi) = (f.time as u32, (f.time >> 32) as u8);
+    put32(&mut b, 0x30, time); // write time
     put16(&mut b, 0x36, 0xFFFF); // max mount count: -1, no forced checks
     put16(&mut b, 0x38, EXT4_MAGIC);
     put16(&mut b, 0x3A, 1); // state: clean
     put16(&mut b, 0x3C, 1); // errors: continue
-    put32(&mut b, 0x40, f.time); // last check
+    put32(&mut b, 0x40, time); // last check
     put32(&mut b, 0x4C, 1); // revision: dynamic
     put32(&mut b, 0x54, FIRST_INO);
     put16(&mut b, 0x58, crate::inode::INODE_SIZE as u16);
-    put16(&mut b, 0x5A, group as u16);
+    put16(&mut b, 0x5A, u16::try_from(group).unwrap_or(u16::MAX));
     put32(&mut b, 0x5C, COMPAT);
     put32(&mut b, 0x60, INCOMPAT);
     put32(&mut b, 0x64, RO_COMPAT);
@@ -106,7 +113,7 @@ pub fn encode_super(f: &SuperFields, group: u32) -> [u8; 1024] {
     b[0xFC] = 1; // default hash: half_md4
     b[0xFD] = 1; // s_jnl_backup_type: EXT3_JNL_BACKUP_BLOCKS
     put32(&mut b, 0x100, 0x0004 | 0x0008); // default mount options: user_xattr, acl
-    put32(&mut b, 0x108, f.time); // mkfs time
+    put32(&mut b, 0x108, time); // mkfs time
     b[0x10C..0x148].copy_from_slice(&f.journal_block);
     put32(&mut b, 0x148, (f.journal_size >> 32) as u32);
     put32(&mut b, 0x14C, f.journal_size as u32);
@@ -115,10 +122,16 @@ pub fn encode_super(f: &SuperFields, group: u32) -> [u8; 1024] {
     put32(&mut b, 0x160, 0x0002); // s_flags: unsigned directory hash
     b[0x174] = LOG_GROUPS_PER_FLEX;
     put32(&mut b, 0x268, crate::superblock::FIRST_INO); // s_lpf_ino: lost+found
+    b[0x274] = time_hi; // s_wtime_hi
+    b[0x276] = time_hi; // s_mkfs_time_hi
+    b[0x277] = time_hi; // s_lastcheck_hi
     b
 }
 
-/// One group's descriptor fields.
+/// One group's descriptor fields, each the width of its on-disk field: a 32-byte descriptor
+/// (no `64bit`) has no `_hi` halves (`struct ext2_group_desc`, `lib/ext2fs/ext2_fs.h`). Block
+/// numbers stay below 2^32 ([`crate::limits::MAX_BLOCKS`]) and a group holds at most 32,768
+/// blocks and 32,768 inodes, so every count fits 16 bits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GroupDesc {
     /// Block bitmap location.
@@ -127,24 +140,23 @@ pub struct GroupDesc {
     pub inode_bitmap: u32,
     /// First inode table block.
     pub inode_table: u32,
-    /// Free blocks in the group.
-    pub free_blocks: u32,
-    /// Free inodes in the group.
-    pub free_inodes: u32,
-    /// Directories in the group.
-    pub used_dirs: u32,
+    /// Free blocks in the group (`bg_free_blocks_count_lo`).
+    pub free_blocks: u16,
+    /// Free inodes in the group (`bg_free_inodes_count_lo`).
+    pub free_inodes: u16,
+    /// Directories in the group (`bg_used_dirs_count_lo`).
+    pub used_dirs: u16,
 }
 
 /// Encodes one 32-byte group descriptor.
-#[allow(clippy::cast_possible_truncation)]
 pub fn encode_group_desc(d: &GroupDesc) -> [u8; GROUP_DESC_SIZE] {
     let mut b = [0u8; GROUP_DESC_SIZE];
     b[0..4].copy_from_slice(&d.block_bitmap.to_le_bytes());
     b[4..8].copy_from_slice(&d.inode_bitmap.to_le_bytes());
     b[8..12].copy_from_slice(&d.inode_table.to_le_bytes());
-    b[12..14].copy_from_slice(&(d.free_blocks as u16).to_le_bytes());
-    b[14..16].copy_from_slice(&(d.free_inodes as u16).to_le_bytes());
-    b[16..18].copy_from_slice(&(d.used_dirs as u16).to_le_bytes());
+    b[12..14].copy_from_slice(&d.free_blocks.to_le_bytes());
+    b[14..16].copy_from_slice(&d.free_inodes.to_le_bytes());
+    b[16..18].copy_from_slice(&d.used_dirs.to_le_bytes());
     b
 }
 
@@ -169,6 +181,45 @@ pub fn encode_journal_super(blocks: u32, uuid: &[u8; 16]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(time: u64) -> SuperFields {
+        SuperFields {
+            inodes: 0,
+            blocks: 0,
+            free_blocks: 0,
+            free_inodes: 0,
+            inodes_per_group: 0,
+            time,
+            uuid: [0; 16],
+            label: Vec::new(),
+            hash_seed: [0; 16],
+            journal_block: [0; 60],
+            journal_size: 0,
+        }
+    }
+
+    /// A 16 TiB filesystem with backups past group 65,535 is more than a test writes: the
+    /// encoding alone, at the boundary.
+    #[test]
+    fn backup_group_numbers_stop_at_65535() {
+        let nr = |g: u32| {
+            let b = encode_super(&fields(0), g);
+            u16::from_le_bytes([b[0x5A], b[0x5B]])
+        };
+        assert_eq!(nr(65_535), 65_535);
+        // 5^7 = 78,125: the first sparse_super backup past the field (a 9.5 TiB filesystem).
+        assert!(has_super(78_125));
+        assert_eq!(nr(78_125), 65_535);
+    }
+
+    #[test]
+    fn times_past_2106_use_the_hi_bytes() {
+        let b = encode_super(&fields(crate::limits::TIMESTAMP_MAX.unsigned_abs()), 0);
+        // 15,032,385,535 = 3 << 32 | 0x7FFF_FFFF.
+        assert_eq!(u32::from_le_bytes(b[0x30..0x34].try_into().unwrap()), 0x7FFF_FFFF);
+        assert_eq!((b[0x274], b[0x275], b[0x276], b[0x277]), (3, 0, 3, 3));
+        assert_eq!(u32::from_le_bytes(b[0x108..0x10C].try_into().unwrap()), 0x7FFF_FFFF);
+    }
 
     #[test]
     fn sparse_super_groups() {

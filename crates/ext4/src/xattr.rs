@@ -31,10 +31,8 @@ struct Entry {
 /// Why an attribute cannot be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum XattrError {
-    /// The namespace is not one ext4 stores.
-    Namespace(String),
-    /// A POSIX ACL value is malformed.
-    Acl(String),
+    /// The attribute with this full name (lossily decoded) cannot be stored, for this reason.
+    Invalid(String, String),
     /// The attributes need this many bytes, more than one block holds.
     TooLarge(usize),
 }
@@ -48,23 +46,23 @@ pub struct EncodedXattrs {
     pub block: Option<Vec<u8>>,
 }
 
+/// The name index and the rest of the name (`fs/ext4/xattr.c`, `ext4_xattr_handler_map`): the
+/// two POSIX ACLs by their whole names, the other namespaces by prefix.
 fn split_name(name: &[u8]) -> Option<(u8, &[u8])> {
-    const PREFIXES: [(&[u8], u8); 6] = [
-        (b"user.", 1),
-        (b"system.posix_acl_access", 2),
-        (b"system.posix_acl_default", 3),
-        (b"trusted.", 4),
-        (b"security.", 6),
-        (b"system.", 7),
-    ];
-    PREFIXES
-        .iter()
-        .find_map(|(prefix, index)| name.strip_prefix(*prefix).map(|rest| (*index, rest)))
+    const PREFIXES: [(&[u8], u8); 4] =
+        [(b"user.", 1), (b"trusted.", 4), (b"security.", 6), (b"system.", 7)];
+    match name {
+        b"system.posix_acl_access" => Some((2, b"")),
+        b"system.posix_acl_default" => Some((3, b"")),
+        _ => PREFIXES
+            .iter()
+            .find_map(|(prefix, index)| name.strip_prefix(*prefix).map(|rest| (*index, rest))),
+    }
 }
 
 /// Converts a VFS ACL (version 2) to ext4's on-disk ACL (version 1).
-fn acl_to_disk(value: &[u8]) -> Result<Vec<u8>, XattrError> {
-    let bad = |why: &str| XattrError::Acl(why.to_owned());
+fn acl_to_disk(value: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let bad = |why| why;
     if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return Err(bad("length is not 4 + 8n"));
     }
@@ -89,15 +87,43 @@ fn acl_to_disk(value: &[u8]) -> Result<Vec<u8>, XattrError> {
 fn entries(xattrs: &[Xattr]) -> Result<Vec<Entry>, XattrError> {
     let mut out = Vec::with_capacity(xattrs.len());
     for x in xattrs {
-        let (index, suffix) = split_name(&x.name)
-            .ok_or_else(|| XattrError::Namespace(String::from_utf8_lossy(&x.name).into_owned()))?;
-        let value = if index == 2 || index == 3 { acl_to_disk(&x.value)? } else { x.value.clone() };
+        let invalid = |why: &str| {
+            XattrError::Invalid(String::from_utf8_lossy(&x.name).into_owned(), why.into())
+        };
+        let (index, suffix) =
+            split_name(&x.name).ok_or_else(|| invalid("namespace not supported by ext4"))?;
+        // XATTR_NAME_MAX: a longer name could be neither read nor removed in the guest.
+        if x.name.len() > crate::limits::XATTR_NAME_MAX {
+            return Err(invalid(&format!(
+                "name of {} bytes; at most {} are allowed",
+                x.name.len(),
+                crate::limits::XATTR_NAME_MAX
+            )));
+        }
+        // The VFS refuses a prefixed name with nothing after the prefix (`xattr_resolve_name`).
+        if suffix.is_empty() && index != 2 && index != 3 {
+            return Err(invalid("nothing follows the namespace prefix"));
+        }
+        let value = if index == 2 || index == 3 {
+            acl_to_disk(&x.value).map_err(|why| invalid(&format!("POSIX ACL: {why}")))?
+        } else {
+            x.value.clone()
+        };
         out.push(Entry { index, suffix: suffix.to_vec(), value });
     }
     // Sorted as the kernel expects in blocks: index, then name length, then name.
     out.sort_by(|a, b| {
         (a.index, a.suffix.len(), &a.suffix).cmp(&(b.index, b.suffix.len(), &b.suffix))
     });
+    if let Some(pair) =
+        out.windows(2).find(|w| (w[0].index, &w[0].suffix) == (w[1].index, &w[1].suffix))
+    {
+        let name = xattrs
+            .iter()
+            .find(|x| split_name(&x.name) == Some((pair[0].index, &pair[0].suffix[..])))
+            .map_or_else(String::new, |x| String::from_utf8_lossy(&x.name).into_owned());
+        return Err(XattrError::Invalid(name, "given twice".into()));
+    }
     Ok(out)
 }
 
@@ -225,7 +251,27 @@ mod tests {
             encode(&[x("user.big", &[0; 5000])], 4096),
             Err(XattrError::TooLarge(32 + 16 + 4 + 4 + 5000))
         );
-        assert!(matches!(encode(&[x("os2.x", b"")], 4096), Err(XattrError::Namespace(_))));
+        assert!(matches!(encode(&[x("os2.x", b"")], 4096), Err(XattrError::Invalid(..))));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        // XATTR_NAME_MAX: 255 bytes with the prefix.
+        let at_limit = format!("user.{}", "n".repeat(250));
+        let enc = encode(&[x(&at_limit, b"v")], 4096).unwrap();
+        let block = enc.block.unwrap();
+        assert_eq!(block[32], 250, "e_name_len");
+        let past = format!("user.{}", "n".repeat(251));
+        let Err(XattrError::Invalid(name, why)) = encode(&[x(&past, b"v")], 4096) else {
+            panic!("a 256-byte name was stored")
+        };
+        assert_eq!((name.len(), why.as_str()), (256, "name of 256 bytes; at most 255 are allowed"));
+        assert!(matches!(encode(&[x("user.", b"")], 4096), Err(XattrError::Invalid(..))));
+        let twice = encode(&[x("user.a", b"1"), x("user.b", b""), x("user.a", b"2")], 4096);
+        assert_eq!(twice, Err(XattrError::Invalid("user.a".into(), "given twice".into())));
+        // The ACL names are whole names, not prefixes.
+        assert_eq!(split_name(b"system.posix_acl_accessX"), Some((7, &b"posix_acl_accessX"[..])));
+        assert_eq!(split_name(b"system.posix_acl_access"), Some((2, &b""[..])));
     }
 
     #[test]

@@ -71,7 +71,8 @@ impl DataZone {
         DataZone::default()
     }
 
-    /// Blocks for a file of `size` bytes, after those of every file allocated before.
+    /// Blocks for a file of `size` bytes, after those of every file allocated before. Fails with
+    /// [`Error::TooManyBlocks`] past 2^32 − 1 blocks.
     pub fn allocate(&mut self, size: u64) -> Result<ZoneFile, Error> {
         let mut left = size.div_ceil(BLOCK_SIZE);
         let mut runs: Vec<(u64, u64)> = Vec::new();
@@ -86,9 +87,7 @@ impl DataZone {
             // Up to the next group's first block, where a backup may sit.
             let room = group_start + BLOCKS_PER_GROUP - self.next;
             let take = left.min(room).min(MAX_EXTENT_LEN);
-            if self.next + take >= 1 << 32 {
-                return Err(Error::TooLarge("a data zone beyond 2^32 blocks".into()));
-            }
+            crate::limits::check_blocks(self.next + take)?;
             match runs.last_mut() {
                 Some((s, l)) if *s + *l == self.next && *l + take <= MAX_EXTENT_LEN => *l += take,
                 _ => runs.push((self.next, take)),

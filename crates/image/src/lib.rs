@@ -123,7 +123,13 @@ impl Error {
             Error::Image(e) => e.is_bad_input(),
             Error::OverSize { .. } => true,
             Error::Ext4(e) => {
-                !matches!(e, xspack_ext4::Error::Io(_) | xspack_ext4::Error::TooSmall { .. })
+                // Not the image's fault: the disk, the size asked for, SOURCE_DATE_EPOCH.
+                !matches!(
+                    e,
+                    xspack_ext4::Error::Io(_)
+                        | xspack_ext4::Error::TooSmall { .. }
+                        | xspack_ext4::Error::TimestampOutOfRange { .. }
+                )
             }
             _ => false,
         }

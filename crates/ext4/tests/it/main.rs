@@ -5,6 +5,8 @@ use std::process::Command;
 
 use xspack_ext4::{Attrs, Error, Ext4Options, FsBuilder, NodeKind, Timestamp, Xattr};
 
+mod limits;
+
 fn attrs(perm: u16, uid: u32, gid: u32) -> Attrs {
     let t = Timestamp { sec: 1_700_000_000, nsec: 123_456_789 };
     Attrs { perm, uid, gid, atime: t, mtime: t, ctime: t, xattrs: Vec::new() }
