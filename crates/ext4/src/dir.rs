@@ -84,6 +84,62 @@ pub fn render(
     out
 }
 
+/// Every directory of a plan, kept as its entries rather than its rendered blocks: the names
+/// in one arena and 12 bytes an entry, so a directory costs about its names, not 4 KiB a
+/// block, until the writer renders it ([`Listings::render`]) just before writing it.
+#[derive(Debug, Default)]
+pub(crate) struct Listings {
+    /// Every name, one after another.
+    names: Vec<u8>,
+    /// Every entry: (end of its name in `names`, inode, file type).
+    entries: Vec<(usize, u32, u8)>,
+    dirs: Vec<Listing>,
+}
+
+/// One directory of [`Listings`].
+#[derive(Debug)]
+struct Listing {
+    ino: u32,
+    parent: u32,
+    /// Its entries: `entries[first..end]`.
+    first: usize,
+    end: usize,
+    min_blocks: u64,
+}
+
+impl Listings {
+    /// Adds directory `ino` (in `parent`) naming `entries`, at least `min_blocks` long; returns
+    /// its index.
+    pub fn push<'a>(
+        &mut self,
+        (ino, parent): (u32, u32),
+        entries: impl Iterator<Item = (&'a [u8], u32, u8)>,
+        min_blocks: u64,
+    ) -> u32 {
+        let first = self.entries.len();
+        for (name, child, ftype) in entries {
+            self.names.extend_from_slice(name);
+            self.entries.push((self.names.len(), child, ftype));
+        }
+        let end = self.entries.len();
+        self.dirs.push(Listing { ino, parent, first, end, min_blocks });
+        u32::try_from(self.dirs.len() - 1).expect("fewer than 2^32 directories")
+    }
+
+    /// Directory `dir`'s blocks, as [`render`] makes them.
+    pub fn render(&self, dir: u32) -> Vec<u8> {
+        let d = &self.dirs[dir as usize];
+        let start = |i: usize| if i == 0 { 0 } else { self.entries[i - 1].0 };
+        let entries: Vec<(&[u8], u32, u8)> = (d.first..d.end)
+            .map(|i| {
+                let (end, ino, ftype) = self.entries[i];
+                (&self.names[start(i)..end], ino, ftype)
+            })
+            .collect();
+        render(d.ino, d.parent, &entries, d.min_blocks)
+    }
+}
+
 /// Extends the last record of the current block to the block's end.
 fn stretch_last(out: &mut Vec<u8>, last: Option<usize>, block_start: usize) {
     let Some(at) = last else { return };
@@ -121,6 +177,22 @@ mod tests {
             [&b"."[..], b"..", b"hello"]
         );
         assert_eq!(recs[2].1, 4096 - 12 - 12);
+    }
+
+    #[test]
+    fn listings_render_as_render_does() {
+        let mut listings = Listings::default();
+        let two = [(&b"one"[..], 13u32, file_type::REG), (&b"two"[..], 14, file_type::DIR)];
+        let long: Vec<Vec<u8>> = (0..400).map(|i| format!("entry-{i:04}").into_bytes()).collect();
+        let many: Vec<(&[u8], u32, u8)> =
+            long.iter().zip(20u32..).map(|(n, ino)| (n.as_slice(), ino, 1)).collect();
+        let first = listings.push((12, 2), two.iter().copied(), 1);
+        let empty = listings.push((11, 2), std::iter::empty(), 4);
+        let big = listings.push((15, 12), many.iter().copied(), 1);
+        assert_eq!(listings.render(first), render(12, 2, &two, 1));
+        assert_eq!(listings.render(empty), render(11, 2, &[], 4));
+        assert_eq!(listings.render(big), render(15, 12, &many, 1));
+        assert!(listings.render(big).len() > 4096, "several blocks");
     }
 
     #[test]

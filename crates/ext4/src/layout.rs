@@ -40,9 +40,14 @@ pub(crate) enum Content {
     BlockBitmap(u32),
     InodeBitmap(u32),
     InodeTable(u32),
-    /// Pre-rendered blocks (directories, symlink targets, xattr and extent-tree blocks,
-    /// the journal superblock).
+    /// Pre-rendered blocks (symlink targets, xattr and extent-tree blocks, the journal
+    /// superblock).
     Bytes(Vec<u8>),
+    /// Blocks `from..` of directory `dir` of [`Plan::dirs`], rendered when written.
+    Dir {
+        dir: u32,
+        from: u64,
+    },
 }
 
 /// A file's data placement.
@@ -71,6 +76,8 @@ pub struct Plan {
     pub(crate) inodes: Vec<Option<InodeFields>>,
     /// Used block ranges, sorted and merged, for the block bitmaps.
     pub(crate) used: Vec<(u64, u64)>,
+    /// Every directory's entries, rendered into blocks only as they are written.
+    pub(crate) dirs: dir::Listings,
     /// The first block after the data zone, or 0 without one.
     pub(crate) zone_end: u64,
 }
@@ -545,6 +552,7 @@ fn place(
     // lost+found is ours to add when the tree has none.
     let synthetic_lost_found = prepared.iter().any(|q| q.node.is_none());
     let mut pending_files: Vec<(u64, usize, usize)> = Vec::new(); // (data_key, node idx, prepared idx)
+    let mut dirs = dir::Listings::default();
     for (pi, p) in prepared.iter().enumerate() {
         let node: Option<&Node> = p.node.map(|idx| &b.nodes[idx]);
         let attrs = node.map_or_else(
@@ -575,33 +583,29 @@ fn place(
         }
         match &kind {
             NodeKind::Dir => {
-                let entries: Vec<(&[u8], u32, u8)> = node.map_or_else(Vec::new, |n| {
-                    n.entries
-                        .iter()
-                        .map(|(name, child)| {
-                            let (_, ft) = mode_and_type(&b.nodes[child.0 as usize].kind);
-                            (name.as_slice(), ino_by_node[child.0 as usize], ft)
-                        })
-                        .collect()
+                // The lost+found we add comes first in the root, as `prepare` sized it.
+                let added = (p.ino == ROOT_INO && synthetic_lost_found).then_some((
+                    &b"lost+found"[..],
+                    FIRST_INO,
+                    file_type::DIR,
+                ));
+                let named = node.into_iter().flat_map(|n| n.entries.iter()).map(|(name, child)| {
+                    let (_, ft) = mode_and_type(&b.nodes[child.0 as usize].kind);
+                    (name.as_slice(), ino_by_node[child.0 as usize], ft)
                 });
-                let mut entries = entries;
-                if p.ino == ROOT_INO && synthetic_lost_found {
-                    entries.insert(0, (&b"lost+found"[..], FIRST_INO, file_type::DIR));
-                }
                 let min_blocks = if p.ino == FIRST_INO { LOST_FOUND_BLOCKS } else { 1 };
-                let mut data = dir::render(p.ino, p.parent_ino, &entries, min_blocks);
+                let listing =
+                    dirs.push((p.ino, p.parent_ino), added.into_iter().chain(named), min_blocks);
                 let n = p.dir_blocks;
-                debug_assert_eq!(data.len() as u64, n * BLOCK_SIZE, "prepare sized the directory");
                 // Like a file's data: extents of at most 32,768 blocks around the reserved
                 // ranges, with an extent tree when there are more than four.
                 let runs = alloc.extents(n).ok_or_else(|| too_small(&alloc))?;
                 let path = || p.node.map_or_else(|| "/lost+found".into(), |i| node_path(b, i));
                 let (_, root, tree_n) = map_runs(&mut alloc, &mut regions, &runs, path)?;
-                for &(start, len) in runs.iter().rev() {
-                    let bytes =
-                        usize::try_from(len * BLOCK_SIZE).expect("the directory is in memory");
-                    let tail = data.split_off(data.len() - bytes);
-                    regions.push((start, len, Content::Bytes(tail)));
+                let mut from = 0;
+                for &(start, len) in &runs {
+                    regions.push((start, len, Content::Dir { dir: listing, from }));
+                    from += len;
                 }
                 // `.`, the name in the parent, and each subdirectory's `..`: exact, at most
                 // 65,000 (checked by `FsBuilder::link`, and for the root by `prepare`).
@@ -734,6 +738,7 @@ fn place(
         files,
         inodes: fields,
         used: merged,
+        dirs,
         zone_end,
     })
 }

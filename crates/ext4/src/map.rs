@@ -43,7 +43,9 @@ impl Plan {
                 if map[index(block)] {
                     continue;
                 }
-                if render(self, content, i).iter().any(|&b| b != 0) {
+                // A directory block always holds a record (its length at least).
+                let dir = matches!(content, crate::layout::Content::Dir { .. });
+                if dir || render(self, content, i).iter().any(|&b| b != 0) {
                     map[index(block)] = true;
                 }
             }

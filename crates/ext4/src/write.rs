@@ -136,9 +136,17 @@ impl<W: Write> Ext4Writer<'_, W> {
                 Some((start, len, content)) if *start < target => {
                     debug_assert!(start + len <= target, "metadata overlaps file data");
                     self.zeros(start - self.pos)?;
-                    for i in 0..*len {
-                        let block = render(plan, content, i);
-                        self.out.write_all(&block)?;
+                    if let Content::Dir { dir, from } = content {
+                        // Rendered now, once for the run, and dropped once written.
+                        let data = plan.dirs.render(*dir);
+                        let at = usize::try_from(from * BLOCK_SIZE).expect("in memory");
+                        let n = usize::try_from(len * BLOCK_SIZE).expect("in memory");
+                        self.out.write_all(&data[at..at + n])?;
+                    } else {
+                        for i in 0..*len {
+                            let block = render(plan, content, i);
+                            self.out.write_all(&block)?;
+                        }
                     }
                     self.pos = start + len;
                     self.region += 1;
@@ -256,6 +264,10 @@ pub(crate) fn render(plan: &Plan, content: &Content, i: u64) -> Vec<u8> {
         Content::Bytes(data) => {
             let at = usize::try_from(i).expect("fits") * BLOCK;
             block.copy_from_slice(&data[at..at + BLOCK]);
+        }
+        Content::Dir { dir, from } => {
+            let at = usize::try_from(from + i).expect("fits") * BLOCK;
+            block.copy_from_slice(&plan.dirs.render(*dir)[at..at + BLOCK]);
         }
     }
     block
