@@ -143,6 +143,16 @@ fn main() {
     let many_links = [1u8, 0, 0, 0, 1, 0, 5, 0, 0, 3, 0, 0, 255];
     seeds.push(("ext4_tree", many_links.to_vec()));
 
+    // pack.toml paths (`xspack_fuzz::pack_paths`): a control byte choosing each line's field
+    // (two bits a line) and whether `shared` is allowed, then one path a line.
+    let paths = "files/a\npost.sh\nfiles/*.rpm\nfiles/t.toml\nfiles/link-in\n\
+                 files/link-out\n../shared/common.conf\nfiles/up/outside.txt";
+    for control in [0b1110_0100u8, 0x00, 0xE4 | 0x80, 0x55] {
+        let mut s = vec![control];
+        s.extend_from_slice(paths.as_bytes());
+        seeds.push(("pack_paths", s));
+    }
+
     for (i, (target, data)) in seeds.iter().enumerate() {
         let dir = format!("{root}/{target}");
         std::fs::create_dir_all(&dir).expect("corpus dir");

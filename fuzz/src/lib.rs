@@ -8,15 +8,27 @@
 use std::io::{Cursor, Read};
 
 mod ext4_tree;
+mod pack_paths;
 pub use ext4_tree::ext4_tree;
+pub use pack_paths::pack_paths;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::json;
 use xspack_io::Sha256Digest;
 
 /// The fuzz targets, as named in Cargo.toml.
-pub const TARGETS: [&str; 9] =
-    ["layer", "gzip_index", "oci_json", "vhd", "xva", "iso", "qcow2", "pack_toml", "ext4_tree"];
+pub const TARGETS: [&str; 10] = [
+    "layer",
+    "gzip_index",
+    "oci_json",
+    "vhd",
+    "xva",
+    "iso",
+    "qcow2",
+    "pack_toml",
+    "ext4_tree",
+    "pack_paths",
+];
 
 const MEDIA: [&str; 3] = [
     "application/vnd.oci.image.layer.v1.tar",
@@ -223,6 +235,7 @@ pub fn run(target: &str, data: &[u8]) {
         "qcow2" => qcow2(data),
         "pack_toml" => pack_toml(data),
         "ext4_tree" => ext4_tree(data),
+        "pack_paths" => pack_paths(data),
         other => panic!("no fuzz target {other}"),
     }
 }

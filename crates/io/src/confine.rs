@@ -53,12 +53,12 @@ pub enum InputError {
         kind: &'static str,
     },
     /// The path cannot be resolved (missing, a dangling link, no permission, a loop).
-    #[error("{}: {source}", Shown(path))]
+    #[error("{}: {error}", Shown(path))]
     Unresolvable {
         /// The path as written.
         path: Utf8PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause, printed in the message (not a `source`, so it is said once).
+        error: std::io::Error,
     },
     /// A root named by the user is not a directory.
     #[error("--allow-outside {}: {reason}", Shown(root))]
@@ -87,7 +87,7 @@ impl InputRoots {
             if definition_dir.as_str().is_empty() { Utf8Path::new(".") } else { definition_dir };
         let mut roots = vec![
             dir.canonicalize_utf8()
-                .map_err(|source| InputError::Unresolvable { path: dir.to_owned(), source })?,
+                .map_err(|error| InputError::Unresolvable { path: dir.to_owned(), error })?,
         ];
         for root in allowed {
             let canonical = root
@@ -122,7 +122,7 @@ impl InputRoots {
     pub fn check_file(&self, path: &Utf8Path) -> Result<Utf8PathBuf, InputError> {
         let resolved = path
             .canonicalize_utf8()
-            .map_err(|source| InputError::Unresolvable { path: path.to_owned(), source })?;
+            .map_err(|error| InputError::Unresolvable { path: path.to_owned(), error })?;
         if !self.roots.iter().any(|root| resolved.starts_with(root)) {
             return Err(InputError::Outside {
                 path: path.to_owned(),
@@ -131,7 +131,7 @@ impl InputRoots {
             });
         }
         let kind = std::fs::metadata(&resolved)
-            .map_err(|source| InputError::Unresolvable { path: path.to_owned(), source })?
+            .map_err(|error| InputError::Unresolvable { path: path.to_owned(), error })?
             .file_type();
         if kind.is_file() {
             return Ok(resolved);
