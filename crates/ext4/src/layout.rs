@@ -263,7 +263,11 @@ impl FsBuilder {
             )));
         }
         limits::check_build_time(opts.timestamp)?;
-        let prepared = prepare(&self)?;
+        // The (directory, name) index served `link` and `lookup`; nothing looks names up from
+        // here on, so its memory (a copy of every name) goes before placement needs its own.
+        let mut this = self;
+        this.names = std::collections::HashMap::new();
+        let prepared = prepare(&this)?;
         match opts.size {
             Some(size) => {
                 if size % BLOCK_SIZE != 0 || size == 0 {
@@ -272,16 +276,16 @@ impl FsBuilder {
                     )));
                 }
                 limits::check_blocks(size / BLOCK_SIZE)?;
-                match place(&self, &prepared, opts, size / BLOCK_SIZE, zone_end) {
+                match place(&this, &prepared, opts, size / BLOCK_SIZE, zone_end) {
                     Ok(plan) => Ok(plan),
                     Err(Placement::TooSmall(_)) => {
-                        let needed = smallest(&self, &prepared, opts, 0, zone_end)?.size_bytes();
+                        let needed = smallest(&this, &prepared, opts, 0, zone_end)?.size_bytes();
                         Err(Error::TooSmall { given: size, needed })
                     }
                     Err(Placement::Fatal(e)) => Err(e),
                 }
             }
-            None => smallest(&self, &prepared, opts, 1, zone_end),
+            None => smallest(&this, &prepared, opts, 1, zone_end),
         }
     }
 }
@@ -347,7 +351,11 @@ fn content_blocks(b: &FsBuilder, prepared: &[Prepared]) -> u64 {
 /// 12, sizes directories and encodes xattrs, refusing what does not fit.
 fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
     let root = b.root();
-    let lost_found = b.lookup(root, b"lost+found").filter(|id| *b.kind(*id) == NodeKind::Dir);
+    let lost_found = b.nodes[root.0 as usize]
+        .entries
+        .iter()
+        .find(|(name, id)| name == b"lost+found" && *b.kind(*id) == NodeKind::Dir)
+        .map(|&(_, id)| id);
     let mut numbers = vec![0u32; b.nodes.len()];
     let mut parents = vec![0u32; b.nodes.len()];
     numbers[0] = ROOT_INO;

@@ -121,7 +121,7 @@ pub(crate) struct Node {
 pub struct FsBuilder {
     pub(crate) nodes: Vec<Node>,
     /// (directory, name) → child, for lookups and duplicate detection.
-    names: HashMap<(InodeId, Vec<u8>), InodeId>,
+    pub(crate) names: HashMap<(InodeId, Vec<u8>), InodeId>,
     /// Files whose data already lies in the data zone, by node index.
     pub(crate) zone_data: HashMap<u32, crate::ZoneFile>,
 }
