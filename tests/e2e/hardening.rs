@@ -13,6 +13,11 @@ use xspack_testkit::{Compression, DockerLayout, Entry, ImageSpec, layer_tar};
 
 use crate::common::{code, error_hint, keygen, repo_root, stderr, tempdir, xspack};
 
+/// A special file case: (source path, what the error says, how to make it under the case dir).
+type Special = (&'static str, &'static str, fn(&Utf8Path));
+/// An image's layers: each tar and how it is compressed.
+type Layers = Vec<(Vec<u8>, Compression)>;
+
 /// A small legacy-only pack at `dir/pack` (no signing key needed): one payload file, one
 /// script. `extra` is appended to its `[[package]]` table's `files` list.
 fn small_pack(dir: &Utf8Path, extra_files: &str, extra_toml: &str) -> Utf8PathBuf {
@@ -292,7 +297,7 @@ fn pack_inputs_are_regular_files_and_never_secret_keys() {
     let (secret, _) = keygen(&root);
     let file = |src: &str| format!(", {{ src = {src:?}, dest = \"/etc/x\" }}");
     // Special files: refused before anything opens them (a FIFO would block forever).
-    let specials: [(&str, &str, fn(&Utf8Path)); 3] = [
+    let specials: [Special; 3] = [
         ("files/fifo", "is a FIFO", |d| {
             let st = std::process::Command::new("mkfifo").arg(d.join("pack/files/fifo")).status();
             assert!(st.unwrap().success());
@@ -515,7 +520,7 @@ fn size_is_a_budget_that_stops_inflating_layers_early() {
     let big = || Entry::file("big", vec![0x5a; 48 << 20]);
     let many: Vec<Entry> =
         (0..40).map(|i| Entry::file(format!("f{i}"), vec![1; 1 << 20])).collect();
-    let shapes: [(&str, Vec<(Vec<u8>, Compression)>); 3] = [
+    let shapes: [(&str, Layers); 3] = [
         ("first-layer", vec![(layer_tar(&[big()]), Compression::Gzip)]),
         (
             "later-layer",

@@ -45,7 +45,7 @@ fn helper_write_forever() {
 fn start_helper(kind: &str, dest: &Utf8PathBuf) -> std::process::Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "helper_write_forever", "--nocapture", "--test-threads=1"])
-        .env(DEST_VAR, &dest)
+        .env(DEST_VAR, dest)
         .env(KIND_VAR, kind)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
