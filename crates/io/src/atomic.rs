@@ -18,7 +18,9 @@
 //! lives, and every new output first sweeps the temporaries of the same destination that no
 //! live process holds: `.NAME.XXXXXX.xspack-tmp` beside `NAME`. The sweep and the creation of
 //! the new temporary happen under a lock on the parent directory, so a sweep can never take a
-//! temporary that another build has made but not yet locked.
+//! temporary that another build has made but not yet locked. Builds hold that lock for
+//! milliseconds; if another program holds it for seconds, the sweep is skipped rather than the
+//! build kept waiting.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -232,12 +234,29 @@ fn is_temp_of(entry: &str, name: &str) -> bool {
         .is_some_and(|rand| rand.len() == 6 && rand.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Takes an exclusive `flock` on `file`; `wait` says whether to wait for it.
-fn lock(file: &File, wait: bool) -> io::Result<()> {
+/// Takes an exclusive `flock` on `file` without waiting.
+fn lock(file: &File) -> io::Result<()> {
     use rustix::fs::{FlockOperation, flock};
-    let op =
-        if wait { FlockOperation::LockExclusive } else { FlockOperation::NonBlockingLockExclusive };
-    flock(file, op).map_err(io::Error::from)
+    flock(file, FlockOperation::NonBlockingLockExclusive).map_err(io::Error::from)
+}
+
+/// How long a build waits for the lock on an output's parent directory. Builds hold it for
+/// milliseconds; a lock held longer is someone else's, and the sweep is skipped rather than
+/// the build made to wait on it.
+const PARENT_LOCK_WAIT: std::time::Duration =
+    std::time::Duration::from_millis(if cfg!(test) { 200 } else { 5_000 });
+
+/// Takes an exclusive `flock` on `file`, trying for up to `wait`.
+fn lock_within(file: &File, wait: std::time::Duration) -> io::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        match lock(file) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && start.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Opens `path` (a file or directory, never following a symlink nor waiting on a FIFO) for
@@ -254,7 +273,7 @@ fn open_for_lock(path: &Utf8Path) -> io::Result<File> {
 /// nothing is swept.
 fn sweep_stale(parent: &Utf8Path, name: &str) -> Option<File> {
     let dir = File::open(parent).ok()?;
-    lock(&dir, true).ok()?;
+    lock_within(&dir, PARENT_LOCK_WAIT).ok()?;
     let Ok(entries) = fs::read_dir(parent) else { return Some(dir) };
     for entry in entries.flatten() {
         let Some(entry_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
@@ -267,7 +286,7 @@ fn sweep_stale(parent: &Utf8Path, name: &str) -> Option<File> {
             continue;
         }
         let Ok(held) = open_for_lock(&path) else { continue };
-        if lock(&held, false).is_ok() {
+        if lock(&held).is_ok() {
             // Nobody holds it: its owner is gone. Remove it while holding its lock.
             if meta.is_dir() {
                 let _ = fs::remove_dir_all(&path);
@@ -392,7 +411,7 @@ impl AtomicFile {
             |t| t.path(),
             // The file's own descriptor holds the lock while it is written.
             |t: &NamedTempFile, _| {
-                let _ = lock(t.as_file(), false);
+                let _ = lock(t.as_file());
                 None
             },
         )?;
@@ -501,7 +520,7 @@ impl AtomicDir {
             (DIR_MODE, "creating temporary directory"),
             |b, parent| b.tempdir_in(parent),
             |t| t.path(),
-            |_, path| open_for_lock(path).ok().filter(|f| lock(f, false).is_ok()),
+            |_, path| open_for_lock(path).ok().filter(|f| lock(f).is_ok()),
         )?;
         Ok(AtomicDir {
             temp: Some(started.temp),
@@ -845,5 +864,24 @@ mod tests {
         out.commit().unwrap();
         assert!(dest.is_dir());
         assert!(!registry().live.values().any(|(p, _)| p.starts_with(&dir)));
+    }
+
+    #[test]
+    fn a_parent_locked_by_another_program_delays_nothing_and_sweeps_nothing() {
+        let (_keep, dir) = utf8_tempdir();
+        fs::create_dir(dir.join(".dist.AAAAAA.xspack-tmp")).unwrap();
+        let theirs = File::open(&dir).unwrap();
+        lock(&theirs).unwrap();
+        let start = std::time::Instant::now();
+        let out = AtomicDir::create(dir.join("dist")).unwrap();
+        assert!(start.elapsed() < PARENT_LOCK_WAIT * 10, "{:?}", start.elapsed());
+        assert!(dir.join(".dist.AAAAAA.xspack-tmp").exists(), "not swept without the lock");
+        out.commit().unwrap();
+        drop(theirs);
+        drop(AtomicDir::create(dir.join("dist2")).unwrap());
+        assert!(AtomicDir::create(dir.join("dist")).is_err(), "dist exists");
+        let again = AtomicDir::create_or_replace(dir.join("dist")).unwrap();
+        drop(again);
+        assert!(!dir.join(".dist.AAAAAA.xspack-tmp").exists(), "swept once the lock is free");
     }
 }
