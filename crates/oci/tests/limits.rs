@@ -14,7 +14,7 @@ use xspack_oci::limits::{
     MAX_XATTR_NAME, MAX_XATTR_VALUE,
 };
 use xspack_oci::{EntryKind, Error, Image, ImageSource, LayerEntry};
-use xspack_testkit::{Compression, ImageSpec};
+use xspack_testkit::{Compression, ImageSpec, pax_record};
 
 const BLOCK: usize = 512;
 
@@ -72,21 +72,6 @@ fn header(
     h
 }
 
-/// One pax record, its length counting itself.
-fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len.to_string().len() + body != len {
-        len = len.to_string().len() + body;
-    }
-    let mut out = format!("{len} ").into_bytes();
-    out.extend_from_slice(key);
-    out.push(b'=');
-    out.extend_from_slice(value);
-    out.push(b'\n');
-    out
-}
-
 /// A tar stream, written one piece at a time.
 #[derive(Default)]
 struct Tar(Vec<u8>);
@@ -107,7 +92,7 @@ impl Tar {
 
     /// A pax extended header of these records.
     fn pax(&mut self, records: &[(&[u8], &[u8])]) -> &mut Self {
-        let body: Vec<u8> = records.iter().flat_map(|(k, v)| record(k, v)).collect();
+        let body: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
         self.pax_body(&body)
     }
 
@@ -374,11 +359,11 @@ fn a_pax_header_of_1_mib_passes_and_one_byte_more_is_refused_from_its_header() {
     let filler = |len: usize| {
         // One `comment` record of exactly `len` bytes: `len` counts its own digits.
         let digits = len.to_string().len();
-        let rec = record(b"comment", &vec![b'c'; len - digits - 10]);
+        let rec = pax_record(b"comment", &vec![b'c'; len - digits - 10]);
         assert_eq!(rec.len(), len);
         rec
     };
-    let mut body = record(b"path", b"etc/motd");
+    let mut body = pax_record(b"path", b"etc/motd");
     body.extend(filler(cap - body.len()));
     assert_eq!(body.len(), cap);
     let tar = Tar::default().pax_body(&body).file(b"short", b"hello").finish();
@@ -399,7 +384,7 @@ fn a_huge_pax_header_is_refused_without_reading_it() {
     // would read all of it into memory before looking at what it describes.
     let start = std::time::Instant::now();
     let declared = 3u64 << 30;
-    let records: Vec<u8> = (0..4096).flat_map(|_| record(b"comment", &[b'c'; 1010])).collect();
+    let records: Vec<u8> = (0..4096).flat_map(|_| pax_record(b"comment", &[b'c'; 1010])).collect();
     let mut tar = Tar::default();
     tar.file(b"first", b"data");
     tar.0.extend(header(b"PaxHeaders/huge", b"", b'x', b"", declared, Magic::Ustar));
@@ -427,7 +412,7 @@ fn broken_pax_records_are_refused() {
     );
     refused(tar(b"11 pathabc\n"), "pax record 1: no '=' between keyword and value");
     refused(tar(b"12 path=abc\nxyz"), "pax record 2: no decimal length");
-    let dup = [record(b"path", b"a"), record(b"path", b"b")].concat();
+    let dup = [pax_record(b"path", b"a"), pax_record(b"path", b"b")].concat();
     refused(tar(&dup), "two pax path records");
 }
 

@@ -19,7 +19,7 @@ use camino::Utf8Path;
 use serde_json::json;
 use xspack_io::Sha256Digest;
 
-pub use tar::{Entry, EntryKind, layer_tar, plain_tar};
+pub use tar::{Entry, EntryKind, layer_tar, pax_record, plain_tar};
 
 /// Two layers whose files hold zero blocks in every arrangement that matters to sparse disk
 /// formats: zero runs across 2 MiB VHD blocks, an all-zero file, a zero tail, 600 small

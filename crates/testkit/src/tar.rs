@@ -108,7 +108,7 @@ fn octal(field: &mut [u8], value: u64) {
 }
 
 /// One pax record: `"%d %s=%s\n"` where the length counts itself.
-fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+pub fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
     let body = key.len() + value.len() + 3; // space, '=', newline
     let mut len = body + 1;
     while len.to_string().len() + body != len {
