@@ -25,7 +25,7 @@ use xspack_rpmrepo::{
 };
 
 use crate::Error;
-use crate::inputs::{PackInputs, file_input, roots_error};
+use crate::inputs::{PackInputs, file_input, pack_dir, roots_error};
 use crate::legacy::{LegacyPackage, install_order, install_script, xs_packages, xs_repository};
 use crate::spec::{PackFormat, PackSpec, file_mode_bits};
 use crate::update::{UpdateXml, derive_uuid};
@@ -87,10 +87,6 @@ struct PackRpm {
     header: RpmHeader,
 }
 
-fn io_err(op: &'static str, path: &Utf8Path, e: io::Error) -> Error {
-    Error::Io { op, path: path.to_string(), source: e }
-}
-
 fn rpm_err(e: xspack_rpmrepo::Error) -> Error {
     Error::Rpm(Box::new(e))
 }
@@ -106,7 +102,7 @@ pub fn build_pack(
     opts: &BuildOptions<'_>,
 ) -> Result<PackSummary, Error> {
     let spec = PackSpec::load(spec_path)?;
-    let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
+    let dir = pack_dir(spec_path);
     let formats: Vec<PackFormat> =
         opts.formats.clone().unwrap_or_else(|| spec.pack.formats.clone());
     let update = formats.contains(&PackFormat::Update);
@@ -120,7 +116,7 @@ pub fn build_pack(
         InputRoots::new(dir, &opts.allow_outside).map_err(|e| roots_error(spec_path, &e))?;
     let inputs = PackInputs::check(&spec, spec_path, dir, &roots, opts.sign_key_file.as_deref())?;
     out.add_input(file_input(spec_path, Utf8Path::new("pack.toml"), "pack")?);
-    let rpms = collect_rpms(&spec, spec_path, &inputs, out, opts)?;
+    let rpms = collect_rpms(&spec, (spec_path, dir), &inputs, out, opts)?;
     let mut summary = PackSummary {
         name: spec.pack.name.clone(),
         outputs: Vec::new(),
@@ -148,12 +144,11 @@ pub fn build_pack(
 /// Prebuilt RPMs (globs, sorted) and RPMs built from `[[package]]`, each read once.
 fn collect_rpms(
     spec: &PackSpec,
-    spec_path: &Utf8Path,
+    (spec_path, dir): (&Utf8Path, &Utf8Path),
     inputs: &PackInputs,
     out: &mut OutputDir,
     opts: &BuildOptions<'_>,
 ) -> Result<Vec<PackRpm>, Error> {
-    let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
     let mut paths: Vec<Utf8PathBuf> = Vec::new();
     for p in &inputs.rpms {
         out.add_input(file_input(p, p.strip_prefix(dir).unwrap_or(p), "rpm")?);
@@ -163,7 +158,7 @@ fn collect_rpms(
         let staging = out
             .scratch_path("built-rpms")
             .map_err(|e| Error::metadata("scratch", e.to_string()))?;
-        std::fs::create_dir_all(&staging).map_err(|e| io_err("creating", &staging, e))?;
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io("creating", &staging, e))?;
         for (i, pkg) in spec.packages.iter().enumerate() {
             let built = build_package(pkg, (i, spec_path, inputs), dir, opts, out)?
                 .write_to_dir(&staging, opts.key, false)
@@ -313,7 +308,7 @@ fn build_package(
         let field = format!("package[{index}].{name}");
         out.add_input(inputs.payload_input(spec_path, (&field, rel), &path, "script")?);
         let body =
-            std::fs::read_to_string(&path).map_err(|e| io_err("reading script", &path, e))?;
+            std::fs::read_to_string(&path).map_err(|e| Error::io("reading script", &path, e))?;
         b = match which {
             0 => b.post_install(body),
             1 => b.post_uninstall(body),
@@ -425,7 +420,7 @@ fn write_iso(
         }
         let size = match &source {
             Source::Bytes(b) => b.len() as u64,
-            Source::File(p) => std::fs::metadata(p).map_err(|e| io_err("reading", p, e))?.len(),
+            Source::File(p) => std::fs::metadata(p).map_err(|e| Error::io("reading", p, e))?.len(),
         };
         total += size;
         let id = builder.add_file(&path, size, Metadata::new(mode)).map_err(iso_err)?;
@@ -478,15 +473,15 @@ fn write_update(
     let staging =
         out.scratch_path("update").map_err(|e| Error::metadata("scratch", e.to_string()))?;
     let packages = staging.join("Packages");
-    std::fs::create_dir_all(&packages).map_err(|e| io_err("creating", &packages, e))?;
+    std::fs::create_dir_all(&packages).map_err(|e| Error::io("creating", &packages, e))?;
     // The payload is linked, not copied, into the staging tree: repodata reuses the headers
     // already read, and the ISO writer reads each RPM through its link once.
     let mut repo_packages = Vec::new();
     for r in rpms {
         let name = r.header.file_name();
         let dest = packages.join(&name);
-        let target = r.path.canonicalize_utf8().map_err(|e| io_err("resolving", &r.path, e))?;
-        std::os::unix::fs::symlink(&target, &dest).map_err(|e| io_err("linking", &dest, e))?;
+        let target = r.path.canonicalize_utf8().map_err(|e| Error::io("resolving", &r.path, e))?;
+        std::os::unix::fs::symlink(&target, &dest).map_err(|e| Error::io("linking", &dest, e))?;
         repo_packages.push(xspack_rpmrepo::RepoPackage {
             location: format!("Packages/{name}"),
             file_time: u64::from(epoch),
@@ -559,10 +554,10 @@ fn write_update(
     });
     xspack_rpmrepo::write_repodata_for(&staging, repo_packages, &repo).map_err(rpm_err)?;
     let xml_path = staging.join("update.xml");
-    std::fs::write(&xml_path, &update_xml).map_err(|e| io_err("writing", &xml_path, e))?;
+    std::fs::write(&xml_path, &update_xml).map_err(|e| Error::io("writing", &xml_path, e))?;
     if let Some(key) = opts.key {
         std::fs::write(staging.join(spec.key_name()), key.public_key().to_armored())
-            .map_err(|e| io_err("writing", &staging, e))?;
+            .map_err(|e| Error::io("writing", &staging, e))?;
         for signed in [xml_path.clone(), staging.join("repodata/repomd.xml")] {
             xspack_rpmrepo::sign_detached_file(key, &signed, epoch).map_err(rpm_err)?;
         }
@@ -579,13 +574,13 @@ fn write_update(
 
 fn walk(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>, Error> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| io_err("reading", dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("reading", dir, e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| io_err("reading", dir, e))?;
+        let entry = entry.map_err(|e| Error::io("reading", dir, e))?;
         let path = Utf8PathBuf::from_path_buf(entry.path()).map_err(|p| {
-            io_err("reading", dir, io::Error::other(format!("{} is not UTF-8", p.display())))
+            Error::io("reading", dir, io::Error::other(format!("{} is not UTF-8", p.display())))
         })?;
-        if entry.file_type().map_err(|e| io_err("reading", &path, e))?.is_dir() {
+        if entry.file_type().map_err(|e| Error::io("reading", &path, e))?.is_dir() {
             out.extend(walk(&path)?);
         } else {
             out.push(path);

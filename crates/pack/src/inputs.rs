@@ -30,6 +30,11 @@ pub(crate) struct PackInputs {
     sign_key: Option<(u64, u64)>,
 }
 
+/// The directory of `pack.toml` at `spec_path`, which its paths are relative to.
+pub(crate) fn pack_dir(spec_path: &Utf8Path) -> &Utf8Path {
+    spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."))
+}
+
 /// `field: problem` as a spec error of `spec_path`.
 fn spec_error(spec_path: &Utf8Path, field: &str, problem: impl std::fmt::Display) -> Error {
     Error::Spec { at: spec_path.to_string(), reason: format!("{field}: {problem}") }
@@ -99,11 +104,8 @@ impl PackInputs {
         }
         let sign_key = match sign_key {
             Some(key) => {
-                let meta = std::fs::metadata(key).map_err(|e| Error::Io {
-                    op: "reading signing key",
-                    path: key.to_string(),
-                    source: e,
-                })?;
+                let meta =
+                    std::fs::metadata(key).map_err(|e| Error::io("reading signing key", key, e))?;
                 Some((meta.dev(), meta.ino()))
             }
             None => None,
@@ -120,8 +122,8 @@ impl PackInputs {
         path: &Utf8Path,
         kind: &str,
     ) -> Result<Input, Error> {
-        let file = File::open(path).map_err(|e| io_err("opening", path, e))?;
-        let meta = file.metadata().map_err(|e| io_err("reading", path, e))?;
+        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io("reading", path, e))?;
         if self.sign_key == Some((meta.dev(), meta.ino())) {
             return Err(spec_error(spec_path, field, format!("{path} is the signing key file")));
         }
@@ -138,14 +140,10 @@ impl PackInputs {
     }
 }
 
-fn io_err(op: &'static str, path: &Utf8Path, e: std::io::Error) -> Error {
-    Error::Io { op, path: path.to_string(), source: e }
-}
-
 /// A manifest input for the file `path`, named `name` (as `pack.toml` writes it, relative to
 /// the pack's directory: never a host path): its sha256 and size.
 pub(crate) fn file_input(path: &Utf8Path, name: &Utf8Path, kind: &str) -> Result<Input, Error> {
-    let file = File::open(path).map_err(|e| io_err("opening", path, e))?;
+    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
     hashed_input(file, (path, name), kind, |_| {})
 }
 
@@ -166,7 +164,7 @@ fn hashed_input(
         }
     }
     let (digest, size) =
-        xspack_io::hash_reader(Tee(file, &mut visit)).map_err(|e| io_err("reading", path, e))?;
+        xspack_io::hash_reader(Tee(file, &mut visit)).map_err(|e| Error::io("reading", path, e))?;
     Ok(Input { name: name.to_string(), kind: kind.into(), digest: InputDigest(digest), size })
 }
 
@@ -175,7 +173,7 @@ fn hashed_input(
 /// and tests. `allow_outside` are the directories `--allow-outside` names.
 pub fn check_pack_inputs(spec_path: &Utf8Path, allow_outside: &[Utf8PathBuf]) -> Result<(), Error> {
     let spec = PackSpec::load(spec_path)?;
-    let dir = spec_path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
+    let dir = pack_dir(spec_path);
     let roots = InputRoots::new(dir, allow_outside).map_err(|e| roots_error(spec_path, &e))?;
     PackInputs::check(&spec, spec_path, dir, &roots, None).map(|_| ())
 }

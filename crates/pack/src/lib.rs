@@ -74,4 +74,8 @@ impl Error {
     pub(crate) fn metadata(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Metadata { what: what.into(), reason: reason.into() }
     }
+
+    pub(crate) fn io(op: &'static str, path: &camino::Utf8Path, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.to_string(), source }
+    }
 }
