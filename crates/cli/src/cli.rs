@@ -1,4 +1,5 @@
-//! Command-line definitions: the CLI contract of `shared/design/architecture.md`.
+//! Command-line definitions: the CLI contract that README.md's "Command line" section states
+//! (users and CI scripts depend on it; change it only on purpose).
 
 use camino::Utf8PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};

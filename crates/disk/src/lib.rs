@@ -2,8 +2,8 @@
 //! partitioned raw disks and FAT filesystems that go into them.
 //!
 //! - [`vhd`]: a dynamic VHD writer laid out byte for byte as blktap's `vhd-util create` does
-//!   (`shared/reference/vm-formats.md` section 3), a reader that enforces the rules of blktap's
-//!   `vhd-util check` (section 6, row 7), and a raw read-back stream.
+//!   (`xapi-project/blktap:vhd/lib/libvhd.c`, `vhd_create`), a reader that enforces the rules
+//!   of blktap's `vhd-util check` (`vhd/lib/vhd-util-check.c`), and a raw read-back stream.
 //! - [`qcow2`]: a sparse qcow2 v3 writer with optional deflate compression of clusters (the
 //!   qcow2 specification, `qemu/qemu:docs/interop/qcow2.txt`), and a checker that refuses every
 //!   image `qemu-img info` cannot open or `qemu-img check` finds corrupt or leaking, in bounded
@@ -75,7 +75,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The conventions follow `shared/reference/code-style.md` section 3.
+//! Writers take any `W: Write + Seek` with a thin path wrapper, and errors are typed.
 
 mod bytes;
 mod compose;

@@ -44,7 +44,7 @@ pub(crate) const SECTOR_BYTES: usize = 512;
 /// Partition alignment: 1 MiB (LBA 2048), what `sfdisk`, `parted` and Windows use.
 pub const ALIGNMENT: u64 = 1 << 20;
 /// A disk size chosen by [`DiskBuilder`] is a multiple of this: 2 MiB, the VHD block and the
-/// XenServer VDI unit (`shared/reference/vm-formats.md` section 0).
+/// XenServer VDI unit (xapi rounds VDI sizes up to it, and a dynamic VHD's default block).
 pub const DISK_SIZE_ALIGN: u64 = 2 << 20;
 
 /// GPT attribute bit 0: the platform needs the partition to function.

@@ -1,9 +1,9 @@
 //! The rules a VHD must follow, one [`Violation`] each.
 //!
 //! They mirror blktap's `vhd-util check` (`xapi-project/blktap:vhd/lib/vhd-util-check.c` and
-//! the `libvhd` checks it relies on), as listed in `shared/reference/vm-formats.md` section 6
-//! row 7 and section 3, plus the stricter layout that xapi's forward-only `vhd-tool` needs
-//! (section 2 and section 6 row 8). Each check returns the first [`Violation`] it finds.
+//! the `libvhd` checks it relies on, `vhd/lib/libvhd.c`), plus the stricter layout that xapi's
+//! forward-only `vhd-tool` needs (`xapi-project/vhd-tool`, which reads the file front to
+//! back). Each check returns the first [`Violation`] it finds.
 
 use super::footer::{CHECKSUM_OFFSET, FOOTER_RESERVED};
 use super::{

@@ -1,6 +1,6 @@
-//! The 512-byte VHD footer (hard disk footer of the VHD specification; field table in
-//! `shared/reference/vm-formats.md` section 3.2). It ends the file and, for dynamic disks, is
-//! copied at offset 0.
+//! The 512-byte VHD footer (the "Hard Disk Footer Format" of Microsoft's Virtual Hard Disk
+//! Image Format Specification, and blktap's `vhd_footer_t` in `vhd/include/libvhd.h`). It ends
+//! the file and, for dynamic disks, is copied at offset 0.
 //!
 //! Decoding is lossless and checks nothing: every field, reserved bytes included, comes back as
 //! stored, so [`Footer::encode`] gives back the exact input. The rules live in `check.rs`.
