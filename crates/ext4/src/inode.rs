@@ -109,8 +109,21 @@ pub fn build_extent_tree(
     (root, blocks)
 }
 
+/// A time as an inode stores it: the low 32 bits of the seconds, and the `extra` field
+/// (nanoseconds and epoch bits; [`Timestamp::encode`]). Eight bytes, not sixteen: a plan holds
+/// three for every inode until it is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InodeTime(u32, u32);
+
+impl From<Timestamp> for InodeTime {
+    fn from(t: Timestamp) -> Self {
+        let (low, extra) = t.encode();
+        InodeTime(low, extra)
+    }
+}
+
 /// Everything that goes into one inode record. Every field fits its on-disk field: layout
-/// checks the values against [`crate::limits`] first.
+/// checks the values against [`crate::limits`] first. The creation time is the change time.
 #[derive(Debug, Clone)]
 pub struct InodeFields {
     /// Type and permission bits.
@@ -122,13 +135,11 @@ pub struct InodeFields {
     /// Size in bytes.
     pub size: u64,
     /// Access time.
-    pub atime: Timestamp,
-    /// Change time.
-    pub ctime: Timestamp,
+    pub atime: InodeTime,
+    /// Change time, and creation time.
+    pub ctime: InodeTime,
     /// Modification time.
-    pub mtime: Timestamp,
-    /// Creation time.
-    pub crtime: Timestamp,
+    pub mtime: InodeTime,
     /// Hard link count (at most [`crate::limits::LINK_MAX`]).
     pub links: u16,
     /// Blocks used, in 512-byte units.
@@ -140,7 +151,7 @@ pub struct InodeFields {
     /// Extended attribute block, or 0.
     pub file_acl: u64,
     /// In-inode extended attributes (at most 96 bytes), or empty.
-    pub xattrs: Vec<u8>,
+    pub xattrs: Box<[u8]>,
 }
 
 impl Default for InodeFields {
@@ -150,16 +161,15 @@ impl Default for InodeFields {
             uid: 0,
             gid: 0,
             size: 0,
-            atime: Timestamp::default(),
-            ctime: Timestamp::default(),
-            mtime: Timestamp::default(),
-            crtime: Timestamp::default(),
+            atime: InodeTime::default(),
+            ctime: InodeTime::default(),
+            mtime: InodeTime::default(),
             links: 0,
             sectors: 0,
             flags: 0,
             block: [0; 60],
             file_acl: 0,
-            xattrs: Vec::new(),
+            xattrs: Box::default(),
         }
     }
 }
@@ -174,10 +184,10 @@ pub fn encode_inode(f: &InodeFields) -> [u8; INODE_SIZE] {
     let put32 = |b: &mut [u8; INODE_SIZE], at: usize, v: u32| {
         b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     };
-    let (atime, atime_x) = f.atime.encode();
-    let (ctime, ctime_x) = f.ctime.encode();
-    let (mtime, mtime_x) = f.mtime.encode();
-    let (born, born_x) = f.crtime.encode();
+    let InodeTime(atime, atime_x) = f.atime;
+    let InodeTime(ctime, ctime_x) = f.ctime;
+    let InodeTime(mtime, mtime_x) = f.mtime;
+    let (born, born_x) = (ctime, ctime_x);
     put16(&mut b, 0x00, f.mode);
     put16(&mut b, 0x02, f.uid as u16);
     put32(&mut b, 0x04, f.size as u32);

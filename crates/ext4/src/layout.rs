@@ -54,10 +54,37 @@ pub(crate) enum Content {
 #[derive(Debug)]
 pub(crate) struct FilePlacement {
     pub id: InodeId,
-    pub size: u64,
-    pub extents: Vec<Extent>,
     /// Written into the data zone by the caller before planning: the writer skips it.
     pub in_zone: bool,
+    pub size: u64,
+    pub extents: Extents,
+}
+
+/// A file's extents, held inline when there is one, as for nearly every file.
+#[derive(Debug)]
+pub(crate) enum Extents {
+    One([Extent; 1]),
+    Many(Box<[Extent]>),
+}
+
+impl From<Vec<Extent>> for Extents {
+    fn from(extents: Vec<Extent>) -> Self {
+        match extents[..] {
+            [one] => Extents::One([one]),
+            _ => Extents::Many(extents.into_boxed_slice()),
+        }
+    }
+}
+
+impl std::ops::Deref for Extents {
+    type Target = [Extent];
+
+    fn deref(&self) -> &[Extent] {
+        match self {
+            Extents::One(one) => one,
+            Extents::Many(many) => many,
+        }
+    }
 }
 
 /// A fully planned filesystem: every block placed, every metadata block renderable.
@@ -129,6 +156,15 @@ struct Allocator {
 }
 
 impl Allocator {
+    /// Records blocks `start..start + n` as used, extending the last range when they follow
+    /// it (as nearly all do): one range for a run of small files, not one each.
+    fn mark(&mut self, start: u64, n: u64) {
+        match self.used.last_mut() {
+            Some((s, l)) if *s + *l == start => *l += n,
+            _ => self.used.push((start, n)),
+        }
+    }
+
     /// `n` contiguous blocks, or `None` past the limit.
     fn contiguous(&mut self, n: u64) -> Option<u64> {
         loop {
@@ -146,7 +182,7 @@ impl Allocator {
             }
             self.next = end;
             if n > 0 {
-                self.used.push((start, n));
+                self.mark(start, n);
             }
             return Some(start);
         }
@@ -172,7 +208,7 @@ impl Allocator {
                 self.next = start + take;
                 return None;
             }
-            self.used.push((start, take));
+            self.mark(start, take);
             match out.last_mut() {
                 Some((s, l)) if *s + *l == start && *l + take <= MAX_EXTENT_LEN => *l += take,
                 _ => out.push((start, take)),
@@ -219,16 +255,34 @@ fn encode_dev(major: u32, minor: u32) -> [u8; 60] {
     block
 }
 
-/// Per-inode facts gathered before placement.
+/// Per-inode facts gathered before placement: 24 bytes an inode, as there may be millions.
 struct Prepared {
-    /// Builder node, or `None` for the lost+found we add.
-    node: Option<usize>,
+    /// Builder node, or [`ADDED`] for the lost+found we add.
+    node: u32,
     ino: u32,
     parent_ino: u32,
-    xattr_inline: Vec<u8>,
-    xattr_block: Option<Vec<u8>>,
     /// Blocks of a directory's entries (at most [`limits::MAX_DIR_BLOCKS`]); 0 for the rest.
-    dir_blocks: u64,
+    dir_blocks: u32,
+    /// Encoded extended attributes, when there are any.
+    xattrs: Option<Box<crate::xattr::EncodedXattrs>>,
+}
+
+/// [`Prepared::node`] of the lost+found we add.
+const ADDED: u32 = u32::MAX;
+
+impl Prepared {
+    /// The builder node, or `None` for the lost+found we add.
+    fn node(&self) -> Option<usize> {
+        (self.node != ADDED).then_some(self.node as usize)
+    }
+
+    fn xattr_inline(&self) -> &[u8] {
+        self.xattrs.as_ref().map_or(&[], |x| &x.in_inode)
+    }
+
+    fn xattr_block(&self) -> Option<&Vec<u8>> {
+        self.xattrs.as_ref().and_then(|x| x.block.as_ref())
+    }
 }
 
 impl FsBuilder {
@@ -241,7 +295,7 @@ impl FsBuilder {
     /// fit ([`Error::XattrTooLarge`], [`Error::InvalidXattr`]), more than 2^32 − 1 blocks or
     /// inodes ([`Error::TooManyBlocks`], [`Error::TooManyInodes`]) and a build time past 2446
     /// ([`Error::TimestampOutOfRange`]).
-    pub fn plan(self, opts: &Ext4Options) -> Result<Plan, Error> {
+    pub fn plan(&self, opts: &Ext4Options) -> Result<Plan, Error> {
         self.plan_from(opts, 0)
     }
 
@@ -251,11 +305,15 @@ impl FsBuilder {
     /// them read as zeros). The whole zone counts as content when sizing. Fails with
     /// [`Error::TooLarge`] if the filesystem needs more than 128 groups (16 GiB), which the
     /// zone leaves no room for.
-    pub fn plan_with_zone(self, opts: &Ext4Options, zone: &crate::DataZone) -> Result<Plan, Error> {
+    pub fn plan_with_zone(
+        &self,
+        opts: &Ext4Options,
+        zone: &crate::DataZone,
+    ) -> Result<Plan, Error> {
         self.plan_from(opts, zone.end())
     }
 
-    fn plan_from(self, opts: &Ext4Options, zone_end: u64) -> Result<Plan, Error> {
+    fn plan_from(&self, opts: &Ext4Options, zone_end: u64) -> Result<Plan, Error> {
         if opts.label.len() > 16 {
             return Err(Error::InvalidOption(format!(
                 "label {:?} is longer than 16 bytes",
@@ -263,11 +321,7 @@ impl FsBuilder {
             )));
         }
         limits::check_build_time(opts.timestamp)?;
-        // The (directory, name) index served `link` and `lookup`; nothing looks names up from
-        // here on, so its memory (a copy of every name) goes before placement needs its own.
-        let mut this = self;
-        this.names = std::collections::HashMap::new();
-        let prepared = prepare(&this)?;
+        let prepared = prepare(self)?;
         match opts.size {
             Some(size) => {
                 if size % BLOCK_SIZE != 0 || size == 0 {
@@ -276,16 +330,16 @@ impl FsBuilder {
                     )));
                 }
                 limits::check_blocks(size / BLOCK_SIZE)?;
-                match place(&this, &prepared, opts, size / BLOCK_SIZE, zone_end) {
+                match place(self, &prepared, opts, size / BLOCK_SIZE, zone_end) {
                     Ok(plan) => Ok(plan),
                     Err(Placement::TooSmall(_)) => {
-                        let needed = smallest(&this, &prepared, opts, 0, zone_end)?.size_bytes();
+                        let needed = smallest(self, &prepared, opts, 0, zone_end)?.size_bytes();
                         Err(Error::TooSmall { given: size, needed })
                     }
                     Err(Placement::Fatal(e)) => Err(e),
                 }
             }
-            None => smallest(&this, &prepared, opts, 1, zone_end),
+            None => smallest(self, &prepared, opts, 1, zone_end),
         }
     }
 }
@@ -333,16 +387,16 @@ fn smallest(
 fn content_blocks(b: &FsBuilder, prepared: &[Prepared]) -> u64 {
     let mut total = LOST_FOUND_BLOCKS;
     for p in prepared {
-        let Some(idx) = p.node else { continue };
+        let Some(idx) = p.node() else { continue };
         let node = &b.nodes[idx];
-        let in_zone = u32::try_from(idx).is_ok_and(|i| b.zone_data.contains_key(&i));
+        let in_zone = b.zone_file(idx).is_some();
         total += match &node.kind {
             NodeKind::File { .. } if in_zone => 0,
             NodeKind::File { size, .. } => size.div_ceil(BLOCK_SIZE),
-            NodeKind::Dir => p.dir_blocks,
+            NodeKind::Dir => u64::from(p.dir_blocks),
             NodeKind::Symlink(t) if t.len() >= 60 => 1,
             _ => 0,
-        } + u64::from(p.xattr_block.is_some());
+        } + u64::from(p.xattr_block().is_some());
     }
     total
 }
@@ -351,11 +405,10 @@ fn content_blocks(b: &FsBuilder, prepared: &[Prepared]) -> u64 {
 /// 12, sizes directories and encodes xattrs, refusing what does not fit.
 fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
     let root = b.root();
-    let lost_found = b.nodes[root.0 as usize]
-        .entries
-        .iter()
-        .find(|(name, id)| name == b"lost+found" && *b.kind(*id) == NodeKind::Dir)
-        .map(|&(_, id)| id);
+    let lost_found = b
+        .entries(root.0 as usize)
+        .find(|&(name, id)| name == b"lost+found" && *b.kind(id) == NodeKind::Dir)
+        .map(|(_, id)| id);
     let mut numbers = vec![0u32; b.nodes.len()];
     let mut parents = vec![0u32; b.nodes.len()];
     numbers[0] = ROOT_INO;
@@ -364,12 +417,12 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
     let mut queue = VecDeque::from([0usize]);
     let mut order = vec![0usize];
     while let Some(dir) = queue.pop_front() {
-        for (_, child) in &b.nodes[dir].entries {
+        for (_, child) in b.entries(dir) {
             let c = child.0 as usize;
             if numbers[c] != 0 {
                 continue; // a further name of an inode already numbered
             }
-            numbers[c] = if Some(*child) == lost_found {
+            numbers[c] = if Some(child) == lost_found {
                 FIRST_INO
             } else {
                 let n = next;
@@ -392,12 +445,11 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
     let mut prepared = Vec::with_capacity(order.len() + 1);
     if synthetic_lost_found {
         prepared.push(Prepared {
-            node: None,
+            node: ADDED,
             ino: FIRST_INO,
             parent_ino: ROOT_INO,
-            xattr_inline: Vec::new(),
-            xattr_block: None,
-            dir_blocks: LOST_FOUND_BLOCKS,
+            dir_blocks: u32::try_from(LOST_FOUND_BLOCKS).expect("four blocks"),
+            xattrs: None,
         });
     }
     for idx in order {
@@ -408,8 +460,7 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
             // The root also names the lost+found we add (first, as `place` renders it).
             let added = idx == 0 && synthetic_lost_found;
             let lost_found_name = added.then_some(b"lost+found".len());
-            let names =
-                lost_found_name.into_iter().chain(node.entries.iter().map(|(n, _)| n.len()));
+            let names = lost_found_name.into_iter().chain(b.entries(idx).map(|(n, _)| n.len()));
             let min_blocks = if numbers[idx] == FIRST_INO { LOST_FOUND_BLOCKS } else { 1 };
             dir_blocks = dir::blocks_needed(names).max(min_blocks);
             limits::check_dir_blocks(dir_blocks, path)?;
@@ -426,13 +477,14 @@ fn prepare(b: &FsBuilder) -> Result<Vec<Prepared>, Error> {
                     Error::InvalidXattr { path: path(), name, reason }
                 }
             })?;
+        let xattrs = (!enc.in_inode.is_empty() || enc.block.is_some()).then(|| Box::new(enc));
         prepared.push(Prepared {
-            node: Some(idx),
+            node: u32::try_from(idx).expect("fewer than 2^32 inodes"),
             ino: numbers[idx],
             parent_ino: parents[idx],
-            xattr_inline: enc.in_inode,
-            xattr_block: enc.block,
-            dir_blocks,
+            // At most `limits::MAX_DIR_BLOCKS` (checked above).
+            dir_blocks: u32::try_from(dir_blocks).expect("checked"),
+            xattrs,
         });
     }
     prepared.sort_by_key(|p| p.ino);
@@ -536,10 +588,9 @@ fn place(
     fields[(JOURNAL_INO - 1) as usize] = Some(InodeFields {
         mode: 0o100_600,
         size: jblocks * BLOCK_SIZE,
-        atime: time,
-        ctime: time,
-        mtime: time,
-        crtime: time,
+        atime: time.into(),
+        ctime: time.into(),
+        mtime: time.into(),
         links: 1,
         sectors: jblocks * (BLOCK_SIZE / 512),
         flags: EXTENTS_FL,
@@ -551,18 +602,19 @@ fn place(
     let ino_by_node: Vec<u32> = {
         let mut v = vec![0u32; b.nodes.len()];
         for p in prepared {
-            if let Some(idx) = p.node {
+            if let Some(idx) = p.node() {
                 v[idx] = p.ino;
             }
         }
         v
     };
     // lost+found is ours to add when the tree has none.
-    let synthetic_lost_found = prepared.iter().any(|q| q.node.is_none());
-    let mut pending_files: Vec<(u64, usize, usize)> = Vec::new(); // (data_key, node idx, prepared idx)
+    let synthetic_lost_found = prepared.iter().any(|q| q.node == ADDED);
+    // (data key, node, index in `prepared`)
+    let mut pending_files: Vec<(u64, u32, u32)> = Vec::new();
     let mut dirs = dir::Listings::default();
     for (pi, p) in prepared.iter().enumerate() {
-        let node: Option<&Node> = p.node.map(|idx| &b.nodes[idx]);
+        let node: Option<&Node> = p.node().map(|idx| &b.nodes[idx]);
         let attrs = node.map_or_else(
             || Attrs { perm: 0o700, atime: time, mtime: time, ctime: time, ..Attrs::default() },
             |n| n.attrs.clone(),
@@ -573,17 +625,16 @@ fn place(
             mode: type_bits | (attrs.perm & 0o7777),
             uid: attrs.uid,
             gid: attrs.gid,
-            atime: attrs.atime,
-            ctime: attrs.ctime,
-            mtime: attrs.mtime,
-            crtime: attrs.ctime,
+            atime: attrs.atime.into(),
+            ctime: attrs.ctime.into(),
+            mtime: attrs.mtime.into(),
             // At most 65,000 names: `FsBuilder::link` refuses the next one.
             links: u16::try_from(node.map_or(1, |n| n.links)).expect("at most 65,000 links"),
-            xattrs: p.xattr_inline.clone(),
+            xattrs: p.xattr_inline().into(),
             ..InodeFields::default()
         };
         let mut sectors = 0u64;
-        if let Some(xblock) = &p.xattr_block {
+        if let Some(xblock) = p.xattr_block() {
             let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
             regions.push((at, 1, Content::Bytes(xblock.clone())));
             f.file_acl = at;
@@ -597,18 +648,19 @@ fn place(
                     FIRST_INO,
                     file_type::DIR,
                 ));
-                let named = node.into_iter().flat_map(|n| n.entries.iter()).map(|(name, child)| {
-                    let (_, ft) = mode_and_type(&b.nodes[child.0 as usize].kind);
-                    (name.as_slice(), ino_by_node[child.0 as usize], ft)
-                });
+                let named =
+                    p.node().into_iter().flat_map(|idx| b.entries(idx)).map(|(name, child)| {
+                        let (_, ft) = mode_and_type(&b.nodes[child.0 as usize].kind);
+                        (name, ino_by_node[child.0 as usize], ft)
+                    });
                 let min_blocks = if p.ino == FIRST_INO { LOST_FOUND_BLOCKS } else { 1 };
                 let listing =
                     dirs.push((p.ino, p.parent_ino), added.into_iter().chain(named), min_blocks);
-                let n = p.dir_blocks;
+                let n = u64::from(p.dir_blocks);
                 // Like a file's data: extents of at most 32,768 blocks around the reserved
                 // ranges, with an extent tree when there are more than four.
                 let runs = alloc.extents(n).ok_or_else(|| too_small(&alloc))?;
-                let path = || p.node.map_or_else(|| "/lost+found".into(), |i| node_path(b, i));
+                let path = || p.node().map_or_else(|| "/lost+found".into(), |i| node_path(b, i));
                 let (_, root, tree_n) = map_runs(&mut alloc, &mut regions, &runs, path)?;
                 let mut from = 0;
                 for &(start, len) in &runs {
@@ -632,7 +684,8 @@ fn place(
             NodeKind::File { size, data_key } => {
                 f.size = *size;
                 f.flags = EXTENTS_FL;
-                pending_files.push((*data_key, p.node.expect("files come from the builder"), pi));
+                let idx = u32::try_from(pi).expect("fewer than 2^32 inodes");
+                pending_files.push((*data_key, p.node, idx));
             }
             NodeKind::Symlink(target) => {
                 f.size = target.len() as u64;
@@ -666,16 +719,19 @@ fn place(
     pending_files.sort_by_key(|&(key, node, _)| (key, node));
     let mut files = Vec::with_capacity(pending_files.len());
     for (_, node, pi) in pending_files {
+        let (node, pi) = (node as usize, pi as usize);
         let NodeKind::File { size, .. } = b.nodes[node].kind else {
             unreachable!("only files are pending")
         };
         let n = size.div_ceil(BLOCK_SIZE);
-        let zoned = u32::try_from(node).ok().and_then(|i| b.zone_data.get(&i));
+        let zoned = b.zone_file(node);
         let runs = match zoned {
             Some(placed) => {
                 check_zone_runs(placed, n, zone_end)?;
-                alloc.used.extend(placed.runs.iter().copied());
-                placed.runs.clone()
+                for &(start, n) in placed.runs() {
+                    alloc.mark(start, n);
+                }
+                placed.runs().to_vec()
             }
             None => alloc.extents(n).ok_or_else(|| too_small(&alloc))?,
         };
@@ -687,9 +743,9 @@ fn place(
         f.sectors += (n + tree_n) * (BLOCK_SIZE / 512);
         files.push(FilePlacement {
             id: InodeId(u32::try_from(node).expect("fits")),
-            size,
-            extents,
             in_zone: zoned.is_some(),
+            size,
+            extents: extents.into(),
         });
     }
 
@@ -795,8 +851,8 @@ fn map_runs(
 /// Checks that a zone file's runs hold its `blocks` and lie inside the zone, clear of the
 /// superblock copies.
 fn check_zone_runs(placed: &crate::ZoneFile, blocks: u64, zone_end: u64) -> Result<(), Error> {
-    let total: u64 = placed.runs.iter().map(|r| r.1).sum();
-    let inside = placed.runs.iter().all(|&(start, len)| {
+    let total: u64 = placed.runs().iter().map(|r| r.1).sum();
+    let inside = placed.runs().iter().all(|&(start, len)| {
         start >= crate::zone::ZONE_START
             && start + len <= zone_end
             && (1..=MAX_EXTENT_LEN).contains(&len)

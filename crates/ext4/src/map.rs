@@ -56,7 +56,7 @@ impl Plan {
             // Walk the file's blocks as runs of data between its zero runs, mapping each run
             // through the extents.
             let mut z = zeros.iter().copied().peekable();
-            for extent in &file.extents {
+            for extent in file.extents.iter() {
                 let logical = u64::from(extent.logical);
                 let ext_end = (logical + u64::from(extent.len)).min(data_blocks);
                 let mut at = logical;

@@ -1,6 +1,7 @@
 //! The description of the tree to write: inodes, their attributes, and directory entries.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 
 use crate::{Error, limits};
 
@@ -107,8 +108,10 @@ pub struct Attrs {
 pub(crate) struct Node {
     pub kind: NodeKind,
     pub attrs: Attrs,
-    /// Directory entries in insertion order (directories only).
-    pub entries: Vec<(Vec<u8>, InodeId)>,
+    /// The first and last of the directory's entries in [`Entries`], in insertion order
+    /// ([`NO_ENTRY`] for none; directories only).
+    first: u32,
+    last: u32,
     /// Names pointing at this inode (at most [`limits::LINK_MAX`]).
     pub links: u32,
     /// Subdirectories (directories only; at most [`limits::MAX_SUBDIRS`]).
@@ -117,13 +120,59 @@ pub(crate) struct Node {
     pub parent: InodeId,
 }
 
+/// No entry: the end of a directory's list.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// Every directory entry of the tree in one arena: the names back to back, and for each
+/// entry its name, its inode and the next entry of its directory. A quarter of a million
+/// entries take 16 bytes each plus their names, not a vector per directory and an
+/// allocation per name.
+#[derive(Default)]
+struct Entries {
+    names: Vec<u8>,
+    list: Vec<Entry>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    /// Start of the name in `names`, shifted left by 8, with its length (1 to 255) below.
+    name: u64,
+    child: InodeId,
+    /// The next entry of the same directory, or [`NO_ENTRY`].
+    next: u32,
+}
+
+/// The entries of one directory, in insertion order.
+pub(crate) struct DirEntries<'a> {
+    entries: &'a Entries,
+    at: u32,
+}
+
+impl<'a> Iterator for DirEntries<'a> {
+    type Item = (&'a [u8], InodeId);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let e = self.entries.list.get(self.at as usize)?;
+        self.at = e.next;
+        let start = usize::try_from(e.name >> 8).expect("names fit in memory");
+        let len = (e.name & 0xff) as usize;
+        Some((&self.entries.names[start..start + len], e.child))
+    }
+}
+
 /// Builds the description of a filesystem tree.
 pub struct FsBuilder {
     pub(crate) nodes: Vec<Node>,
-    /// (directory, name) → child, for lookups and duplicate detection.
-    pub(crate) names: HashMap<(InodeId, Vec<u8>), InodeId>,
-    /// Files whose data already lies in the data zone, by node index.
-    pub(crate) zone_data: HashMap<u32, crate::ZoneFile>,
+    entries: Entries,
+    /// A hash of each (directory, name) pair taken: names are found, and duplicates refused,
+    /// by looking in the directory only when its hash is here. Hashes rather than names, so
+    /// the index costs 8 bytes a name, not a copy of each. `None` once released
+    /// ([`FsBuilder::release_name_index`]).
+    names: Option<HashSet<u64>>,
+    hasher: RandomState,
+    /// Where the data of files already in the data zone lies, by node index (empty until the
+    /// first [`FsBuilder::set_zone_data`]).
+    pub(crate) zone_data: Vec<Option<crate::ZoneFile>>,
 }
 
 impl FsBuilder {
@@ -138,14 +187,21 @@ impl FsBuilder {
         let node = Node {
             kind: NodeKind::Dir,
             attrs: root,
-            entries: Vec::new(),
+            first: NO_ENTRY,
+            last: NO_ENTRY,
             links: 1,
             subdirs: 0,
             parent: InodeId(0),
         };
         let mut nodes = Vec::with_capacity(inodes.max(1));
         nodes.push(node);
-        FsBuilder { nodes, names: HashMap::new(), zone_data: HashMap::new() }
+        FsBuilder {
+            nodes,
+            entries: Entries::default(),
+            names: Some(HashSet::new()),
+            hasher: RandomState::new(),
+            zone_data: Vec::new(),
+        }
     }
 
     /// The root directory.
@@ -165,7 +221,8 @@ impl FsBuilder {
         self.nodes.push(Node {
             kind,
             attrs,
-            entries: Vec::new(),
+            first: NO_ENTRY,
+            last: NO_ENTRY,
             links: 0,
             subdirs: 0,
             parent: id,
@@ -194,6 +251,8 @@ impl FsBuilder {
     /// [`Error::InvalidDevice`]). See [`limits`].
     pub fn link(&mut self, dir: InodeId, name: &[u8], child: InodeId) -> Result<(), Error> {
         check_name(name)?;
+        let key = self.name_hash(dir, name);
+        let maybe_taken = self.name_index().contains(&key);
         let parent = &self.nodes[dir.0 as usize];
         if parent.kind != NodeKind::Dir {
             return Err(Error::BadLink("linking into something that is not a directory"));
@@ -209,8 +268,7 @@ impl FsBuilder {
                 reason: "reserved in the root for the lost+found directory",
             });
         }
-        let key = (dir, name.to_vec());
-        if self.names.contains_key(&key) {
+        if maybe_taken && self.find(dir, name).is_some() {
             return Err(Error::DuplicateName { name: String::from_utf8_lossy(name).into_owned() });
         }
         let entry_path = || join(&self.path_of(dir), name);
@@ -222,8 +280,25 @@ impl FsBuilder {
         if node.links == 0 {
             check_kind(&node.kind, entry_path)?;
         }
-        self.names.insert(key, child);
-        self.nodes[dir.0 as usize].entries.push((name.to_vec(), child));
+        let at = u32::try_from(self.entries.list.len())
+            .ok()
+            .filter(|&at| at != NO_ENTRY)
+            .ok_or(Error::BadLink("more than 2^32 - 1 directory entries"))?;
+        let start = self.entries.names.len() as u64;
+        self.entries.names.extend_from_slice(name);
+        // `check_name` kept the length within 1..=255.
+        self.entries.list.push(Entry {
+            name: start << 8 | name.len() as u64,
+            child,
+            next: NO_ENTRY,
+        });
+        let parent = &mut self.nodes[dir.0 as usize];
+        match parent.last {
+            NO_ENTRY => parent.first = at,
+            last => self.entries.list[last as usize].next = at,
+        }
+        parent.last = at;
+        self.name_index().insert(key);
         let node = &mut self.nodes[child.0 as usize];
         if node.links == 0 {
             node.parent = dir;
@@ -247,8 +322,7 @@ impl FsBuilder {
             if node.parent == at || names.len() > self.nodes.len() {
                 return format!("(inode handle {}, not linked into the tree)", id.0);
             }
-            let parent = &self.nodes[node.parent.0 as usize];
-            let name = parent.entries.iter().find(|(_, c)| *c == at).map(|(n, _)| n.as_slice());
+            let name = self.entries(node.parent.0 as usize).find(|(_, c)| *c == at).map(|(n, _)| n);
             names.push(name.expect("a parent names its child"));
             at = node.parent;
         }
@@ -265,7 +339,8 @@ impl FsBuilder {
     pub fn set_zone_data(&mut self, id: InodeId, placed: crate::ZoneFile) -> Result<(), Error> {
         match self.nodes[id.0 as usize].kind {
             NodeKind::File { size, .. } if size == placed.size => {
-                self.zone_data.insert(id.0, placed);
+                self.zone_data.resize(self.nodes.len(), None);
+                self.zone_data[id.0 as usize] = Some(placed);
                 Ok(())
             }
             _ => Err(Error::Data(format!(
@@ -276,9 +351,60 @@ impl FsBuilder {
         }
     }
 
+    /// Forgets every [`FsBuilder::set_zone_data`]: the next plan places every file itself.
+    pub fn clear_zone_data(&mut self) {
+        self.zone_data = Vec::new();
+    }
+
+    /// Where the data of file node `idx` lies in the data zone, if it does.
+    pub(crate) fn zone_file(&self, idx: usize) -> Option<&crate::ZoneFile> {
+        self.zone_data.get(idx).and_then(Option::as_ref)
+    }
+
     /// Looks up `name` in directory `dir`.
     pub fn lookup(&self, dir: InodeId, name: &[u8]) -> Option<InodeId> {
-        self.names.get(&(dir, name.to_vec())).copied()
+        if let Some(names) = &self.names
+            && !names.contains(&self.name_hash(dir, name))
+        {
+            return None;
+        }
+        self.find(dir, name)
+    }
+
+    /// Frees the index by which [`FsBuilder::link`] refuses a name taken and
+    /// [`FsBuilder::lookup`] finds one (8 bytes a name), for a caller that has named
+    /// everything and goes on to plan. A later `link` builds it again.
+    pub fn release_name_index(&mut self) {
+        self.names = None;
+    }
+
+    /// The name index, built again if it was released.
+    fn name_index(&mut self) -> &mut HashSet<u64> {
+        if self.names.is_none() {
+            let mut names = HashSet::new();
+            for dir in 0..self.nodes.len() {
+                for (name, _) in self.entries(dir) {
+                    names.insert(self.name_hash(InodeId(dir as u32), name));
+                }
+            }
+            self.names = Some(names);
+        }
+        self.names.as_mut().expect("built above")
+    }
+
+    fn name_hash(&self, dir: InodeId, name: &[u8]) -> u64 {
+        self.hasher.hash_one((dir.0, name))
+    }
+
+    /// `name` in `dir`, looked for entry by entry.
+    fn find(&self, dir: InodeId, name: &[u8]) -> Option<InodeId> {
+        self.entries(dir.0 as usize).find(|&(n, _)| n == name).map(|(_, id)| id)
+    }
+
+    /// The entries of directory node `dir`, in the order they were linked.
+    pub(crate) fn entries(&self, dir: usize) -> DirEntries<'_> {
+        let at = self.nodes.get(dir).map_or(NO_ENTRY, |n| n.first);
+        DirEntries { entries: &self.entries, at }
     }
 }
 
@@ -364,7 +490,31 @@ mod tests {
         assert_eq!(b.nodes[f.0 as usize].links, 2);
         // A refused name changes nothing: "d" still names the directory.
         assert_eq!(b.lookup(root, b"d"), Some(d));
-        assert_eq!(b.nodes[root.0 as usize].entries.len(), 2);
+        assert_eq!(b.entries(root.0 as usize).count(), 2);
+    }
+
+    /// Without its index the builder still finds names, and a later link rebuilds it and
+    /// still refuses a name taken.
+    #[test]
+    fn a_released_name_index_is_rebuilt() {
+        let mut b = FsBuilder::new(Attrs::default());
+        let root = b.root();
+        let d = b.add(NodeKind::Dir, Attrs::default());
+        let f = b.add(NodeKind::Fifo, Attrs::default());
+        b.link(root, b"d", d).unwrap();
+        b.link(d, b"f", f).unwrap();
+        b.release_name_index();
+        assert_eq!(b.lookup(d, b"f"), Some(f));
+        assert_eq!(b.lookup(d, b"g"), None);
+        assert!(matches!(b.link(d, b"f", f), Err(Error::DuplicateName { .. })));
+        b.release_name_index();
+        b.link(d, b"g", f).unwrap();
+        assert_eq!(b.lookup(d, b"g"), Some(f));
+        assert!(matches!(b.link(root, b"d", f), Err(Error::DuplicateName { .. })));
+        assert_eq!(
+            b.entries(d.0 as usize).map(|(n, _)| n.to_vec()).collect::<Vec<_>>(),
+            [b"f".to_vec(), b"g".to_vec()]
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl<W: Write> Ext4Writer<'_, W> {
             )));
         }
         let mut left = file.size;
-        for extent in &file.extents {
+        for extent in file.extents.iter() {
             self.advance_to(extent.start)?;
             let mut bytes = u64::from(extent.len) * BLOCK_SIZE;
             while bytes > 0 {

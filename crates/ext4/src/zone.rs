@@ -37,7 +37,15 @@ impl Default for DataZone {
 pub struct ZoneFile {
     pub(crate) size: u64,
     /// `(first block, blocks)`, in file order.
-    pub(crate) runs: Vec<(u64, u64)>,
+    runs: Runs,
+}
+
+/// A file's runs, held inline when there is one, as for nearly every file: a quarter of a
+/// million small files would otherwise keep a quarter of a million allocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Runs {
+    One([(u64, u64); 1]),
+    Many(Box<[(u64, u64)]>),
 }
 
 impl ZoneFile {
@@ -49,13 +57,16 @@ impl ZoneFile {
     /// The runs of blocks holding the data, in file order: `(first block, blocks)`. The last
     /// block's bytes past [`ZoneFile::size`] must read as zeros.
     pub fn runs(&self) -> &[(u64, u64)] {
-        &self.runs
+        match &self.runs {
+            Runs::One(one) => one,
+            Runs::Many(many) => many,
+        }
     }
 
     /// Where byte `offset` of the file lies in the image, in bytes.
     pub fn position(&self, offset: u64) -> Option<u64> {
         let mut block = offset / BLOCK_SIZE;
-        for &(start, len) in &self.runs {
+        for &(start, len) in self.runs() {
             if block < len {
                 return Some((start + block) * BLOCK_SIZE + offset % BLOCK_SIZE);
             }
@@ -95,9 +106,10 @@ impl DataZone {
             self.next += take;
             left -= take;
         }
-        // Most files take one run: hold one, not the four a first push reserves (a quarter of
-        // a million small files kept 16 MB of spare room).
-        runs.shrink_to_fit();
+        let runs = match runs[..] {
+            [one] => Runs::One([one]),
+            _ => Runs::Many(runs.into_boxed_slice()),
+        };
         Ok(ZoneFile { size, runs })
     }
 

@@ -344,21 +344,21 @@ pub fn build(
         .open(&ext4_path)
         .map_err(|e| Error::io("creating", &ext4_path, e))?;
     let scratch = out.scratch_dir()?;
-    let (mut tree, zone) = xspack_image::merge_layers_into_zone(
+    let (tree, zone) = xspack_image::merge_layers_into_zone(
         image,
         (file, opts.disk_size),
         scratch.as_std_path(),
         false,
         progress,
     )?;
-    build_from(image, &mut tree, out, opts, progress, Rootfs::Zone(zone, ext4_path))
+    build_from(image, tree, out, opts, progress, Rootfs::Zone(zone, ext4_path))
 }
 
-/// Builds the guest disk from `image` (merged into `tree`, which the fix-ups change) into `out`,
-/// reading the layers holding file data a second time.
+/// Builds the guest disk from `image` (merged into `tree`, which the fix-ups change and the
+/// build consumes) into `out`, reading the layers holding file data a second time.
 pub fn build_into(
     image: &Image,
-    tree: &mut MergedTree,
+    tree: MergedTree,
     out: &mut OutputDir,
     opts: &UbuntuOptions,
     progress: &dyn Progress,
@@ -377,14 +377,14 @@ enum Rootfs {
 
 fn build_from(
     image: &Image,
-    tree: &mut MergedTree,
+    mut tree: MergedTree,
     out: &mut OutputDir,
     opts: &UbuntuOptions,
     progress: &dyn Progress,
     how: Rootfs,
 ) -> Result<GuestSummary, Error> {
     let mtime = i64::try_from(opts.source_date_epoch).unwrap_or(i64::MAX);
-    let prepared = prepare(image, tree, opts, mtime)?;
+    let prepared = prepare(image, &mut tree, opts, mtime)?;
     let root_uuid = xspack_disk::Uuid::from_bytes(prepared.root_uuid).to_string();
     let loader = make_loader(opts, &root_uuid)?;
 
@@ -479,7 +479,7 @@ fn build_from(
 /// Writes the root filesystem into a scratch file: its path and what it holds.
 fn write_rootfs(
     image: &Image,
-    tree: &MergedTree,
+    tree: MergedTree,
     rootfs_opts: &RootfsOptions,
     how: Rootfs,
     out: &OutputDir,

@@ -155,7 +155,7 @@ pub fn build(
         .collect();
     let dir = &*out;
     let (file, rootfs, sinks) =
-        crate::zone::write_around_zone(image, &tree, &req.rootfs, zone, progress, |plan, map| {
+        crate::zone::write_around_zone(image, tree, &req.rootfs, zone, progress, |plan, map| {
             let mut sinks = open_sinks(dir, image, req, &streamed, plan, map, progress)?;
             if keep_raw {
                 sinks.raw_digest = Some(xspack_io::BackgroundHashingWriter::new(std::io::sink()));
@@ -189,10 +189,10 @@ pub fn build(
 }
 
 /// Writes the raw filesystem and every other requested format into `out`, for a tree merged
-/// beforehand.
+/// beforehand (consumed).
 pub fn build_into(
     image: &Image,
-    tree: &MergedTree,
+    tree: MergedTree,
     out: &mut OutputDir,
     req: &BuildRequest,
     progress: &dyn Progress,
@@ -363,7 +363,7 @@ fn open_sinks(
 /// Raw, VHD and XVA in one pass of the ext4 writer (see the module documentation).
 fn build_one_pass(
     image: &Image,
-    tree: &MergedTree,
+    tree: MergedTree,
     out: &mut OutputDir,
     req: &BuildRequest,
     formats: &[DiskFormat],

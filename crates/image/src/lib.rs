@@ -488,10 +488,10 @@ fn derive(purpose: &str, image: &Image) -> [u8; 16] {
 }
 
 /// Pass 2: plans the filesystem for `tree` and writes it to `out`, streaming file data from
-/// the layers.
+/// the layers. The tree is consumed: its memory goes as the filesystem is planned.
 pub fn write_ext4<W: Write>(
     image: &Image,
-    tree: &MergedTree,
+    tree: MergedTree,
     opts: &RootfsOptions,
     out: W,
     progress: &dyn Progress,
@@ -502,7 +502,6 @@ pub fn write_ext4<W: Write>(
 /// Which parts of the planned image hold data, before it is written: from the zero runs
 /// [`merge_layers`] recorded for layer files, and from the bytes of files added after them.
 pub(crate) struct DataMap<'a> {
-    tree: &'a MergedTree,
     converted: &'a convert::Converted,
 }
 
@@ -510,25 +509,22 @@ impl DataMap<'_> {
     /// One flag per `unit` bytes of the image, or `None` when the tree has no zero runs (it
     /// was not made by [`merge_layers`]).
     pub(crate) fn nonzero(&self, plan: &xspack_ext4::Plan, unit: u64) -> Option<Vec<bool>> {
-        if !self.tree.zero_runs_known() {
-            return None;
-        }
-        let mut runs: HashMap<InodeId, &[(u64, u64)]> = HashMap::new();
-        for (&(layer, entry), &id) in &self.converted.sources {
-            runs.insert(id, self.tree.zero_runs(layer, entry)?);
-        }
+        let layer_runs = self.converted.zero_runs.as_ref()?;
         let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
-        let inline: Vec<(InodeId, Vec<(u64, u64)>)> = self
+        let inline: HashMap<InodeId, Vec<(u64, u64)>> = self
             .converted
             .inline
             .iter()
             .map(|(id, data)| Ok((*id, zero_runs(&mut &data[..], &mut buf)?)))
             .collect::<std::io::Result<_>>()
             .expect("reading memory does not fail");
-        for (id, r) in &inline {
-            runs.insert(*id, r);
-        }
-        Some(plan.nonzero_map(unit, |id| runs.get(&id).copied().unwrap_or(&[])))
+        Some(plan.nonzero_map(unit, |id| {
+            layer_runs
+                .get(&id)
+                .map(|r| &r[..])
+                .or_else(|| inline.get(&id).map(|r| &r[..]))
+                .unwrap_or(&[])
+        }))
     }
 }
 
@@ -536,21 +532,34 @@ impl DataMap<'_> {
 /// can depend on the image's size and on which parts hold data).
 pub(crate) fn write_ext4_with<W: Write>(
     image: &Image,
-    tree: &MergedTree,
+    tree: MergedTree,
     opts: &RootfsOptions,
     progress: &dyn Progress,
     make_out: impl FnOnce(&xspack_ext4::Plan, &DataMap<'_>) -> Result<W, Error>,
 ) -> Result<(W, RootfsSummary), Error> {
     let (builder, converted) = convert::to_builder(tree)?;
+    write_builder(image, builder, &converted, opts, progress, make_out)
+}
+
+/// [`write_ext4_with`] for a tree already converted; the builder is dropped once planned.
+pub(crate) fn write_builder<W: Write>(
+    image: &Image,
+    builder: xspack_ext4::FsBuilder,
+    converted: &convert::Converted,
+    opts: &RootfsOptions,
+    progress: &dyn Progress,
+    make_out: impl FnOnce(&xspack_ext4::Plan, &DataMap<'_>) -> Result<W, Error>,
+) -> Result<(W, RootfsSummary), Error> {
     let ext4 = ext4_options(image, opts);
     let plan = builder.plan(&ext4)?;
-    let out = make_out(&plan, &DataMap { tree, converted: &converted })?;
+    drop(builder);
+    let out = make_out(&plan, &DataMap { converted })?;
     let task = progress.task("writing ext4", Some(plan.size_bytes()), ProgressUnit::Bytes);
     let mut writer = plan.writer(out);
-    write_files(image, &converted, &mut writer, &*task)?;
+    write_files(image, converted, &mut writer, &*task)?;
     let out = writer.finish()?;
     task.finish();
-    Ok((out, summary(image, tree, &plan, &ext4)))
+    Ok((out, summary(image, converted, &plan, &ext4)))
 }
 
 /// The ext4 options of a build of `image`.
@@ -572,12 +581,11 @@ pub(crate) fn write_files<W: Write>(
     writer: &mut xspack_ext4::Ext4Writer<'_, W>,
     task: &dyn xspack_io::ProgressTask,
 ) -> Result<(), Error> {
-    let sources: &HashMap<(usize, u64), InodeId> = &converted.sources;
     for (&index, &last) in &converted.layers_with_data {
         let layer = &image.layers[index];
         image.reread_layer(layer, last, |entry, data| -> Result<(), Error> {
-            if let Some(id) = sources.get(&(layer.index, entry.index)) {
-                writer.write_file(*id, data)?;
+            if let Some(id) = converted.source(layer.index, entry.index) {
+                writer.write_file(id, data)?;
                 task.advance(entry.size);
             }
             Ok(())
@@ -593,13 +601,13 @@ pub(crate) fn write_files<W: Write>(
 /// What a build of `plan` wrote.
 pub(crate) fn summary(
     image: &Image,
-    tree: &MergedTree,
+    converted: &convert::Converted,
     plan: &xspack_ext4::Plan,
     ext4: &Ext4Options,
 ) -> RootfsSummary {
     RootfsSummary {
         layers: image.layers.len(),
-        merge: tree.summary,
+        merge: converted.merge,
         files: plan.file_sizes().count() as u64,
         file_bytes: plan.file_sizes().sum(),
         inodes: plan.inodes_used(),

@@ -19,7 +19,7 @@
 //! zone, metadata after it. Filesystems above 16 GiB, which the zone has no room for, are
 //! written the two-pass way into the same file.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -62,8 +62,8 @@ pub(crate) trait FileSink {
 pub(crate) struct ZoneWriter {
     out: SparseFile,
     zone: DataZone,
-    /// Entry index in the first layer → where its data is.
-    placed: HashMap<u64, ZoneFile>,
+    /// Where the data of each file entry of the first layer is, in entry order.
+    placed: Vec<(u64, ZoneFile)>,
 }
 
 /// Writes a later layer's files into a scratch file, each from a block boundary, one after
@@ -94,7 +94,8 @@ pub(crate) struct Stash {
 pub struct ZoneImage {
     file: File,
     zone: DataZone,
-    placed: HashMap<u64, ZoneFile>,
+    /// The first layer's files, in entry order.
+    placed: Vec<(u64, ZoneFile)>,
     /// In layer order.
     stashes: Vec<Stash>,
 }
@@ -109,7 +110,7 @@ impl Zoning {
             first: std::sync::Mutex::new(ZoneWriter {
                 out,
                 zone: DataZone::new(),
-                placed: HashMap::new(),
+                placed: Vec::new(),
             }),
             dir: dir.to_owned(),
             stashes: std::sync::Mutex::new(Vec::new()),
@@ -179,7 +180,7 @@ impl FileSink for ZoneWriter {
     ) -> io::Result<Vec<(u64, u64)>> {
         let placed = self.zone.allocate(size).map_err(io::Error::other)?;
         let runs = write_runs(&mut self.out, placed.runs(), size, data, buf)?;
-        self.placed.insert(entry, placed);
+        self.placed.push((entry, placed));
         Ok(runs)
     }
 }
@@ -243,10 +244,10 @@ fn fill_to(out: &mut SparseFile, to: u64) -> io::Result<()> {
 /// Pass 2 of a single-pass build: copies the surviving stashed files into place, zeroes the
 /// first layer's files nothing uses, plans the filesystem around the zone and writes the rest
 /// (the metadata, and any file pass 1 did not place) into the same file. Returns the finished
-/// image file.
+/// image file. The tree is consumed: its memory goes as the filesystem is planned.
 pub fn write_ext4_around_zone(
     image: &Image,
-    tree: &MergedTree,
+    tree: MergedTree,
     opts: &RootfsOptions,
     zone: ZoneImage,
     progress: &dyn Progress,
@@ -261,73 +262,88 @@ pub fn write_ext4_around_zone(
 /// block map), for [`feed`] to fill from the finished image.
 pub(crate) fn write_around_zone<S: Write>(
     image: &Image,
-    tree: &MergedTree,
+    tree: MergedTree,
     opts: &RootfsOptions,
     zone: ZoneImage,
     progress: &dyn Progress,
     make_sinks: impl FnOnce(&xspack_ext4::Plan, &crate::DataMap<'_>) -> Result<Option<S>, Error>,
 ) -> Result<(File, RootfsSummary, Option<S>), Error> {
-    let ZoneImage { mut file, mut zone, placed, stashes } = zone;
+    let ZoneImage { mut file, mut zone, placed: first, stashes } = zone;
     let io_err = |op, e| Error::Io { op, path: "the image".into(), source: e };
     let (mut builder, mut converted) = crate::convert::to_builder(tree)?;
     // The stashed files take the zone blocks after the first layer's, in layer order and
     // each layer's arrival order, whether or not they survived: the layout depends on the
-    // layers only.
-    let mut placed: HashMap<(usize, u64), ZoneFile> =
-        placed.into_iter().map(|(entry, at)| ((0, entry), at)).collect();
+    // layers only. Sorted by (layer, entry), as every layer's files arrive in entry order.
+    let mut placed: Vec<(usize, u64, ZoneFile)> =
+        first.into_iter().map(|(entry, at)| (0, entry, at)).collect();
     for stash in &stashes {
         for f in &stash.files {
-            placed.insert((stash.layer, f.entry), zone.allocate(f.size)?);
+            placed.push((stash.layer, f.entry, zone.allocate(f.size)?));
         }
     }
     // The surviving stashed files go into place now (wasted only if the filesystem turns out
     // too large for the zone, and is written the two-pass way).
-    let survives = |source: &(usize, u64)| converted.sources.contains_key(source);
     for stash in &stashes {
-        unstash(stash, &placed, survives, &file)
+        let mine = |&(layer, _, _): &(usize, u64, ZoneFile)| layer.cmp(&stash.layer);
+        let from = placed.partition_point(|p| mine(p).is_lt());
+        let to = placed.partition_point(|p| mine(p).is_le());
+        let survives = |entry: u64| converted.source(stash.layer, entry).is_some();
+        unstash(stash, &placed[from..to], survives, &file)
             .map_err(|e| io_err("copying stashed files into", e))?;
     }
     drop(stashes);
-    // Every surviving file's placement moves to the builder; what is left did not survive.
-    let mut unzoned: BTreeSet<usize> = BTreeSet::new();
-    for (source, &id) in &converted.sources {
-        match placed.remove(source) {
-            Some(at) => builder.set_zone_data(id, at)?,
-            None => {
-                unzoned.insert(source.0);
-            }
+    // Layers with a surviving file pass 1 did not place are read again.
+    let unzoned: BTreeSet<usize> = converted
+        .sources
+        .iter()
+        .map(|&(key, _)| crate::convert::layer_entry(key))
+        .filter(|&(layer, entry)| {
+            placed.binary_search_by_key(&(layer, entry), |&(l, e, _)| (l, e)).is_err()
+        })
+        .map(|(layer, _)| layer)
+        .collect();
+    converted.layers_with_data.retain(|layer, _| unzoned.contains(layer));
+    // Every surviving file's placement moves to the builder. First-layer files a later layer
+    // replaced or deleted: their blocks are free space, and read as zeros. (Stashed ones were
+    // never copied.)
+    let mut dropped: Vec<ZoneFile> = Vec::new();
+    for (layer, entry, at) in placed {
+        match converted.source(layer, entry) {
+            Some(id) => builder.set_zone_data(id, at)?,
+            None if layer == 0 => dropped.push(at),
+            None => {}
         }
     }
-    converted.layers_with_data.retain(|layer, _| unzoned.contains(layer));
-    // First-layer files a later layer replaced or deleted: their blocks are free space, and
-    // read as zeros. (Stashed ones were never copied.)
-    let mut dropped: Vec<&ZoneFile> =
-        placed.iter().filter(|(source, _)| source.0 == 0).map(|(_, at)| at).collect();
     dropped.sort_by_key(|z| z.runs().first().map(|r| r.0));
-    for z in dropped {
+    for z in &dropped {
         punch_out(&file, z.runs()).map_err(|e| io_err("zeroing replaced files in", e))?;
     }
-    drop(placed);
+    drop(dropped);
 
     let ext4 = crate::ext4_options(image, opts);
     let plan = match builder.plan_with_zone(&ext4, &zone) {
         Ok(plan) => plan,
         Err(xspack_ext4::Error::TooLarge(_)) if ext4.size.is_none_or(|s| s > 16 << 30) => {
-            // Too large for the zone: the two-pass way, over the same file.
+            // Too large for the zone: the two-pass way, over the same file, every layer
+            // holding a surviving file read again.
             file.set_len(0).and_then(|()| file.rewind()).map_err(|e| io_err("truncating", e))?;
+            builder.clear_zone_data();
+            converted.layers_with_data = converted.layers_of_sources();
             let mut sinks = None;
             let sparse = SparseFile::new(file);
             let make_out = |plan: &xspack_ext4::Plan, map: &crate::DataMap<'_>| {
                 sinks = make_sinks(plan, map)?;
                 Ok(sparse)
             };
-            let (sparse, summary) = crate::write_ext4_with(image, tree, opts, progress, make_out)?;
+            let (sparse, summary) =
+                crate::write_builder(image, builder, &converted, opts, progress, make_out)?;
             let file = sparse.finish().map_err(|e| io_err("writing", e))?;
             return Ok((file, summary, sinks));
         }
         Err(e) => return Err(e.into()),
     };
-    let sinks = make_sinks(&plan, &crate::DataMap { tree, converted: &converted })?;
+    drop(builder);
+    let sinks = make_sinks(&plan, &crate::DataMap { converted: &converted })?;
     // What is left to write: the metadata, and the bytes of files pass 1 did not place (a
     // guest's fix-ups).
     let left: u64 = plan.file_order().map(|(_, size)| size).sum();
@@ -341,7 +357,7 @@ pub(crate) fn write_around_zone<S: Write>(
     out.flush().map_err(|e| io_err("writing", e))?;
     drop(out);
     task.finish();
-    let summary = crate::summary(image, tree, &plan, &ext4);
+    let summary = crate::summary(image, &converted, &plan, &ext4);
     Ok((file, summary, sinks))
 }
 
@@ -379,10 +395,11 @@ pub(crate) fn feed<S: Write>(file: &File, mut sinks: S, discard: bool) -> io::Re
 
 /// Copies the surviving files of `stash` into their zone blocks in `image`, in as few
 /// pieces as their blocks allow.
+/// `placed` holds the stash's layer's zone files, in entry order.
 fn unstash(
     stash: &Stash,
-    placed: &HashMap<(usize, u64), ZoneFile>,
-    survives: impl Fn(&(usize, u64)) -> bool,
+    placed: &[(usize, u64, ZoneFile)],
+    survives: impl Fn(u64) -> bool,
     image: &File,
 ) -> io::Result<()> {
     // (stash block, image block, blocks) of the piece being gathered.
@@ -391,8 +408,13 @@ fn unstash(
         copy_data(&stash.file, image, s * BLOCK_SIZE, d * BLOCK_SIZE, n * BLOCK_SIZE)
     };
     for f in &stash.files {
-        let source = (stash.layer, f.entry);
-        let Some(at) = placed.get(&source).filter(|_| survives(&source)) else { continue };
+        let Ok(at) = placed.binary_search_by_key(&f.entry, |&(_, entry, _)| entry) else {
+            continue;
+        };
+        if !survives(f.entry) {
+            continue;
+        }
+        let at = &placed[at].2;
         let mut from = f.block;
         for &(start, blocks) in at.runs() {
             match &mut piece {

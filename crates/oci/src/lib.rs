@@ -38,7 +38,7 @@ mod tar_guard;
 pub use digest::Digest;
 pub use image::{Image, LayerInfo};
 pub use layer::{EntryKind, EntryMeta, LayerEntry, LayerSummary};
-pub use merge::{FileData, MergeSummary, MergedTree, NodeId, NodeKind, TreeNode};
+pub use merge::{FileData, MergeSummary, MergedTree, NodeId, NodeKind, TreeNode, ZeroRuns};
 pub use source::ImageSource;
 pub use spec::ContainerConfig;
 

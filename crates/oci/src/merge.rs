@@ -30,6 +30,13 @@ const MAX_FOLLOW: usize = 40;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(u32);
 
+impl NodeId {
+    /// The node's position among [`MergedTree::node_count`] nodes.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// What a merged node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
@@ -89,7 +96,7 @@ pub struct MergeSummary {
 }
 
 /// All-zero 4 KiB blocks of a file's data, as `(first block, count)` runs.
-type ZeroRuns = Box<[(u64, u64)]>;
+pub type ZeroRuns = Box<[(u64, u64)]>;
 
 /// The filesystem tree all layers so far describe.
 #[derive(Debug, Clone)]
@@ -168,6 +175,22 @@ impl MergedTree {
             return None;
         }
         Some(self.zero_runs.get(&(layer, entry)).map_or(&[], |r| &r[..]))
+    }
+
+    /// The zero runs of every file entry recorded, by (layer, entry), taken out of the tree;
+    /// `None` when they were not recorded for every entry.
+    pub fn take_zero_runs(&mut self) -> Option<HashMap<(usize, u64), ZeroRuns>> {
+        let runs = std::mem::take(&mut self.zero_runs);
+        self.zero_runs_known.then_some(runs)
+    }
+
+    /// Takes node `id` out of the tree, leaving an empty directory of default metadata in its
+    /// place: for a consumer that walks the tree once and frees each node's names, targets and
+    /// attributes as it goes.
+    pub fn take_node(&mut self, id: NodeId) -> TreeNode {
+        let empty =
+            TreeNode { kind: NodeKind::Dir(BTreeMap::new()), meta: EntryMeta::default(), layer: 0 };
+        std::mem::replace(&mut self.nodes[id.0 as usize], empty)
     }
 
     /// The root directory.

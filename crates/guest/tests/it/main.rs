@@ -69,11 +69,11 @@ pub fn build_two_pass(
     opts: &UbuntuOptions,
 ) -> Result<(GuestSummary, Utf8PathBuf), xspack_guest::Error> {
     let image = Image::open(&ImageSource::parse(source).unwrap()).unwrap();
-    let mut tree = xspack_image::merge_layers(&image, &NoProgress).unwrap();
+    let tree = xspack_image::merge_layers(&image, &NoProgress).unwrap();
     let dest = dir.join("out");
     let tool = Tool { name: "xspack".into(), version: "test".into() };
     let mut out = OutputDir::create(&dest, tool, EPOCH, true).unwrap();
-    let summary = build_into(&image, &mut tree, &mut out, opts, &NoProgress)?;
+    let summary = build_into(&image, tree, &mut out, opts, &NoProgress)?;
     let (dest, _) = out.commit().unwrap();
     Ok((summary, dest))
 }

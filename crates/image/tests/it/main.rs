@@ -35,7 +35,7 @@ fn opts() -> RootfsOptions {
 fn build(source: &str) -> Vec<u8> {
     let image = Image::open(&ImageSource::parse(source).unwrap()).unwrap();
     let tree = merge_layers(&image, &NoProgress).unwrap();
-    let (bytes, summary) = write_ext4(&image, &tree, &opts(), Vec::new(), &NoProgress).unwrap();
+    let (bytes, summary) = write_ext4(&image, tree, &opts(), Vec::new(), &NoProgress).unwrap();
     assert_eq!(bytes.len() as u64, summary.size);
     bytes
 }
@@ -63,7 +63,7 @@ fn single_pass(image: &Image, fixup: impl FnOnce(&mut xspack_oci::MergedTree)) -
     .unwrap();
     fixup(&mut tree);
     let (file, summary) =
-        xspack_image::write_ext4_around_zone(image, &tree, &opts(), zone, &NoProgress).unwrap();
+        xspack_image::write_ext4_around_zone(image, tree, &opts(), zone, &NoProgress).unwrap();
     drop(file);
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len() as u64, summary.size);
@@ -374,7 +374,7 @@ fn fixups_and_reading_files_from_the_image() {
     .unwrap();
     tree.put_dir(b"var/lib/cloud/seed", EntryMeta { mode: 0o700, ..meta }).unwrap();
     assert!(tree.remove(b".dockerenv"));
-    let (bytes, _) = write_ext4(&image, &tree, &opts(), Vec::new(), &NoProgress).unwrap();
+    let (bytes, _) = write_ext4(&image, tree.clone(), &opts(), Vec::new(), &NoProgress).unwrap();
     let path = dir.join("fs.img");
     std::fs::write(&path, bytes).unwrap();
     e2fsck(&path);
@@ -420,7 +420,7 @@ fn streamed_formats_equal_the_raw_derived_ones() {
     let into = |name: &str, formats: &[DiskFormat]| {
         let tree = merge_layers(&image, &NoProgress).unwrap();
         let mut out = out_dir(name);
-        xspack_image::build_into(&image, &tree, &mut out, &request(formats), &NoProgress).unwrap();
+        xspack_image::build_into(&image, tree, &mut out, &request(formats), &NoProgress).unwrap();
         out.commit().unwrap().0
     };
     let all = [DiskFormat::Raw, DiskFormat::Vhd, DiskFormat::Qcow2, DiskFormat::Xva];
@@ -475,7 +475,7 @@ fn a_single_pass_above_16_gib_falls_back_to_two_passes() {
     )
     .unwrap();
     let (file, summary) =
-        xspack_image::write_ext4_around_zone(&image, &tree, &big, zone, &NoProgress).unwrap();
+        xspack_image::write_ext4_around_zone(&image, tree, &big, zone, &NoProgress).unwrap();
     drop(file);
     assert_eq!(summary.size, 17 << 30);
     assert_eq!(std::fs::metadata(&file_path).unwrap().len(), 17 << 30);
