@@ -384,7 +384,10 @@ impl FsBuilder {
             let mut names = HashSet::new();
             for dir in 0..self.nodes.len() {
                 for (name, _) in self.entries(dir) {
-                    names.insert(self.name_hash(InodeId(dir as u32), name));
+                    names.insert(self.name_hash(
+                        InodeId(u32::try_from(dir).expect("fewer than 2^32 inodes")),
+                        name,
+                    ));
                 }
             }
             self.names = Some(names);

@@ -11,7 +11,7 @@ use super::{Built, attrs, debugfs, dump, e2fsck_clean, opts};
 
 /// Plans `b` and writes it to a temporary file, seeking over free space: each file's data is
 /// `data(id)`, or zeros.
-fn write_sparse(b: FsBuilder, o: &Ext4Options, data: &dyn Fn(InodeId) -> Vec<u8>) -> Built {
+fn write_sparse(b: &FsBuilder, o: &Ext4Options, data: &dyn Fn(InodeId) -> Vec<u8>) -> Built {
     let plan = b.plan(o).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("fs.img");
@@ -77,7 +77,7 @@ fn a_file_has_at_most_65000_names() {
     b.link(root, b"l1", link).unwrap();
     b.link(dir, b"l2", link).unwrap();
 
-    let built = write_sparse(b, &opts(), &|_| b"hello".to_vec());
+    let built = write_sparse(&b, &opts(), &|_| b"hello".to_vec());
     e2fsck_clean(&built.image);
     assert_eq!(links(&debugfs(&built.image, "stat /f")), 65_000);
     assert_eq!(links(&debugfs(&built.image, "stat /names/64999")), 65_000);
@@ -130,7 +130,7 @@ fn a_directory_has_at_most_64998_subdirectories() {
     );
 
     // At the limit: written, clean, and counted exactly.
-    let built = write_sparse(root_with(limits::MAX_SUBDIRS - 1), &opts(), &zeros);
+    let built = write_sparse(&root_with(limits::MAX_SUBDIRS - 1), &opts(), &zeros);
     e2fsck_clean(&built.image);
     assert_eq!(links(&debugfs(&built.image, "stat /")), 65_000);
     assert_eq!(links(&debugfs(&built.image, "stat /64996")), 2);
@@ -277,7 +277,7 @@ fn symlink_targets_are_1_to_4095_bytes() {
         let l = b.add(NodeKind::Symlink(t.clone()), attrs(0o777, 0, 0));
         b.link(root, format!("l{}", t.len()).as_bytes(), l).unwrap();
     }
-    let built = write_sparse(b, &opts(), &zeros);
+    let built = write_sparse(&b, &opts(), &zeros);
     e2fsck_clean(&built.image);
     for t in &targets {
         let path = format!("/l{}", t.len());
@@ -319,7 +319,7 @@ fn device_numbers_fit_the_kernels_dev_t() {
         let c = b2.add(NodeKind::CharDev { major, minor }, attrs(0o600, 0, 0));
         b2.link(root, format!("c{major}-{minor}").as_bytes(), c).unwrap();
     }
-    let built = write_sparse(b2, &opts(), &zeros);
+    let built = write_sparse(&b2, &opts(), &zeros);
     e2fsck_clean(&built.image);
     for (major, minor) in numbers {
         let stat = debugfs(&built.image, &format!("stat /c{major}-{minor}"));
@@ -336,7 +336,7 @@ fn owners_keep_all_32_bits() {
     let mut b = FsBuilder::new(attrs(0o755, 0, 0));
     let f = b.add(file(0), attrs(0o644, 0xFFFF_FFFE, 0x1_0000));
     b.link(b.root(), b"f", f).unwrap();
-    let built = write_sparse(b, &opts(), &zeros);
+    let built = write_sparse(&b, &opts(), &zeros);
     e2fsck_clean(&built.image);
     let stat = debugfs(&built.image, "stat /f");
     // debugfs prints the owner as a signed int.
@@ -380,7 +380,7 @@ fn times_run_from_1901_to_2446() {
     );
     // The last build time e2fsck is told to accept as the present (it is in the future).
     o.timestamp = 15_032_385_535;
-    let built = write_sparse(b, &o, &zeros);
+    let built = write_sparse(&b, &o, &zeros);
     let conf = built.image.with_extension("conf");
     std::fs::write(&conf, "[options]\n\tbroken_system_clock = true\n").unwrap();
     let out = std::process::Command::new("e2fsck")
@@ -420,7 +420,7 @@ fn extended_attributes_fit_255_byte_names_and_one_block() {
     // 32-byte header, a 20-byte entry for "user.v", the 4-byte end: 4,040 bytes of value
     // fill the block. In the inode: 96 bytes hold a value of 68.
     for (len, in_block) in [(68, false), (69, true), (4040, true)] {
-        let built = write_sparse(tree(vec![xattr("user.v".into(), len)]), &opts(), &zeros);
+        let built = write_sparse(&tree(vec![xattr("user.v".into(), len)]), &opts(), &zeros);
         e2fsck_clean(&built.image);
         let stat = debugfs(&built.image, "stat /f");
         assert_eq!(field(&stat, "File ACL:").split_whitespace().next() != Some("0"), in_block);
@@ -434,7 +434,7 @@ fn extended_attributes_fit_255_byte_names_and_one_block() {
         "{err:?}"
     );
     let longest = format!("user.{}", "n".repeat(250));
-    let built = write_sparse(tree(vec![xattr(longest.clone(), 1)]), &opts(), &zeros);
+    let built = write_sparse(&tree(vec![xattr(longest.clone(), 1)]), &opts(), &zeros);
     e2fsck_clean(&built.image);
     assert!(debugfs(&built.image, "stat /f").contains(&longest));
     let Err(err) = tree(vec![xattr(format!("{longest}n"), 1)]).plan(&opts()) else {
@@ -477,7 +477,7 @@ fn lost_found_in_the_root_is_a_directory() {
     b.link(sub, b"lost+found", f).unwrap();
     let lf = b.add(NodeKind::Dir, attrs(0o700, 0, 0));
     b.link(root, b"lost+found", lf).unwrap();
-    let built = write_sparse(b, &opts(), &zeros);
+    let built = write_sparse(&b, &opts(), &zeros);
     e2fsck_clean(&built.image);
     let stat = debugfs(&built.image, "stat /lost+found");
     assert!(stat.starts_with("Inode: 11 "), "{stat}");

@@ -29,7 +29,7 @@ struct Built {
 }
 
 /// Writes `b` with `files` (inode handle → content) to a temporary image file.
-fn write_image(b: FsBuilder, files: &[(xspack_ext4::InodeId, Vec<u8>)], o: &Ext4Options) -> Built {
+fn write_image(b: &FsBuilder, files: &[(xspack_ext4::InodeId, Vec<u8>)], o: &Ext4Options) -> Built {
     let plan = b.plan(o).unwrap();
     let mut w = plan.writer(Vec::new());
     for (id, size) in plan.file_order() {
@@ -127,7 +127,7 @@ fn varied_tree_is_clean_and_reads_back() {
     b.link(tmp, b"caf\xe9", f).unwrap();
     files.push((f, b"hi".to_vec()));
 
-    let built = write_image(b, &files, &opts());
+    let built = write_image(&b, &files, &opts());
     e2fsck_clean(&built.image);
 
     for (i, size) in sizes.iter().enumerate() {
@@ -169,7 +169,7 @@ fn twenty_thousand_entries_in_one_directory() {
         b.link(big, format!("entry-{i:05}").as_bytes(), f).unwrap();
         files.push((f, content(i, size)));
     }
-    let built = write_image(b, &files, &opts());
+    let built = write_image(&b, &files, &opts());
     e2fsck_clean(&built.image);
     assert_eq!(dump(&built.image, "/big/entry-19999"), content(19_999, 1));
 }
