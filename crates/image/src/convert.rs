@@ -74,6 +74,9 @@ pub fn layer_entry(key: u64) -> (usize, u64) {
     (usize::try_from(key >> 40).expect("a layer index"), key & ((1 << 40) - 1))
 }
 
+/// Nodes converted between two hand-backs of freed memory to the kernel.
+const RELEASE_EVERY: usize = 1 << 16;
+
 /// Files added after the layers come after every layer's data.
 const INLINE_KEYS: u64 = 1 << 63;
 
@@ -93,6 +96,7 @@ pub fn to_builder(mut tree: MergedTree) -> Result<(FsBuilder, Converted), Error>
     let mut inline = Vec::new();
     let mut zero_runs = runs_by_entry.as_ref().map(|_| HashMap::new());
     let mut stack = vec![(builder.root(), root_node.kind)];
+    let mut taken = 0usize;
     while let Some((dir_id, kind)) = stack.pop() {
         let NodeKind::Dir(children) = kind else { continue };
         for (name, child) in children {
@@ -101,6 +105,11 @@ pub fn to_builder(mut tree: MergedTree) -> Result<(FsBuilder, Converted), Error>
                 continue;
             }
             let node = tree.take_node(child);
+            taken += 1;
+            if taken % RELEASE_EVERY == 0 {
+                // The directory maps freed so far leave the resident set as the builder grows.
+                xspack_io::release_free_memory();
+            }
             let mut data = None;
             let mut entries = None;
             let kind = match node.kind {
@@ -141,8 +150,12 @@ pub fn to_builder(mut tree: MergedTree) -> Result<(FsBuilder, Converted), Error>
             builder.link(dir_id, &name, id)?;
         }
     }
-    // Nothing is named from here on: the builder's name index goes before planning.
+    // Nothing is named from here on: the builder's name index goes before planning. The
+    // tree's pieces, freed one by one, go back to the kernel rather than stay resident
+    // through planning.
     builder.release_name_index();
+    drop(tree);
+    xspack_io::release_free_memory();
     sources.sort_unstable_by_key(|&(key, _)| key);
     sources.shrink_to_fit();
     let mut converted =

@@ -31,6 +31,7 @@ mod counting;
 mod digest;
 mod hashing;
 pub mod location;
+mod memory;
 pub mod pipe;
 mod progress;
 pub mod quote;
@@ -44,6 +45,7 @@ pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
 pub use hashing::{
     BACKGROUND_DEPTH, BackgroundHashingWriter, HashingReader, HashingWriter, hash_reader,
 };
+pub use memory::release_free_memory;
 pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
 pub use quote::MAX_QUOTED;
 pub use sparse::{SparseFile, data_start, next_data};
