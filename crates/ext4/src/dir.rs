@@ -96,15 +96,14 @@ pub(crate) struct Listings {
     dirs: Vec<Listing>,
 }
 
-/// One directory of [`Listings`].
+/// One directory of [`Listings`] (24 bytes: there may be millions).
 #[derive(Debug)]
 struct Listing {
     ino: u32,
     parent: u32,
-    /// Its entries: `entries[first..end]`.
+    min_blocks: u32,
+    /// Its entries: `entries[first..]`, up to the next directory's first.
     first: usize,
-    end: usize,
-    min_blocks: u64,
 }
 
 impl Listings {
@@ -121,22 +120,23 @@ impl Listings {
             self.names.extend_from_slice(name);
             self.entries.push((self.names.len(), child, ftype));
         }
-        let end = self.entries.len();
-        self.dirs.push(Listing { ino, parent, first, end, min_blocks });
+        let min_blocks = u32::try_from(min_blocks).expect("at most four blocks");
+        self.dirs.push(Listing { ino, parent, min_blocks, first });
         u32::try_from(self.dirs.len() - 1).expect("fewer than 2^32 directories")
     }
 
     /// Directory `dir`'s blocks, as [`render`] makes them.
     pub fn render(&self, dir: u32) -> Vec<u8> {
         let d = &self.dirs[dir as usize];
+        let end = self.dirs.get(dir as usize + 1).map_or(self.entries.len(), |next| next.first);
         let start = |i: usize| if i == 0 { 0 } else { self.entries[i - 1].0 };
-        let entries: Vec<(&[u8], u32, u8)> = (d.first..d.end)
+        let entries: Vec<(&[u8], u32, u8)> = (d.first..end)
             .map(|i| {
                 let (end, ino, ftype) = self.entries[i];
                 (&self.names[start(i)..end], ino, ftype)
             })
             .collect();
-        render(d.ino, d.parent, &entries, d.min_blocks)
+        render(d.ino, d.parent, &entries, u64::from(d.min_blocks))
     }
 }
 

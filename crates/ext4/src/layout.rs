@@ -42,7 +42,7 @@ pub(crate) enum Content {
     InodeTable(u32),
     /// Pre-rendered blocks (symlink targets, xattr and extent-tree blocks, the journal
     /// superblock).
-    Bytes(Vec<u8>),
+    Bytes(Box<[u8]>),
     /// Blocks `from..` of directory `dir` of [`Plan::dirs`], rendered when written.
     Dir {
         dir: u32,
@@ -573,7 +573,7 @@ fn place(
     regions.push((
         jstart,
         1,
-        Content::Bytes(crate::superblock::encode_journal_super(jblocks as u32, &opts.uuid)),
+        Content::Bytes(crate::superblock::encode_journal_super(jblocks as u32, &opts.uuid).into()),
     ));
 
     // At most `limits::TIMESTAMP_MAX` (checked by `plan_from`).
@@ -636,7 +636,7 @@ fn place(
         let mut sectors = 0u64;
         if let Some(xblock) = p.xattr_block() {
             let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
-            regions.push((at, 1, Content::Bytes(xblock.clone())));
+            regions.push((at, 1, Content::Bytes(xblock.as_slice().into())));
             f.file_acl = at;
             sectors += BLOCK_SIZE / 512;
         }
@@ -698,7 +698,7 @@ fn place(
                     let at = alloc.contiguous(1).ok_or_else(|| too_small(&alloc))?;
                     let mut data = target.clone();
                     data.resize(crate::BLOCK_BYTES, 0);
-                    regions.push((at, 1, Content::Bytes(data)));
+                    regions.push((at, 1, Content::Bytes(data.into())));
                     f.flags = EXTENTS_FL;
                     let (root, _) =
                         build_extent_tree(&[Extent { logical: 0, start: at, len: 1 }], &[]);
@@ -843,7 +843,7 @@ fn map_runs(
     let tree_blocks: Vec<u64> = tree_runs.iter().flat_map(|&(s, l)| s..s + l).collect();
     let (root, tree) = build_extent_tree(&extents, &tree_blocks);
     for (at, data) in tree {
-        regions.push((at, 1, Content::Bytes(data)));
+        regions.push((at, 1, Content::Bytes(data.into())));
     }
     Ok((extents, root, tree_n))
 }

@@ -106,7 +106,7 @@ pub fn to_builder(mut tree: MergedTree) -> Result<(FsBuilder, Converted), Error>
             }
             let node = tree.take_node(child);
             taken += 1;
-            if taken % RELEASE_EVERY == 0 {
+            if taken.is_multiple_of(RELEASE_EVERY) {
                 // The directory maps freed so far leave the resident set as the builder grows.
                 xspack_io::release_free_memory();
             }

@@ -32,7 +32,8 @@ mod tests {
         };
         // 64 MiB in 64-byte pieces, touched, then freed but for one piece at the end, which
         // keeps the heap's top from shrinking by itself.
-        let mut pieces: Vec<Vec<u8>> = (0..1u32 << 20).map(|i| vec![i.to_le_bytes()[0]; 64]).collect();
+        let mut pieces: Vec<Vec<u8>> =
+            (0..1u32 << 20).map(|i| vec![i.to_le_bytes()[0]; 64]).collect();
         let keep = pieces.pop();
         let holding = resident();
         drop(pieces);
