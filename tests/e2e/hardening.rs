@@ -545,3 +545,32 @@ fn size_is_a_budget_that_stops_inflating_layers_early() {
         assert!(!crate::common::listing(&root).iter().any(|n| n.ends_with(".xspack-tmp")));
     }
 }
+
+/// Peak RSS stays within 128 MiB at 250,000 entries in every shape: one directory of
+/// one-byte files, directories of empty files, a forest of directories and chains of nested
+/// directories (`scripts/rss-shapes`, the measurement `docs/reliability.md` reports, run on
+/// the binary under test: each build in its own probe process, its peak read with
+/// `getrusage(RUSAGE_CHILDREN)`).
+#[test]
+fn peak_rss_stays_within_128_mib_at_250000_entries_in_every_shape() {
+    let out = std::process::Command::new(repo_root().join("scripts/rss-shapes"))
+        .arg("250000")
+        .arg(env!("CARGO_BIN_EXE_xspack"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/rss-shapes: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut shapes = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [shape, entries, _, mib, "MiB"] = fields[..] else {
+            panic!("unexpected line {line:?}")
+        };
+        assert_eq!(entries, "250000", "{line}");
+        shapes.insert(shape.to_owned(), mib.parse::<f64>().unwrap());
+    }
+    assert_eq!(shapes.keys().collect::<Vec<_>>(), ["deep", "dirs", "empty", "flat"], "{text}");
+    for (shape, mib) in &shapes {
+        assert!(*mib <= 128.0, "{shape}: peak RSS {mib} MiB at 250,000 entries\n{text}");
+    }
+}

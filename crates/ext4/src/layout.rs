@@ -22,7 +22,7 @@ use crate::superblock::{
     BLOCKS_PER_GROUP, FIRST_INO, GROUP_DESC_SIZE, GroupDesc, JOURNAL_INO, ROOT_INO, SuperFields,
     has_super,
 };
-use crate::tree::{Attrs, Node};
+use crate::tree::Node;
 use crate::{BLOCK_SIZE, Error, Ext4Options, FsBuilder, InodeId, NodeKind, SIZE_ALIGN, Timestamp};
 
 const INODES_PER_BLOCK: u64 = BLOCK_SIZE / crate::inode::INODE_SIZE as u64;
@@ -615,19 +615,22 @@ fn place(
     let mut dirs = dir::Listings::default();
     for (pi, p) in prepared.iter().enumerate() {
         let node: Option<&Node> = p.node().map(|idx| &b.nodes[idx]);
-        let attrs = node.map_or_else(
-            || Attrs { perm: 0o700, atime: time, mtime: time, ctime: time, ..Attrs::default() },
-            |n| n.attrs.clone(),
-        );
-        let kind = node.map_or(NodeKind::Dir, |n| n.kind.clone());
-        let (type_bits, _) = mode_and_type(&kind);
+        let (perm, uid, gid, atime, mtime, ctime) = match node {
+            Some(n) => {
+                let a = &n.attrs;
+                (a.perm, a.uid, a.gid, a.atime, a.mtime, a.ctime)
+            }
+            None => (0o700, 0, 0, time.into(), time.into(), time.into()),
+        };
+        let kind = node.map_or(&NodeKind::Dir, |n| &n.kind);
+        let (type_bits, _) = mode_and_type(kind);
         let mut f = InodeFields {
-            mode: type_bits | (attrs.perm & 0o7777),
-            uid: attrs.uid,
-            gid: attrs.gid,
-            atime: attrs.atime.into(),
-            ctime: attrs.ctime.into(),
-            mtime: attrs.mtime.into(),
+            mode: type_bits | (perm & 0o7777),
+            uid,
+            gid,
+            atime,
+            ctime,
+            mtime,
             // At most 65,000 names: `FsBuilder::link` refuses the next one.
             links: u16::try_from(node.map_or(1, |n| n.links)).expect("at most 65,000 links"),
             xattrs: p.xattr_inline().into(),
@@ -640,7 +643,7 @@ fn place(
             f.file_acl = at;
             sectors += BLOCK_SIZE / 512;
         }
-        match &kind {
+        match kind {
             NodeKind::Dir => {
                 // The lost+found we add comes first in the root, as `prepare` sized it.
                 let added = (p.ino == ROOT_INO && synthetic_lost_found).then_some((

@@ -105,9 +105,35 @@ pub struct Attrs {
     pub xattrs: Vec<Xattr>,
 }
 
+/// [`Attrs`] as a node keeps them: times in their on-disk form, attributes boxed (56 bytes,
+/// not 88: there may be millions of nodes).
+pub(crate) struct NodeAttrs {
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: crate::inode::InodeTime,
+    pub mtime: crate::inode::InodeTime,
+    pub ctime: crate::inode::InodeTime,
+    pub xattrs: Box<[Xattr]>,
+}
+
+impl From<Attrs> for NodeAttrs {
+    fn from(a: Attrs) -> Self {
+        NodeAttrs {
+            perm: a.perm,
+            uid: a.uid,
+            gid: a.gid,
+            atime: a.atime.into(),
+            mtime: a.mtime.into(),
+            ctime: a.ctime.into(),
+            xattrs: a.xattrs.into_boxed_slice(),
+        }
+    }
+}
+
 pub(crate) struct Node {
     pub kind: NodeKind,
-    pub attrs: Attrs,
+    pub attrs: NodeAttrs,
     /// The first and last of the directory's entries in [`Entries`], in insertion order
     /// ([`NO_ENTRY`] for none; directories only).
     first: u32,
@@ -186,7 +212,7 @@ impl FsBuilder {
     pub fn with_capacity(root: Attrs, inodes: usize) -> Self {
         let node = Node {
             kind: NodeKind::Dir,
-            attrs: root,
+            attrs: root.into(),
             first: NO_ENTRY,
             last: NO_ENTRY,
             links: 1,
@@ -220,7 +246,7 @@ impl FsBuilder {
         let id = InodeId(u32::try_from(self.nodes.len()).expect("fewer than 2^32 inodes"));
         self.nodes.push(Node {
             kind,
-            attrs,
+            attrs: attrs.into(),
             first: NO_ENTRY,
             last: NO_ENTRY,
             links: 0,
@@ -237,7 +263,7 @@ impl FsBuilder {
 
     /// Replaces the attributes of `id` (e.g. the root's, once the image says what they are).
     pub fn set_attrs(&mut self, id: InodeId, attrs: Attrs) {
-        self.nodes[id.0 as usize].attrs = attrs;
+        self.nodes[id.0 as usize].attrs = attrs.into();
     }
 
     /// Names `child` as `name` in directory `dir`. A directory may be named only once; any
