@@ -46,6 +46,7 @@ mod layout;
 mod repodata;
 mod secret_scan;
 mod sign;
+mod write;
 
 pub use build::{BuiltRpm, Compression, FileAttrs, RpmBuilder};
 pub use deps::{Comparison, DepFlags, Dependency, Evr};
@@ -159,7 +160,18 @@ pub enum Error {
         /// The offending dependency.
         dependency: String,
     },
-    /// The rpm crate refused the package metadata or failed to build it.
+    /// The package needs something the target host's rpm lacks (a file over 4 GiB for
+    /// rpm 4.11, say).
+    #[error("package {package}: {what}; {target} cannot install it")]
+    Unsupported {
+        /// The package being built.
+        package: String,
+        /// The target's rpm, e.g. `rpm 4.11 (XenServer 8 / XCP-ng 8.x dom0)`.
+        target: &'static str,
+        /// What it cannot take, naming the file or feature.
+        what: String,
+    },
+    /// The package metadata is refused, or an input cannot be read.
     #[error("building RPM {package}: {reason}")]
     Build {
         /// The package being built.

@@ -9,6 +9,7 @@
 //! - `signing`: gpg verifies our detached signatures and we verify gpg's view; key rules.
 
 mod header;
+mod legacy_sigs;
 mod repodata;
 mod rpm_oracle;
 mod signing;
