@@ -10,6 +10,7 @@
 
 mod header;
 mod legacy_sigs;
+mod memory;
 mod repodata;
 mod rpm_oracle;
 mod signing;
