@@ -2,11 +2,13 @@
 //! the peak resident memory (`VmHWM`), to measure the writer on large payloads:
 //!
 //! ```text
-//! cargo run --release -p xspack-rpmrepo --example rpm_from_dir -- SRC_DIR OUT_DIR [gzip|xz] [spool] [sign]
+//! cargo run --release -p xspack-rpmrepo --example rpm_from_dir -- SRC_DIR OUT_DIR [gzip|xz] [seek|spool] [sign]
 //! ```
 //!
-//! `spool` writes through [`RpmBuilder::write`] (an unnamed temporary file, then a copy)
-//! instead of straight into the output file. `sign` signs with a throw-away key (a fixed
+//! By default the package goes to an atomic output (`write_to_dir`: a temporary file, synced
+//! and renamed). `seek` writes straight into a plain file ([`RpmBuilder::write_seekable`]),
+//! `spool` through [`RpmBuilder::write`] (an unnamed temporary file, then a copy): the two
+//! designs, without the final sync. `sign` signs with a throw-away key (a fixed
 //! seed), whose public half it writes to `OUT_DIR/RPM-GPG-KEY-test`.
 
 use std::fs::File;
@@ -41,7 +43,7 @@ fn vm_hwm_kib() -> u64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [src, out, rest @ ..] = args.as_slice() else {
-        return Err("usage: rpm_from_dir SRC_DIR OUT_DIR [gzip|xz] [spool] [sign]".into());
+        return Err("usage: rpm_from_dir SRC_DIR OUT_DIR [gzip|xz] [seek|spool] [sign]".into());
     };
     let (src, out) = (Utf8Path::new(src), Utf8Path::new(out));
     let compression =
@@ -67,6 +69,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let built = if rest.iter().any(|a| a == "spool") {
         let file = File::create(out.join(b.file_name()))?;
         b.write(file, key.as_ref())?.1
+    } else if rest.iter().any(|a| a == "seek") {
+        let path = out.join(b.file_name());
+        let file = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
+        b.write_seekable(file, key.as_ref())?.1
     } else {
         b.write_to_dir(out, key.as_ref(), true)?
     };
