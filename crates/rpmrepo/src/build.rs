@@ -416,17 +416,47 @@ impl RpmBuilder {
         if let Some(dep) = all.clone().find(|d| d.name.is_empty()) {
             return Err(self.fail(&format!("empty dependency name in {dep:?}")));
         }
-        for (what, value) in
-            [("name", &self.name), ("version", &self.version), ("release", &self.release)]
+        // rpmbuild's own character rules (build/parsePreamble.c, `rpmCharCheck`): a name of
+        // alphanumerics and `.-_+%{}`, starting with an alphanumeric, `_` or `%`; version and
+        // release of alphanumerics and `._+%{}~` (rpm 4.11 has no `^`).
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || ".-_+%{}".contains(c);
+        let version_ok = |c: char| c.is_ascii_alphanumeric() || "._+%{}~".contains(c);
+        if self.name.is_empty()
+            || !self.name.chars().all(name_ok)
+            || !self.name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '%')
         {
-            if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c.is_control()) {
-                return Err(
-                    self.fail(&format!("{what} {value:?} must be non-empty, without spaces"))
-                );
+            return Err(self.fail(&format!(
+                "name {:?}: use letters, digits and .-_+%{{}}, starting with a letter or digit",
+                self.name
+            )));
+        }
+        for (what, value) in [("version", &self.version), ("release", &self.release)] {
+            if value.is_empty() || !value.chars().all(version_ok) {
+                return Err(self.fail(&format!(
+                    "{what} {value:?}: use letters, digits and ._+%{{}}~ (no '-')"
+                )));
             }
         }
-        if self.version.contains('-') || self.release.contains('-') {
-            return Err(self.fail(&"version and release must not contain '-'"));
+        // Control characters break rpm's output and repodata XML (tab and newline are text).
+        let control = |v: &str| v.contains(|c: char| c.is_control() && c != '\t' && c != '\n');
+        let texts = [&self.summary, &self.license, &self.arch]
+            .into_iter()
+            .chain(&self.description)
+            .chain(&self.vendor)
+            .chain(&self.url)
+            .chain(&self.packager)
+            .chain(&self.group)
+            .chain(&self.build_host);
+        let deps = all.flat_map(|d| [&d.name, &d.version]);
+        let files = self.entries.iter().flat_map(|e| {
+            let link = match &e.source {
+                Source::Symlink(t) => Some(t),
+                _ => None,
+            };
+            [&e.attrs.user, &e.attrs.group].into_iter().chain(link)
+        });
+        if let Some(bad) = texts.chain(deps).chain(files).find(|v| control(v)) {
+            return Err(self.fail(&format!("{bad:?} contains control characters")));
         }
         for entry in &self.entries {
             let dest = &entry.dest;
@@ -516,6 +546,23 @@ mod tests {
         assert!(matches!(err, Err(Error::Build { .. })));
         let err = RpmBuilder::new("x", "1", "1").dir("/opt/../etc", 0o755).write(Vec::new(), None);
         assert!(matches!(err, Err(Error::Build { .. })));
+    }
+
+    #[test]
+    fn names_versions_and_texts_follow_rpmbuild_rules() {
+        let refused = |b: RpmBuilder| {
+            let err = b.write(Vec::new(), None).unwrap_err();
+            assert!(matches!(err, Error::Build { .. }), "{err}");
+        };
+        refused(RpmBuilder::new("x y", "1", "1"));
+        refused(RpmBuilder::new("-x", "1", "1"));
+        refused(RpmBuilder::new("x", "1-2", "1"));
+        refused(RpmBuilder::new("x", "1", "1^git"));
+        refused(RpmBuilder::new("x", "1", "1").summary("a\u{1b}[31m"));
+        refused(RpmBuilder::new("x", "1", "1").requires(Dependency::any("a\rb")));
+        refused(RpmBuilder::new("x", "1", "1").symlink("/l", "t\0"));
+        let ok = RpmBuilder::new("x_y+1.2", "1.0~rc1", "1.el7").description("two\nlines\tok");
+        assert!(ok.source_date(1).write(Vec::new(), None).is_ok());
     }
 
     #[test]

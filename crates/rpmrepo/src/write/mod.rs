@@ -108,8 +108,11 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
     for (tag, digest) in
         [(header::PAYLOAD_DIGEST, &payload_digest), (header::PAYLOAD_DIGEST_ALT, &archive_digest)]
     {
-        let at = hdr.value_offset(tag).unwrap_or(0);
-        hdr.bytes[at..at + digest.len()].copy_from_slice(digest.as_bytes());
+        let slot = hdr.value_offset(tag).and_then(|at| hdr.bytes.get_mut(at..at + digest.len()));
+        let Some(slot) = slot else {
+            return Err(b.fail(&format!("internal error: no room for tag {tag} in the header")));
+        };
+        slot.copy_from_slice(digest.as_bytes());
     }
     let header_start = payload_start - hdr.bytes.len() as u64;
     out.seek(SeekFrom::Start(header_start)).map_err(werr)?;
