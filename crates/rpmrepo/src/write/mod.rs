@@ -88,21 +88,19 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
     let payload_start = start + (crate::layout::LEAD_SIZE + sig_size + hdr.bytes.len()) as u64;
 
     // The payload, compressed as a stream; SHA-256 of the compressed and the cpio bytes.
-    let compressed = payload::Sha256Writer::new(io::BufWriter::with_capacity(BUFFER_SIZE, out));
-    let mut archive =
-        payload::Sha256Writer::new(payload::Compressor::new(b.compression, compressed));
+    let compressed = HashingWriter::new(io::BufWriter::with_capacity(BUFFER_SIZE, out));
+    let mut archive = HashingWriter::new(payload::Compressor::new(b.compression, compressed));
     payload::write_archive(b, &scan, source_date, &mut archive)?;
-    if archive.len != scan.archive_size {
+    let (compressor, archive_digest, archive_len) = archive.finish();
+    if archive_len != scan.archive_size {
         return Err(b.fail(&format!(
-            "internal error: archive of {} bytes, {} expected",
-            archive.len, scan.archive_size
+            "internal error: archive of {archive_len} bytes, {} expected",
+            scan.archive_size
         )));
     }
-    let archive_digest = hex(&archive.hasher.finalize());
-    let compressed = archive.inner.finish().map_err(werr)?;
-    let payload_len = compressed.len;
-    let payload_digest = hex(&compressed.hasher.finalize());
-    let mut out = compressed.inner.into_inner().map_err(|e| werr(e.into_error()))?;
+    let (buffered, payload_digest, payload_len) = compressor.finish().map_err(werr)?.finish();
+    let mut out = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
+    let (archive_digest, payload_digest) = (archive_digest.to_hex(), payload_digest.to_hex());
 
     // Patch the payload digests into the header.
     for (tag, digest) in

@@ -196,32 +196,6 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
-/// A writer that hashes (SHA-256) and counts what passes through.
-pub(crate) struct Sha256Writer<W> {
-    pub(crate) inner: W,
-    pub(crate) hasher: Sha256,
-    pub(crate) len: u64,
-}
-
-impl<W: Write> Sha256Writer<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        Sha256Writer { inner, hasher: Sha256::new(), len: 0 }
-    }
-}
-
-impl<W: Write> Write for Sha256Writer<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 fn write_member(
     out: &mut impl Write,
     name: &str,
