@@ -134,7 +134,7 @@ fn seekable_spooled_and_file_outputs_are_the_same_bytes() {
 }
 
 #[test]
-fn files_over_4_gib_are_refused_for_rpm_411_before_being_read() {
+fn files_over_4_gib_are_refused_for_rpm_411_before_being_read_and_bad_inputs_too() {
     let (_t, dir) = tempdir();
     let big = dir.join("big.img");
     let f = fs::File::create(&big).unwrap();
@@ -167,6 +167,11 @@ fn files_over_4_gib_are_refused_for_rpm_411_before_being_read() {
     for part in ["package two", "6442450944 bytes", "rpm 4.11"] {
         assert!(text.contains(part), "{part:?} missing from: {text}");
     }
+    let err = RpmBuilder::new("dir", "1", "1")
+        .file_from_disk(dir.clone(), "/opt/dir", 0o644)
+        .write(Vec::new(), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
     let err = RpmBuilder::new("dup", "1", "1")
         .file_from_bytes(b"a".to_vec(), "/opt/a", 0o644)
         .file_from_bytes(b"b".to_vec(), "/opt/a", 0o644)
