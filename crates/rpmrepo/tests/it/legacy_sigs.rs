@@ -235,3 +235,36 @@ fn a_signature_shorter_than_the_modulus_fits_the_same_room() {
     assert_eq!(checked.matches(": OK").count(), 6, "{checked}");
     rpm2cpio(&rpm);
 }
+
+#[test]
+fn an_empty_package_and_an_arch_package_with_epoch_are_whole() {
+    let (_t, dir) = tempdir();
+    let key = signing_key();
+    let empty = write_rpm(
+        &dir.join("empty"),
+        &RpmBuilder::new("meta", "1", "1")
+            .source_date(EPOCH)
+            .requires(xspack_rpmrepo::Dependency::any("platform-version")),
+        Some(&key),
+    );
+    let archive = rpm2cpio(&empty);
+    assert!(String::from_utf8_lossy(&archive).contains("TRAILER!!!"));
+    assert_eq!(run("rpm", &["-qpl", empty.as_str()]), "(contains no files)\n");
+    let arch = write_rpm(
+        &dir.join("arch"),
+        &RpmBuilder::new("drv", "2.0", "1")
+            .source_date(EPOCH)
+            .epoch(3)
+            .arch("x86_64")
+            .file_from_bytes(b"ko".to_vec(), "/lib/modules/x/drv.ko", 0o644),
+        Some(&key),
+    );
+    assert_eq!(arch.file_name(), Some("drv-2.0-1.x86_64.rpm"));
+    rpm2cpio(&arch);
+    let provides = run("rpm", &["-qp", "--provides", arch.as_str()]);
+    assert_eq!(provides, "drv = 3:2.0-1\ndrv(x86-64) = 3:2.0-1\n");
+    for rpm in [&empty, &arch] {
+        let checked = run("rpm", &["-K", "--nosignature", rpm.as_str()]);
+        assert!(checked.ends_with("digests OK\n"), "{checked}");
+    }
+}
