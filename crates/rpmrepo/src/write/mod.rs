@@ -43,16 +43,18 @@ use crate::build::{BuiltRpm, RpmBuilder};
 use crate::digest::hex;
 use crate::keys::SigningKey;
 
-/// A reader that passes bytes on and hashes them with MD5.
+/// A reader that passes bytes on, hashes them with MD5 and counts them.
 struct Md5Reader<R> {
     inner: R,
     md5: Md5,
+    len: u64,
 }
 
 impl<R: Read> Read for Md5Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.md5.update(&buf[..n]);
+        self.len += n as u64;
         Ok(n)
     }
 }
@@ -117,8 +119,8 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
     out.write_all(&hdr.bytes).map_err(werr)?;
 
     // Header+payload: MD5 and the PGP signature, read back in one pass.
-    let mut both =
-        Md5Reader { inner: (&hdr.bytes[..]).chain((&mut out).take(payload_len)), md5: Md5::new() };
+    let payload = io::BufReader::with_capacity(BUFFER_SIZE, (&mut out).take(payload_len));
+    let mut both = Md5Reader { inner: (&hdr.bytes[..]).chain(payload), md5: Md5::new(), len: 0 };
     let signatures = if let Some(key) = key {
         let pgp = signature::sign(key, source_date, &mut both)?;
         let rsa = signature::sign(key, source_date, &hdr.bytes[..])?;
@@ -127,6 +129,13 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
         io::copy(&mut both, &mut io::sink()).map_err(werr)?;
         None
     };
+    // The output must give back all it was given (not a file cut short meanwhile).
+    if both.len != hdr.bytes.len() as u64 + payload_len {
+        return Err(werr(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("read back {} of {} bytes", both.len, hdr.bytes.len() as u64 + payload_len),
+        )));
+    }
     let facts = signature::Facts {
         size: hdr.bytes.len() as u64 + payload_len,
         archive_size: scan.archive_size,
@@ -143,7 +152,8 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
     let total = payload_start - start + payload_len;
     out.seek(SeekFrom::Start(start)).map_err(werr)?;
     let mut hashing = HashingWriter::new(io::sink());
-    let copied = io::copy(&mut (&mut out).take(total), &mut hashing).map_err(werr)?;
+    let mut whole = io::BufReader::with_capacity(BUFFER_SIZE, (&mut out).take(total));
+    let copied = io::copy(&mut whole, &mut hashing).map_err(werr)?;
     if copied != total {
         return Err(werr(io::ErrorKind::UnexpectedEof.into()));
     }
