@@ -1,29 +1,23 @@
-//! Building RPMs with the rpm crate, constrained to what rpm 4.11 (`CentOS` 7 based XenServer
-//! 7.x/8.x dom0) reads: the v4 package format, a gzip or xz payload (never zstd), SHA-256 file
-//! digests (`rpmlib(FileDigests)`, rpm 4.6+), no boolean dependencies
-//! (supplemental-pack.md section 2.3).
+//! The public API for building RPMs: [`RpmBuilder`] describes a package; the writer in
+//! `crate::write` lays it out for rpm 4.11 (`CentOS` 7 based XenServer 7.x/8.x dom0): the v4
+//! package format, a gzip or xz payload (never zstd), SHA-256 file digests
+//! (`rpmlib(FileDigests)`, rpm 4.6+), no boolean dependencies and no `rpmlib(LargeFiles)`.
 //!
 //! Builds are reproducible: every file mtime, the build time and the signature time come from
-//! the source date, owners default to root, and entries are sorted by path by the rpm crate, so
-//! the same inputs give byte-identical packages (RSA PKCS#1 v1.5 signatures are deterministic).
+//! the source date, owners default to root, and entries are sorted by path, so the same inputs
+//! give byte-identical packages (RSA PKCS#1 v1.5 signatures are deterministic).
 
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use rpm::{CompressionWithLevel, FileOptions, PackageBuilder, Scriptlet};
-use xspack_io::{AtomicFile, HashingWriter, Sha256Digest};
+use xspack_io::{AtomicFile, Sha256Digest};
 
 use crate::Error;
 use crate::deps::Dependency;
 use crate::keys::SigningKey;
 
-/// Payload compression level for gzip: rpmbuild's default (`w9.gzdio`).
-const GZIP_LEVEL: u32 = 9;
-/// Payload compression level for xz: xz's default preset, which decompresses in under 10 MiB
-/// of memory (preset 9 would need 65 MiB in dom0).
-const XZ_LEVEL: u32 = 6;
 /// The interpreter of every scriptlet, written explicitly as rpmbuild does.
-const SCRIPT_SHELL: &str = "/bin/sh";
+pub(crate) const SCRIPT_SHELL: &str = "/bin/sh";
 
 /// Payload compression. Both are understood by rpm 4.4 and later; zstd is deliberately absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,7 +66,7 @@ impl FileAttrs {
 }
 
 #[derive(Debug, Clone)]
-enum Source {
+pub(crate) enum Source {
     Disk(Utf8PathBuf),
     Bytes(Vec<u8>),
     Dir,
@@ -81,10 +75,10 @@ enum Source {
 }
 
 #[derive(Debug, Clone)]
-struct Entry {
-    dest: String,
-    source: Source,
-    attrs: FileAttrs,
+pub(crate) struct Entry {
+    pub(crate) dest: String,
+    pub(crate) source: Source,
+    pub(crate) attrs: FileAttrs,
 }
 
 /// The result of a build.
@@ -103,31 +97,31 @@ pub struct BuiltRpm {
 /// Describes one RPM; [`RpmBuilder::write`] builds it.
 #[derive(Debug, Clone)]
 pub struct RpmBuilder {
-    name: String,
-    epoch: Option<u32>,
-    version: String,
-    release: String,
-    arch: String,
-    summary: String,
-    description: Option<String>,
-    license: String,
-    vendor: Option<String>,
-    url: Option<String>,
-    packager: Option<String>,
-    group: Option<String>,
-    build_host: Option<String>,
-    source_date: Option<u32>,
-    compression: Compression,
-    entries: Vec<Entry>,
-    scripts: Vec<(ScriptKind, String)>,
-    requires: Vec<Dependency>,
-    provides: Vec<Dependency>,
-    conflicts: Vec<Dependency>,
-    obsoletes: Vec<Dependency>,
+    pub(crate) name: String,
+    pub(crate) epoch: Option<u32>,
+    pub(crate) version: String,
+    pub(crate) release: String,
+    pub(crate) arch: String,
+    pub(crate) summary: String,
+    pub(crate) description: Option<String>,
+    pub(crate) license: String,
+    pub(crate) vendor: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) packager: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) build_host: Option<String>,
+    pub(crate) source_date: Option<u32>,
+    pub(crate) compression: Compression,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) scripts: Vec<(ScriptKind, String)>,
+    pub(crate) requires: Vec<Dependency>,
+    pub(crate) provides: Vec<Dependency>,
+    pub(crate) conflicts: Vec<Dependency>,
+    pub(crate) obsoletes: Vec<Dependency>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ScriptKind {
+pub(crate) enum ScriptKind {
     Pre,
     Post,
     PreUn,
@@ -404,8 +398,12 @@ impl RpmBuilder {
         format!("{}-{}-{}.{}.rpm", self.name, self.version, self.release, self.arch)
     }
 
-    fn fail(&self, reason: &dyn std::fmt::Display) -> Error {
+    pub(crate) fn fail(&self, reason: &dyn std::fmt::Display) -> Error {
         Error::Build { package: self.name.clone(), reason: reason.to_string() }
+    }
+
+    pub(crate) fn write_fail(&self, reason: &dyn std::fmt::Display) -> Error {
+        Error::Write { package: self.name.clone(), reason: reason.to_string() }
     }
 
     fn check(&self) -> Result<(), Error> {
@@ -415,14 +413,50 @@ impl RpmBuilder {
             .chain(&self.provides)
             .chain(&self.conflicts)
             .chain(&self.obsoletes);
-        if let Some(dep) = all.clone().find(|d| d.is_rich()) {
-            return Err(Error::RichDependency {
-                package: self.name.clone(),
-                dependency: dep.to_string(),
-            });
-        }
         if let Some(dep) = all.clone().find(|d| d.name.is_empty()) {
             return Err(self.fail(&format!("empty dependency name in {dep:?}")));
+        }
+        // rpmbuild's own character rules (build/parsePreamble.c, `rpmCharCheck`): a name of
+        // alphanumerics and `.-_+%{}`, starting with an alphanumeric, `_` or `%`; version and
+        // release of alphanumerics and `._+%{}~` (rpm 4.11 has no `^`).
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || ".-_+%{}".contains(c);
+        let version_ok = |c: char| c.is_ascii_alphanumeric() || "._+%{}~".contains(c);
+        if self.name.is_empty()
+            || !self.name.chars().all(name_ok)
+            || !self.name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '%')
+        {
+            return Err(self.fail(&format!(
+                "name {:?}: use letters, digits and .-_+%{{}}, starting with a letter or digit",
+                self.name
+            )));
+        }
+        for (what, value) in [("version", &self.version), ("release", &self.release)] {
+            if value.is_empty() || !value.chars().all(version_ok) {
+                return Err(self.fail(&format!(
+                    "{what} {value:?}: use letters, digits and ._+%{{}}~ (no '-')"
+                )));
+            }
+        }
+        // Control characters break rpm's output and repodata XML (tab and newline are text).
+        let control = |v: &str| v.contains(|c: char| c.is_control() && c != '\t' && c != '\n');
+        let texts = [&self.summary, &self.license, &self.arch]
+            .into_iter()
+            .chain(&self.description)
+            .chain(&self.vendor)
+            .chain(&self.url)
+            .chain(&self.packager)
+            .chain(&self.group)
+            .chain(&self.build_host);
+        let deps = all.flat_map(|d| [&d.name, &d.version]);
+        let files = self.entries.iter().flat_map(|e| {
+            let link = match &e.source {
+                Source::Symlink(t) => Some(t),
+                _ => None,
+            };
+            [&e.attrs.user, &e.attrs.group].into_iter().chain(link)
+        });
+        if let Some(bad) = texts.chain(deps).chain(files).find(|v| control(v)) {
+            return Err(self.fail(&format!("{bad:?} contains control characters")));
         }
         for entry in &self.entries {
             let dest = &entry.dest;
@@ -432,146 +466,39 @@ impl RpmBuilder {
             if dest.split('/').any(|c| c == ".." || c == ".")
                 || dest.ends_with('/')
                 || dest.contains("//")
+                || dest.contains(|c: char| c.is_control())
             {
                 return Err(self.fail(&format!(
-                    "install path {dest:?} must be normalised (no '.', '..', '//' or trailing '/')"
+                    "install path {dest:?} must be normalised (no '.', '..', '//', trailing '/' \
+                     or control characters)"
                 )));
             }
         }
         Ok(())
     }
 
-    fn options(entry: &Entry, mtime: rpm::Timestamp) -> FileOptions {
-        let a = &entry.attrs;
-        let builder = match &entry.source {
-            Source::Disk(_) | Source::Bytes(_) => FileOptions::new(entry.dest.clone()),
-            Source::Dir => FileOptions::dir(entry.dest.clone()),
-            Source::Ghost => FileOptions::ghost(entry.dest.clone()),
-            Source::Symlink(target) => FileOptions::symlink(entry.dest.clone(), target.clone()),
-        };
-        let mut builder = builder
-            .permissions(a.mode)
-            .user(a.user.clone())
-            .group(a.group.clone())
-            .modified_at(mtime);
-        if a.config {
-            builder = builder.config();
-            if a.noreplace {
-                builder = builder.noreplace();
-            }
-        }
-        if a.doc {
-            builder = builder.doc();
-        }
-        builder.into()
-    }
-
-    fn package(&self, source_date: u32) -> Result<rpm::Package, Error> {
-        self.check()?;
-        let level = match self.compression {
-            Compression::Gzip => CompressionWithLevel::Gzip(GZIP_LEVEL),
-            Compression::Xz => CompressionWithLevel::Xz(XZ_LEVEL),
-        };
-        // No reserved signature space (`RPMSIGTAG_RESERVEDSPACE`, rpm 4.14+): packages are
-        // signed here, never re-signed in place, and rpm 4.11 predates the tag.
-        let config =
-            rpm::BuildConfig::v4().compression(level).source_date(source_date).reserved_space(None);
-        let mut b = PackageBuilder::new(
-            &self.name,
-            &self.version,
-            &self.license,
-            &self.arch,
-            &self.summary,
-        );
-        b.using_config(config).release(self.release.clone());
-        if let Some(e) = self.epoch {
-            b.epoch(e);
-        }
-        b.description(self.description.clone().unwrap_or_else(|| self.summary.clone()));
-        if let Some(v) = &self.vendor {
-            b.vendor(v.clone());
-        }
-        if let Some(v) = &self.url {
-            b.url(v.clone());
-        }
-        if let Some(v) = &self.packager {
-            b.packager(v.clone());
-        }
-        if let Some(v) = &self.group {
-            b.group(v.clone());
-        }
-        if let Some(host) = &self.build_host {
-            b.build_host(host);
-        }
-        let mtime = rpm::Timestamp(source_date);
-        for entry in &self.entries {
-            let options = Self::options(entry, mtime);
-            let added = match &entry.source {
-                Source::Disk(src) => b.with_file(src.as_std_path(), options),
-                Source::Bytes(bytes) => b.with_file_contents(bytes.clone(), options),
-                Source::Dir => b.with_dir_entry(options),
-                Source::Ghost => b.with_ghost(options),
-                Source::Symlink(_) => b.with_symlink(options),
-            };
-            added.map_err(|e| match &entry.source {
-                Source::Disk(src) => self.fail(&format!("{src}: {e}")),
-                _ => self.fail(&format!("{}: {e}", entry.dest)),
-            })?;
-        }
-        for (kind, body) in &self.scripts {
-            let script = Scriptlet::new(body.clone()).prog(vec![SCRIPT_SHELL]);
-            match kind {
-                ScriptKind::Pre => b.pre_install_script(script),
-                ScriptKind::Post => b.post_install_script(script),
-                ScriptKind::PreUn => b.pre_uninstall_script(script),
-                ScriptKind::PostUn => b.post_uninstall_script(script),
-                ScriptKind::PostTrans => b.post_trans_script(script),
-            };
-        }
-        let convert = |d: &Dependency| rpm::Dependency {
-            name: d.name.clone(),
-            flags: rpm::DependencyFlags::from_bits_retain(d.flags),
-            version: d.version.clone(),
-        };
-        for d in &self.requires {
-            b.requires(convert(d));
-        }
-        for d in &self.provides {
-            b.provides(convert(d));
-        }
-        for d in &self.conflicts {
-            b.conflicts(convert(d));
-        }
-        for d in &self.obsoletes {
-            b.obsoletes(convert(d));
-        }
-        b.build().map_err(|e| self.fail(&e))
-    }
-
-    /// Builds the package, signs its header with `key` if given, and writes it to `out`.
+    /// Builds the package, signs it with `key` if given, and writes it to `out`, which needs
+    /// no `Seek`: the package is built in an unnamed temporary file first, then copied.
     /// Returns the writer and what was built.
     pub fn write<W: Write>(
         &self,
         out: W,
         key: Option<&SigningKey>,
     ) -> Result<(W, BuiltRpm), Error> {
-        let source_date = self.source_date.unwrap_or_else(|| rpm::Timestamp::now().0);
-        let mut package = self.package(source_date)?;
-        if let Some(key) = key {
-            let when = rpm::Timestamp(key.signature_time(source_date));
-            package
-                .sign_with_timestamp(key.rpm_signer()?, when)
-                .map_err(|e| Error::Sign { what: self.file_name(), reason: e.to_string() })?;
-        }
-        let mut hashing = HashingWriter::new(out);
-        let write_err = |e: &dyn std::fmt::Display| Error::Write {
-            package: self.name.clone(),
-            reason: e.to_string(),
-        };
-        package.write(&mut hashing).map_err(|e| write_err(&e))?;
-        hashing.flush().map_err(|e| write_err(&e))?;
-        let (out, sha256, size) = hashing.finish();
-        Ok((out, BuiltRpm { file_name: self.file_name(), sha256, size, signed: key.is_some() }))
+        self.check()?;
+        crate::write::write_spooled(self, key, out)
+    }
+
+    /// [`RpmBuilder::write`] straight into a seekable, readable output (from its current
+    /// position): the payload is compressed into place, then header and payload are read
+    /// back once for the signatures. Leaves `out` at the end of the package.
+    pub fn write_seekable<W: Read + Write + Seek>(
+        &self,
+        out: W,
+        key: Option<&SigningKey>,
+    ) -> Result<(W, BuiltRpm), Error> {
+        self.check()?;
+        crate::write::write_package(self, key, out)
     }
 
     /// Builds into `dir/<name-version-release.arch.rpm>` atomically (replacing an existing file
@@ -582,13 +509,14 @@ impl RpmBuilder {
         key: Option<&SigningKey>,
         replace: bool,
     ) -> Result<BuiltRpm, Error> {
+        self.check()?;
         let dest = dir.join(self.file_name());
         let file = if replace {
             AtomicFile::create_or_replace(&dest)?
         } else {
             AtomicFile::create(&dest)?
         };
-        let (file, built) = self.write(file, key)?;
+        let (file, built) = crate::write::write_package(self, key, file)?;
         file.commit()?;
         Ok(built)
     }
@@ -618,6 +546,23 @@ mod tests {
         assert!(matches!(err, Err(Error::Build { .. })));
         let err = RpmBuilder::new("x", "1", "1").dir("/opt/../etc", 0o755).write(Vec::new(), None);
         assert!(matches!(err, Err(Error::Build { .. })));
+    }
+
+    #[test]
+    fn names_versions_and_texts_follow_rpmbuild_rules() {
+        let refused = |b: RpmBuilder| {
+            let err = b.write(Vec::new(), None).unwrap_err();
+            assert!(matches!(err, Error::Build { .. }), "{err}");
+        };
+        refused(RpmBuilder::new("x y", "1", "1"));
+        refused(RpmBuilder::new("-x", "1", "1"));
+        refused(RpmBuilder::new("x", "1-2", "1"));
+        refused(RpmBuilder::new("x", "1", "1^git"));
+        refused(RpmBuilder::new("x", "1", "1").summary("a\u{1b}[31m"));
+        refused(RpmBuilder::new("x", "1", "1").requires(Dependency::any("a\rb")));
+        refused(RpmBuilder::new("x", "1", "1").symlink("/l", "t\0"));
+        let ok = RpmBuilder::new("x_y+1.2", "1.0~rc1", "1.el7").description("two\nlines\tok");
+        assert!(ok.source_date(1).write(Vec::new(), None).is_ok());
     }
 
     #[test]

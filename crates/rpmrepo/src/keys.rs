@@ -322,16 +322,6 @@ impl SigningKey {
     pub(crate) fn signature_time(&self, wanted: u32) -> u32 {
         wanted.max(self.info.created)
     }
-
-    /// The rpm crate's signer for this key (header signatures, RSA/SHA-256).
-    pub(crate) fn rpm_signer(&self) -> Result<rpm::signature::pgp::Signer, Error> {
-        let signer = rpm::signature::pgp::Signer::new(self.key.primary_key.clone())
-            .map_err(|e| Error::Sign { what: "RPM header".into(), reason: e.to_string() })?;
-        Ok(match &self.passphrase {
-            Some(pw) => signer.with_key_passphrase(pw.clone()),
-            None => signer,
-        })
-    }
 }
 
 /// What [`generate_test_key`] makes.

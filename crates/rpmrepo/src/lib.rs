@@ -8,8 +8,11 @@
 //!   `primary.xml`, MD5 for the legacy `XS-PACKAGES`) and checks the header and payload digests,
 //!   giving an [`RpmHeader`] with NEVRA, dependencies, files, sizes and the header byte range.
 //! - [`RpmBuilder`] builds v4 RPMs (gzip or xz payload, SHA-256 file digests, no rich
-//!   dependencies) reproducibly from a source date, optionally signed with an RSA key, for
-//!   rpm 4.11 (`CentOS` 7 based dom0).
+//!   dependencies, no file of 4 GiB or more) reproducibly from a source date, optionally signed
+//!   with an RSA key, for rpm 4.11 (`CentOS` 7 based dom0): its own writer lays them out as
+//!   rpm 4.11's rpmbuild and rpmsign do (payload size, MD5, SHA-1, header and header+payload
+//!   signatures in the signature header) and streams the payload in bounded memory
+//!   (`docs/rpm.md`).
 //! - [`write_repodata`] writes yum metadata as `createrepo_c` 0.17 does (`primary`, `filelists`,
 //!   `other`, a comps `group` and `group_gz`, `repomd.xml`, all sha256, gzip), deterministically.
 //! - [`SigningKey`] and [`PublicKey`] load armored `OpenPGP` keys, enforce the XenServer DDK key
@@ -46,6 +49,7 @@ mod layout;
 mod repodata;
 mod secret_scan;
 mod sign;
+mod write;
 
 pub use build::{BuiltRpm, Compression, FileAttrs, RpmBuilder};
 pub use deps::{Comparison, DepFlags, Dependency, Evr};
@@ -159,7 +163,18 @@ pub enum Error {
         /// The offending dependency.
         dependency: String,
     },
-    /// The rpm crate refused the package metadata or failed to build it.
+    /// The package needs something the target host's rpm lacks (a file over 4 GiB for
+    /// rpm 4.11, say).
+    #[error("package {package}: {what}; {target} cannot install it")]
+    Unsupported {
+        /// The package being built.
+        package: String,
+        /// The target's rpm, e.g. `rpm 4.11 (XenServer 8 / XCP-ng 8.x dom0)`.
+        target: &'static str,
+        /// What it cannot take, naming the file or feature.
+        what: String,
+    },
+    /// The package metadata is refused, or an input cannot be read.
     #[error("building RPM {package}: {reason}")]
     Build {
         /// The package being built.

@@ -151,8 +151,9 @@ pub fn verify_detached_file(
 }
 
 /// Verifies the `OpenPGP` header signature of the RPM at `path` with `key`, as
-/// `rpm -K` does with that key imported (header-only RSA/SHA-256 signatures as the rpm crate
-/// and rpmsign 4.16+ write them). Reads only the lead and headers.
+/// `rpm -K` does with that key imported (the header-only RSA signature, tag 268, that xspack
+/// and rpmsign write). Reads only the lead and headers: the header+payload signature (tag 1002)
+/// and MD5 are left to `rpm -K`.
 pub fn verify_rpm_signature(path: &Utf8Path, key: &PublicKey) -> Result<RpmSignature, Error> {
     let (meta, header) = crate::header::read_metadata(path)?;
     let raw = meta

@@ -9,6 +9,8 @@
 //! - `signing`: gpg verifies our detached signatures and we verify gpg's view; key rules.
 
 mod header;
+mod legacy_sigs;
+mod memory;
 mod repodata;
 mod rpm_oracle;
 mod signing;
