@@ -9,6 +9,8 @@ mod golden;
 mod oracle;
 mod props;
 mod sparse;
+mod xapi_model;
+mod xva_diff;
 
 use std::io::{self, Cursor, Read};
 
