@@ -1,7 +1,11 @@
 //! Splitting a directory extent into directory records (ECMA-119 9.1), checking every length.
 //!
 //! A record never crosses a sector boundary (6.8.1.1): a zero length byte means the rest of the
-//! sector is padding. The identifier and System Use field are bounded by the record length.
+//! sector is padding. The identifier and System Use field are bounded by the record length, as
+//! Linux's `do_isofs_readdir` (`fs/isofs/dir.c`) requires ("Corrupted directory entry"). The
+//! both-byte-order fields (7.2.3, 7.3.3: extent, data length, volume sequence number) must
+//! hold the same value in both halves: Linux reads the little-endian half, libisofs (xorriso)
+//! compares them, so a disagreement means two readers see two different files.
 
 use crate::bytes::get_u32_le;
 use crate::layout::RECORD_BASE;
@@ -56,6 +60,17 @@ pub(crate) fn parse_record(rec: &[u8], offset: u64, dir_path: &str) -> Result<Ra
     if ident_len == 0 || ident_end > len {
         return Err(bad(format!("identifier length {ident_len} does not fit a record of {len}")));
     }
+    for (field, at, width) in
+        [("extent", 2, 4), ("data length", 10, 4), ("volume sequence number", 28, 2)]
+    {
+        let le = rec[at..at + width].iter().rev().fold(0u32, |v, &b| (v << 8) | u32::from(b));
+        let be = rec[at + width..at + 2 * width].iter().fold(0u32, |v, &b| (v << 8) | u32::from(b));
+        if le != be {
+            return Err(bad(format!(
+                "{field} is {le} in little-endian and {be} in big-endian byte order"
+            )));
+        }
+    }
     let system_use_start = (ident_end + usize::from(ident_len.is_multiple_of(2))).min(len);
     let mut date = [0u8; 7];
     date.copy_from_slice(&rec[18..25]);
@@ -107,7 +122,9 @@ mod tests {
         let mut r = vec![0u8; len];
         r[0] = u8::try_from(len).unwrap();
         r[2..6].copy_from_slice(&7u32.to_le_bytes());
+        r[6..10].copy_from_slice(&7u32.to_be_bytes());
         r[10..14].copy_from_slice(&9u32.to_le_bytes());
+        r[14..18].copy_from_slice(&9u32.to_be_bytes());
         r[32] = u8::try_from(ident.len()).unwrap();
         r[33..33 + ident.len()].copy_from_slice(ident);
         let su_at = len - su.len();
@@ -149,6 +166,10 @@ mod tests {
         // A record running past the end of its sector (the slice given).
         let err = parse_record(&record(b"LONGER", b"")[..36], 0, "d").unwrap_err();
         assert!(err.to_string().contains("length 40 crosses a sector boundary"));
+        let mut halves = record(b"A", b"");
+        halves[17] = 8;
+        let err = parse_extent(&halves, 0, "d").unwrap_err();
+        assert!(err.to_string().contains("data length is 9 in little-endian and 8 in big-endian"));
         assert_eq!(extent_range(u32::MAX, u64::MAX), None);
         assert_eq!(extent_range(2, 5), Some((4096, 4101)));
     }

@@ -113,14 +113,16 @@ impl<R: Read + Seek> IsoReader<R> {
     pub fn lookup(&mut self, path: &str) -> Result<Entry, Error> {
         let not_found = || Error::NotFound { path: path.into() };
         let mut dir = Some(self.primary_root.clone());
+        let mut grandparent = self.primary_root.extent;
         let mut found: Option<Entry> = None;
         self.reset_budget();
         for component in path.split('/') {
             // A component after a file, or an empty one, names nothing.
             let parent = dir.take().filter(|_| !component.is_empty()).ok_or_else(not_found)?;
             let prefix = found.as_ref().map_or(String::new(), |e| e.path.clone());
-            let (entry, raw) = self
-                .list_dir(&prefix, &parent, Tree::Primary)?
+            let listing = self.list_dir(&prefix, &parent, grandparent, Tree::Primary)?;
+            grandparent = parent.extent;
+            let (entry, raw) = listing
                 .into_iter()
                 .find(|(e, _)| e.path.rsplit('/').next() == Some(component))
                 .ok_or_else(not_found)?;
@@ -300,7 +302,7 @@ impl<R: Read + Seek> IsoReader<R> {
         let start = self.check_extent("/", root.extent, size)?;
         let data = self.read_at(start, size, "root directory")?;
         let dot = dir::parse_record(&data, start, "/")?;
-        let su = self.system_use(&dot.system_use, "/")?;
+        let su = self.system_use(&dot.system_use, "/", true)?;
         if let Some(skip) = su.sp {
             self.susp_skip = Some(usize::from(skip));
             self.volume.rock_ridge = Some(su.extensions.into_iter().next().unwrap_or_default());
@@ -308,9 +310,14 @@ impl<R: Read + Seek> IsoReader<R> {
         Ok(())
     }
 
-    fn system_use(&mut self, field: &[u8], path: &str) -> Result<susp::SystemUse, Error> {
+    fn system_use(
+        &mut self,
+        field: &[u8],
+        path: &str,
+        root_dot: bool,
+    ) -> Result<susp::SystemUse, Error> {
         let max = self.limits.max_continuations;
-        susp::parse(field, path, max, |(block, offset, len)| {
+        susp::parse(field, path, max, root_dot, |(block, offset, len)| {
             let bad = |reason: &str| Error::BadSusp { path: path.into(), reason: reason.into() };
             if len > MAX_AREA || offset >= 2048 {
                 return Err(bad("continuation area offset or length out of range"));
@@ -329,6 +336,7 @@ impl<R: Read + Seek> IsoReader<R> {
         &mut self,
         dir_path: &str,
         dir: &RawRecord,
+        parent: u32,
         tree: Tree,
     ) -> Result<Vec<(Entry, Option<RawRecord>)>, Error> {
         let shown = if dir_path.is_empty() { "/" } else { dir_path };
@@ -343,9 +351,11 @@ impl<R: Read + Seek> IsoReader<R> {
         let start = self.check_extent(shown, dir.extent, size)?;
         self.spend(size, shown)?;
         let data = self.read_at(start, size, "directory extent")?;
+        let records = parse_extent(&data, start, shown)?;
+        self.check_dot_records(&records, dir, parent, shown, tree)?;
         let mut names = HashSet::new();
         let mut out = Vec::new();
-        for rec in parse_extent(&data, start, shown)? {
+        for rec in records {
             if rec.is_self_or_parent() || rec.flags & FLAG_ASSOCIATED != 0 {
                 continue;
             }
@@ -357,6 +367,67 @@ impl<R: Read + Seek> IsoReader<R> {
             out.push((entry, raw));
         }
         Ok(out)
+    }
+
+    /// The first two records of a directory are `.` and `..` (ECMA-119 6.8.2.2): `.` describes
+    /// the directory itself (Linux reads the root inode from the root's `.` record,
+    /// `isofs_fill_super`), `..` its parent (the root's own for the root). Their System Use
+    /// fields are read like any other (the root's `.` holds `SP`), and their other fields
+    /// follow the rules of every record.
+    fn check_dot_records(
+        &mut self,
+        records: &[RawRecord],
+        dir: &RawRecord,
+        parent: u32,
+        shown: &str,
+        tree: Tree,
+    ) -> Result<(), Error> {
+        for (i, (ident, extent, what)) in
+            [(0u8, dir.extent, "`.`"), (1, parent, "`..`")].into_iter().enumerate()
+        {
+            let Some(rec) = records.get(i) else {
+                return Err(bad_record(
+                    shown,
+                    dir.offset,
+                    format!("the directory has no {what} record"),
+                ));
+            };
+            let bad = |reason: String| bad_record(shown, rec.offset, reason);
+            if rec.ident != [ident] {
+                return Err(bad(format!("record {i} is not the {what} record")));
+            }
+            if !rec.is_dir() || rec.extent != extent {
+                return Err(bad(format!(
+                    "the {what} record points to sector {} instead of directory sector {extent}",
+                    rec.extent
+                )));
+            }
+            if i == 0 && rec.size != dir.size {
+                return Err(bad(format!(
+                    "the `.` record gives the directory {} bytes, its parent's record {}",
+                    rec.size, dir.size
+                )));
+            }
+            if rec.unusual {
+                return Err(Error::UnsupportedFeature {
+                    path: shown.into(),
+                    feature: "extended attribute records or interleaved files",
+                });
+            }
+            if let (Tree::Primary, Some(skip)) = (tree, self.susp_skip) {
+                let field = rec.system_use.get(skip..).unwrap_or_default();
+                let su = self.system_use(field, shown, false)?;
+                // RRIP 4.1.1: PX on every record, `.` and `..` included, with a directory
+                // type here (libisofs checks theirs as it checks every other record's).
+                if su.px.is_none_or(|px| px.mode & 0o170_000 != 0o040_000) {
+                    return Err(Error::BadSusp {
+                        path: shown.into(),
+                        reason: format!("the {what} record has no PX entry of a directory"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn entry(&mut self, dir_path: &str, rec: &RawRecord, tree: Tree) -> Result<Entry, Error> {
@@ -380,7 +451,7 @@ impl<R: Read + Seek> IsoReader<R> {
         let su = match (tree, self.susp_skip) {
             (Tree::Primary, Some(skip)) => {
                 let field = rec.system_use.get(skip..).unwrap_or_default();
-                self.system_use(field, &shown)?
+                self.system_use(field, &shown, false)?
             }
             _ => susp::SystemUse::default(),
         };
@@ -397,7 +468,8 @@ impl<R: Read + Seek> IsoReader<R> {
             .map_err(|reason| Error::BadName { path: shown.clone(), reason: reason.into() })?;
         let path = join(&name);
         self.check_path(&path)?;
-        let kind = kind_of(rec, &su, &path)?;
+        let rock_ridge = tree == Tree::Primary && self.susp_skip.is_some();
+        let kind = kind_of(rec, &su, rock_ridge, &path)?;
         let symlink_target = match &su.symlink {
             Some(t) if kind == EntryKind::Symlink => {
                 Some(String::from_utf8(t.clone()).map_err(|_| Error::BadSusp {
@@ -444,15 +516,15 @@ impl<R: Read + Seek> IsoReader<R> {
     fn walk(&mut self, root: &RawRecord, tree: Tree) -> Result<Vec<Entry>, Error> {
         self.reset_budget();
         let mut visited = BTreeSet::from([root.extent]);
-        let mut stack = vec![(String::new(), root.clone())];
+        let mut stack = vec![(String::new(), root.clone(), root.extent)];
         let mut out = Vec::new();
-        while let Some((path, dir)) = stack.pop() {
-            for (entry, raw) in self.list_dir(&path, &dir, tree)? {
+        while let Some((path, dir, parent)) = stack.pop() {
+            for (entry, raw) in self.list_dir(&path, &dir, parent, tree)? {
                 if let Some(raw) = raw {
                     if !visited.insert(raw.extent) {
                         return Err(Error::DirectoryLoop { path: entry.path, extent: raw.extent });
                     }
-                    stack.push((entry.path.clone(), raw));
+                    stack.push((entry.path.clone(), raw, dir.extent));
                 }
                 out.push(entry);
                 if out.len() > self.limits.max_entries {
@@ -467,6 +539,10 @@ impl<R: Read + Seek> IsoReader<R> {
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
+}
+
+fn bad_record(path: &str, offset: u64, reason: String) -> Error {
+    Error::BadRecord { path: path.into(), offset, reason }
 }
 
 fn empty_record() -> RawRecord {

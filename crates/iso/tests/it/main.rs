@@ -7,6 +7,7 @@
 //! - `hostile`: malformed images give typed errors, random corruption never panics.
 
 mod hostile;
+mod iso_diff;
 mod oracle;
 mod roundtrip;
 
