@@ -52,6 +52,8 @@ pub struct IsoReader<R> {
     susp_skip: Option<usize>,
     /// Directory and continuation-area bytes the current walk may still read.
     budget: u64,
+    /// Entries the current walk may still list ([`ReadLimits::max_entries`]).
+    entries_left: usize,
 }
 
 impl<R: Read + Seek> IsoReader<R> {
@@ -77,6 +79,7 @@ impl<R: Read + Seek> IsoReader<R> {
             joliet_root: None,
             susp_skip: None,
             budget: 0,
+            entries_left: limits.max_entries,
         };
         reader.read_descriptors()?;
         reader.detect_rock_ridge()?;
@@ -153,6 +156,7 @@ impl<R: Read + Seek> IsoReader<R> {
     /// overlapping extents crafted to make the walk quadratic.
     fn reset_budget(&mut self) {
         self.budget = self.len.saturating_add(BUDGET_SLACK);
+        self.entries_left = self.limits.max_entries;
     }
 
     fn spend(&mut self, bytes: u64, path: &str) -> Result<(), Error> {
@@ -351,7 +355,10 @@ impl<R: Read + Seek> IsoReader<R> {
         let start = self.check_extent(shown, dir.extent, size)?;
         self.spend(size, shown)?;
         let data = self.read_at(start, size, "directory extent")?;
-        let records = parse_extent(&data, start, shown)?;
+        let limit = self.limits.max_entries;
+        // `.`, `..` and the entries the walk may still take.
+        let room = self.entries_left.saturating_add(2);
+        let records = parse_extent(&data, start, shown, room, limit as u64)?;
         self.check_dot_records(&records, dir, parent, shown, tree)?;
         let mut names = HashSet::new();
         let mut out = Vec::new();
@@ -527,6 +534,7 @@ impl<R: Read + Seek> IsoReader<R> {
                     stack.push((entry.path.clone(), raw, dir.extent));
                 }
                 out.push(entry);
+                self.entries_left = self.limits.max_entries.saturating_sub(out.len());
                 if out.len() > self.limits.max_entries {
                     return Err(Error::LimitExceeded {
                         path: path.clone(),

@@ -8,6 +8,7 @@
 
 mod hostile;
 mod iso_diff;
+mod limits;
 mod oracle;
 mod roundtrip;
 
