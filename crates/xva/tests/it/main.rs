@@ -6,6 +6,7 @@
 
 mod broken;
 mod golden;
+mod limits;
 mod oracle;
 mod props;
 mod sparse;
