@@ -8,6 +8,18 @@
 //! are walked iteratively with a set of visited extents (a directory met twice is a loop),
 //! and [`ReadLimits`] bounds entries, depth, path length, directory size and continuation
 //! chains, so a malformed image gives a typed error, never a panic, hang or huge allocation.
+//!
+//! The reader refuses what the real consumers refuse: Linux's isofs driver, which
+//! `xe-install-supplemental-pack` mounts packs with (`fs/isofs/inode.c` `isofs_fill_super`:
+//! logical block size, the root's `.` record as the root inode; `dir.c` `do_isofs_readdir`:
+//! record lengths; `rock.c`: SUSP entry lengths and continuation areas), and xorriso
+//! (libisofs) and isoinfo, which `tests/it/iso_diff.rs` runs on mutated images: the `.` and
+//! `..` records must describe the directory and its parent; both-byte-order fields must agree;
+//! every SUSP entry has version 1 and no entry of length below 4 with room left; the root's
+//! `SP` is well formed; the last `NM` or `SL` does not continue; `NM` and `SL` flags have POSIX
+//! meanings; every Rock Ridge record has a `PX` of a POSIX file type. Stricter on purpose:
+//! logical blocks of 2048 bytes only, no multi-extent or interleaved files, no extended
+//! attribute records, no Rock Ridge directory relocation, no duplicate or traversing names.
 
 mod dir;
 mod entry;
