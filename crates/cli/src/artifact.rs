@@ -113,6 +113,8 @@ pub fn check(path: &Utf8Path, kind: Kind) -> Result<Value> {
             let mut iso = xspack_iso::IsoReader::new(file)
                 .map_err(|e| classify(path, kind, &e, e.is_bad_input()))?;
             let entries = iso.entries().map_err(|e| classify(path, kind, &e, e.is_bad_input()))?;
+            // The Joliet tree is checked too: a reader that picks it must not meet damage.
+            iso.joliet_entries().map_err(|e| classify(path, kind, &e, e.is_bad_input()))?;
             let mut files = 0u64;
             let mut bytes = 0u64;
             for entry in entries.iter().filter(|e| e.kind == xspack_iso::EntryKind::File) {

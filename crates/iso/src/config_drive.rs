@@ -1,6 +1,5 @@
 //! The `OpenStack` config drive: an ISO 9660 image labelled `config-2` holding
-//! `openstack/latest/*` files (`shared/reference/vm-formats.md` section 4.5,
-//! `shared/reference/landscape.md` sections 1.11 and 5).
+//! `openstack/latest/*` files, as `xenserver/xscontainer` attaches one to a CoreOS VM.
 //!
 //! It is made as xscontainer made it (`mkisofs -R -J -V config-2`): Rock Ridge and Joliet, and
 //! the volume label `config-2` written verbatim. The exact, lower-case label is what Ignition's

@@ -1,4 +1,5 @@
-//! Chunk checksums, section 1.4 of `shared/reference/vm-formats.md`.
+//! Chunk checksums, as xapi checks them (`xapi-project/xen-api:ocaml/xapi/stream_vdi.ml`,
+//! `recv_all_vdi` and `verify_inline_checksum`).
 //!
 //! `.checksum` holds the SHA-1 of the chunk as 40 lowercase hex characters; `.xxhash` holds its
 //! XXH64 (seed 0) as 16 uppercase hex characters, as xapi prints it with `%016LX`. Neither has a

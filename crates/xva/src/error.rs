@@ -122,13 +122,13 @@ pub enum Error {
         /// The field, e.g. `size`.
         field: &'static str,
     },
-    /// The first member is not named exactly `ova.xml` (1.1).
+    /// The first member is not named exactly `ova.xml` (ocaml-tar, `import.ml` `assert_filename_is`).
     #[error("{member}: first member must be ova.xml")]
     FirstMember {
         /// The member found first.
         member: String,
     },
-    /// A member is not a regular file: a directory, link, PAX or GNU long-name record (1.1).
+    /// A member is not a regular file: a directory, link, PAX or GNU long-name record (ocaml-tar, `import.ml` `assert_filename_is`).
     #[error("{member}: not a regular file (tar type {typeflag:?}); XVAs hold only files")]
     MemberType {
         /// The member.
@@ -150,13 +150,13 @@ pub enum Error {
         /// The member.
         member: String,
     },
-    /// A chunk names a VDI that `ova.xml` does not stream (1.2).
+    /// A chunk names a VDI that `ova.xml` does not stream (`stream_vdi.ml` `recv_all_vdi`).
     #[error("{member}: no streamed VDI with this id in ova.xml")]
     UnknownVdi {
         /// The member.
         member: String,
     },
-    /// A chunk belongs to a disk other than the one due next (disks stream in id order, 1.2).
+    /// A chunk belongs to a disk other than the one due next (disks stream in id order, `stream_vdi.ml` `vdi_ordering`).
     #[error("{member}: disks out of order: expected {expected}")]
     DiskOrder {
         /// The member.
@@ -164,13 +164,13 @@ pub enum Error {
         /// What was due instead.
         expected: String,
     },
-    /// A disk's first chunk is not chunk 0, which is always written (1.3).
+    /// A disk's first chunk is not chunk 0, which is always written (`stream_vdi.ml` `send_one`, `recv_all_vdi`).
     #[error("{member}: first chunk of the disk must be 00000000")]
     MissingFirstChunk {
         /// The member.
         member: String,
     },
-    /// A chunk index is not greater than the one before it (1.2).
+    /// A chunk index is not greater than the one before it (`stream_vdi.ml` `recv_all_vdi`).
     #[error("{member}: chunk index not after {previous}")]
     ChunkOrder {
         /// The member.
@@ -186,7 +186,7 @@ pub enum Error {
         /// The disk's size from ova.xml.
         virtual_size: u64,
     },
-    /// A chunk's size is not 1 MiB (or, for the disk's last chunk, the remainder) (1.3).
+    /// A chunk's size is not 1 MiB (or, for the disk's last chunk, the remainder) (`stream_vdi.ml` `send_one`, `recv_all_vdi`).
     #[error("{member}: chunk is {size} bytes, expected {expected}")]
     ChunkSize {
         /// The member.
@@ -196,8 +196,18 @@ pub enum Error {
         /// The size it must have.
         expected: u64,
     },
+    /// A disk's last chunk is not a multiple of 512 bytes, because the disk's `virtual_size` is
+    /// not: xapi reads the checksum member's header before skipping the chunk's padding
+    /// (`stream_vdi.ml` `recv_all_vdi`), so it would read a header from inside the padding.
+    #[error("{member}: chunk is {size} bytes, not a multiple of 512 (xapi cannot import it)")]
+    UnalignedChunk {
+        /// The member.
+        member: String,
+        /// Its size.
+        size: u64,
+    },
     /// Zero chunks were skipped after a first chunk shorter than 1 MiB: xapi would fill the gap
-    /// with chunks of that shorter length (1.3).
+    /// with chunks of that shorter length (`stream_vdi.ml` `send_one`, `recv_all_vdi`).
     #[error("{member}: gap before this chunk, but the archive's first chunk is {first} bytes")]
     GapAfterShortChunk {
         /// The member after the gap.
@@ -205,7 +215,7 @@ pub enum Error {
         /// Length of the archive's first chunk.
         first: u64,
     },
-    /// A chunk is not immediately followed by its `.checksum` or `.xxhash` member (1.4).
+    /// A chunk is not immediately followed by its `.checksum` or `.xxhash` member (`stream_vdi.ml` `verify_inline_checksum`).
     #[error("{member}: not followed by its checksum member")]
     MissingChecksum {
         /// The chunk.
@@ -218,7 +228,7 @@ pub enum Error {
         member: String,
     },
     /// A checksum member's payload is not 40 lowercase (`.checksum`) or 16 uppercase
-    /// (`.xxhash`) hex characters (1.4).
+    /// (`.xxhash`) hex characters (`stream_vdi.ml` `verify_inline_checksum`).
     #[error("{member}: malformed checksum")]
     ChecksumFormat {
         /// The checksum member.
@@ -234,7 +244,7 @@ pub enum Error {
         /// The checksum of the data.
         actual: String,
     },
-    /// A disk's chunks stop before `virtual_size`: its last chunk is missing (1.3).
+    /// A disk's chunks stop before `virtual_size`: its last chunk is missing (`stream_vdi.ml` `send_one`, `recv_all_vdi`).
     #[error("{vdi}: disk data ends at {end} of {virtual_size} bytes (last chunk missing)")]
     MissingLastChunk {
         /// The VDI id.
@@ -250,7 +260,7 @@ pub enum Error {
         /// The VDI id.
         vdi: String,
     },
-    /// The archive has no end-of-archive marker (two zero blocks) (1.1).
+    /// The archive has no end-of-archive marker (two zero blocks) (ocaml-tar, `import.ml` `assert_filename_is`).
     #[error("end-of-archive: missing the two zero blocks")]
     MissingEnd,
     /// Non-zero bytes follow the end-of-archive marker.

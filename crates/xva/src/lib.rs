@@ -2,16 +2,17 @@
 //!
 //! An XVA is an uncompressed tar stream: `ova.xml` (the VM's metadata as an XML-RPC value), then
 //! for each disk a run of 1 MiB chunks named `Ref:N/%08d`, each followed by its `.checksum`.
-//! The rules implemented here are those of `shared/reference/vm-formats.md`, section 1 (tar
-//! container 1.1, member order 1.2, chunking 1.3, checksums 1.4, `ova.xml` encoding 1.6,
-//! required fields 1.7, import behaviour 1.8) and 4.3 (templates shipped as XVAs).
+//! The rules are those of xapi's exporter and importer (`xapi-project/xen-api`:
+//! `ocaml/xapi/export.ml`, `import.ml` `with_open_archive` and `stream_import`,
+//! `stream_vdi.ml` `send_one` and `recv_all_vdi`), of its tar library (`mirage/ocaml-tar` 2.x
+//! `Header.unmarshal`), and of xva-img (`eriklax/xva-img:src/disk.cpp`).
 //!
 //! - [`VmSpec`] describes the VM (or template) and its disks; [`VmSpec::to_ova_xml`] renders
 //!   `ova.xml` and [`VmSpec::from_ova_xml`] parses one back.
 //! - [`write_xva`] streams an archive forward-only into any [`std::io::Write`], one chunk in
 //!   memory at a time; [`write_xva_file`] does the same into an atomic output file, and
 //!   [`XvaStream`] takes the disks' bytes written into it instead of read from readers.
-//! - [`XvaReader`] checks every rule of section 1 while streaming the disks back as raw bytes,
+//! - [`XvaReader`] refuses everything xapi's import refuses while streaming the disks back as raw bytes,
 //!   and [`XvaReader::finish`] reports an [`XvaSummary`].
 //!
 //! ```
@@ -53,15 +54,15 @@ pub use spec::{BootMode, DiskSpec, Memory, VdiType, VmSpec};
 pub use writer::{XvaOptions, XvaStream, write_xva, write_xva_file};
 pub use xspack_io::{ParseUuidError, Uuid};
 
-/// Size of a disk chunk member: every chunk but a disk's last is exactly this long (1.3).
+/// Size of a disk chunk member: every chunk but a disk's last is exactly this long (`stream_vdi.ml` `send_one`, `recv_all_vdi`).
 pub const CHUNK_SIZE: u64 = 1024 * 1024;
 
 /// The writer's rule for disk sizes: a positive multiple of 2 MiB, because SM rounds VDI sizes
-/// up to 2 MiB and an unaligned size would change on import (section 0).
+/// up to 2 MiB and an unaligned size would change on import (`xapi-project/sm:libs/sm/vhdutil.py`, `VHD_BLOCK_SIZE`).
 pub const DISK_ALIGNMENT: u64 = 2 * 1024 * 1024;
 
-/// Largest disk the writer accepts: SM caps VHD-backed VDIs at 2040 GiB (section 0).
+/// Largest disk the writer accepts: SM caps VHD-backed VDIs at 2040 GiB (`xapi-project/sm:libs/sm/vhdutil.py`, `MAX_VHD_SIZE`).
 pub const MAX_DISK_SIZE: u64 = 2040 * 1024 * 1024 * 1024;
 
-/// Name of the first member of every XVA (1.1).
+/// Name of the first member of every XVA (ocaml-tar, `import.ml` `assert_filename_is`).
 pub const OVA_XML: &str = "ova.xml";

@@ -1,10 +1,10 @@
-//! `ova.xml`: encoding a [`VmSpec`] and decoding one back, per sections 1.6 to 1.9 of
-//! `shared/reference/vm-formats.md`.
+//! `ova.xml`: encoding a [`VmSpec`] and decoding one back, in the XML-RPC form xapi's
+//! `export.ml` writes and `import.ml` reads (`xapi-project/xen-api`).
 //!
 //! Object ids are fixed: the VM is `Ref:0`, the SR `Ref:1`, disk `i` has its VBD at
 //! `Ref:{2+2i}` and its VDI at `Ref:{3+2i}`, and the CD drive's VBD comes last. xapi streams
-//! disks sorted by VDI id *as strings* (1.2), so [`stream_order`] decides the order of the disk
-//! data in the archive. The decoder checks that every followed object has all the fields of 1.7.
+//! disks sorted by VDI id *as strings* (`stream_vdi.ml` `vdi_ordering`), so [`stream_order`] decides the order of the disk
+//! data in the archive. The decoder checks that every followed object has all the fields xapi requires (`ocaml/idl/ocaml_backend/gen_api.ml`).
 
 mod decode;
 
@@ -16,7 +16,7 @@ use crate::spec::SECUREBOOT_KEY;
 use crate::xmlrpc::{Value, encode_document};
 use crate::{BootMode, DiskSpec, Error, Uuid, VmSpec};
 
-/// Mandatory fields of a VM record (1.7).
+/// Mandatory fields of a VM record (`gen_api.ml`).
 pub(crate) const VM_FIELDS: &[&str] = &[
     "uuid",
     "user_version",
@@ -51,7 +51,7 @@ pub(crate) const VM_FIELDS: &[&str] = &[
     "guest_metrics",
     "recommendations",
 ];
-/// Mandatory fields of a VBD record (1.7).
+/// Mandatory fields of a VBD record (`gen_api.ml`).
 pub(crate) const VBD_FIELDS: &[&str] = &[
     "uuid",
     "VM",
@@ -70,7 +70,7 @@ pub(crate) const VBD_FIELDS: &[&str] = &[
     "qos_algorithm_params",
     "qos_supported_algorithms",
 ];
-/// Mandatory fields of a VDI record (1.7).
+/// Mandatory fields of a VDI record (`gen_api.ml`).
 pub(crate) const VDI_FIELDS: &[&str] = &[
     "uuid",
     "SR",
@@ -85,7 +85,7 @@ pub(crate) const VDI_FIELDS: &[&str] = &[
     "missing",
     "parent",
 ];
-/// Mandatory fields of an SR record (1.7).
+/// Mandatory fields of an SR record (`gen_api.ml`).
 pub(crate) const SR_FIELDS: &[&str] = &[
     "uuid",
     "virtual_allocation",
@@ -96,7 +96,7 @@ pub(crate) const SR_FIELDS: &[&str] = &[
     "shared",
     "other_config",
 ];
-/// Mandatory string keys of the `version` record (1.6).
+/// Mandatory string keys of the `version` record (`importexport.ml` `version_of_rpc`).
 pub(crate) const VERSION_FIELDS: &[&str] = &[
     "hostname",
     "date",
@@ -121,7 +121,7 @@ pub(crate) fn vdi_ref(i: usize) -> String {
     format!("Ref:{}", 3 + 2 * i)
 }
 
-/// Indices into `ids` in the order xapi streams them: sorted by id as strings (1.2).
+/// Indices into `ids` in the order xapi streams them: sorted by id as strings (`stream_vdi.ml` `recv_all_vdi`).
 pub(crate) fn stream_order(ids: &[String]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
@@ -383,7 +383,7 @@ mod tests {
         let mut s = spec();
         s.disks[1].other_config.insert("config-drive".into(), "True".into());
         let xml = s.to_ova_xml().unwrap();
-        // On both the VDI and the VBD (vm-formats.md 4.5).
+        // On both the VDI and the VBD (as xscontainer writes the config drive).
         assert_eq!(xml.matches("<name>config-drive</name><value>True</value>").count(), 2);
         assert_eq!(VmSpec::from_ova_xml(&xml).unwrap(), s);
     }

@@ -1,13 +1,24 @@
-//! The XVA reader: checks every rule of section 1 of `shared/reference/vm-formats.md` while
-//! streaming the disks back as raw bytes.
+//! The XVA reader: refuses everything xapi's import refuses, while streaming the disks back as
+//! raw bytes. Each rule has its own [`Error`] variant naming the member.
 //!
-//! Rules, each with its own [`Error`] variant naming the member: the first member is exactly
-//! `ova.xml`; only regular files; valid tar header checksums; chunk names `Ref:N/%08d` under a
-//! VDI that `ova.xml` streams, disks in VDI-id string order; each disk starts with chunk 0,
-//! indexes strictly increase, every chunk but the last is 1 MiB and the last ends exactly at
-//! `virtual_size`; each chunk is immediately followed by its well-formed, matching checksum
-//! member; the archive ends with two zero blocks and nothing but zeros after them. A chunk is
-//! verified before any of its bytes are handed out, and memory stays at one chunk.
+//! xapi's rules (`xapi-project/xen-api:ocaml/xapi/import.ml` `with_open_archive`,
+//! `stream_vdi.ml` `recv_all_vdi` and `verify_inline_checksum`, and `mirage/ocaml-tar` 2.x
+//! `Header.unmarshal`): the first member is named exactly `ova.xml` (`assert_filename_is`);
+//! tar headers have a valid unsigned checksum and octal numeric fields; each streamed VDI's
+//! chunks are named `<VDI id>/<suffix>` with increasing suffixes; each chunk is followed by a
+//! `.checksum` (SHA-1, lowercase hex) or `.xxhash` (XXH64, `%016LX`) member whose text equals
+//! the chunk's digest; the chunks run until the disk's `virtual_size`; every chunk is a
+//! multiple of 512 bytes (xapi reads the checksum member's header before it skips the chunk's
+//! padding). xva-img (`eriklax/xva-img:src/disk.cpp` `Disk::Export`) also needs each chunk's
+//! checksum member.
+//!
+//! Stricter on purpose, where xapi accepts or misreads: only regular files; suffixes of exactly
+//! eight digits (`%08d`); disks in VDI-id string order (`vdi_ordering`); each disk starts with
+//! chunk 0, every chunk but the last is 1 MiB and the last ends exactly at `virtual_size`; a
+//! checksum member is named after its chunk and comes right after it; the archive ends with
+//! two zero blocks and nothing but zeros after them; `ova.xml` is at most [`MAX_OVA_XML`]
+//! bytes. A chunk is verified before any of its bytes are handed out, and memory stays at one
+//! chunk.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -420,6 +431,9 @@ impl<R: Read> XvaReader<R> {
         let expected = CHUNK_SIZE.min(size - offset);
         if h.size != expected {
             return Err(Error::ChunkSize { member: name, size: h.size, expected });
+        }
+        if !expected.is_multiple_of(BLOCK as u64) {
+            return Err(Error::UnalignedChunk { member: name, size: expected });
         }
         if let Some(first) = self.first_chunk.filter(|&f| f != CHUNK_SIZE && offset > covered) {
             return Err(Error::GapAfterShortChunk { member: name, first });

@@ -1,8 +1,9 @@
 //! What an XVA describes: one HVM VM or template, its disks and an optional empty CD drive.
 //!
-//! The fields are those of `shared/reference/vm-formats.md` sections 1.7 (required fields),
-//! 1.9 (minimal VM snapshot), 4.3 (templates) and 4.4 (boot fields). Everything else in
-//! `ova.xml` is fixed by [`crate::VmSpec::to_ova_xml`].
+//! The fields are the record fields xapi's import requires (`xapi-project/xen-api:ocaml/idl/`
+//! `datamodel_vm.ml`, `datamodel.ml`, decoded by the generated `API.*_t_of_rpc`) and the boot
+//! fields `xenopsd` reads for HVM guests. Everything else in `ova.xml` is fixed by
+//! [`crate::VmSpec::to_ova_xml`].
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use crate::xmlrpc::invalid_xml_char;
 use crate::{DISK_ALIGNMENT, Error, MAX_DISK_SIZE, Uuid};
 
 /// The four memory limits of a VM, in bytes. xapi requires
-/// `static_min ≤ dynamic_min ≤ dynamic_max ≤ static_max` (1.7).
+/// `static_min ≤ dynamic_min ≤ dynamic_max ≤ static_max` (`gen_api.ml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Memory {
     /// `memory_static_min`.
@@ -39,7 +40,7 @@ impl Default for Memory {
     }
 }
 
-/// Firmware of the HVM guest (4.4).
+/// Firmware of the HVM guest (`HVM_boot_params:firmware`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BootMode {
@@ -53,7 +54,7 @@ pub enum BootMode {
     UefiSecureBoot,
 }
 
-/// The `type` of a VDI (1.7).
+/// The `type` of a VDI (`gen_api.ml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VdiType {
@@ -96,7 +97,7 @@ pub struct DiskSpec {
     /// The VBD's UUID.
     pub vbd_uuid: Uuid,
     /// `other_config` of both the VDI and the VBD, e.g. `config-drive=True` for the config
-    /// drive of section 4.5. Empty by default.
+    /// drive that xscontainer attaches. Empty by default.
     pub other_config: BTreeMap<String, String>,
 }
 
@@ -122,10 +123,10 @@ impl DiskSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VmSpec {
-    /// The VM's UUID. xapi replaces it on import unless `preserve=true` (1.8).
+    /// The VM's UUID. xapi replaces it on import unless `preserve=true` (`import.ml`).
     pub uuid: Uuid,
     /// `name_label`. A template with the name of an existing default template is still
-    /// imported, because `default_template` is never set (1.8).
+    /// imported, because `default_template` is never set (`import.ml`).
     pub name: String,
     /// `name_description`.
     pub description: String,
@@ -140,19 +141,19 @@ pub struct VmSpec {
     /// `HVM_boot_params:order`: `c` is the first disk, `d` the CD drive, `n` the network.
     /// The default `cd` boots the (preinstalled) disk first and falls back to the CD.
     pub boot_order: String,
-    /// `platform` flags. The default is the set of 1.9 (`acpi=1 apic=true pae=true nx=true
+    /// `platform` flags. The default is the set of xapi's own HVM templates (`acpi=1 apic=true pae=true nx=true
     /// viridian=false hpet=true`). Must not hold `secureboot` for UEFI boot modes (it comes
-    /// from [`VmSpec::boot`]); leave `device-model` out so the host picks it (1.8).
+    /// from [`VmSpec::boot`]); leave `device-model` out so the host picks it (`import.ml`).
     pub platform: BTreeMap<String, String>,
-    /// Whether the XVA is a template (`is_a_template`, 4.3).
+    /// Whether the XVA is a template (`is_a_template`).
     pub is_template: bool,
     /// `other_config`. Must not hold `default_template`: with it an import of a template whose
-    /// name exists imports nothing (1.8).
+    /// name exists imports nothing (`import.ml`).
     pub other_config: BTreeMap<String, String>,
     /// `recommendations`: the template restrictions XML of 4.1, or empty.
     pub recommendations: String,
     /// UUID of the placeholder SR record the VDIs point to. The import creates the disks in the
-    /// SR given by `sr-uuid=` or the pool default (1.8). Unused (and may be nil) with no disks.
+    /// SR given by `sr-uuid=` or the pool default (`import.ml`). Unused (and may be nil) with no disks.
     pub sr_uuid: Uuid,
     /// The disks, in `userdevice` order (`0`, `1`, ...).
     pub disks: Vec<DiskSpec>,
@@ -193,7 +194,7 @@ impl Default for VmSpec {
 
 /// Platform key set from [`VmSpec::boot`] for UEFI.
 pub(crate) const SECUREBOOT_KEY: &str = "secureboot";
-/// `other_config` key that must never be set (1.8).
+/// `other_config` key that must never be set (`import.ml`).
 pub(crate) const DEFAULT_TEMPLATE_KEY: &str = "default_template";
 
 impl VmSpec {

@@ -1,9 +1,15 @@
-//! Tar headers as section 1.1 of `shared/reference/vm-formats.md` requires.
+//! Tar headers of an XVA, as xapi's importer reads them.
 //!
 //! The writer emits POSIX ustar headers (POSIX.1-1988, `magic "ustar\0"`, `version "00"`,
-//! typeflag `'0'`) with names under 100 bytes and no PAX or GNU extension records. The reader
-//! accepts what xapi's ocaml-tar accepts: V7, ustar and GNU headers, with the checksum verified
-//! and the ustar `prefix` honoured.
+//! typeflag `'0'`) with names under 100 bytes and no PAX or GNU extension records; xapi itself
+//! writes V7 headers (`xapi-project/xen-api:ocaml/xapi-aux/tar_helpers.ml`, ocaml-tar's
+//! default `compatibility_level`). The reader refuses every header xapi's tar library,
+//! `mirage/ocaml-tar` 2.x (`lib/tar.ml`, `Header.unmarshal`), refuses: the checksum is the
+//! *unsigned* byte sum (`Header.checksum`; the signed sum of old tars is not accepted), and the
+//! numeric fields `mode`, `uid`, `gid`, `size`, `mtime`, `chksum` (and `devmajor`, `devminor`
+//! when the magic starts with `ustar`) are octal after NULs are taken as spaces and the ends
+//! trimmed (`unmarshal_int`, `unmarshal_int64`). The `prefix` field is joined on whenever the
+//! magic starts with `ustar` (POSIX and GNU alike), as ocaml-tar does.
 
 /// Size of a tar block.
 pub(crate) const BLOCK: usize = 512;
@@ -20,6 +26,9 @@ const GID: std::ops::Range<usize> = 116..124;
 const SIZE: std::ops::Range<usize> = 124..136;
 const MTIME: std::ops::Range<usize> = 136..148;
 const CHKSUM: std::ops::Range<usize> = 148..156;
+/// Numeric fields ocaml-tar parses in every header, with their names.
+const NUMERIC: [(&str, std::ops::Range<usize>); 4] =
+    [("mode", MODE), ("uid", UID), ("gid", GID), ("mtime", MTIME)];
 const TYPEFLAG: usize = 156;
 const MAGIC: std::ops::Range<usize> = 257..263;
 const VERSION: std::ops::Range<usize> = 263..265;
@@ -29,7 +38,7 @@ const DEVMAJOR: std::ops::Range<usize> = 329..337;
 const DEVMINOR: std::ops::Range<usize> = 337..345;
 const PREFIX: std::ops::Range<usize> = 345..500;
 
-/// Mode of every member (1.1 allows anything; xapi itself uses 0400).
+/// Mode of every member (xapi reads none; it writes 0400 itself).
 const FILE_MODE: u64 = 0o644;
 
 /// Number of zero bytes that pad a member of `size` bytes to a whole block.
@@ -121,13 +130,29 @@ pub(crate) fn is_zero_block(block: &[u8; BLOCK]) -> bool {
     block.iter().all(|&b| b == 0)
 }
 
-/// Parses a non-zero header block, verifying its checksum.
+/// Whether ocaml-tar parses `field` as a number: NULs count as spaces, leading and trailing
+/// blanks are trimmed (OCaml's `String.trim`), and what is left is octal digits, or nothing
+/// (which it reads as 0). Underscores, which OCaml's `int_of_string` would also take, are
+/// refused.
+fn ocaml_tar_number(field: &[u8]) -> bool {
+    let blank = |b: &u8| matches!(b, 0 | b' ' | b'\t' | b'\n' | b'\r' | 0x0c);
+    let start = field.iter().position(|b| !blank(b)).unwrap_or(field.len());
+    let end = field.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
+    field[start..end].iter().all(|b| (b'0'..=b'7').contains(b))
+}
+
+/// Parses a non-zero header block, verifying its checksum and numeric fields.
 pub(crate) fn parse_header(h: &[u8; BLOCK]) -> Result<Header, HeaderProblem> {
     let mut name = c_string(&h[NAME]);
-    if &h[MAGIC] == b"ustar\0" {
+    let ustar = h[MAGIC].starts_with(b"ustar");
+    if ustar {
+        // ocaml-tar joins with `Filename.concat`: no second `/` after a prefix ending in one.
         let prefix = c_string(&h[PREFIX]);
-        if !prefix.is_empty() {
-            name = format!("{prefix}/{name}");
+        if name.is_empty() {
+            name = prefix;
+        } else if !prefix.is_empty() {
+            let sep = if prefix.ends_with('/') { "" } else { "/" };
+            name = format!("{prefix}{sep}{name}");
         }
     }
     let recorded = parse_octal(&h[CHKSUM])
@@ -137,21 +162,16 @@ pub(crate) fn parse_header(h: &[u8; BLOCK]) -> Result<Header, HeaderProblem> {
         .enumerate()
         .map(|(i, &b)| if CHKSUM.contains(&i) { u64::from(b' ') } else { u64::from(b) })
         .sum();
-    // Some historic tars summed signed chars; ocaml-tar and GNU tar accept either.
-    let signed: i64 = h
-        .iter()
-        .enumerate()
-        .map(
-            |(i, &b)| {
-                if CHKSUM.contains(&i) { i64::from(b' ') } else { i64::from(b.cast_signed()) }
-            },
-        )
-        .sum();
-    if recorded != unsigned && i64::try_from(recorded).ok() != Some(signed) {
+    if recorded != unsigned {
         return Err(HeaderProblem::Checksum { name });
     }
     let size = parse_octal(&h[SIZE])
         .ok_or_else(|| HeaderProblem::Field { name: name.clone(), field: "size" })?;
+    let dev = [("devmajor", DEVMAJOR), ("devminor", DEVMINOR)];
+    let fields = NUMERIC.iter().chain(dev.iter().filter(|_| ustar));
+    if let Some((field, _)) = fields.into_iter().find(|(_, r)| !ocaml_tar_number(&h[r.clone()])) {
+        return Err(HeaderProblem::Field { name, field });
+    }
     Ok(Header { name, size, typeflag: h[TYPEFLAG] })
 }
 
@@ -192,6 +212,71 @@ mod tests {
         let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
         h[CHKSUM].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         assert_eq!(parse_header(&h).unwrap().name, "Ref:9/00000001");
+    }
+
+    fn refix(h: &mut [u8; BLOCK]) {
+        h[CHKSUM].fill(b' ');
+        let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
+        h[CHKSUM].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    }
+
+    #[test]
+    fn signed_checksums_are_refused_as_ocaml_tar_does() {
+        // A byte above 0x7f makes the signed and unsigned sums differ.
+        let mut h = ustar_header("ova.xml", 100, 0);
+        h[UNAME][10] = 0xe9;
+        let signed: i64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if CHKSUM.contains(&i) { 32 } else { i64::from(b.cast_signed()) })
+            .sum();
+        h[CHKSUM].copy_from_slice(format!("{signed:06o}\0 ").as_bytes());
+        assert_eq!(parse_header(&h), Err(HeaderProblem::Checksum { name: "ova.xml".into() }));
+        refix(&mut h);
+        assert!(parse_header(&h).is_ok());
+    }
+
+    #[test]
+    fn numeric_fields_must_be_octal() {
+        for (field, range) in
+            NUMERIC.into_iter().chain([("devmajor", DEVMAJOR), ("devminor", DEVMINOR)])
+        {
+            let mut h = ustar_header("ova.xml", 100, 0);
+            h[range.start + 2] = b'9';
+            refix(&mut h);
+            assert_eq!(
+                parse_header(&h),
+                Err(HeaderProblem::Field { name: "ova.xml".into(), field })
+            );
+            // Empty, or padded with spaces and NULs, is what ocaml-tar reads as 0: accepted.
+            h[range.clone()].fill(0);
+            h[range.start + 1] = b' ';
+            refix(&mut h);
+            assert!(parse_header(&h).is_ok(), "{field}");
+        }
+        // Without the ustar magic, devmajor and devminor are not parsed (V7 has none).
+        let mut h = ustar_header("ova.xml", 100, 0);
+        h[MAGIC].fill(0);
+        h[VERSION].fill(0);
+        h[DEVMAJOR].copy_from_slice(b"zzzzzzz\0");
+        refix(&mut h);
+        assert!(parse_header(&h).is_ok());
+        assert!(ocaml_tar_number(b" \t017\0\n"));
+        assert!(!ocaml_tar_number(b"0 17"));
+        assert!(!ocaml_tar_number(b"1_7"));
+    }
+
+    #[test]
+    fn gnu_magic_joins_the_prefix_too() {
+        let mut h = ustar_header("00000001", 5, 0);
+        h[MAGIC].copy_from_slice(b"ustar ");
+        h[VERSION].copy_from_slice(b" \0");
+        h[PREFIX][..6].copy_from_slice(b"Ref:9/");
+        refix(&mut h);
+        assert_eq!(parse_header(&h).unwrap().name, "Ref:9/00000001");
+        h[NAME].fill(0);
+        refix(&mut h);
+        assert_eq!(parse_header(&h).unwrap().name, "Ref:9/");
     }
 
     #[test]

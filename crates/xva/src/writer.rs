@@ -1,7 +1,7 @@
 //! The XVA writer: a forward-only tar stream, one 1 MiB chunk in memory at a time.
 //!
-//! Member order and names follow sections 1.1 to 1.4 of `shared/reference/vm-formats.md`:
-//! `ova.xml`, then each disk in VDI-id string order as `Ref:N/%08d` chunks, each immediately
+//! Member order and names follow xapi's own exporter (`xapi-project/xen-api:ocaml/xapi/`
+//! `stream_vdi.ml` `send_one`): `ova.xml`, then each disk in VDI-id string order as `Ref:N/%08d` chunks, each immediately
 //! followed by its checksum member. All-zero chunks are left out, except each disk's first and
 //! last, which xapi and xva-img need. Headers are ustar, and the archive ends with two zero
 //! blocks.
@@ -27,7 +27,7 @@ const _: () = assert!(CHUNK as u64 == CHUNK_SIZE);
 #[non_exhaustive]
 pub struct XvaOptions<'a> {
     /// Which checksum member follows each chunk. Keep the default SHA-1 `.checksum` unless
-    /// every target host runs xapi v1.170 or later (1.4).
+    /// every target host runs xapi v1.170 or later (`stream_vdi.ml` `verify_inline_checksum`).
     pub checksum: ChecksumKind,
     /// Modification time of every member, in seconds since the epoch; pass
     /// `SOURCE_DATE_EPOCH` for reproducible output. At most `0o77777777777`.
@@ -179,7 +179,7 @@ impl<W: Write> MemberWriter<'_, W> {
 
 impl<W: Write> MemberWriter<'_, W> {
     /// Writes chunk `chunk` of `chunks` of disk `id` and its checksum, unless it is all zeros
-    /// and neither the disk's first nor its last chunk (1.3).
+    /// and neither the disk's first nor its last chunk (`stream_vdi.ml` `send_one`, `recv_all_vdi`).
     fn chunk(&mut self, id: &str, chunk: u64, chunks: u64, buf: &[u8]) -> Result<(), Error> {
         if chunk != 0 && chunk != chunks - 1 && buf[..] == ZERO_CHUNK[..] {
             return Ok(());
@@ -192,7 +192,7 @@ impl<W: Write> MemberWriter<'_, W> {
 }
 
 /// An XVA written in one forward pass from its disks' raw bytes, written into it as a
-/// [`Write`]: the disks one after the other, in stream order (by VDI id as strings, 1.2; for
+/// [`Write`]: the disks one after the other, in stream order (by VDI id as strings, `stream_vdi.ml` `vdi_ordering`; for
 /// one disk, just that disk). The output is the same as [`write_xva`]'s for the same bytes, and
 /// memory is one 1 MiB chunk. [`XvaStream::finish`] checks that every disk was written whole.
 pub struct XvaStream<W: Write> {

@@ -1,4 +1,5 @@
-//! The XML-RPC value syntax of `ova.xml` (section 1.6 of `shared/reference/vm-formats.md`).
+//! The XML-RPC value syntax of `ova.xml`, read by xapi with `Xmlrpc.of_string`
+//! (`xapi-project/xen-api:ocaml/xapi/import.ml` `stream_import`).
 //!
 //! Strings are bare text (`<value>text</value>`, empty `<value/>`); ints, including int64, are
 //! written as strings as `XenAPI` does; booleans are `<boolean>0|1</boolean>`, floats

@@ -8,7 +8,8 @@ use std::io::{self, Read};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReadLimits {
-    /// Most entries in one hierarchy.
+    /// Most entries in one hierarchy (100,000 by default). A directory holding more is refused
+    /// as its records are parsed, before they are all in memory.
     pub max_entries: usize,
     /// Most path components of an entry.
     pub max_depth: usize,
@@ -23,7 +24,7 @@ pub struct ReadLimits {
 impl Default for ReadLimits {
     fn default() -> Self {
         ReadLimits {
-            max_entries: 1_000_000,
+            max_entries: 100_000,
             max_depth: 256,
             max_path_len: 4096,
             max_dir_size: 64 * 1024 * 1024,

@@ -8,6 +8,18 @@
 //! are walked iteratively with a set of visited extents (a directory met twice is a loop),
 //! and [`ReadLimits`] bounds entries, depth, path length, directory size and continuation
 //! chains, so a malformed image gives a typed error, never a panic, hang or huge allocation.
+//!
+//! The reader refuses what the real consumers refuse: Linux's isofs driver, which
+//! `xe-install-supplemental-pack` mounts packs with (`fs/isofs/inode.c` `isofs_fill_super`:
+//! logical block size, the root's `.` record as the root inode; `dir.c` `do_isofs_readdir`:
+//! record lengths; `rock.c`: SUSP entry lengths and continuation areas), and xorriso
+//! (libisofs) and isoinfo, which `tests/it/iso_diff.rs` runs on mutated images: the `.` and
+//! `..` records must describe the directory and its parent; both-byte-order fields must agree;
+//! every SUSP entry has version 1 and no entry of length below 4 with room left; the root's
+//! `SP` is well formed; the last `NM` or `SL` does not continue; `NM` and `SL` flags have POSIX
+//! meanings; every Rock Ridge record has a `PX` of a POSIX file type. Stricter on purpose:
+//! logical blocks of 2048 bytes only, no multi-extent or interleaved files, no extended
+//! attribute records, no Rock Ridge directory relocation, no duplicate or traversing names.
 
 mod dir;
 mod entry;
@@ -52,6 +64,8 @@ pub struct IsoReader<R> {
     susp_skip: Option<usize>,
     /// Directory and continuation-area bytes the current walk may still read.
     budget: u64,
+    /// Entries the current walk may still list ([`ReadLimits::max_entries`]).
+    entries_left: usize,
 }
 
 impl<R: Read + Seek> IsoReader<R> {
@@ -77,6 +91,7 @@ impl<R: Read + Seek> IsoReader<R> {
             joliet_root: None,
             susp_skip: None,
             budget: 0,
+            entries_left: limits.max_entries,
         };
         reader.read_descriptors()?;
         reader.detect_rock_ridge()?;
@@ -113,14 +128,16 @@ impl<R: Read + Seek> IsoReader<R> {
     pub fn lookup(&mut self, path: &str) -> Result<Entry, Error> {
         let not_found = || Error::NotFound { path: path.into() };
         let mut dir = Some(self.primary_root.clone());
+        let mut grandparent = self.primary_root.extent;
         let mut found: Option<Entry> = None;
         self.reset_budget();
         for component in path.split('/') {
             // A component after a file, or an empty one, names nothing.
             let parent = dir.take().filter(|_| !component.is_empty()).ok_or_else(not_found)?;
             let prefix = found.as_ref().map_or(String::new(), |e| e.path.clone());
-            let (entry, raw) = self
-                .list_dir(&prefix, &parent, Tree::Primary)?
+            let listing = self.list_dir(&prefix, &parent, grandparent, Tree::Primary)?;
+            grandparent = parent.extent;
+            let (entry, raw) = listing
                 .into_iter()
                 .find(|(e, _)| e.path.rsplit('/').next() == Some(component))
                 .ok_or_else(not_found)?;
@@ -151,6 +168,7 @@ impl<R: Read + Seek> IsoReader<R> {
     /// overlapping extents crafted to make the walk quadratic.
     fn reset_budget(&mut self) {
         self.budget = self.len.saturating_add(BUDGET_SLACK);
+        self.entries_left = self.limits.max_entries;
     }
 
     fn spend(&mut self, bytes: u64, path: &str) -> Result<(), Error> {
@@ -300,7 +318,7 @@ impl<R: Read + Seek> IsoReader<R> {
         let start = self.check_extent("/", root.extent, size)?;
         let data = self.read_at(start, size, "root directory")?;
         let dot = dir::parse_record(&data, start, "/")?;
-        let su = self.system_use(&dot.system_use, "/")?;
+        let su = self.system_use(&dot.system_use, "/", true)?;
         if let Some(skip) = su.sp {
             self.susp_skip = Some(usize::from(skip));
             self.volume.rock_ridge = Some(su.extensions.into_iter().next().unwrap_or_default());
@@ -308,9 +326,14 @@ impl<R: Read + Seek> IsoReader<R> {
         Ok(())
     }
 
-    fn system_use(&mut self, field: &[u8], path: &str) -> Result<susp::SystemUse, Error> {
+    fn system_use(
+        &mut self,
+        field: &[u8],
+        path: &str,
+        root_dot: bool,
+    ) -> Result<susp::SystemUse, Error> {
         let max = self.limits.max_continuations;
-        susp::parse(field, path, max, |(block, offset, len)| {
+        susp::parse(field, path, max, root_dot, |(block, offset, len)| {
             let bad = |reason: &str| Error::BadSusp { path: path.into(), reason: reason.into() };
             if len > MAX_AREA || offset >= 2048 {
                 return Err(bad("continuation area offset or length out of range"));
@@ -329,6 +352,7 @@ impl<R: Read + Seek> IsoReader<R> {
         &mut self,
         dir_path: &str,
         dir: &RawRecord,
+        parent: u32,
         tree: Tree,
     ) -> Result<Vec<(Entry, Option<RawRecord>)>, Error> {
         let shown = if dir_path.is_empty() { "/" } else { dir_path };
@@ -343,9 +367,14 @@ impl<R: Read + Seek> IsoReader<R> {
         let start = self.check_extent(shown, dir.extent, size)?;
         self.spend(size, shown)?;
         let data = self.read_at(start, size, "directory extent")?;
+        let limit = self.limits.max_entries;
+        // `.`, `..` and the entries the walk may still take.
+        let room = self.entries_left.saturating_add(2);
+        let records = parse_extent(&data, start, shown, room, limit as u64)?;
+        self.check_dot_records(&records, dir, parent, shown, tree)?;
         let mut names = HashSet::new();
         let mut out = Vec::new();
-        for rec in parse_extent(&data, start, shown)? {
+        for rec in records {
             if rec.is_self_or_parent() || rec.flags & FLAG_ASSOCIATED != 0 {
                 continue;
             }
@@ -357,6 +386,67 @@ impl<R: Read + Seek> IsoReader<R> {
             out.push((entry, raw));
         }
         Ok(out)
+    }
+
+    /// The first two records of a directory are `.` and `..` (ECMA-119 6.8.2.2): `.` describes
+    /// the directory itself (Linux reads the root inode from the root's `.` record,
+    /// `isofs_fill_super`), `..` its parent (the root's own for the root). Their System Use
+    /// fields are read like any other (the root's `.` holds `SP`), and their other fields
+    /// follow the rules of every record.
+    fn check_dot_records(
+        &mut self,
+        records: &[RawRecord],
+        dir: &RawRecord,
+        parent: u32,
+        shown: &str,
+        tree: Tree,
+    ) -> Result<(), Error> {
+        for (i, (ident, extent, what)) in
+            [(0u8, dir.extent, "`.`"), (1, parent, "`..`")].into_iter().enumerate()
+        {
+            let Some(rec) = records.get(i) else {
+                return Err(bad_record(
+                    shown,
+                    dir.offset,
+                    format!("the directory has no {what} record"),
+                ));
+            };
+            let bad = |reason: String| bad_record(shown, rec.offset, reason);
+            if rec.ident != [ident] {
+                return Err(bad(format!("record {i} is not the {what} record")));
+            }
+            if !rec.is_dir() || rec.extent != extent {
+                return Err(bad(format!(
+                    "the {what} record points to sector {} instead of directory sector {extent}",
+                    rec.extent
+                )));
+            }
+            if i == 0 && rec.size != dir.size {
+                return Err(bad(format!(
+                    "the `.` record gives the directory {} bytes, its parent's record {}",
+                    rec.size, dir.size
+                )));
+            }
+            if rec.unusual {
+                return Err(Error::UnsupportedFeature {
+                    path: shown.into(),
+                    feature: "extended attribute records or interleaved files",
+                });
+            }
+            if let (Tree::Primary, Some(skip)) = (tree, self.susp_skip) {
+                let field = rec.system_use.get(skip..).unwrap_or_default();
+                let su = self.system_use(field, shown, false)?;
+                // RRIP 4.1.1: PX on every record, `.` and `..` included, with a directory
+                // type here (libisofs checks theirs as it checks every other record's).
+                if su.px.is_none_or(|px| px.mode & 0o170_000 != 0o040_000) {
+                    return Err(Error::BadSusp {
+                        path: shown.into(),
+                        reason: format!("the {what} record has no PX entry of a directory"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn entry(&mut self, dir_path: &str, rec: &RawRecord, tree: Tree) -> Result<Entry, Error> {
@@ -380,7 +470,7 @@ impl<R: Read + Seek> IsoReader<R> {
         let su = match (tree, self.susp_skip) {
             (Tree::Primary, Some(skip)) => {
                 let field = rec.system_use.get(skip..).unwrap_or_default();
-                self.system_use(field, &shown)?
+                self.system_use(field, &shown, false)?
             }
             _ => susp::SystemUse::default(),
         };
@@ -397,7 +487,8 @@ impl<R: Read + Seek> IsoReader<R> {
             .map_err(|reason| Error::BadName { path: shown.clone(), reason: reason.into() })?;
         let path = join(&name);
         self.check_path(&path)?;
-        let kind = kind_of(rec, &su, &path)?;
+        let rock_ridge = tree == Tree::Primary && self.susp_skip.is_some();
+        let kind = kind_of(rec, &su, rock_ridge, &path)?;
         let symlink_target = match &su.symlink {
             Some(t) if kind == EntryKind::Symlink => {
                 Some(String::from_utf8(t.clone()).map_err(|_| Error::BadSusp {
@@ -444,17 +535,18 @@ impl<R: Read + Seek> IsoReader<R> {
     fn walk(&mut self, root: &RawRecord, tree: Tree) -> Result<Vec<Entry>, Error> {
         self.reset_budget();
         let mut visited = BTreeSet::from([root.extent]);
-        let mut stack = vec![(String::new(), root.clone())];
+        let mut stack = vec![(String::new(), root.clone(), root.extent)];
         let mut out = Vec::new();
-        while let Some((path, dir)) = stack.pop() {
-            for (entry, raw) in self.list_dir(&path, &dir, tree)? {
+        while let Some((path, dir, parent)) = stack.pop() {
+            for (entry, raw) in self.list_dir(&path, &dir, parent, tree)? {
                 if let Some(raw) = raw {
                     if !visited.insert(raw.extent) {
                         return Err(Error::DirectoryLoop { path: entry.path, extent: raw.extent });
                     }
-                    stack.push((entry.path.clone(), raw));
+                    stack.push((entry.path.clone(), raw, dir.extent));
                 }
                 out.push(entry);
+                self.entries_left = self.limits.max_entries.saturating_sub(out.len());
                 if out.len() > self.limits.max_entries {
                     return Err(Error::LimitExceeded {
                         path: path.clone(),
@@ -467,6 +559,10 @@ impl<R: Read + Seek> IsoReader<R> {
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
+}
+
+fn bad_record(path: &str, offset: u64, reason: String) -> Error {
+    Error::BadRecord { path: path.into(), offset, reason }
 }
 
 fn empty_record() -> RawRecord {

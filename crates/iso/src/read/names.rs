@@ -11,11 +11,25 @@ const S_IFMT: u32 = 0o170_000;
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFLNK: u32 = 0o120_000;
+const S_IFIFO: u32 = 0o010_000;
+const S_IFCHR: u32 = 0o020_000;
+const S_IFBLK: u32 = 0o060_000;
+const S_IFSOCK: u32 = 0o140_000;
 
 /// The type of an entry from its record flags and Rock Ridge `PX`/`SL`.
-pub(super) fn kind_of(rec: &RawRecord, su: &SystemUse, path: &str) -> Result<EntryKind, Error> {
+pub(super) fn kind_of(
+    rec: &RawRecord,
+    su: &SystemUse,
+    rock_ridge: bool,
+    path: &str,
+) -> Result<EntryKind, Error> {
     let bad = |reason: &str| Error::BadSusp { path: path.into(), reason: reason.into() };
     let Some(px) = su.px else {
+        if rock_ridge {
+            // RRIP 4.1.1: PX is mandatory on every record of a Rock Ridge tree; libisofs
+            // refuses a record without it.
+            return Err(bad("no PX entry, which Rock Ridge requires on every record"));
+        }
         return Ok(if rec.is_dir() {
             EntryKind::Dir
         } else if su.symlink.is_some() {
@@ -24,11 +38,14 @@ pub(super) fn kind_of(rec: &RawRecord, su: &SystemUse, path: &str) -> Result<Ent
             EntryKind::File
         });
     };
+    // RRIP 4.1.1: the file type is one of POSIX's seven; libisofs refuses the rest ("Mandatory
+    // Rock Ridge PX entry is not present or it contains invalid values").
     let kind = match px.mode & S_IFMT {
         S_IFDIR => EntryKind::Dir,
         S_IFREG => EntryKind::File,
         S_IFLNK => EntryKind::Symlink,
-        _ => EntryKind::Special,
+        S_IFIFO | S_IFCHR | S_IFBLK | S_IFSOCK => EntryKind::Special,
+        other => return Err(bad(&format!("PX file type {other:o} is not a POSIX file type"))),
     };
     if (kind == EntryKind::Dir) != rec.is_dir() {
         return Err(bad("PX file type disagrees with the directory flag"));

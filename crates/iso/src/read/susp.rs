@@ -42,11 +42,19 @@ pub(crate) struct SystemUse {
 pub(crate) type Continuation = (u32, u32, u32);
 
 /// Parses the entries of `first` and of every Continuation Area it chains to. `fetch` reads a
-/// Continuation Area (checking its bounds); at most `max_hops` areas are followed.
+/// Continuation Area (checking its bounds); at most `max_hops` areas are followed. `root_dot`:
+/// the field is the root's `.` record's, where an `SP` entry must be well formed.
+///
+/// Every entry has version 1 (SUSP 4.1; libisofs ignores others, so an `SL` of another version
+/// is "a link without destination" to xorriso); an `SP` that is not `SP\x07\x01\xbe\xef` in the
+/// root's `.` record is refused (xorriso: "SUSP SP system use entry seems to be wrong"); and the
+/// last `NM` or `SL` entry must not have its continue flag set (xorriso: "Incomplete link
+/// destination").
 pub(crate) fn parse(
     first: &[u8],
     path: &str,
     max_hops: usize,
+    root_dot: bool,
     mut fetch: impl FnMut(Continuation) -> Result<Vec<u8>, Error>,
 ) -> Result<SystemUse, Error> {
     let bad = |reason: String| Error::BadSusp { path: path.into(), reason };
@@ -60,9 +68,8 @@ pub(crate) fn parse(
         while pos + HEADER_LEN <= area.len() {
             let len = usize::from(area[pos + 2]);
             if len < HEADER_LEN {
-                if area[pos..].iter().all(|&b| b == 0) {
-                    break; // padding
-                }
+                // With room for another entry, zeros are not padding but a damaged entry
+                // (libisofs: "Damaged RR/SUSP information"); fewer than 4 bytes are padding.
                 let sig = String::from_utf8_lossy(&area[pos..pos + 2]).into_owned();
                 return Err(bad(format!("entry {sig:?} has length {len}, below the minimum 4")));
             }
@@ -72,12 +79,19 @@ pub(crate) fn parse(
             };
             let sig = [entry[0], entry[1]];
             let body = &entry[HEADER_LEN..];
+            if entry[3] != 1 {
+                let name = String::from_utf8_lossy(&sig).into_owned();
+                return Err(bad(format!("entry {name:?} has version {}, not 1", entry[3])));
+            }
             if &sig == b"ST" {
                 break;
             }
             match &sig {
                 b"CE" => next = Some(ce(body).ok_or_else(|| bad("short CE entry".into()))?),
-                b"SP" if pos == 0 && hops == 0 && body.len() >= 3 && body[..2] == [0xBE, 0xEF] => {
+                b"SP" if pos == 0 && hops == 0 && root_dot => {
+                    if len != 7 || body[..2] != [0xBE, 0xEF] {
+                        return Err(bad("malformed SP entry".into()));
+                    }
                     out.sp = Some(body[2]);
                 }
                 b"ER" => out.extensions.push(er(body).ok_or_else(|| bad("short ER entry".into()))?),
@@ -90,7 +104,15 @@ pub(crate) fn parse(
             }
             pos += len;
         }
-        let Some(continuation) = next else { break };
+        let Some(continuation) = next else {
+            if !state.name_done && out.name.is_some() {
+                return Err(bad("the last NM entry says the name continues".into()));
+            }
+            if !state.link_done && out.symlink.is_some() {
+                return Err(bad("the last SL entry says the link target continues".into()));
+            }
+            break;
+        };
         hops += 1;
         if hops > max_hops {
             return Err(Error::LimitExceeded {
@@ -171,6 +193,10 @@ impl State {
         if flags & (FLAG_CURRENT | FLAG_PARENT) != 0 {
             out.name_is_special = true;
         }
+        if flags & !(FLAG_CONTINUE | FLAG_CURRENT | FLAG_PARENT) != 0 {
+            // RRIP 4.1.4: bit 5 names the host, the others are reserved.
+            return Err("NM entry with the host or a reserved flag");
+        }
         out.name.get_or_insert_with(Vec::new).extend_from_slice(&body[1..]);
         self.name_done = flags & FLAG_CONTINUE == 0;
         Ok(())
@@ -188,6 +214,11 @@ impl State {
             let text =
                 rest.get(2..2 + usize::from(clen)).ok_or("SL component overruns its entry")?;
             rest = &rest[2 + usize::from(clen)..];
+            if cflags & !(FLAG_CONTINUE | FLAG_CURRENT | FLAG_PARENT | FLAG_ROOT) != 0 {
+                // RRIP 4.1.3.1: bit 4 (volume root) and bit 5 (host) have no POSIX meaning, the
+                // rest are reserved; libisofs makes such a link "a link without destination".
+                return Err("SL component with the volume root, host or a reserved flag");
+            }
             if cflags & FLAG_ROOT != 0 {
                 target.push(b'/');
                 self.link.need_separator = false;
@@ -218,7 +249,7 @@ mod tests {
     use crate::susp;
 
     fn parse_entries(entries: &[Vec<u8>]) -> Result<SystemUse, Error> {
-        parse(&entries.concat(), "p", 4, |_| unreachable!("no CE"))
+        parse(&entries.concat(), "p", 4, true, |_| unreachable!("no CE"))
     }
 
     #[test]
@@ -243,7 +274,7 @@ mod tests {
     #[test]
     fn follows_and_bounds_continuations() {
         let first = [susp::px(0o644, 1, 0, 0), susp::ce(30, 100, 12)].concat();
-        let su = parse(&first, "p", 4, |c| {
+        let su = parse(&first, "p", 4, false, |c| {
             assert_eq!(c, (30, 100, 12));
             Ok(susp::nm("continued").concat())
         })
@@ -251,26 +282,39 @@ mod tests {
         assert_eq!(su.name.as_deref(), Some(&b"continued"[..]));
         // A CE that points at itself ends at the hop limit.
         let looping = susp::ce(30, 0, 28);
-        let err = parse(&looping, "p", 4, |_| Ok(susp::ce(30, 0, 28))).unwrap_err();
+        let err = parse(&looping, "p", 4, false, |_| Ok(susp::ce(30, 0, 28))).unwrap_err();
         assert!(matches!(err, Error::LimitExceeded { limit: 4, .. }), "{err}");
     }
 
     #[test]
     fn rejects_malformed_entries() {
-        let err = parse(b"PX\x02\x01\x00\x00", "p", 4, |_| unreachable!()).unwrap_err();
+        let err = parse(b"PX\x02\x01\x00\x00", "p", 4, false, |_| unreachable!()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "p: bad Rock Ridge / SUSP data: entry \"PX\" has length 2, below the minimum 4"
         );
-        let err = parse(b"NM\x20\x01ab", "p", 4, |_| unreachable!()).unwrap_err();
+        let err = parse(b"NM\x20\x01ab", "p", 4, false, |_| unreachable!()).unwrap_err();
         assert!(err.to_string().contains("overruns"));
-        assert!(parse(b"PX\x08\x01\x00\x00\x00\x00", "p", 4, |_| unreachable!()).is_err());
-        assert!(parse(b"SL\x07\x01\x00\x00\x09", "p", 4, |_| unreachable!()).is_err());
-        assert!(parse(b"TF\x06\x01\x02\x00", "p", 4, |_| unreachable!()).is_err());
-        // Trailing zero padding is fine; a lone non-zero byte is too short to be an entry.
-        let padded = [susp::nm("a").concat(), vec![0; 5]].concat();
-        assert!(parse(&padded, "p", 4, |_| unreachable!()).is_ok());
-        let su = parse(b"NM\x05\x01\x02", "p", 4, |_| unreachable!()).unwrap();
+        assert!(parse(b"PX\x08\x01\x00\x00\x00\x00", "p", 4, false, |_| unreachable!()).is_err());
+        assert!(parse(b"SL\x07\x01\x00\x00\x09", "p", 4, false, |_| unreachable!()).is_err());
+        assert!(parse(b"TF\x06\x01\x02\x00", "p", 4, false, |_| unreachable!()).is_err());
+        // Up to 3 trailing zero bytes are padding; 4 or more have the room of an entry of
+        // length 0, which libisofs calls damaged.
+        let padded = [susp::nm("a").concat(), vec![0; 3]].concat();
+        assert!(parse(&padded, "p", 4, false, |_| unreachable!()).is_ok());
+        let padded = [susp::nm("a").concat(), vec![0; 4]].concat();
+        assert!(parse(&padded, "p", 4, false, |_| unreachable!()).is_err());
+        // Versions other than 1, a malformed SP, and an NM or SL left continuing.
+        assert!(parse(b"NM\x05\x02\x00a", "p", 4, false, |_| unreachable!()).is_err());
+        assert!(parse(b"SP\x07\x01\xbe\xee\x00", "p", 4, true, |_| unreachable!()).is_err());
+        assert!(parse(b"SP\x07\x01\xbe\xee\x00", "p", 4, false, |_| unreachable!()).is_ok());
+        let err = parse(b"NM\x06\x01\x01ab", "p", 4, false, |_| unreachable!()).unwrap_err();
+        assert!(err.to_string().contains("the last NM entry says the name continues"), "{err}");
+        let err = parse(b"SL\x0a\x01\x01\x00\x03abc", "p", 4, false, |_| unreachable!());
+        assert!(err.unwrap_err().to_string().contains("the last SL entry"));
+        assert!(parse(b"SL\x0a\x01\x00\x10\x03abc", "p", 4, false, |_| unreachable!()).is_err());
+        assert!(parse(b"NM\x06\x01\x20ab", "p", 4, false, |_| unreachable!()).is_err());
+        let su = parse(b"NM\x05\x01\x02", "p", 4, false, |_| unreachable!()).unwrap();
         assert!(su.name_is_special);
     }
 }

@@ -172,6 +172,8 @@ fn continuation_loop() {
         (u32::try_from(er / SECTOR).unwrap(), u32::try_from(er % SECTOR).unwrap());
     img[er..er + 237].fill(0);
     img[er..er + 4].copy_from_slice(b"CE\x1c\x01");
+    // The rest of the old ER's room becomes a SUSP padding entry (PD, SUSP 5.2).
+    img[er + 28..er + 32].copy_from_slice(&[b'P', b'D', 237 - 28, 1]);
     for (i, v) in [block, offset, 28].into_iter().enumerate() {
         set_u32_both(&mut img, er + 4 + 8 * i, v);
     }

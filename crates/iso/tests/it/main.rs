@@ -7,6 +7,8 @@
 //! - `hostile`: malformed images give typed errors, random corruption never panics.
 
 mod hostile;
+mod iso_diff;
+mod limits;
 mod oracle;
 mod roundtrip;
 

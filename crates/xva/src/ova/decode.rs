@@ -1,6 +1,7 @@
-//! Decoding `ova.xml` into a [`VmSpec`], checking the fields of section 1.7 of
-//! `shared/reference/vm-formats.md` on every object it follows: the VM, its VBDs, their VDIs
-//! and SRs.
+//! Decoding `ova.xml` into a [`VmSpec`], checking on every object it follows (the VM, its VBDs,
+//! their VDIs and SRs) the fields xapi's generated record decoders require
+//! (`xapi-project/xen-api:ocaml/idl/ocaml_backend/gen_api.ml`), and the version record as
+//! `ocaml/xapi/importexport.ml` `version_of_rpc` reads it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -80,7 +81,7 @@ impl<'a> Record<'a> {
             .collect()
     }
 
-    /// A `Set(Ref _)` field, which defaults to empty (1.7).
+    /// A `Set(Ref _)` field, which defaults to empty (`gen_api.ml`).
     fn refs(&self, field: &str) -> Result<Vec<&'a str>, Error> {
         match self.snap.member(field) {
             None => Ok(Vec::new()),
@@ -128,6 +129,13 @@ pub(crate) fn decode(xml: &str) -> Result<OvaDoc, Error> {
     let top = Record { class: "document", id: "", snap: &root };
     let version = Record { class: "version", id: "", snap: top.get("version")? };
     version.require(VERSION_FIELDS)?;
+    // `Importexport.version_of_rpc`: five strings (`Rpc.string_of_rpc`) and two ints
+    // (`Rpc.int_of_rpc`, which parses a string with `int_of_string`).
+    for field in &VERSION_FIELDS[..5] {
+        version.string(field)?;
+    }
+    version.int::<i64>("xapi_major")?;
+    version.int::<i64>("xapi_minor")?;
     let vsn = version.string_or_empty("export_vsn")?;
     if vsn != "2" {
         return Err(version
@@ -218,7 +226,7 @@ fn decode_vm(vm: &Record<'_>, objects: &Objects<'_>) -> Result<OvaDoc, Error> {
         let sr = objects.get(vdi.string("SR")?, "SR", vdi, "SR")?;
         sr.require(SR_FIELDS)?;
         if sr.string("content_type")? == "iso" {
-            continue; // Not streamed (1.2).
+            continue; // Not streamed (`stream_vdi.ml` `recv_all_vdi`).
         }
         let virtual_size: u64 = vdi.int("virtual_size")?;
         if virtual_size == 0 {

@@ -490,3 +490,73 @@ fn flipping_any_byte_of_a_chunk_names_it() {
         assert_message(&err, "Ref:3/00000003: checksum mismatch");
     }
 }
+
+#[test]
+fn tar_headers_are_read_as_ocaml_tar_reads_them() {
+    let xva = build(&good());
+    let chunk = 512 + good()[0].data.len().next_multiple_of(512);
+    // A mode field ocaml-tar's `unmarshal_int` cannot parse.
+    let mut bad = xva.clone();
+    bad[chunk + 101] = b'9';
+    fix_checksum(&mut bad[chunk..chunk + 512]);
+    let err = error_of(&bad);
+    assert!(
+        matches!(&err, Error::HeaderField { member, field: "mode" } if member == "Ref:3/00000000"),
+        "{err}"
+    );
+    assert_message(&err, "Ref:3/00000000: bad tar header field mode");
+    // The signed byte sum of old tars, which ocaml-tar does not accept.
+    let mut bad = xva.clone();
+    bad[chunk + 265] = 0xe9;
+    bad[chunk + 148..chunk + 156].fill(b' ');
+    let signed: i64 = bad[chunk..chunk + 512].iter().map(|&b| i64::from(b.cast_signed())).sum();
+    bad[chunk + 148..chunk + 156].copy_from_slice(format!("{signed:06o}\0 ").as_bytes());
+    assert!(matches!(error_of(&bad), Error::HeaderChecksum { .. }));
+    // A GNU magic makes ocaml-tar join the prefix field too: the name is no longer a chunk's.
+    let mut bad = xva;
+    bad[chunk + 257..chunk + 265].copy_from_slice(b"ustar  \0");
+    bad[chunk + 345] = b'x';
+    fix_checksum(&mut bad[chunk..chunk + 512]);
+    let err = error_of(&bad);
+    assert!(
+        matches!(&err, Error::UnexpectedMember { member } if member == "x/Ref:3/00000000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn chunks_must_be_whole_blocks() {
+    // Disk 1 (Ref:5) made 100 bytes shorter: its last chunk, checksum and all, is consistent,
+    // but xapi would read the checksum's header from inside the chunk's padding.
+    let mut m = good();
+    let xml = String::from_utf8(m[0].data.clone()).unwrap();
+    let size = format!("<name>virtual_size</name><value>{DISK_ALIGNMENT}</value>");
+    let at = xml.find(&size).unwrap();
+    let short = format!("<name>virtual_size</name><value>{}</value>", DISK_ALIGNMENT - 100);
+    m[0].data = format!("{}{short}{}", &xml[..at], &xml[at + size.len()..]).into_bytes();
+    let last = index(&m, "Ref:5/00000001");
+    m[last].data.truncate((1 << 20) - 100);
+    m[last + 1].data = sha1_hex(&m[last].data).into_bytes();
+    let err = error_of_members(&m);
+    assert!(
+        matches!(&err, Error::UnalignedChunk { member, size } if member == "Ref:5/00000001" && *size == (1 << 20) - 100),
+        "{err}"
+    );
+    assert_message(&err, "Ref:5/00000001: chunk is 1048476 bytes, not a multiple of 512");
+}
+
+#[test]
+fn version_numbers_must_be_integers() {
+    for field in ["xapi_major", "xapi_minor"] {
+        let err = with_ova(|x| {
+            let tag = format!("<name>{field}</name><value>");
+            let at = x.find(&tag).unwrap() + tag.len();
+            let end = at + x[at..].find('<').unwrap();
+            format!("{}one{}", &x[..at], &x[end..])
+        });
+        assert!(
+            matches!(&err, Error::OvaField { class, field: f, .. } if class == "version" && f == field),
+            "{err}"
+        );
+    }
+}

@@ -6,9 +6,12 @@
 
 mod broken;
 mod golden;
+mod limits;
 mod oracle;
 mod props;
 mod sparse;
+mod xapi_model;
+mod xva_diff;
 
 use std::io::{self, Cursor, Read};
 

@@ -1,6 +1,5 @@
 //! Oracles: GNU tar lists and extracts what we write, `file` sees ustar headers, and xva-img
-//! 1.4.2 (`xva-img disk-export`) rebuilds every disk byte-identically (vm-formats.md section 6,
-//! checks 1 and 2).
+//! 1.4.2 (`xva-img disk-export`) rebuilds every disk byte-identically (`eriklax/xva-img:src/disk.cpp`).
 
 use std::fs;
 use std::process::Command;
