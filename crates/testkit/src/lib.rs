@@ -11,6 +11,7 @@
 
 pub mod console;
 pub mod ext4check;
+mod rng;
 mod tar;
 
 use std::io::Write;
@@ -19,6 +20,7 @@ use camino::Utf8Path;
 use serde_json::json;
 use xspack_io::Sha256Digest;
 
+pub use rng::Rng;
 pub use tar::{Entry, EntryKind, layer_tar, pax_record, plain_tar};
 
 /// Two layers whose files hold zero blocks in every arrangement that matters to sparse disk

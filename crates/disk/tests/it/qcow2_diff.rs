@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Cursor;
 use std::process::Command;
+use xspack_testkit::Rng;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
@@ -32,30 +33,6 @@ use xspack_io::NoProgress;
 
 use crate::oracle::write_raw;
 use crate::{MIB, Pattern, tempdir, tool, tool_ok};
-
-/// xorshift64*: a small deterministic RNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn be(b: &[u8], at: u64, width: usize) -> u64 {
     let at = at as usize;
@@ -230,13 +207,13 @@ fn mutate_header(img: &mut Vec<u8>, layout: &Layout, rng: &mut Rng, log: &mut St
         2 => old.wrapping_add(1) & max,
         3 => old.wrapping_sub(1) & max,
         4 => old.wrapping_add(8) & max,
-        5 => old ^ (1 << rng.below(bits.into())),
+        5 => old ^ (1 << rng.below(u64::from(bits))),
         6 => old ^ (1 << rng.below(8)),
         7 => layout.some_offset(rng, img.len() as u64) & max,
         8 => (old + layout.cluster / 2) & max,
         9 => max,
         10 => (old * 2) & max,
-        _ => rng.next() & max,
+        _ => rng.next_u64() & max,
     };
     set_be(img, at, width, value);
     let _ = write!(log, "{name} {old:#x} -> {value:#x}; ");
@@ -325,7 +302,7 @@ fn mutate_l2(img: &mut Vec<u8>, layout: &Layout, rng: &mut Rng, log: &mut String
             let sectors = rng.below(1 << (cluster.trailing_zeros() - 8));
             (1 << 62) | (sectors << shift) | rng.below(img.len() as u64 + cluster)
         }
-        8 => rng.next(),
+        8 => rng.next_u64(),
         _ => old ^ (1 << rng.below(64)),
     };
     set_be(img, at, 8, value);
@@ -388,7 +365,7 @@ fn mutate_snapshot(img: &mut Vec<u8>, layout: &Layout, rng: &mut Rng, log: &mut 
         2 => rng.pick(&[16, 24, 1024, 1025, 0x1_0000, 0x40_0001]),
         3 => layout.some_offset(rng, img.len() as u64) + rng.pick(&[0, 512]),
         4 => old.wrapping_sub(1),
-        _ => rng.next(),
+        _ => rng.next_u64(),
     };
     let bits = 8 * width as u32;
     let value = if bits == 64 { value } else { value & ((1 << bits) - 1) };

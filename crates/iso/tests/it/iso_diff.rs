@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Cursor};
 use std::process::Command;
+use xspack_testkit::Rng;
 
 use camino::Utf8Path;
 use xspack_iso::{EntryKind, IsoBuilder, IsoReader, Joliet, Metadata};
@@ -32,30 +33,6 @@ const SECTOR: usize = 2048;
 /// Seconds after which an oracle that has not finished is taken to hang (isoinfo loops forever
 /// on some damaged directories): a refusal, not a time measurement. Its runs take milliseconds.
 const HANG: &str = "20";
-
-/// xorshift64*: a small deterministic RNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { usize::try_from(self.next() % n as u64).expect("below n") }
-    }
-
-    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())].clone()
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn le32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4).map_or(0, |s| u32::from_le_bytes(s.try_into().expect("4 bytes")))

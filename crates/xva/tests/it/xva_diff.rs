@@ -25,6 +25,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::process::Command;
+use xspack_testkit::Rng;
 
 use camino::Utf8Path;
 use sha1::{Digest, Sha1};
@@ -38,30 +39,6 @@ use crate::{SparseDisk, read_all, spec, standard, write};
 use codec::{Format, Member, build, fix_checksum, header_offsets, split};
 
 const MIB: u64 = 1 << 20;
-
-/// xorshift64*: a small deterministic RNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { usize::try_from(self.next() % n as u64).expect("below n") }
-    }
-
-    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())].clone()
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// A test case: the archive, and what xapi's import needs to know about its `ova.xml`.
 #[derive(Clone)]
