@@ -9,6 +9,7 @@
 //!   symlinks, and the newer layout with `blobs/`).
 //! - [`noise`] gives deterministic incompressible bytes for file contents.
 
+pub mod child;
 pub mod console;
 pub mod ext4check;
 mod rng;

@@ -3,9 +3,9 @@
 //! child process from `/proc/self/status` `VmHWM`).
 
 use std::io::Cursor;
-use std::process::Command;
 
 use xspack_iso::{Error, IsoReader, ReadLimits};
+use xspack_testkit::child::{peak_rss_kib, reported, run_test_in_child};
 
 const SECTOR: usize = 2048;
 
@@ -70,19 +70,12 @@ fn a_million_entries_are_refused_at_the_limit_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("million.iso");
     std::fs::write(&path, flat_image(1_000_000)).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "limits::read_and_report_peak_rss", "--ignored", "--nocapture"])
-        .env("XSPACK_ISO_LIMITS_IMAGE", &path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = |key: &str| {
-        let l = text.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("{text}"));
-        l.trim().to_owned()
-    };
-    assert_eq!(line("ERROR"), "/: number of entries exceeds the limit of 100000");
-    let peak_kib: u64 = line("VMHWM").parse().unwrap();
+    let text = run_test_in_child(
+        "limits::read_and_report_peak_rss",
+        ("XSPACK_ISO_LIMITS_IMAGE", path.to_str().unwrap()),
+    );
+    assert_eq!(reported(&text, "ERROR"), "/: number of entries exceeds the limit of 100000");
+    let peak_kib: u64 = reported(&text, "VMHWM").parse().unwrap();
     eprintln!("peak RSS reading a million entries: {} MiB", peak_kib / 1024);
     // The 44 MB directory extent is read whole (at most ReadLimits::max_dir_size, 64 MiB),
     // plus the records up to the entry limit.
@@ -99,7 +92,5 @@ fn read_and_report_peak_rss() {
     let err = reader.entries().unwrap_err();
     assert!(matches!(err, Error::LimitExceeded { what: "number of entries", .. }), "{err}");
     println!("ERROR {err}");
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap();
-    println!("VMHWM {}", hwm.trim().trim_end_matches("kB").trim());
+    println!("VMHWM {}", peak_rss_kib());
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use camino::Utf8Path;
 use xspack_rpmrepo::{Compression, RpmBuilder};
+use xspack_testkit::child::{peak_rss_kib, reported, run_test_in_child};
 
 use crate::{EPOCH, run, signing_key, tempdir};
 
@@ -38,12 +39,6 @@ fn generate(path: &Utf8Path, seed: u64) {
     f.flush().unwrap();
 }
 
-fn vm_hwm_kib() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap();
-    line.trim().trim_end_matches("kB").trim().parse().unwrap()
-}
-
 /// Builds one signed RPM of every file in `src` into `out`.
 fn build(src: &Utf8Path, out: &Utf8Path) {
     let key = signing_key();
@@ -61,19 +56,8 @@ fn build(src: &Utf8Path, out: &Utf8Path) {
 /// RSS; checks the bound and the package.
 fn peak_of_child(test: &str, dir: &Utf8Path) {
     fs::create_dir_all(dir.join("out")).unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture"])
-        .env(CHILD_ENV, dir.as_str())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    assert!(child.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&child.stderr));
-    let peak: u64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("VMHWM_KIB="))
-        .unwrap_or_else(|| panic!("no VMHWM_KIB line in:\n{stdout}"))
-        .parse()
-        .unwrap();
+    let stdout = run_test_in_child(test, (CHILD_ENV, dir.as_str()));
+    let peak: u64 = reported(&stdout, "VMHWM_KIB=").parse().unwrap();
     eprintln!("peak RSS of the build: {peak} KiB");
     assert!(peak <= MAX_PEAK_KIB, "peak RSS {peak} KiB");
     // The result is a whole package: rpm checks its digests and rpm2cpio reads it.
@@ -93,7 +77,7 @@ fn child() -> bool {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return false };
     let dir = Utf8Path::new(&dir);
     build(&dir.join("src"), &dir.join("out"));
-    println!("VMHWM_KIB={}", vm_hwm_kib());
+    println!("VMHWM_KIB={}", peak_rss_kib());
     true
 }
 

@@ -4,8 +4,8 @@
 //! (peak RSS measured in a child process from `/proc/self/status` `VmHWM`).
 
 use std::io::Cursor;
-use std::process::Command;
 
+use xspack_testkit::child::{peak_rss_kib, reported, run_test_in_child};
 use xspack_xva::{Error, MAX_OVA_XML, XvaReader};
 
 /// An archive whose `ova.xml` is a flat array of `<value/>`, just under [`MAX_OVA_XML`].
@@ -38,19 +38,12 @@ fn an_ova_xml_at_the_limit_is_parsed_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.xva");
     std::fs::write(&path, huge_ova_xml()).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "limits::read_and_report_peak_rss", "--ignored", "--nocapture"])
-        .env("XSPACK_XVA_LIMITS_ARCHIVE", &path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = |key: &str| {
-        let l = text.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("{text}"));
-        l.trim().to_owned()
-    };
-    assert_eq!(line("ERROR"), "ova.xml: document : version: missing");
-    let peak_kib: u64 = line("VMHWM").parse().unwrap();
+    let text = run_test_in_child(
+        "limits::read_and_report_peak_rss",
+        ("XSPACK_XVA_LIMITS_ARCHIVE", path.to_str().unwrap()),
+    );
+    assert_eq!(reported(&text, "ERROR"), "ova.xml: document : version: missing");
+    let peak_kib: u64 = reported(&text, "VMHWM").parse().unwrap();
     eprintln!("peak RSS reading a 16 MiB ova.xml of 2 million values: {} MiB", peak_kib / 1024);
     assert!(peak_kib < 512 * 1024, "peak RSS {peak_kib} KiB");
 }
@@ -64,7 +57,5 @@ fn read_and_report_peak_rss() {
     let err = XvaReader::new(Cursor::new(bytes)).err().expect("refused");
     assert!(matches!(err, Error::OvaField { .. }), "{err}");
     println!("ERROR {err}");
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap();
-    println!("VMHWM {}", hwm.trim().trim_end_matches("kB").trim());
+    println!("VMHWM {}", peak_rss_kib());
 }
