@@ -77,7 +77,7 @@ pub enum Error {
         reason: String,
     },
     /// An object's field in `ova.xml` is missing or has the wrong type or value.
-    #[error("ova.xml: {class} {id}: {field}: {reason}")]
+    #[error("ova.xml: {object}: {field}: {reason}", object = object_name(.class, .id))]
     OvaField {
         /// The object's class, e.g. `VM`.
         class: String,
@@ -269,6 +269,11 @@ pub enum Error {
         /// Offset of the first non-zero byte's block.
         offset: u64,
     },
+}
+
+/// `VM Ref:0`, or only the class for an object without an id (the document, its version).
+fn object_name(class: &str, id: &str) -> String {
+    if id.is_empty() { class.to_owned() } else { format!("{class} {id}") }
 }
 
 impl Error {

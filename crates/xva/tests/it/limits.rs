@@ -42,7 +42,7 @@ fn an_ova_xml_at_the_limit_is_parsed_in_bounded_memory() {
         "limits::read_and_report_peak_rss",
         ("XSPACK_XVA_LIMITS_ARCHIVE", path.to_str().unwrap()),
     );
-    assert_eq!(reported(&text, "ERROR"), "ova.xml: document : version: missing");
+    assert_eq!(reported(&text, "ERROR"), "ova.xml: document: version: missing");
     let peak_kib: u64 = reported(&text, "VMHWM").parse().unwrap();
     eprintln!("peak RSS reading a 16 MiB ova.xml of 2 million values: {} MiB", peak_kib / 1024);
     assert!(peak_kib < 512 * 1024, "peak RSS {peak_kib} KiB");
