@@ -48,8 +48,16 @@ pub fn sign_detached(key: &SigningKey, data: impl Read, time: u32) -> Result<Str
     sign_named(key, data, time, "data")
 }
 
-/// [`sign_detached`], naming what is signed in errors.
-fn sign_named(key: &SigningKey, data: impl Read, time: u32, what: &str) -> Result<String, Error> {
+/// An `OpenPGP` v4 binary-document signature (RSA, SHA-256) over `data`, with the creation
+/// time and issuer fingerprint hashed and the issuer key id unhashed, as gpg writes them (for
+/// detached signatures and for `rpmsign`'s header signatures alike). `what` names what is
+/// signed in errors.
+pub(crate) fn signature(
+    key: &SigningKey,
+    data: impl Read,
+    time: u32,
+    what: &str,
+) -> Result<Signature, Error> {
     let primary = &key.key.primary_key;
     let mut config =
         SignatureConfig::v4(SignatureType::Binary, primary.algorithm(), HashAlgorithm::Sha256);
@@ -64,9 +72,12 @@ fn sign_named(key: &SigningKey, data: impl Read, time: u32, what: &str) -> Resul
         Subpacket::regular(SubpacketData::IssuerKeyId(primary.legacy_key_id()))
             .map_err(|e| sign_error(what, &e))?,
     ];
-    let signature =
-        config.sign(primary, &key.password(), data).map_err(|e| sign_error(what, &e))?;
-    DetachedSignature::new(signature)
+    config.sign(primary, &key.password(), data).map_err(|e| sign_error(what, &e))
+}
+
+/// [`sign_detached`], naming what is signed in errors.
+fn sign_named(key: &SigningKey, data: impl Read, time: u32, what: &str) -> Result<String, Error> {
+    DetachedSignature::new(signature(key, data, time, what)?)
         .to_armored_string(ArmorOptions::default())
         .map_err(|e| sign_error(what, &e))
 }

@@ -30,9 +30,8 @@
 
 use std::io::Read;
 
-use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::{PacketTrait, SignatureConfig, SignatureType, Subpacket, SubpacketData};
-use pgp::types::{KeyDetails, SignatureBytes, Timestamp};
+use pgp::packet::PacketTrait;
+use pgp::types::SignatureBytes;
 
 use super::blob::{Header, Value};
 use crate::Error;
@@ -130,30 +129,14 @@ fn sign_error(e: &dyn std::fmt::Display) -> Error {
     Error::Sign { what: "RPM".into(), reason: e.to_string() }
 }
 
-/// An `OpenPGP` v4 binary-document signature packet (RSA, SHA-256) over `data`, with the
-/// creation time and issuer fingerprint hashed and the issuer key id unhashed, as gpg writes
-/// them for `rpmsign`.
+/// The `OpenPGP` signature packet over `data` that `rpmsign` writes ([`crate::sign::signature`]).
 pub(crate) fn sign(key: &SigningKey, time: u32, data: impl Read) -> Result<Vec<u8>, Error> {
     Ok(sign_packet(key, time, data)?.0)
 }
 
 /// [`sign`], and the length of the signature MPI in it.
 fn sign_packet(key: &SigningKey, time: u32, data: impl Read) -> Result<(Vec<u8>, usize), Error> {
-    let primary = &key.key.primary_key;
-    let mut config =
-        SignatureConfig::v4(SignatureType::Binary, primary.algorithm(), HashAlgorithm::Sha256);
-    let created = Timestamp::from_secs(key.signature_time(time));
-    config.hashed_subpackets = vec![
-        Subpacket::regular(SubpacketData::SignatureCreationTime(created))
-            .map_err(|e| sign_error(&e))?,
-        Subpacket::regular(SubpacketData::IssuerFingerprint(primary.fingerprint()))
-            .map_err(|e| sign_error(&e))?,
-    ];
-    config.unhashed_subpackets = vec![
-        Subpacket::regular(SubpacketData::IssuerKeyId(primary.legacy_key_id()))
-            .map_err(|e| sign_error(&e))?,
-    ];
-    let signature = config.sign(primary, &key.password(), data).map_err(|e| sign_error(&e))?;
+    let signature = crate::sign::signature(key, data, time, "RPM")?;
     let mpi = match signature.signature() {
         Some(SignatureBytes::Mpis(m)) => m.iter().map(|m| m.as_ref().len()).sum(),
         _ => return Err(sign_error(&"not an RSA signature")),
