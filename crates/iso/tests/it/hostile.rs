@@ -5,9 +5,9 @@ use std::io::{Cursor, Read};
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use xspack_iso::{EntryKind, Error, IsoBuilder, IsoReader, Metadata};
+use xspack_iso::{EntryKind, Error, IsoReader};
 
-use crate::{EPOCH, image_of, noise, options};
+use crate::{EPOCH, options, small_image};
 
 const SECTOR: usize = 2048;
 
@@ -15,23 +15,7 @@ const SECTOR: usize = 2048;
 /// (both in SUSP continuation areas), and Joliet.
 fn base_image() -> &'static [u8] {
     static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let mut b = IsoBuilder::new(options(EPOCH)).unwrap();
-        let mut contents = Vec::new();
-        for (path, body) in [
-            ("ab", b"one".to_vec()),
-            ("cd", b"two".to_vec()),
-            ("sub/file", noise(5000, 3)),
-            ("sub/deeper/x", b"x".to_vec()),
-            (&"n".repeat(100), b"long".to_vec()),
-        ] {
-            b.add_file(path, body.len() as u64, Metadata::new(0o644)).unwrap();
-            contents.push(body);
-        }
-        b.add_symlink("link", "sub/file", Metadata::new(0o777)).unwrap();
-        b.add_symlink("far", &"t/".repeat(500), Metadata::new(0o777)).unwrap();
-        image_of(&b, &contents)
-    })
+    IMAGE.get_or_init(|| small_image(options(EPOCH)))
 }
 
 /// Offset of the primary directory record whose identifier is `ident`.

@@ -25,9 +25,9 @@ use std::process::Command;
 use xspack_testkit::Rng;
 
 use camino::Utf8Path;
-use xspack_iso::{EntryKind, IsoBuilder, IsoReader, Joliet, Metadata};
+use xspack_iso::{EntryKind, IsoReader, Joliet};
 
-use crate::{EPOCH, image_of, image_of_tree, noise, options, pack_tree};
+use crate::{EPOCH, image_of_tree, options, pack_tree, small_image};
 
 const SECTOR: usize = 2048;
 /// Seconds after which an oracle that has not finished is taken to hang (isoinfo loops forever
@@ -146,21 +146,7 @@ fn seeds() -> Vec<Vec<u8>> {
         if !joliet {
             opts.joliet = Joliet::Off;
         }
-        let mut b = IsoBuilder::new(opts).unwrap();
-        let mut contents = Vec::new();
-        for (path, body) in [
-            ("ab", b"one".to_vec()),
-            ("cd", b"two".to_vec()),
-            ("sub/file", noise(5000, 3)),
-            ("sub/deeper/x", b"x".to_vec()),
-            (&"n".repeat(100), b"long".to_vec()),
-        ] {
-            b.add_file(path, body.len() as u64, Metadata::new(0o644)).unwrap();
-            contents.push(body);
-        }
-        b.add_symlink("link", "sub/file", Metadata::new(0o777)).unwrap();
-        b.add_symlink("far", &"t/".repeat(500), Metadata::new(0o777)).unwrap();
-        image_of(&b, &contents)
+        small_image(opts)
     };
     let dir = tempfile::tempdir().unwrap();
     let root = Utf8Path::from_path(dir.path()).unwrap();

@@ -18,7 +18,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Command;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use xspack_iso::{IsoBuilder, IsoOptions, write_iso};
+use xspack_iso::{IsoBuilder, IsoOptions, Metadata, write_iso};
 
 /// The epoch every test image uses unless it tests the epoch.
 pub const EPOCH: i64 = 1_700_000_000;
@@ -115,6 +115,26 @@ pub fn image_of_tree(src: &Utf8Path, opts: IsoOptions) -> Vec<u8> {
     let mut b = IsoBuilder::new(opts).unwrap();
     let files = b.add_host_tree(src, "").unwrap();
     write_iso(&b, Vec::new(), |id| files.open(id)).unwrap().0
+}
+
+/// A small image of `opts`: files, a subdirectory, a symlink, a long name and a long symlink
+/// target (both in SUSP continuation areas).
+pub fn small_image(opts: IsoOptions) -> Vec<u8> {
+    let mut b = IsoBuilder::new(opts).unwrap();
+    let mut contents = Vec::new();
+    for (path, body) in [
+        ("ab", b"one".to_vec()),
+        ("cd", b"two".to_vec()),
+        ("sub/file", noise(5000, 3)),
+        ("sub/deeper/x", b"x".to_vec()),
+        (&"n".repeat(100), b"long".to_vec()),
+    ] {
+        b.add_file(path, body.len() as u64, Metadata::new(0o644)).unwrap();
+        contents.push(body);
+    }
+    b.add_symlink("link", "sub/file", Metadata::new(0o777)).unwrap();
+    b.add_symlink("far", &"t/".repeat(500), Metadata::new(0o777)).unwrap();
+    image_of(&b, &contents)
 }
 
 /// An image of `files` (path, bytes) built in memory.
