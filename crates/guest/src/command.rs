@@ -1,5 +1,5 @@
-//! Running build-host tools: errors carry the command line and the tail of standard error
-//! (`shared/reference/code-style.md` section 3, item 16).
+//! Running build-host tools: errors carry the command line and the tail of standard error, so
+//! a failure names what ran and why it failed in one message.
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! The 1024-byte dynamic disk header of the VHD specification and blktap's 512-byte batmap
-//! header (`xapi-project/blktap:include/vhd.h`); field tables in
-//! `shared/reference/vm-formats.md` sections 3.3 and 3.4.
+//! header (`xapi-project/blktap:include/vhd.h`, `struct dd_hdr` and `struct dd_batmap_hdr`;
+//! filled in by `vhd/lib/libvhd.c` `vhd_initialize_header` and `vhd_create_batmap`).
 //!
 //! As for the footer, decoding is lossless and checks nothing.
 

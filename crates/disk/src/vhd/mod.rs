@@ -1,6 +1,7 @@
 //! Dynamic VHD as blktap writes it: the Microsoft "Virtual Hard Disk Image Format
-//! Specification" (2006) plus blktap's batmap extension, laid out exactly as
-//! `shared/reference/vm-formats.md` section 3 describes (what `vhd-util create` produces):
+//! Specification" (2006) plus blktap's batmap extension (`xapi-project/blktap:include/vhd.h`),
+//! laid out exactly as blktap's `vhd-util create` lays it out (`vhd/lib/libvhd.c`
+//! `vhd_create`):
 //!
 //! ```text
 //! 0              footer copy (512)

@@ -209,8 +209,9 @@ impl<R: Read + Seek> VhdFile<R> {
         RawReader { vhd: self, pos: 0, bitmap: None }
     }
 
-    /// Checks the stricter layout of a forward-only reader (xapi's `vhd-tool`,
-    /// `shared/reference/vm-formats.md` section 2): header at 512, BAT at 1536, blocks in
+    /// Checks the stricter layout of a forward-only reader (xapi's `vhd-tool`, which reads a
+    /// VHD as a stream: `ocaml/libs/vhd/vhd_format/f.ml` `From_input.openstream`, behind
+    /// `xe vdi-import format=vhd`): header at 512, BAT at 1536, blocks in
     /// ascending file order, every sector bitmap all ones. Our writer always passes.
     pub fn check_stream_layout(&mut self) -> Result<(), Error> {
         if self.footer.data_offset != HEADER_OFFSET {

@@ -1,5 +1,6 @@
 //! The dynamic VHD writer: one forward pass to any `Write`, after a scan of the source that
-//! finds the 2 MiB blocks holding data (`shared/reference/vm-formats.md` sections 3.1 to 3.6).
+//! finds the 2 MiB blocks holding data, in the layout of [`crate::vhd`] (the file order of
+//! blktap's `vhd-util create`, `vhd/lib/libvhd.c` `vhd_create`).
 
 use std::io::Write;
 
