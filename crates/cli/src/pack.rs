@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use xspack_pack::{BuildOptions, PackFormat, PackSpec};
-use xspack_rpmrepo::SigningKey;
+use xspack_rpmrepo::{SigningKey, Target};
 
 use crate::exit::{BadInput, Usage};
 use crate::outputs;
@@ -96,6 +96,15 @@ pub struct VerifyArgs {
     /// Armored public key the signatures must verify with [default: the key file on the ISO]
     #[arg(long, value_name = "PUBKEY")]
     pub key: Option<Utf8PathBuf>,
+    /// Judge the RPMs against these hosts' rpm [default: the target the ISO records, else
+    /// xenserver-8]
+    #[arg(long, value_name = "TARGET", value_parser = parse_target)]
+    pub target: Option<&'static Target>,
+}
+
+/// A `--target` value: a target id.
+fn parse_target(id: &str) -> Result<&'static Target, String> {
+    Target::by_id(id).ok_or_else(|| format!("unknown target {id:?}; use one of {}", Target::ids()))
 }
 
 /// Arguments of `xspack pack keygen`.
@@ -147,6 +156,7 @@ fn list(args: &ListArgs, ui: &Ui) -> Result<ExitCode> {
             "build": spec.pack.build,
             "kind": "pack",
             "formats": formats,
+            "target": spec.target().id,
             "path": dir,
             "pack_toml": toml,
         }));
@@ -156,7 +166,7 @@ fn list(args: &ListArgs, ui: &Ui) -> Result<ExitCode> {
     } else {
         for p in &packs {
             ui.say(&format!(
-                "{}\t{}-{}\t{}\t{}",
+                "{}\t{}-{}\t{}\t{}\t{}",
                 p["name"].as_str().unwrap_or_default(),
                 p["version"].as_str().unwrap_or_default(),
                 p["build"].as_str().unwrap_or_default(),
@@ -164,6 +174,7 @@ fn list(args: &ListArgs, ui: &Ui) -> Result<ExitCode> {
                     .as_array()
                     .map(|f| f.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
                     .unwrap_or_default(),
+                p["target"].as_str().unwrap_or_default(),
                 p["path"].as_str().unwrap_or_default(),
             ));
         }
@@ -225,6 +236,7 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         ui.warn("the update pack is unsigned: xe update-upload will refuse it");
     }
     let extra = json!({
+        "target": summary.target.id,
         "update_uuid": summary.update_uuid,
         "rpms": summary.rpms,
         "signed": key.is_some(),
@@ -241,14 +253,15 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let report =
-        xspack_pack::verify::verify_iso(&args.iso, key.as_ref()).map_err(|e| -> anyhow::Error {
+    let report = xspack_pack::verify::verify_iso(&args.iso, key.as_ref(), args.target).map_err(
+        |e| -> anyhow::Error {
             if e.is_bad_input() {
                 BadInput(format!("{}: {e}", args.iso)).into()
             } else {
                 anyhow::Error::new(e).context(args.iso.to_string())
             }
-        })?;
+        },
+    )?;
     for w in &report.warnings {
         ui.warn(&format!("{}: {w}", args.iso));
     }
@@ -261,7 +274,7 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
         let input = json!({ "name": args.iso, "kind": "iso", "digest": format!("sha256:{digest}"), "size": size });
         ui.result(json!({ "iso": args.iso, "report": report, "inputs": [input] }));
     } else {
-        ui.say(&format!("{}: OK ({})", args.iso, report.checked.join(", ")));
+        ui.say(&format!("{}: OK for {} ({})", args.iso, report.target, report.checked.join(", ")));
     }
     Ok(ExitCode::SUCCESS)
 }

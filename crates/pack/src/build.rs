@@ -21,7 +21,7 @@ use xspack_io::{InputRoots, Progress, ProgressReader, ProgressUnit};
 use xspack_iso::{FileId, IsoBuilder, IsoOptions, Metadata};
 use xspack_manifest::{Output, OutputDir, RelPath};
 use xspack_rpmrepo::{
-    Comparison, Dependency, RepoGroup, RepodataOptions, RpmBuilder, RpmHeader, SigningKey,
+    Comparison, Dependency, RepoGroup, RepodataOptions, RpmBuilder, RpmHeader, SigningKey, Target,
 };
 
 use crate::Error;
@@ -73,6 +73,8 @@ impl<'a> BuildOptions<'a> {
 pub struct PackSummary {
     /// Pack label.
     pub name: String,
+    /// The hosts it was built for (`pack.target`), recorded in each ISO.
+    pub target: &'static Target,
     /// The ISOs written.
     pub outputs: Vec<Output>,
     /// Payload RPMs, in install order.
@@ -117,8 +119,16 @@ pub fn build_pack(
     let inputs = PackInputs::check(&spec, spec_path, dir, &roots, opts.sign_key_file.as_deref())?;
     out.add_input(file_input(spec_path, Utf8Path::new("pack.toml"), "pack")?);
     let rpms = collect_rpms(&spec, (spec_path, dir), &inputs, out, opts)?;
+    // Prebuilt RPMs are judged from their headers (the ones built here were checked before
+    // they were written): a pack never holds what its target's rpm cannot install.
+    for rpm in &rpms {
+        spec.target()
+            .check_rpm(rpm.path.file_name().unwrap_or(rpm.path.as_str()), &rpm.header)
+            .map_err(rpm_err)?;
+    }
     let mut summary = PackSummary {
         name: spec.pack.name.clone(),
+        target: spec.target(),
         outputs: Vec::new(),
         rpms: Vec::new(),
         update_uuid: None,
@@ -160,13 +170,16 @@ fn collect_rpms(
             .map_err(|e| Error::metadata("scratch", e.to_string()))?;
         std::fs::create_dir_all(&staging).map_err(|e| Error::io("creating", &staging, e))?;
         for (i, pkg) in spec.packages.iter().enumerate() {
-            let built = build_package(pkg, (i, spec_path, inputs), dir, opts, out)?
-                .write_to_dir(&staging, opts.key, false)
-                .map_err(rpm_err)?;
+            let built =
+                build_package(pkg, (i, spec_path, inputs), (dir, spec.target()), opts, out)?
+                    .target(spec.target())
+                    .write_to_dir(&staging, opts.key, false)
+                    .map_err(rpm_err)?;
             paths.push(staging.join(built.file_name));
         }
         for template in &spec.templates {
             let built = build_template_rpm((dir, &template.path), opts, out)?
+                .target(spec.target())
                 .write_to_dir(&staging, opts.key, false)
                 .map_err(rpm_err)?;
             paths.push(staging.join(built.file_name));
@@ -272,10 +285,19 @@ fn is_vm_template_json(dest: &str) -> bool {
 fn build_package(
     pkg: &crate::spec::PackageSpec,
     (index, spec_path, inputs): (usize, &Utf8Path, &PackInputs),
-    dir: &Utf8Path,
+    (dir, target): (&Utf8Path, &Target),
     opts: &BuildOptions<'_>,
     out: &mut OutputDir,
 ) -> Result<RpmBuilder, Error> {
+    // What the target cannot install is refused from the file sizes, before any file is read.
+    let mut total = 0u64;
+    for f in &pkg.files {
+        let src = dir.join(&f.src);
+        let size = std::fs::metadata(&src).map_err(|e| Error::io("reading", &src, e))?.len();
+        target.check_file(&pkg.name, &f.dest, f.src.as_str(), size).map_err(rpm_err)?;
+        total += size;
+    }
+    target.check_total(&pkg.name, total).map_err(rpm_err)?;
     let mut b = RpmBuilder::new(pkg.name.clone(), pkg.version.clone(), pkg.release.clone())
         .arch(pkg.arch.clone())
         .summary(pkg.summary.clone())
@@ -392,6 +414,7 @@ fn iso_options(spec: &PackSpec, epoch: u64) -> IsoOptions {
         i64::try_from(epoch).unwrap_or(i64::MAX),
     );
     o.publisher_id = spec.pack.originator.to_uppercase();
+    o.application_id = crate::target_record::application_id(&o.application_id, spec.target());
     o
 }
 
@@ -503,6 +526,7 @@ fn write_update(
     let update_xml = xml.render();
     // update-<label>: pulls in the payload and leaves /var/update/applied/<uuid> for xapi.
     let mut update_rpm = RpmBuilder::new(format!("update-{label}"), spec.pack.version.clone(), "1")
+        .target(spec.target())
         .summary(format!("{} update metadata", spec.pack.description))
         .description(format!("Installs {label} {} and records it as applied.", spec.pack.version))
         .license("Proprietary")
@@ -524,15 +548,7 @@ fn write_update(
     }
     let built = update_rpm.write_to_dir(&packages, opts.key, false).map_err(rpm_err)?;
     let mut built_names = vec![built.file_name];
-    // control-<label>: what precheck installs to test the host.
-    let mut control = RpmBuilder::new(format!("control-{label}"), spec.pack.version.clone(), "1")
-        .summary(format!("{} precheck", spec.pack.description))
-        .description(format!("Checks that this host can take {label}."))
-        .license("Proprietary")
-        .source_date(epoch);
-    for dep in &spec.update.base_requires {
-        control = control.requires(parse_dep(dep)?);
-    }
+    let control = control_rpm(spec, epoch)?;
     let built = control.write_to_dir(&packages, opts.key, false).map_err(rpm_err)?;
     built_names.push(built.file_name);
     for name in built_names {
@@ -570,6 +586,21 @@ fn write_update(
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let output = write_iso(spec, files, iso, out, opts)?;
     Ok((output, uuid))
+}
+
+/// `control-<label>`: what precheck installs to test the host.
+fn control_rpm(spec: &PackSpec, epoch: u32) -> Result<RpmBuilder, Error> {
+    let label = &spec.pack.name;
+    let mut control = RpmBuilder::new(format!("control-{label}"), spec.pack.version.clone(), "1")
+        .target(spec.target())
+        .summary(format!("{} precheck", spec.pack.description))
+        .description(format!("Checks that this host can take {label}."))
+        .license("Proprietary")
+        .source_date(epoch);
+    for dep in &spec.update.base_requires {
+        control = control.requires(parse_dep(dep)?);
+    }
+    Ok(control)
 }
 
 fn walk(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>, Error> {

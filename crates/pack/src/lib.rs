@@ -1,16 +1,20 @@
-//! XenServer supplemental packs, per `shared/reference/supplemental-pack.md`.
+//! XenServer supplemental packs in both formats: the legacy one that python-libs
+//! (`xcp/repository.py`) and `xe-install-supplemental-pack` read, and the 7.1+ update ISO that
+//! xapi reads (`ocaml/xapi/xapi_pool_update.ml`) and installs with yum.
 //!
 //! - [`spec`]: `packs/<name>/pack.toml`, parsed strictly (unknown keys are errors that name the
 //!   file, line and column) and checked against the rules of both pack formats;
 //! - [`legacy`]: the XenServer 6.x/7.0 format: `XS-REPOSITORY`, `XS-PACKAGES` (md5, size,
-//!   install order) and our own `install`/`install.sh` (section 1);
-//! - [`update`]: the 7.1+ format's `update.xml` (section 2.2), written and parsed with xapi's
-//!   rules.
+//!   install order) and our own `install`/`install.sh`;
+//! - [`update`]: the 7.1+ format's `update.xml`, written and parsed with xapi's rules;
+//! - the pack's target (the hosts it is for, [`xspack_rpmrepo::Target`]) is checked against
+//!   every RPM and recorded in the ISO (`target_record`).
 
 mod build;
 mod inputs;
 pub mod legacy;
 pub mod spec;
+mod target_record;
 pub mod update;
 pub mod verify;
 mod xml;

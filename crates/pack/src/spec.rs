@@ -8,6 +8,7 @@
 //! originator = "xs"
 //! description = "XSContainer Management"
 //! formats = ["legacy", "update"]
+//! target = "xenserver-8"          # the hosts it installs on (the default; see docs/guide.md)
 //!
 //! [legacy]                        # section 1 of supplemental-pack.md
 //! product = "XCP"
@@ -50,6 +51,8 @@ use std::fmt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
+
+use xspack_rpmrepo::Target;
 
 use crate::Error;
 
@@ -115,6 +118,9 @@ pub struct PackInfo {
     /// Formats to build; both by default.
     #[serde(default = "both_formats")]
     pub formats: Vec<PackFormat>,
+    /// The hosts the pack is for, a [`Target`] id; [`Target::DEFAULT`] when absent.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 fn both_formats() -> Vec<PackFormat> {
@@ -416,6 +422,11 @@ impl PackSpec {
             .unwrap_or_else(|| format!("RPM-GPG-KEY-{}", self.pack.originator))
     }
 
+    /// The hosts the pack is for: `pack.target`, or [`Target::DEFAULT`].
+    pub fn target(&self) -> &'static Target {
+        self.pack.target.as_deref().and_then(Target::by_id).unwrap_or(Target::DEFAULT)
+    }
+
     /// Whether `format` is to be built.
     pub fn builds(&self, format: PackFormat) -> bool {
         self.pack.formats.contains(&format)
@@ -468,6 +479,14 @@ impl PackSpec {
         }
         if p.formats.is_empty() {
             return Err(bad("pack.formats", "lists no format".into()));
+        }
+        if let Some(id) = &p.target
+            && Target::by_id(id).is_none()
+        {
+            return Err(bad(
+                "pack.target",
+                format!("{:?} is not a target; use one of {}", truncated(id), Target::ids()),
+            ));
         }
         if !charset(&self.legacy.product, "._-") {
             return Err(bad(

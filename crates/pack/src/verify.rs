@@ -8,6 +8,10 @@
 //!   `update.xml` and `repodata/repomd.xml` (2.5), plus RPM header signatures when the pack
 //!   names a key.
 //!
+//! Every RPM is read whole (header digests, payload digest and size checked) and judged
+//! against the pack's target: the one given, else the one the ISO records
+//! (`crate::target_record`), else the default.
+//!
 //! The ISO is untrusted: it is read through xspack-iso's bounded reader, small documents are
 //! size-capped, and every failure is a typed error naming the file.
 
@@ -19,9 +23,10 @@ use camino::Utf8Path;
 use md5::Digest as _;
 use sha2::Sha256;
 use xspack_iso::{Entry, EntryKind, IsoReader};
-use xspack_rpmrepo::PublicKey;
+use xspack_rpmrepo::{PublicKey, RpmHeader, Target};
 
 use crate::Error;
+use crate::target_record::{self, Recorded};
 use crate::update::UpdateXml;
 use crate::xml::{self, Element};
 
@@ -37,6 +42,8 @@ pub struct PackReport {
     pub name: String,
     /// Pack version.
     pub version: String,
+    /// The target the RPMs were judged against (an id such as `xenserver-8`).
+    pub target: &'static str,
     /// RPM files checked.
     pub rpms: Vec<String>,
     /// What was checked, for the summary line.
@@ -146,6 +153,13 @@ impl Iso {
         Ok((hex(&md5.finalize()), hex(&sha2::Digest::finalize(sha)), size))
     }
 
+    /// Reads the RPM `name` whole: its header, its digests and sizes checked.
+    fn rpm(&mut self, name: &str) -> Result<RpmHeader, Error> {
+        let entry = self.entry(name)?.clone();
+        let r = self.reader.open_file(&entry).map_err(|e| Error::Iso(Box::new(e)))?;
+        xspack_rpmrepo::read_rpm_from(r, Utf8Path::new(name)).map_err(|e| Error::Rpm(Box::new(e)))
+    }
+
     /// Copies `name` into a temporary file (RPM signature checks read paths).
     fn extract(&mut self, name: &str, dir: &Utf8Path) -> Result<camino::Utf8PathBuf, Error> {
         let entry = self.entry(name)?.clone();
@@ -165,10 +179,17 @@ fn parse_xml(name: &str, text: &str) -> Result<Element, Error> {
     xml::parse(text).map_err(|e| bad(name, e))
 }
 
-/// Checks the pack ISO at `path`; signatures against `key`, or the key file the ISO carries.
-pub fn verify_iso(path: &Utf8Path, key: Option<&PublicKey>) -> Result<PackReport, Error> {
+/// Checks the pack ISO at `path`; signatures against `key`, or the key file the ISO carries;
+/// RPMs against `target`, or the target the ISO records.
+pub fn verify_iso(
+    path: &Utf8Path,
+    key: Option<&PublicKey>,
+    target: Option<&'static Target>,
+) -> Result<PackReport, Error> {
     let mut iso = Iso::open(path)?;
     let mut report = PackReport::default();
+    let target = judged_against(&iso, target, path, &mut report)?;
+    report.target = target.id;
     let legacy = iso.has("XS-REPOSITORY");
     let update = iso.has("update.xml");
     if !legacy && !update {
@@ -178,19 +199,59 @@ pub fn verify_iso(path: &Utf8Path, key: Option<&PublicKey>) -> Result<PackReport
         ));
     }
     if legacy {
-        verify_legacy(&mut iso, &mut report)?;
+        verify_legacy(&mut iso, target, &mut report)?;
     }
     if update {
-        verify_update(&mut iso, key, &mut report)?;
+        verify_update(&mut iso, key, target, &mut report)?;
     }
     Ok(report)
+}
+
+/// The target to judge the RPMs against: `given`, else the ISO's record, else the default.
+fn judged_against(
+    iso: &Iso,
+    given: Option<&'static Target>,
+    path: &Utf8Path,
+    report: &mut PackReport,
+) -> Result<&'static Target, Error> {
+    let record = target_record::recorded(&iso.reader.volume().application_id);
+    match (given, record) {
+        (Some(t), Recorded::Known(r)) if t != r => {
+            report
+                .warnings
+                .push(format!("built for target {}, judged against {} as asked", r.id, t.id));
+            Ok(t)
+        }
+        (Some(t), _) | (None, Recorded::Known(t)) => Ok(t),
+        (None, Recorded::Unknown(id)) => Err(bad(
+            path.as_str(),
+            format!(
+                "records target {id:?}, which this xspack does not know ({}); pass --target to \
+                 judge it against one of those",
+                Target::ids()
+            ),
+        )),
+        (None, Recorded::None) => {
+            let t = Target::DEFAULT;
+            report.warnings.push(format!(
+                "the ISO records no target (not built by xspack); judged against {} ({}), \
+                 pass --target to choose",
+                t.id, t.name
+            ));
+            Ok(t)
+        }
+    }
 }
 
 fn dotted(v: &str) -> bool {
     crate::spec::is_dotted_integers(v.split('-').next().unwrap_or(v))
 }
 
-fn verify_legacy(iso: &mut Iso, report: &mut PackReport) -> Result<(), Error> {
+fn verify_legacy(
+    iso: &mut Iso,
+    target: &'static Target,
+    report: &mut PackReport,
+) -> Result<(), Error> {
     report.formats.push("legacy");
     let repo_text = iso.text("XS-REPOSITORY")?;
     let repo = parse_xml("XS-REPOSITORY", &repo_text)?;
@@ -252,32 +313,7 @@ fn verify_legacy(iso: &mut Iso, report: &mut PackReport) -> Result<(), Error> {
         return Err(bad("XS-PACKAGES", "lists no package"));
     }
     for p in list {
-        let file = p.text.trim().to_owned();
-        let what = format!("XS-PACKAGES: {file}");
-        for k in ["label", "type", "size", "md5"] {
-            if p.attr(k).is_none() {
-                return Err(bad(&what, format!("lacks {k}")));
-            }
-        }
-        let size: u64 = p
-            .attr("size")
-            .unwrap_or_default()
-            .parse()
-            .map_err(|_| bad(&what, "size is not an integer"))?;
-        let (md5, _, actual) = iso.hash(&file)?;
-        if actual != size {
-            return Err(bad(&file, format!("size {actual} differs from XS-PACKAGES' {size}")));
-        }
-        if md5 != p.attr("md5").unwrap_or_default() {
-            return Err(bad(
-                &file,
-                format!(
-                    "MD5 {md5} differs from XS-PACKAGES' {}",
-                    p.attr("md5").unwrap_or_default()
-                ),
-            ));
-        }
-        report.rpms.push(file);
+        report.rpms.push(verify_legacy_package(iso, p, target)?);
     }
     for script in ["install", "install.sh"] {
         let entry = iso.entry(script)?;
@@ -285,8 +321,48 @@ fn verify_legacy(iso: &mut Iso, report: &mut PackReport) -> Result<(), Error> {
             return Err(bad(script, "is not executable (Rock Ridge mode 0755 expected)"));
         }
     }
-    report.checked.push("legacy metadata, MD5 of every package, executable install scripts".into());
+    report.checked.push(format!(
+        "legacy metadata, MD5 of every package, executable install scripts, RPMs for {}",
+        target.id
+    ));
     Ok(())
+}
+
+/// Checks one `<package>` of XS-PACKAGES: its size and MD5, and an RPM against `target`.
+/// Returns the file name.
+fn verify_legacy_package(
+    iso: &mut Iso,
+    p: &Element,
+    target: &'static Target,
+) -> Result<String, Error> {
+    let file = p.text.trim().to_owned();
+    let what = format!("XS-PACKAGES: {file}");
+    for k in ["label", "type", "size", "md5"] {
+        if p.attr(k).is_none() {
+            return Err(bad(&what, format!("lacks {k}")));
+        }
+    }
+    let size: u64 = p
+        .attr("size")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| bad(&what, "size is not an integer"))?;
+    let (md5, actual) = if p.attr("type") == Some("rpm") {
+        let header = iso.rpm(&file)?;
+        target.check_rpm(&file, &header).map_err(|e| Error::Rpm(Box::new(e)))?;
+        (header.md5.map(|m| m.to_string()).unwrap_or_default(), header.package_size)
+    } else {
+        let (md5, _, size) = iso.hash(&file)?;
+        (md5, size)
+    };
+    if actual != size {
+        return Err(bad(&file, format!("size {actual} differs from XS-PACKAGES' {size}")));
+    }
+    let listed = p.attr("md5").unwrap_or_default();
+    if md5 != listed {
+        return Err(bad(&file, format!("MD5 {md5} differs from XS-PACKAGES' {listed}")));
+    }
+    Ok(file)
 }
 
 /// (sha256, size) a `<data>` or `<package>` element records.
@@ -314,6 +390,7 @@ fn gunzip(name: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
 fn verify_update(
     iso: &mut Iso,
     key: Option<&PublicKey>,
+    target: &'static Target,
     report: &mut PackReport,
 ) -> Result<(), Error> {
     report.formats.push("update");
@@ -388,7 +465,9 @@ fn verify_update(
             .ok_or_else(|| bad("primary", format!("{name}: no location")))?
             .to_owned();
         let (sha, size) = recorded(p, &format!("primary: {name}"))?;
-        let (_, actual, actual_size) = iso.hash(&href)?;
+        let header = iso.rpm(&href)?;
+        target.check_rpm(&href, &header).map_err(|e| Error::Rpm(Box::new(e)))?;
+        let (actual, actual_size) = (header.sha256.to_string(), header.package_size);
         if actual != sha || actual_size != size {
             return Err(bad(
                 &href,
@@ -407,7 +486,10 @@ fn verify_update(
             return Err(bad("primary", format!("{needed} is not in the repository")));
         }
     }
-    report.checked.push("update.xml rules, repodata and sha256 of every package".into());
+    report.checked.push(format!(
+        "update.xml rules, repodata, sha256 of every package, RPMs for {}",
+        target.id
+    ));
     verify_signatures(iso, key, &update, report)
 }
 

@@ -1,7 +1,8 @@
 //! The public API for building RPMs: [`RpmBuilder`] describes a package; the writer in
-//! `crate::write` lays it out for rpm 4.11 (`CentOS` 7 based XenServer 7.x/8.x dom0): the v4
-//! package format, a gzip or xz payload (never zstd), SHA-256 file digests
-//! (`rpmlib(FileDigests)`, rpm 4.6+), no boolean dependencies and no `rpmlib(LargeFiles)`.
+//! `crate::write` lays it out as rpm 4.11's rpmbuild does: the v4 package format, a gzip or xz
+//! payload (never zstd), SHA-256 file digests (`rpmlib(FileDigests)`, rpm 4.6+). What needs a
+//! newer rpm (boolean dependencies, files of 4 GiB or more) is refused unless the package's
+//! [`Target`] has it; the default target is the `CentOS` 7 based dom0 of XenServer 8.
 //!
 //! Builds are reproducible: every file mtime, the build time and the signature time come from
 //! the source date, owners default to root, and entries are sorted by path, so the same inputs
@@ -15,6 +16,7 @@ use xspack_io::{AtomicFile, Sha256Digest};
 use crate::Error;
 use crate::deps::Dependency;
 use crate::keys::SigningKey;
+use crate::target::Target;
 
 /// The interpreter of every scriptlet, written explicitly as rpmbuild does.
 pub(crate) const SCRIPT_SHELL: &str = "/bin/sh";
@@ -112,6 +114,7 @@ pub struct RpmBuilder {
     pub(crate) build_host: Option<String>,
     pub(crate) source_date: Option<u32>,
     pub(crate) compression: Compression,
+    pub(crate) target: &'static Target,
     pub(crate) entries: Vec<Entry>,
     pub(crate) scripts: Vec<(ScriptKind, String)>,
     pub(crate) requires: Vec<Dependency>,
@@ -155,6 +158,7 @@ impl RpmBuilder {
             build_host: None,
             source_date: crate::source_date_epoch(),
             compression: Compression::Gzip,
+            target: Target::DEFAULT,
             entries: Vec::new(),
             scripts: Vec::new(),
             requires: Vec::new(),
@@ -245,6 +249,14 @@ impl RpmBuilder {
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Sets the hosts the package is for ([`Target::DEFAULT`] unless set): what their rpm
+    /// lacks is refused before anything is written.
+    #[must_use]
+    pub fn target(mut self, target: &'static Target) -> Self {
+        self.target = target;
         self
     }
 
@@ -534,8 +546,21 @@ mod tests {
             .requires(Dependency::any("(a or b)"))
             .write(Vec::new(), None)
             .unwrap_err();
-        assert!(matches!(err, Error::RichDependency { .. }), "{err}");
-        assert!(err.to_string().contains("rpm 4.11"), "{err}");
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("(a or b)") && msg.contains("rpm 4.11 (XenServer 8"), "{msg}");
+        // A target whose rpm reads them takes them, and the package says it needs that rpm.
+        let mut rpm = Vec::new();
+        RpmBuilder::new("x", "1", "1")
+            .source_date(1)
+            .target(&crate::target::EL9)
+            .requires(Dependency::any("(a or b)"))
+            .write(&mut rpm, None)
+            .unwrap();
+        let h = crate::read_rpm_from(rpm.as_slice(), Utf8Path::new("x.rpm")).unwrap();
+        assert!(h.requires.iter().any(|d| d.name == "rpmlib(RichDependencies)"));
+        assert!(crate::target::XENSERVER_8.check_rpm("x.rpm", &h).is_err());
+        crate::target::EL9.check_rpm("x.rpm", &h).unwrap();
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! RPM packages, yum repositories and `OpenPGP` signatures for XenServer supplemental packs.
 //!
-//! Everything a 7.1+ update pack (`shared/reference/supplemental-pack.md`, sections 2.1 to 2.5
-//! and 3) and a legacy pack (section 1.3) needs from RPMs:
+//! Everything a 7.1+ update pack (read by xapi, `ocaml/xapi/xapi_pool_update.ml`, and yum) and
+//! a legacy pack (`XS-REPOSITORY`/`XS-PACKAGES`, read by python-libs `xcp/repository.py`) need
+//! from RPMs:
 //!
 //! - [`read_rpm`] reads an RPM header without loading the payload (the rpm crate's
 //!   `PackageMetadata`), hashes the whole file in the same streaming pass (SHA-256 for
@@ -9,7 +10,8 @@
 //!   giving an [`RpmHeader`] with NEVRA, dependencies, files, sizes and the header byte range.
 //! - [`RpmBuilder`] builds v4 RPMs (gzip or xz payload, SHA-256 file digests, no rich
 //!   dependencies, no file of 4 GiB or more) reproducibly from a source date, optionally signed
-//!   with an RSA key, for rpm 4.11 (`CentOS` 7 based dom0): its own writer lays them out as
+//!   with an RSA key, for the [`Target`] hosts' rpm (by default 4.11, the `CentOS` 7 based
+//!   dom0 of XenServer 8): its own writer lays them out as
 //!   rpm 4.11's rpmbuild and rpmsign do (payload size, MD5, SHA-1, header and header+payload
 //!   signatures in the signature header) and streams the payload in bounded memory
 //!   (`docs/rpm.md`).
@@ -49,6 +51,7 @@ mod layout;
 mod repodata;
 mod secret_scan;
 mod sign;
+mod target;
 mod write;
 
 pub use build::{BuiltRpm, Compression, FileAttrs, RpmBuilder};
@@ -71,6 +74,7 @@ pub use sign::{
     RpmSignature, SignatureInfo, sign_detached, sign_detached_file, verify_detached,
     verify_detached_file, verify_rpm_signature,
 };
+pub use target::{EL9, TARGETS, Target, XENSERVER_8};
 
 use camino::Utf8PathBuf;
 
@@ -152,19 +156,9 @@ pub enum Error {
         /// The parser's complaint.
         reason: String,
     },
-    /// A dependency uses rpm 4.13+ boolean syntax, which rpm 4.11 cannot read.
-    #[error(
-        "package {package}: rich (boolean) dependency {dependency:?} refused: rpm 4.11 in \
-         XenServer 7/8 dom0 cannot read it"
-    )]
-    RichDependency {
-        /// The package being built.
-        package: String,
-        /// The offending dependency.
-        dependency: String,
-    },
-    /// The package needs something the target host's rpm lacks (a file over 4 GiB for
-    /// rpm 4.11, say).
+    /// The package needs something its target hosts' rpm lacks: an `rpmlib()` feature (a
+    /// boolean dependency needs one), a payload compressor, a file digest algorithm, or room
+    /// for a file of 4 GiB or more (rpm 4.11).
     #[error("package {package}: {what}; {target} cannot install it")]
     Unsupported {
         /// The package being built.

@@ -1,6 +1,8 @@
 //! Integration tests of xspack-pack: packs whose RPMs include VM template RPMs built from
 //! `[[template]]` definitions, and the guest-templates validator on `[[package]]` JSON files.
 
+mod target;
+
 use camino::{Utf8Path, Utf8PathBuf};
 use xspack_io::NoProgress;
 use xspack_iso::{EntryKind, IsoReader};

@@ -6,9 +6,12 @@
 //!
 //! - file paths as `DIRNAMES`/`BASENAMES`/`DIRINDEXES` (`rpmlib(CompressedFileNames)`),
 //!   SHA-256 file digests (`FILEDIGESTALGO` 8, `rpmlib(FileDigests)`), `./` payload names
-//!   (`rpmlib(PayloadFilesHavePrefix)`), and `rpmlib(PayloadIsXz)` for xz payloads;
+//!   (`rpmlib(PayloadFilesHavePrefix)`), `rpmlib(PayloadIsXz)` for xz payloads and
+//!   `rpmlib(RichDependencies)` for boolean dependencies ([`rpmlib_features`], which the
+//!   package's target checks first);
 //! - 32-bit `SIZE`/`FILESIZES` only: the 64-bit `LONGSIZE`/`LONGFILESIZES` need
-//!   `rpmlib(LargeFiles)`, which rpm 4.11 lacks, and [`super::limits`] refuses such packages;
+//!   `rpmlib(LargeFiles)` and rpm 4.12's stripped cpio headers, which this writer does not
+//!   write, so `super::write_package` refuses files of 4 GiB and more for every target;
 //! - the self-provides `name = [epoch:]version-release` (plus `name(isa)` for an arch) and,
 //!   with `%config` files, `config(name)` provided and required; scriptlet interpreters
 //!   required with `RPMSENSE_INTERP` and the scriptlet's phase;
@@ -107,6 +110,28 @@ fn isa(arch: &str) -> Option<&'static str> {
         "s390x" => Some("s390-64"),
         _ => None,
     }
+}
+
+/// The `rpmlib(...)` features package `b` needs, as rpmbuild adds them
+/// (`build/pack.c`, `rpmlibNeedsFeature` callers; versions from `lib/rpmds.c`): each with why.
+pub(crate) fn rpmlib_features(b: &RpmBuilder) -> Vec<(&'static str, &'static str, String)> {
+    let mut features = vec![
+        ("CompressedFileNames", "3.0.4-1", "its file list".to_owned()),
+        ("FileDigests", "4.6.0-1", "its SHA-256 file digests".to_owned()),
+        ("PayloadFilesHavePrefix", "4.0-1", "its payload".to_owned()),
+    ];
+    if b.compression == Compression::Xz {
+        features.push(("PayloadIsXz", "5.2-1", "its xz payload".to_owned()));
+    }
+    let deps = b.requires.iter().chain(&b.provides).chain(&b.conflicts).chain(&b.obsoletes);
+    if let Some(dep) = deps.clone().find(|d| d.is_rich()) {
+        features.push((
+            "RichDependencies",
+            "4.12.0-1",
+            format!("the boolean dependency {:?}", dep.to_string()),
+        ));
+    }
+    features
 }
 
 fn rpmlib(feature: &str, version: &str) -> Dependency {
@@ -286,11 +311,8 @@ pub(crate) fn main_header(b: &RpmBuilder, scan: &Scan<'_>, build_time: u32) -> H
         provides.push(eq(format!("config({})", b.name), SENSE_CONFIG));
         requires.push(eq(format!("config({})", b.name), SENSE_CONFIG));
     }
-    requires.push(rpmlib("CompressedFileNames", "3.0.4-1"));
-    requires.push(rpmlib("FileDigests", "4.6.0-1"));
-    requires.push(rpmlib("PayloadFilesHavePrefix", "4.0-1"));
-    if b.compression == Compression::Xz {
-        requires.push(rpmlib("PayloadIsXz", "5.2-1"));
+    for (feature, version, _) in rpmlib_features(b) {
+        requires.push(rpmlib(feature, version));
     }
     for (kind, body) in &b.scripts {
         let (script, prog, phase) = script_tags(*kind);

@@ -9,8 +9,9 @@
 //! written in one forward pass and two patches ([`write_package`], on a `Read + Write + Seek`
 //! output):
 //!
-//! 1. the inputs are read once for their sizes and digests ([`payload::scan`]), and checked
-//!    against what the target's rpm can install ([`limits`]);
+//! 1. the package is checked against what its target's rpm can install
+//!    ([`crate::target`]), and the inputs are read once for their sizes and digests
+//!    ([`payload::scan`]);
 //! 2. the lead, a signature header of fixed size ([`signature::reserved_size`]) and the main
 //!    header (payload digests zeroed) are written, then the payload is compressed straight
 //!    into the output while its digests are taken;
@@ -26,7 +27,6 @@
 mod blob;
 mod header;
 mod lead;
-pub(crate) mod limits;
 mod payload;
 mod signature;
 
@@ -68,10 +68,10 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
 ) -> Result<(W, BuiltRpm), Error> {
     let werr = |e: io::Error| b.write_fail(&e);
     let source_date = b.source_date.unwrap_or_else(now);
-    let target = &limits::RPM_4_11;
-    target.check_dependencies(b)?;
-    let scan = payload::scan(b, target)?;
-    target.check_scan(b, &scan)?;
+    for (feature, _, why) in header::rpmlib_features(b) {
+        b.target.check_feature(&b.name, feature, &why)?;
+    }
+    let scan = payload::scan(b)?;
 
     // Lead, room for the signature header, header with placeholder payload digests.
     let start = out.stream_position().map_err(werr)?;

@@ -16,7 +16,6 @@ use std::io::{self, Read, Write};
 use sha2::{Digest as _, Sha256};
 use xspack_io::BUFFER_SIZE;
 
-use super::limits::Target;
 use crate::Error;
 use crate::build::{Compression, Entry, RpmBuilder, Source};
 use crate::digest::hex;
@@ -101,9 +100,10 @@ fn hash_stream(mut reader: impl Read) -> io::Result<(String, u64)> {
     Ok((hex(&hasher.finalize()), len))
 }
 
-/// The first pass: sorts the entries, refuses duplicates and what `target` cannot install,
-/// and reads every file once for its digest and size.
-pub(crate) fn scan<'a>(b: &'a RpmBuilder, target: &Target) -> Result<Scan<'a>, Error> {
+/// The first pass: sorts the entries, refuses duplicates and sizes the package's target
+/// cannot install (or this writer cannot write), and reads every file once for its digest
+/// and size.
+pub(crate) fn scan(b: &RpmBuilder) -> Result<Scan<'_>, Error> {
     let mut entries: Vec<&Entry> = b.entries.iter().collect();
     entries.sort_by(|x, y| x.dest.cmp(&y.dest));
     if let Some(w) = entries.windows(2).find(|w| w[0].dest == w[1].dest) {
@@ -119,14 +119,14 @@ pub(crate) fn scan<'a>(b: &'a RpmBuilder, target: &Target) -> Result<Scan<'a>, E
                 if !meta.is_file() {
                     return Err(b.fail(&format!("{src}: not a regular file")));
                 }
-                target.check_file(b, &entry.dest, src.as_str(), meta.len())?;
+                check_size(b, &entry.dest, src.as_str(), meta.len())?;
                 meta.len()
             }
             Source::Bytes(bytes) => bytes.len() as u64,
             _ => 0,
         };
     }
-    target.check_total(b, total)?;
+    check_total(b, total)?;
     let mut items = Vec::with_capacity(entries.len());
     let mut archive_size = member_size(TRAILER, 0);
     for entry in entries {
@@ -151,7 +151,37 @@ pub(crate) fn scan<'a>(b: &'a RpmBuilder, target: &Target) -> Result<Scan<'a>, E
         }
         items.push(item);
     }
+    // A file may have grown since it was measured.
+    for item in &items {
+        check_size(b, &item.entry.dest, &item.entry.dest, item.size)?;
+    }
+    check_total(b, items.iter().map(|i| i.size).sum())?;
     Ok(Scan { items, archive_size })
+}
+
+/// Refuses a file the target cannot install, then one this writer cannot write: sizes of
+/// 4 GiB and more need `LONGFILESIZES` and rpm 4.12's stripped cpio headers (`lib/cpio.c`,
+/// `rpmcpioStrippedHeaderWrite`), which it does not write.
+fn check_size(b: &RpmBuilder, dest: &str, source: &str, size: u64) -> Result<(), Error> {
+    b.target.check_file(&b.name, dest, source, size)?;
+    if size > u64::from(u32::MAX) {
+        return Err(b.fail(&format!(
+            "file {dest} (from {source}) has {size} bytes: xspack writes files under 4 GiB only"
+        )));
+    }
+    Ok(())
+}
+
+/// [`check_size`] for the sum of the file sizes (`SIZE` is 32 bits without `LONGSIZE`).
+fn check_total(b: &RpmBuilder, total: u64) -> Result<(), Error> {
+    b.target.check_total(&b.name, total)?;
+    if total > u64::from(u32::MAX) {
+        return Err(b.fail(&format!(
+            "its files total {total} bytes: xspack writes packages under 4 GiB of files only; \
+             split the files over several packages"
+        )));
+    }
+    Ok(())
 }
 
 /// The compressor in front of the output.
@@ -295,7 +325,7 @@ mod tests {
             .dir("/opt/x", 0o755)
             .symlink("/opt/x/l", "a")
             .ghost("/opt/x/g", crate::FileAttrs::mode(0o600));
-        let scan = scan(&b, &super::super::limits::RPM_4_11).unwrap();
+        let scan = scan(&b).unwrap();
         let paths: Vec<_> = scan.items.iter().map(|i| i.entry.dest.as_str()).collect();
         assert_eq!(paths, ["/opt/x", "/opt/x/a", "/opt/x/g", "/opt/x/l"]);
         let mut out = Vec::new();
@@ -305,9 +335,6 @@ mod tests {
         assert_eq!(&out[110..117], b"./opt/x");
         assert!(!out.windows(8).any(|w| w == b"/opt/x/g"), "ghosts stay out of the payload");
         let dup = RpmBuilder::new("x", "1", "1").dir("/a", 0o755).dir("/a", 0o755);
-        assert!(matches!(
-            super::scan(&dup, &super::super::limits::RPM_4_11),
-            Err(Error::Build { .. })
-        ));
+        assert!(matches!(super::scan(&dup), Err(Error::Build { .. })));
     }
 }
