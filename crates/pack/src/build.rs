@@ -303,6 +303,7 @@ fn build_package(
         .summary(pkg.summary.clone())
         .description(pkg.description.clone())
         .license(pkg.license.clone())
+        .compression(pkg.compression.into())
         .source_date(epoch32(opts.source_date_epoch));
     for (j, f) in pkg.files.iter().enumerate() {
         let src = dir.join(&f.src);

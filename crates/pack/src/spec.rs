@@ -33,6 +33,7 @@
 //! description = "Container host templates."
 //! posttrans = "scripts/reload-templates.sh"
 //! files = [{ src = "files/coreos.json", dest = "/etc/xapi.d/vm-templates/xspack-coreos.json" }]
+//! compression = "xz"              # payload: "gzip" (level 9, the default) or "xz" (preset 6)
 //!
 //! [[template]]                    # a VM template RPM built by xspack-template
 //! path = "../../templates/coreos-container-host.toml"
@@ -316,6 +317,29 @@ pub struct PackageSpec {
     /// The payload.
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// Payload compression: `gzip` (level 9, the default) or `xz` (preset 6: smaller, slower).
+    #[serde(default)]
+    pub compression: PayloadCompression,
+}
+
+/// `compression` of a `[[package]]`: both are read by every target's rpm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadCompression {
+    /// gzip, level 9, as rpmbuild's `w9.gzdio`.
+    #[default]
+    Gzip,
+    /// xz, preset 6, as rpmbuild's `w6.xzdio`.
+    Xz,
+}
+
+impl From<PayloadCompression> for xspack_rpmrepo::Compression {
+    fn from(c: PayloadCompression) -> Self {
+        match c {
+            PayloadCompression::Gzip => xspack_rpmrepo::Compression::Gzip,
+            PayloadCompression::Xz => xspack_rpmrepo::Compression::Xz,
+        }
+    }
 }
 
 fn one() -> String {

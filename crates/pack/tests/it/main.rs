@@ -141,3 +141,35 @@ fn template_tables_parse_and_are_checked() {
         .to_string();
     assert!(err.contains("no [[template]]"), "{err}");
 }
+
+#[test]
+fn a_package_chooses_its_payload_compression() {
+    let (_t, dir) = tempdir();
+    let p = dir.join("pack");
+    std::fs::create_dir_all(p.join("files")).unwrap();
+    std::fs::write(p.join("files/a"), "text ".repeat(1000)).unwrap();
+    let package = |name: &str, compression: &str| {
+        format!(
+            "[[package]]\nname = \"{name}\"\nversion = \"1\"\nsummary = \"s\"\ndescription = \"d\"\n\
+             {compression}files = [{{ src = \"files/a\", dest = \"/opt/{name}/a\" }}]\n"
+        )
+    };
+    let toml = PACK.replace("[[template]]\npath = \"templates/guest.toml\"\n", "")
+        + &package("gz", "")
+        + &package("xz", "compression = \"xz\"\n");
+    std::fs::write(p.join("pack.toml"), toml).unwrap();
+    let (rpms, _) = build(&p, &dir.join("out")).unwrap();
+    assert_eq!(rpms.len(), 2, "{rpms:?}");
+    let mut reader =
+        IsoReader::new(std::fs::File::open(dir.join("out/t-1.0.0-1.iso")).unwrap()).unwrap();
+    for (name, want) in [("gz-1-1.noarch.rpm", "gzip"), ("xz-1-1.noarch.rpm", "xz")] {
+        let entry = reader.entries().unwrap().into_iter().find(|e| e.path == name).unwrap();
+        let file = reader.open_file(&entry).unwrap();
+        let header = xspack_rpmrepo::read_rpm_from(file, Utf8Path::new(name)).unwrap();
+        assert_eq!(header.payload_compressor, want, "{name}");
+    }
+    let bad = std::fs::read_to_string(p.join("pack.toml")).unwrap().replace("\"xz\"", "\"zstd\"");
+    std::fs::write(p.join("pack.toml"), bad).unwrap();
+    let err = build(&p, &dir.join("out2")).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `zstd`, expected `gzip` or `xz`"), "{err}");
+}
