@@ -38,7 +38,7 @@ pub struct Target {
     /// The gpg that checks detached signatures, e.g. `gpg 2.0`.
     pub gpg: &'static str,
     /// The `rpmlib(...)` features its rpm provides, by name inside the parentheses.
-    rpmlib: &'static [&'static str],
+    rpmlib: &'static [&'static [&'static str]],
     /// `PAYLOADCOMPRESSOR` values its rpm decompresses.
     compressors: &'static [&'static str],
     /// `FILEDIGESTALGO` values (`OpenPGP` hash algorithm ids, RFC 4880 9.4) its rpm computes.
@@ -66,25 +66,9 @@ const RPMLIB_4_11: &[&str] = &[
     "TildeInVersions",
 ];
 
-/// rpm 4.16.1.3's features (`lib/rpmds.c` at tag `rpm-4.16.1.3`): 4.11's, and caret
+/// What rpm 4.16.1.3 adds to 4.11's features (`lib/rpmds.c` at tag `rpm-4.16.1.3`): caret
 /// versions, large files, rich and dynamic build dependencies and zstd payloads.
-const RPMLIB_4_16: &[&str] = &[
-    "VersionedDependencies",
-    "CompressedFileNames",
-    "PayloadIsBzip2",
-    "PayloadIsXz",
-    "PayloadIsLzma",
-    "PayloadFilesHavePrefix",
-    "ExplicitPackageProvide",
-    "HeaderLoadSortsTags",
-    "ScriptletInterpreterArgs",
-    "PartialHardlinkSets",
-    "ConcurrentAccess",
-    "BuiltinLuaScripts",
-    "FileDigests",
-    "FileCaps",
-    "ScriptletExpansion",
-    "TildeInVersions",
+const RPMLIB_4_16_ADDS: &[&str] = &[
     "CaretInVersions",
     "LargeFiles",
     "RichDependencies",
@@ -105,7 +89,7 @@ pub const XENSERVER_8: Target = Target {
     rpm: "rpm 4.11.3",
     installer: "yum 3.4.3",
     gpg: "gpg 2.0",
-    rpmlib: RPMLIB_4_11,
+    rpmlib: &[RPMLIB_4_11],
     compressors: &["gzip", "bzip2", "xz", "lzma"],
     file_digests: FILE_DIGESTS,
 };
@@ -119,7 +103,7 @@ pub const EL9: Target = Target {
     rpm: "rpm 4.16.1",
     installer: "dnf 4",
     gpg: "gpg 2.3",
-    rpmlib: RPMLIB_4_16,
+    rpmlib: &[RPMLIB_4_11, RPMLIB_4_16_ADDS],
     compressors: &["gzip", "bzip2", "xz", "lzma", "zstd"],
     file_digests: FILE_DIGESTS,
 };
@@ -143,7 +127,7 @@ impl Target {
 
     /// Whether the target's rpm provides `rpmlib(feature)`.
     pub fn has_rpmlib(&self, feature: &str) -> bool {
-        self.rpmlib.contains(&feature)
+        self.rpmlib.iter().any(|set| set.contains(&feature))
     }
 
     /// Whether files of 4 GiB and more (and totals over 4 GiB) can be installed.
