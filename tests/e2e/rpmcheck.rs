@@ -153,8 +153,8 @@ fn install_all_and_verify(dir: &Utf8Path, key: &Utf8Path, stub: &Utf8Path, rpms:
     let mut args = vec!["--root", root.as_str(), "-i", stub.as_str()];
     args.extend(rpms.iter().map(|r| r.as_str()));
     let out = tool("rpm", &args);
-    // Debian's rpm warns on every install outside `--force-debian` (its debian/patches); any
-    // other line on stderr is a warning about the packages.
+    // Debian's rpm prints these two lines on every install without its own `--force-debian`
+    // option; any other line on stderr is a warning about the packages (NOKEY, a scriptlet).
     let warnings: Vec<&str> = std::str::from_utf8(&out.stderr)
         .unwrap()
         .lines()
