@@ -21,6 +21,7 @@ mod inspect;
 mod json;
 mod pack;
 mod progress;
+mod rpmcheck;
 mod security;
 mod template;
 mod verify;

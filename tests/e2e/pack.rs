@@ -10,11 +10,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::common::{
     assert_rpm_signatures, code, error_hint, keygen, repo_root, run, stderr, tempdir, tool, xspack,
 };
+use crate::rpmcheck::{legacy_rpm_signatures, release_stub, rpm_checks};
 
 const EPOCH: &str = "1700000000";
 
 /// Builds `packs/<pack>` into `dir/<out>` signed with `key`.
-fn build(pack: &str, dir: &Utf8Path, out: &str, key: &Utf8Path) -> Utf8PathBuf {
+pub(crate) fn build(pack: &str, dir: &Utf8Path, out: &str, key: &Utf8Path) -> Utf8PathBuf {
     let dest = dir.join(out);
     let src = repo_root().join("packs").join(pack);
     let o = xspack()
@@ -36,7 +37,7 @@ fn build(pack: &str, dir: &Utf8Path, out: &str, key: &Utf8Path) -> Utf8PathBuf {
 }
 
 /// Extracts an ISO with xorriso (Rock Ridge names and modes).
-fn extract(iso: &Utf8Path, dest: &Utf8Path) {
+pub(crate) fn extract(iso: &Utf8Path, dest: &Utf8Path) {
     tool("xorriso", &["-osirrox", "on", "-indev", iso.as_str(), "-extract", "/", dest.as_str()]);
 }
 
@@ -166,7 +167,7 @@ fn rpm_and_gpg_accept_the_signatures() {
 }
 
 /// The xapi yum configuration of supplemental-pack.md section 2.7, for an extracted pack.
-fn yum_conf(dir: &Utf8Path, repo: &Utf8Path, label: &str, key: &str) -> Utf8PathBuf {
+pub(crate) fn yum_conf(dir: &Utf8Path, repo: &Utf8Path, label: &str, key: &str) -> Utf8PathBuf {
     let conf = dir.join("yum.conf");
     std::fs::write(
         &conf,
@@ -179,7 +180,7 @@ fn yum_conf(dir: &Utf8Path, repo: &Utf8Path, label: &str, key: &str) -> Utf8Path
     conf
 }
 
-fn dnf(conf: &Utf8Path, root: &Utf8Path, cache: &Utf8Path, args: &[&str]) -> Output {
+pub(crate) fn dnf(conf: &Utf8Path, root: &Utf8Path, cache: &Utf8Path, args: &[&str]) -> Output {
     let mut cmd = Command::new("dnf");
     cmd.args([
         "-y",
@@ -207,7 +208,7 @@ fn dnf_prechecks_and_applies_into_a_fake_root() {
     let root = dir.join("root");
     tool("rpm", &["--root", root.as_str(), "--initdb"]);
     let stub = dir.join("stub.rpm");
-    build_release_stub(&stub);
+    release_stub(&stub);
     tool("rpm", &["--root", root.as_str(), "-i", "--nosignature", "--noscripts", stub.as_str()]);
     let conf = yum_conf(&dir, &x, "xspack-demo", "RPM-GPG-KEY-xspack");
     let cache = dir.join("cache");
@@ -250,23 +251,6 @@ fn dnf_prechecks_and_applies_into_a_fake_root() {
         err.to_lowercase().contains("gpg") || err.to_lowercase().contains("signature"),
         "{err}"
     );
-}
-
-/// An RPM standing in for the XenServer/XCP-ng release package: it provides
-/// `platform-version` and `product-version`.
-fn build_release_stub(dest: &Utf8Path) {
-    use xspack_rpmrepo::{Comparison, Dependency, RpmBuilder};
-    let (file, _) = RpmBuilder::new("xcp-ng-release", "8.2.1", "1")
-        .summary("release stub")
-        .description("Provides what the control RPM requires.")
-        .license("MIT")
-        .source_date(1_700_000_000)
-        .provides(Dependency::versioned("platform-version", Comparison::Eq, "3.2.1"))
-        .provides(Dependency::versioned("product-version", Comparison::Eq, "8.2.1"))
-        .provides(Dependency::any("/bin/sh"))
-        .write(std::fs::File::create(dest).unwrap(), None)
-        .unwrap();
-    drop(file);
 }
 
 /// A fake XenServer 6.x/7.0 host for the legacy install script.
@@ -513,4 +497,155 @@ fn verify_catches_a_wrong_key_and_tampering() {
     assert_eq!(code(&out), 3);
     let err = stderr(&out);
     assert!(err.contains(".noarch.rpm: corrupt RPM header"), "{err}");
+}
+
+/// Builds the pack directory `src` into `dest` signed with `key`, as `just pack` does
+/// (`scripts/pack-all`: packs may use the repository's `templates/`).
+fn build_dir(src: &Utf8Path, dest: &Utf8Path, key: &Utf8Path) {
+    let templates = repo_root().join("templates");
+    let o = xspack()
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .args(["-q", "pack", "build", src.as_str(), "--sign-key", key.as_str(), "-o"])
+        .arg(dest)
+        .args(["--allow-outside", templates.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{src}: {}", stderr(&o));
+}
+
+/// Every pack under packs/ (what `just pack` builds), built with a test key: the update ISO
+/// passes all of `rpm_checks`, the legacy ISO's RPMs pass `rpm -Kv`.
+#[test]
+fn every_pack_passes_rpm_checks() {
+    use xspack_pack::{PackFormat, PackSpec};
+    let (_t, dir) = tempdir();
+    let (secret, public) = keygen(&dir);
+    let mut checked = Vec::new();
+    for name in crate::common::listing(&repo_root().join("packs")) {
+        let src = repo_root().join("packs").join(&name);
+        let toml = src.join("pack.toml");
+        if !toml.is_file() {
+            continue;
+        }
+        let spec = PackSpec::load(&toml).unwrap();
+        let dest = dir.join(&name);
+        build_dir(&src, &dest, &secret);
+        let stem = format!("{}-{}-{}", spec.pack.name, spec.pack.version, spec.pack.build);
+        let mut want: Vec<String> = Vec::new();
+        if spec.pack.formats.contains(&PackFormat::Legacy) {
+            let iso = dest.join(format!("{stem}.iso"));
+            legacy_rpm_signatures(&iso, &public);
+            want.push(format!("{stem}.iso"));
+        }
+        if spec.pack.formats.contains(&PackFormat::Update) {
+            let iso = dest.join(format!("{stem}-update.iso"));
+            rpm_checks(&iso, &public);
+            want.push(format!("{stem}-update.iso"));
+        }
+        want.extend(["SHA256SUMS".into(), "manifest.json".into()]);
+        want.sort();
+        assert_eq!(crate::common::listing(&dest), want, "{name}: the ISOs of its formats");
+        checked.push(name);
+    }
+    assert!(checked.len() >= 2, "packs/ holds demo and guest-templates at least: {checked:?}");
+}
+
+/// Writes a pack of about 1.1 GB of generated data into `dir`: `data.bin`, 1040 MiB of one
+/// pseudo-random 1 MiB block repeated with its index in its first 8 bytes (deflate's window is
+/// 32 KiB, so gzip -9 cannot shrink it: the ISO, which holds the compressed RPM, stays over
+/// 1 GiB; mostly zeros would make a pack of a few MB), and `zeros.bin`, 48 MiB of zeros (sparse)
+/// with a 64 KiB block every 8 MiB, the part gzip does shrink. Generating it takes seconds; the
+/// debug `pack build` of it about a minute on two cores, half of that in deflate.
+fn big_pack(dir: &Utf8Path) -> Utf8PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    const MIB: u64 = 1 << 20;
+    let pack = dir.join("big");
+    std::fs::create_dir_all(pack.join("files")).unwrap();
+    let mut block = vec![0u8; 1 << 20];
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for word in block.chunks_exact_mut(8) {
+        // xorshift64 (Marsaglia 2003): deterministic and fast enough unoptimised.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        word.copy_from_slice(&state.to_le_bytes());
+    }
+    let mut data =
+        std::io::BufWriter::new(std::fs::File::create(pack.join("files/data.bin")).unwrap());
+    for i in 0..1040u64 {
+        block[..8].copy_from_slice(&i.to_le_bytes());
+        data.write_all(&block).unwrap();
+    }
+    data.into_inner().unwrap().sync_all().unwrap();
+    let mut zeros = std::fs::File::create(pack.join("files/zeros.bin")).unwrap();
+    zeros.set_len(48 * MIB).unwrap();
+    for at in (0..48).step_by(8) {
+        zeros.seek(SeekFrom::Start(at * MIB)).unwrap();
+        zeros.write_all(&block[..64 << 10]).unwrap();
+    }
+    std::fs::write(
+        pack.join("pack.toml"),
+        "[pack]\nname = \"xspack-big\"\nversion = \"1.0.0\"\nbuild = \"1\"\noriginator = \"xspack\"\n\
+         description = \"a pack over 1 GiB\"\nformats = [\"update\"]\n\n\
+         [update]\nbase-requires = [\"platform-version >= 2.2.0\"]\n\n\
+         [[package]]\nname = \"xspack-big\"\nversion = \"1.0.0\"\nsummary = \"generated data\"\n\
+         description = \"About 1.1 GB of generated data.\"\nlicense = \"MIT\"\nfiles = [\n\
+         \x20 { src = \"files/data.bin\", dest = \"/opt/xspack-big/data.bin\" },\n\
+         \x20 { src = \"files/zeros.bin\", dest = \"/opt/xspack-big/zeros.bin\" },\n]\n",
+    )
+    .unwrap();
+    pack
+}
+
+/// A pack over 1 GiB, built signed in the update format: the ISO is over 1 GiB and passes every
+/// rpm check.
+#[test]
+fn a_pack_over_1_gib_passes_rpm_checks() {
+    let (_t, dir) = tempdir();
+    let (secret, public) = keygen(&dir);
+    let pack = big_pack(&dir);
+    let dest = dir.join("dist");
+    build_dir(&pack, &dest, &secret);
+    // The inputs are not needed any more: free their disk space before the checks use more.
+    std::fs::remove_dir_all(&pack).unwrap();
+    let iso = dest.join("xspack-big-1.0.0-1-update.iso");
+    let size = std::fs::metadata(&iso).unwrap().len();
+    assert!(size > 1 << 30, "{iso}: {size} bytes");
+    rpm_checks(&iso, &public);
+}
+
+/// A 5 GiB file (sparse) in a `[[package]]`: rpm 4.11, the default target, cannot install a
+/// file of 4 GiB or more (crates/rpmrepo/src/write/limits.rs), so the build fails with exit 3
+/// (bad input), one error line naming the file and the target, and no output.
+#[test]
+fn a_5_gib_file_is_refused_for_the_default_target() {
+    let (_t, dir) = tempdir();
+    let (secret, _) = keygen(&dir);
+    let pack = dir.join("huge");
+    std::fs::create_dir_all(pack.join("files")).unwrap();
+    std::fs::File::create(pack.join("files/huge.img")).unwrap().set_len(5 << 30).unwrap();
+    std::fs::write(
+        pack.join("pack.toml"),
+        "[pack]\nname = \"xspack-huge\"\nversion = \"1.0.0\"\nbuild = \"1\"\noriginator = \"xspack\"\n\
+         description = \"a 5 GiB file\"\nformats = [\"update\"]\n\n\
+         [[package]]\nname = \"xspack-huge\"\nversion = \"1.0.0\"\nsummary = \"huge\"\n\
+         description = \"A 5 GiB file.\"\nlicense = \"MIT\"\n\
+         files = [{ src = \"files/huge.img\", dest = \"/opt/xspack-huge/huge.img\" }]\n",
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let out = xspack()
+        .args(["-q", "pack", "build", pack.as_str(), "--sign-key", secret.as_str(), "-o"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 3, "{err}");
+    assert_eq!(error_hint(&err), None, "one line: {err}");
+    for part in
+        ["/opt/xspack-huge/huge.img", "files/huge.img", "5368709120", "rpm 4.11", "XenServer 8"]
+    {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    assert!(!out_dir.exists(), "no output (so no ISO) after a refusal");
 }
