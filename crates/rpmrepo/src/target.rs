@@ -68,13 +68,8 @@ const RPMLIB_4_11: &[&str] = &[
 
 /// What rpm 4.16.1.3 adds to 4.11's features (`lib/rpmds.c` at tag `rpm-4.16.1.3`): caret
 /// versions, large files, rich and dynamic build dependencies and zstd payloads.
-const RPMLIB_4_16_ADDS: &[&str] = &[
-    "CaretInVersions",
-    "LargeFiles",
-    "RichDependencies",
-    "DynamicBuildRequires",
-    "PayloadIsZstd",
-];
+const RPMLIB_4_16_ADDS: &[&str] =
+    &["CaretInVersions", "LargeFiles", "RichDependencies", "DynamicBuildRequires", "PayloadIsZstd"];
 
 /// MD5, SHA-1, SHA-256, SHA-384, SHA-512 and SHA-224: what rpm 4.11's NSS backend maps
 /// (`rpmio/digest_nss.c`, `getHashAlg`) and rpm 4.16's OpenSSL backend too.
