@@ -164,6 +164,9 @@ fn collect_rpms(
         out.add_input(file_input(p, p.strip_prefix(dir).unwrap_or(p), "rpm")?);
         paths.push(p.clone());
     }
+    // RPMs built here: the writer hashed the whole file already (`BuiltRpm`), so only their
+    // headers are read back.
+    let mut built_rpms: Vec<(Utf8PathBuf, xspack_rpmrepo::BuiltRpm)> = Vec::new();
     if !spec.packages.is_empty() || !spec.templates.is_empty() {
         let staging = out
             .scratch_path("built-rpms")
@@ -175,20 +178,26 @@ fn collect_rpms(
                     .target(spec.target())
                     .write_to_dir(&staging, opts.key, false)
                     .map_err(rpm_err)?;
-            paths.push(staging.join(built.file_name));
+            built_rpms.push((staging.join(&built.file_name), built));
         }
         for template in &spec.templates {
             let built = build_template_rpm((dir, &template.path), opts, out)?
                 .target(spec.target())
                 .write_to_dir(&staging, opts.key, false)
                 .map_err(rpm_err)?;
-            paths.push(staging.join(built.file_name));
+            built_rpms.push((staging.join(&built.file_name), built));
         }
     }
-    let task = opts.progress.task("reading RPMs", Some(paths.len() as u64), ProgressUnit::Items);
+    let count = (paths.len() + built_rpms.len()) as u64;
+    let task = opts.progress.task("reading RPMs", Some(count), ProgressUnit::Items);
     // Only the legacy format lists MD5s: update-only packs skip that hash.
     let md5 = opts.formats.as_ref().unwrap_or(&spec.pack.formats).contains(&PackFormat::Legacy);
-    let headers = read_headers(&paths, md5, task.as_ref())?;
+    let mut headers = read_headers(&paths, md5, task.as_ref())?;
+    for (path, built) in built_rpms {
+        headers.push(xspack_rpmrepo::read_built_rpm(&path, &built).map_err(rpm_err)?);
+        paths.push(path);
+        task.advance(1);
+    }
     let mut rpms = Vec::with_capacity(paths.len());
     let mut nevras = BTreeSet::new();
     for (path, header) in paths.into_iter().zip(headers) {

@@ -90,6 +90,8 @@ pub struct BuiltRpm {
     pub file_name: String,
     /// SHA-256 of the package file.
     pub sha256: Sha256Digest,
+    /// MD5 of the package file (legacy pack metadata).
+    pub md5: crate::Md5Digest,
     /// Size of the package file in bytes.
     pub size: u64,
     /// Whether a header signature was added.

@@ -21,6 +21,7 @@ use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 use xspack_io::{BUFFER_SIZE, Sha256Digest};
 
+use crate::BuiltRpm;
 use crate::Error;
 use crate::deps::Dependency;
 use crate::digest::{Md5Digest, TeeHasher, hex};
@@ -259,6 +260,30 @@ fn parse_headers(buf: &mut impl Read, path: &Utf8Path) -> Result<(PackageMetadat
         return Err(corrupt(path, "the rpm crate and the header preambles disagree on the layout"));
     }
     Ok((meta, prefix))
+}
+
+/// The header of an RPM this crate has just written to `path`: the lead and headers are read
+/// and checked (header digests) as [`read_rpm`] does, but the whole-file SHA-256, MD5 and
+/// size come from `built`, taken as the writer read the file back, instead of a third read of
+/// the payload. Refuses a file whose size is not `built.size` (replaced meanwhile).
+pub fn read_built_rpm(path: &Utf8Path, built: &BuiltRpm) -> Result<RpmHeader, Error> {
+    let file = File::open(path).map_err(|e| Error::io("opening RPM", path, e))?;
+    let size = file.metadata().map_err(|e| Error::io("reading RPM", path, e))?.len();
+    if size != built.size {
+        return Err(corrupt(
+            path,
+            format!("{size} bytes where the writer wrote {} (changed since)", built.size),
+        ));
+    }
+    let (meta, prefix) = parse_headers(&mut BufReader::new(file), path)?;
+    check_header_digests(&meta, prefix.header(), path)?;
+    let range = prefix.header_range();
+    let payload = built
+        .size
+        .checked_sub(range.end)
+        .ok_or_else(|| corrupt(path, "the headers run past the end of the file"))?;
+    check_size(&meta, range, payload, path)?;
+    header_fields(&meta, range, built.sha256, Some(built.md5), built.size, path)
 }
 
 /// Parses the lead and headers of the RPM at `path` without reading the payload; returns the

@@ -58,8 +58,8 @@ pub use build::{BuiltRpm, Compression, FileAttrs, RpmBuilder};
 pub use deps::{Comparison, DepFlags, Dependency, Evr};
 pub use digest::Md5Digest;
 pub use header::{
-    ChangelogEntry, FileEntry, FileKind, HeaderRange, RpmHeader, read_rpm, read_rpm_from,
-    read_rpm_without_md5,
+    ChangelogEntry, FileEntry, FileKind, HeaderRange, RpmHeader, read_built_rpm, read_rpm,
+    read_rpm_from, read_rpm_without_md5,
 };
 pub use keys::{
     GeneratedKey, KeyInfo, MIN_RSA_BITS, PublicKey, SigningKey, TestKeyOptions, generate_test_key,

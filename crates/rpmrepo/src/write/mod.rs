@@ -18,7 +18,7 @@
 //! 3. the payload digests are patched into the header, and header and payload are read back
 //!    once for the MD5 and the header+payload signature;
 //! 4. the signature header is written into its room, and the file read once more for its
-//!    SHA-256.
+//!    SHA-256 and MD5 ([`BuiltRpm`]).
 //!
 //! A plain `Write` output gets the same through an unnamed temporary file
 //! ([`write_spooled`]). Memory stays bounded by the header (the file list) and the
@@ -28,6 +28,8 @@ mod blob;
 mod header;
 mod lead;
 mod payload;
+mod pgzip;
+mod pxz;
 mod signature;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -36,11 +38,11 @@ use md5::{Digest as _, Md5};
 use sha1::Digest as _;
 use sha1::Sha1;
 use sha2::Sha256;
-use xspack_io::{BUFFER_SIZE, HashingWriter, Sha256Digest};
+use xspack_io::{BUFFER_SIZE, HashingWriter};
 
 use crate::Error;
 use crate::build::{BuiltRpm, RpmBuilder};
-use crate::digest::hex;
+use crate::digest::{Md5Digest, hex};
 use crate::keys::SigningKey;
 
 /// A reader that passes bytes on, hashes them with MD5 and counts them.
@@ -91,7 +93,8 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
 
     // The payload, compressed as a stream; SHA-256 of the compressed and the cpio bytes.
     let compressed = HashingWriter::new(io::BufWriter::with_capacity(BUFFER_SIZE, out));
-    let mut archive = HashingWriter::new(payload::Compressor::new(b.compression, compressed));
+    let mut archive =
+        HashingWriter::new(payload::Compressor::new(b.compression, compressed).map_err(werr)?);
     payload::write_archive(b, &scan, source_date, &mut archive)?;
     let (compressor, archive_digest, archive_len) = archive.finish();
     if archive_len != scan.archive_size {
@@ -148,22 +151,20 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
     out.seek(SeekFrom::Start(start + crate::layout::LEAD_SIZE as u64)).map_err(werr)?;
     out.write_all(&sig).map_err(werr)?;
 
-    // The SHA-256 of the whole file.
+    // The SHA-256 (repodata) and MD5 (legacy pack metadata) of the whole file, in one read.
     let total = payload_start - start + payload_len;
     out.seek(SeekFrom::Start(start)).map_err(werr)?;
     let mut hashing = HashingWriter::new(io::sink());
-    let mut whole = io::BufReader::with_capacity(BUFFER_SIZE, (&mut out).take(total));
+    let whole = io::BufReader::with_capacity(BUFFER_SIZE, (&mut out).take(total));
+    let mut whole = Md5Reader { inner: whole, md5: Md5::new(), len: 0 };
     let copied = io::copy(&mut whole, &mut hashing).map_err(werr)?;
     if copied != total {
         return Err(werr(io::ErrorKind::UnexpectedEof.into()));
     }
+    let md5 = Md5Digest(whole.md5.finalize().into());
     out.flush().map_err(werr)?;
     let (_, sha256, size) = hashing.finish();
-    Ok((out, built(b, sha256, size, key.is_some())))
-}
-
-fn built(b: &RpmBuilder, sha256: Sha256Digest, size: u64, signed: bool) -> BuiltRpm {
-    BuiltRpm { file_name: b.file_name(), sha256, size, signed }
+    Ok((out, BuiltRpm { file_name: b.file_name(), sha256, md5, size, signed: key.is_some() }))
 }
 
 /// [`write_package`] for an output that cannot seek or be read: the package is built in an

@@ -1,6 +1,6 @@
 //! The payload: a cpio archive in the SVR4 "newc" format (magic `070701`, thirteen 8-digit hex
 //! fields, the name and the data each padded to 4 bytes, closed by `TRAILER!!!`), with names
-//! prefixed `./` (`rpmlib(PayloadFilesHavePrefix)`), compressed with gzip or xz as a stream.
+//! prefixed `./` (`rpmlib(PayloadFilesHavePrefix)`), compressed with gzip or xz as a stream ([`Compressor`]).
 //! The spec is rpm 4.11.3's own writer: `lib/cpio.c` (`rpmcpioHeaderWrite`,
 //! `rpmcpioTrailerWrite`), `lib/fsm.c` (which entries go in: not `%ghost`s; a symlink's
 //! data is its target) and `rpmio/rpmio.c` (`gzdio`, `xzdio`).
@@ -184,21 +184,38 @@ fn check_total(b: &RpmBuilder, total: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// The compressor in front of the output.
+/// The compressor in front of the output: gzip or xz on every core ([`super::pgzip`],
+/// [`super::pxz`]), with output that depends on the input alone, not on the number of cores.
 pub(crate) enum Compressor<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(super::pgzip::ParGzEncoder<W>),
     Xz(liblzma::write::XzEncoder<W>),
 }
 
 impl<W: Write> Compressor<W> {
-    pub(crate) fn new(compression: Compression, out: W) -> Self {
-        match compression {
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+    /// A compressor using this machine's cores.
+    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
+        let threads = match compression {
+            Compression::Gzip => super::pgzip::default_threads(),
+            Compression::Xz => super::pxz::threads(XZ_LEVEL),
+        };
+        Self::with_threads(compression, out, threads)
+    }
+
+    /// A compressor on `threads` threads: the same output for any number.
+    pub(crate) fn with_threads(
+        compression: Compression,
+        out: W,
+        threads: usize,
+    ) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip => Compressor::Gzip(super::pgzip::ParGzEncoder::with_threads(
                 out,
-                flate2::Compression::new(GZIP_LEVEL),
+                GZIP_LEVEL,
+                threads,
+                super::pgzip::BLOCK_SIZE,
             )),
-            Compression::Xz => Compressor::Xz(liblzma::write::XzEncoder::new(out, XZ_LEVEL)),
-        }
+            Compression::Xz => Compressor::Xz(super::pxz::encoder(out, XZ_LEVEL, threads)?),
+        })
     }
 
     /// Ends the compressed stream and gives the output back.

@@ -6,11 +6,13 @@
 //! - `header`: our header reader against `rpm --qf` and `createrepo_c`, on our RPMs and on RPMs
 //!   made by rpmbuild; truncated and corrupt input.
 //! - `repodata`: dnf reads our repodata offline; records equal `createrepo_c`'s; reproducibility.
+//! - `payload`: multi-block gzip and xz payloads through `rpm -K` and `rpm2cpio | cpio`.
 //! - `signing`: gpg verifies our detached signatures and we verify gpg's view; key rules.
 
 mod header;
 mod legacy_sigs;
 mod memory;
+mod payload;
 mod repodata;
 mod rpm_oracle;
 mod signing;
