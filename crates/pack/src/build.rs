@@ -317,7 +317,10 @@ fn build_package(
     for (j, f) in pkg.files.iter().enumerate() {
         let src = dir.join(&f.src);
         let field = format!("package[{index}].files[{j}].src");
-        out.add_input(inputs.payload_input(spec_path, (&field, &f.src), &src, "file")?);
+        let input = inputs.payload_input(spec_path, (&field, &f.src), &src, "file")?;
+        // Read once here (digest and secret-key scan): the RPM writer takes the digest.
+        let known = (input.digest.0, input.size);
+        out.add_input(input);
         if is_vm_template_json(&f.dest) {
             // The loader copies unknown keys into the VM record: refuse typos here.
             xspack_template::validate_guest_template_file(&src).map_err(template_err)?;
@@ -330,7 +333,7 @@ fn build_package(
         };
         attrs.user.clone_from(&f.owner);
         attrs.group.clone_from(&f.group);
-        b = b.file_from_disk_with(src, f.dest.clone(), attrs);
+        b = b.file_from_disk_known(src, f.dest.clone(), attrs, known);
     }
     for (script, which, name) in
         [(&pkg.post, 0, "post"), (&pkg.postun, 1, "postun"), (&pkg.posttrans, 2, "posttrans")]

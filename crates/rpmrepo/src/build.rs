@@ -69,7 +69,8 @@ impl FileAttrs {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
-    Disk(Utf8PathBuf),
+    /// A file read at build time, with its SHA-256 and size if the caller already read it.
+    Disk(Utf8PathBuf, Option<(Sha256Digest, u64)>),
     Bytes(Vec<u8>),
     Dir,
     Ghost,
@@ -281,7 +282,24 @@ impl RpmBuilder {
         dest: impl Into<String>,
         attrs: FileAttrs,
     ) -> Self {
-        self.entries.push(Entry { dest: dest.into(), source: Source::Disk(src.into()), attrs });
+        self.entries.push(Entry { dest: dest.into(), source: Source::Disk(src.into(), None), attrs });
+        self
+    }
+
+    /// [`RpmBuilder::file_from_disk_with`] for a file whose SHA-256 and size the caller has
+    /// just read (to record it as an input, say): the writer takes them for the header
+    /// instead of reading the file an extra time. It still hashes the file as it copies it
+    /// into the payload, and refuses the package if the file no longer has that digest.
+    #[must_use]
+    pub fn file_from_disk_known(
+        mut self,
+        src: impl Into<Utf8PathBuf>,
+        dest: impl Into<String>,
+        attrs: FileAttrs,
+        (sha256, size): (Sha256Digest, u64),
+    ) -> Self {
+        let source = Source::Disk(src.into(), Some((sha256, size)));
+        self.entries.push(Entry { dest: dest.into(), source, attrs });
         self
     }
 
@@ -563,6 +581,31 @@ mod tests {
         assert!(h.requires.iter().any(|d| d.name == "rpmlib(RichDependencies)"));
         assert!(crate::target::XENSERVER_8.check_rpm("x.rpm", &h).is_err());
         crate::target::EL9.check_rpm("x.rpm", &h).unwrap();
+    }
+
+    #[test]
+    fn a_known_digest_is_checked_as_the_payload_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Utf8Path::from_path(dir.path()).unwrap().join("f");
+        std::fs::write(&src, b"hello").unwrap();
+        let right = (Sha256Digest::of_bytes(b"hello"), 5);
+        let b = |known| {
+            RpmBuilder::new("x", "1", "1").source_date(1).file_from_disk_known(
+                src.clone(),
+                "/opt/f",
+                FileAttrs::mode(0o644),
+                known,
+            )
+        };
+        let mut rpm = Vec::new();
+        b(right).write(&mut rpm, None).unwrap();
+        let h = crate::read_rpm_from(rpm.as_slice(), Utf8Path::new("x.rpm")).unwrap();
+        assert_eq!(h.files[0].digest, right.0.to_hex());
+        // The file is not what the caller read: refused, never packaged with a wrong digest.
+        for wrong in [(Sha256Digest::of_bytes(b"hellO"), 5), (right.0, 4), (right.0, 6)] {
+            let err = b(wrong).write(Vec::new(), None).unwrap_err().to_string();
+            assert!(err.contains("changed while the package was built"), "{err}");
+        }
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Item<'_> {
     /// Bytes of this entry's data in the payload.
     fn data_size(&self) -> u64 {
         match self.entry.source {
-            Source::Disk(_) | Source::Bytes(_) | Source::Symlink(_) => self.size,
+            Source::Disk(..) | Source::Bytes(_) | Source::Symlink(_) => self.size,
             Source::Dir | Source::Ghost => 0,
         }
     }
@@ -114,7 +114,7 @@ pub(crate) fn scan(b: &RpmBuilder) -> Result<Scan<'_>, Error> {
     let mut total = 0u64;
     for entry in &entries {
         total += match &entry.source {
-            Source::Disk(src) => {
+            Source::Disk(src, _) => {
                 let meta = std::fs::metadata(src).map_err(|e| b.fail(&format!("{src}: {e}")))?;
                 if !meta.is_file() {
                     return Err(b.fail(&format!("{src}: not a regular file")));
@@ -132,7 +132,9 @@ pub(crate) fn scan(b: &RpmBuilder) -> Result<Scan<'_>, Error> {
     for entry in entries {
         let perms = u32::from(entry.attrs.mode) & 0o7777;
         let (mode, size, digest) = match &entry.source {
-            Source::Disk(src) => {
+            // Read already by the caller: its digest is checked again as the payload copies it.
+            Source::Disk(_, Some((sha256, size))) => (S_IFREG | perms, *size, sha256.to_hex()),
+            Source::Disk(src, None) => {
                 let file = File::open(src).map_err(|e| b.fail(&format!("{src}: {e}")))?;
                 let (digest, size) =
                     hash_stream(file).map_err(|e| b.fail(&format!("{src}: {e}")))?;
@@ -319,7 +321,7 @@ pub(crate) fn write_archive(
         write_member(out, &name, [ino, item.mode, mtime], item.data_size())
             .map_err(|e| b.write_fail(&e))?;
         match &item.entry.source {
-            Source::Disk(src) => copy_file(b, item, src, out)?,
+            Source::Disk(src, _) => copy_file(b, item, src, out)?,
             Source::Bytes(bytes) => out.write_all(bytes).map_err(|e| b.write_fail(&e))?,
             Source::Symlink(target) => {
                 out.write_all(target.as_bytes()).map_err(|e| b.write_fail(&e))?;
