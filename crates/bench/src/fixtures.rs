@@ -2,6 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use std::fmt::Write as _;
 use std::io::Write as _;
 use xspack_manifest::{OutputDir, RelPath, Tool};
 
@@ -265,16 +266,21 @@ pub fn pack_from_files(dest: &Utf8Path) -> Result<Utf8PathBuf> {
                 _ => write_text(&mut out, size, &mut rng, csv_line)?,
             }
             out.into_inner()
-                .map_err(|e| e.into_error())
+                .map_err(std::io::IntoInnerError::into_error)
                 .and_then(|f| f.sync_all())
                 .with_context(|| format!("writing {path}"))?;
             names.push(name);
         }
     }
-    let entries: String = names
-        .iter()
-        .map(|n| format!("  {{ src = \"files/{n}\", dest = \"{FROM_FILES_DEST}/{n}\" }},\n"))
-        .collect();
+    let (mut entries, mut install, mut listed) = (String::new(), String::new(), String::new());
+    for n in &names {
+        writeln!(entries, "  {{ src = \"files/{n}\", dest = \"{FROM_FILES_DEST}/{n}\" }},")?;
+        writeln!(
+            install,
+            "install -m 0644 %{{_sourcedir}}/{n} %{{buildroot}}{FROM_FILES_DEST}/{n}"
+        )?;
+        writeln!(listed, "{FROM_FILES_DEST}/{n}")?;
+    }
     std::fs::write(
         tmp.join("pack.toml"),
         format!(
@@ -286,13 +292,6 @@ pub fn pack_from_files(dest: &Utf8Path) -> Result<Utf8PathBuf> {
              license = \"MIT\"\nfiles = [\n{entries}]\n"
         ),
     )?;
-    let install: String = names
-        .iter()
-        .map(|n| {
-            format!("install -m 0644 %{{_sourcedir}}/{n} %{{buildroot}}{FROM_FILES_DEST}/{n}\n")
-        })
-        .collect();
-    let listed: String = names.iter().map(|n| format!("{FROM_FILES_DEST}/{n}\n")).collect();
     std::fs::write(
         tmp.join("bench-files.spec"),
         format!(
@@ -341,9 +340,14 @@ const MESSAGES: [&str; 8] = [
 ];
 const METRICS: [&str; 5] = ["cpu0", "memory_free_kib", "pif_eth0_rx", "vbd_xvda_read", "loadavg"];
 
+/// The item of `items` that `r` picks.
+fn pick<'a>(items: &[&'a str], r: u64) -> &'a str {
+    // The remainder is below the length, so it fits.
+    items[usize::try_from(r % items.len() as u64).unwrap_or_default()]
+}
+
 /// A xapi-like log line: timestamp, host, level, task and VM uuids, a message.
 fn log_line(s: &mut String, n: u64, rng: &mut XorShift) {
-    use std::fmt::Write as _;
     let r = rng.next();
     let (secs, ms) = (n / 40, (n % 40) * 25 + r % 25);
     let _ = writeln!(
@@ -353,29 +357,28 @@ fn log_line(s: &mut String, n: u64, rng: &mut XorShift) {
         (secs / 3600) % 24,
         (secs / 60) % 60,
         secs % 60,
-        HOSTS[(r >> 8) as usize % HOSTS.len()],
-        LEVELS[(r >> 12) as usize % LEVELS.len()],
+        pick(&HOSTS, r >> 8),
+        pick(&LEVELS, r >> 12),
         1000 + (r >> 16) % 64,
         rng.next() & 0xffff_ffff_ffff,
-        ["xapi", "xenopsd", "squeezed", "SM"][(r >> 24) as usize % 4],
-        MESSAGES[(r >> 28) as usize % MESSAGES.len()],
+        pick(&["xapi", "xenopsd", "squeezed", "SM"], r >> 24),
+        pick(&MESSAGES, r >> 28),
         (r >> 32) as u32 & 0x00ff_ffff,
         (r >> 40) & 0xfff,
         (r >> 52) & 0xfff,
-        if r % 97 == 0 { 1 } else { 0 },
+        u8::from(r.is_multiple_of(97)),
     );
 }
 
 /// A CSV row of host metrics: sample number, timestamp, host, metric, value.
 fn csv_line(s: &mut String, n: u64, rng: &mut XorShift) {
-    use std::fmt::Write as _;
     let r = rng.next();
     let _ = writeln!(
         s,
         "{n},{},{},{},{}.{:03}",
         1_709_251_200 + n / 30,
-        HOSTS[r as usize % HOSTS.len()],
-        METRICS[(r >> 8) as usize % METRICS.len()],
+        pick(&HOSTS, r),
+        pick(&METRICS, r >> 8),
         (r >> 16) % 100_000,
         (r >> 40) % 1000,
     );

@@ -10,6 +10,7 @@
 //! order. The CRC-32 of each chunk is taken by its worker and combined in order.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -166,14 +167,19 @@ fn write_in_order(file: std::fs::File, path: &Utf8Path, done: &Receiver<Done>) -
     put(&FINAL_BLOCK)?;
     put(&crc.sum().to_le_bytes())?;
     put(&crc.amount().to_le_bytes())?;
-    let file =
-        out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {path}"))?;
+    let file = out
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)
+        .with_context(|| format!("writing {path}"))?;
     file.sync_all().with_context(|| format!("syncing {path}"))?;
     Ok(sha.finalize().into())
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -190,7 +196,9 @@ mod tests {
         std::fs::create_dir(&files)?;
         let text: Vec<u8> =
             (0..300_000).flat_map(|i: u32| format!("line {i}\n").into_bytes()).collect();
-        let noise: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i * 7919 % 251) as u8).collect();
+        let noise = (0..CHUNK * 2 + 17)
+            .map(|i| u8::try_from(i * 7919 % 251))
+            .collect::<Result<Vec<u8>, _>>()?;
         std::fs::write(files.join("b.txt"), &text)?;
         std::fs::write(files.join("a.bin"), &noise)?;
         std::fs::write(files.join("c.empty"), b"")?;
