@@ -2,6 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use std::fmt::Write as _;
 use std::io::Write as _;
 use xspack_manifest::{OutputDir, RelPath, Tool};
 
@@ -54,12 +55,16 @@ pub fn verify_fixture(dest: &Utf8Path) -> Result<Utf8PathBuf> {
 struct XorShift(u64);
 
 impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
     fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            let v = self.next().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
@@ -208,4 +213,173 @@ pub fn pack(dest: &Utf8Path) -> Result<Utf8PathBuf> {
     )?;
     std::fs::rename(&tmp, dest).with_context(|| format!("renaming {tmp}"))?;
     Ok(dest.to_owned())
+}
+
+/// The payload files of the pack-from-files fixture: name prefix, count, size of each.
+/// Incompressible (`.bin`): 4 × 48 MiB + 16 × 4 MiB = 256 MiB; text (`.log`, `.csv`):
+/// 2 × 64 MiB + 12 × 10 MiB = 248 MiB; 34 files in all.
+const FROM_FILES: [(&str, usize, usize); 4] = [
+    ("blob", 4, 48 << 20),
+    ("data", 16, 4 << 20),
+    ("xapi", 2, 64 << 20),
+    ("metrics", 12, 10 << 20),
+];
+
+/// Where the pack-from-files package installs its payload.
+const FROM_FILES_DEST: &str = "/opt/bench-files";
+
+/// The pack-from-files fixture: `files/` holding about 500 MiB in 34 files, half
+/// incompressible (xorshift bytes) and half text (xapi-like log lines and CSV rows, from the
+/// same generator, so every run makes the same bytes); `pack.toml`, one `[[package]]` of those
+/// files, update format; and `bench-files.spec`, the same package for `rpmbuild` (sources
+/// from `%{_sourcedir}`, which the baseline points at `files/`). Reused when present.
+pub fn pack_from_files(dest: &Utf8Path) -> Result<Utf8PathBuf> {
+    if dest.join("pack.toml").is_file() {
+        return Ok(dest.to_owned());
+    }
+    eprintln!("bench: generating {dest} (about 500 MiB of payload files, once)");
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let files = tmp.join("files");
+    std::fs::create_dir_all(&files).with_context(|| format!("creating {files}"))?;
+    let mut rng = XorShift(0xf11e_5000_0000_0019);
+    let mut names = Vec::new();
+    for (prefix, count, size) in FROM_FILES {
+        for i in 0..count {
+            let name = match prefix {
+                "blob" | "data" => format!("{prefix}-{i:02}.bin"),
+                "xapi" => format!("{prefix}-{i:02}.log"),
+                _ => format!("{prefix}-{i:02}.csv"),
+            };
+            let path = files.join(&name);
+            let file = std::fs::File::create(&path).with_context(|| format!("creating {path}"))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            match prefix {
+                "blob" | "data" => {
+                    let mut buf = vec![0u8; 1 << 20];
+                    for _ in 0..size / buf.len() {
+                        rng.fill(&mut buf);
+                        out.write_all(&buf)?;
+                    }
+                }
+                "xapi" => write_text(&mut out, size, &mut rng, log_line)?,
+                _ => write_text(&mut out, size, &mut rng, csv_line)?,
+            }
+            out.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("writing {path}"))?;
+            names.push(name);
+        }
+    }
+    let (mut entries, mut install, mut listed) = (String::new(), String::new(), String::new());
+    for n in &names {
+        writeln!(entries, "  {{ src = \"files/{n}\", dest = \"{FROM_FILES_DEST}/{n}\" }},")?;
+        writeln!(
+            install,
+            "install -m 0644 %{{_sourcedir}}/{n} %{{buildroot}}{FROM_FILES_DEST}/{n}"
+        )?;
+        writeln!(listed, "{FROM_FILES_DEST}/{n}")?;
+    }
+    std::fs::write(
+        tmp.join("pack.toml"),
+        format!(
+            "[pack]\nname = \"bench-files\"\nversion = \"1.0.0\"\nbuild = \"1\"\n\
+             originator = \"xspack\"\ndescription = \"Pack-from-files benchmark\"\n\
+             formats = [\"update\"]\n\n[[package]]\nname = \"bench-files\"\nversion = \"1.0\"\n\
+             summary = \"bench payload\"\n\
+             description = \"Mixed payload for the pack-from-files benchmark.\"\n\
+             license = \"MIT\"\nfiles = [\n{entries}]\n"
+        ),
+    )?;
+    std::fs::write(
+        tmp.join("bench-files.spec"),
+        format!(
+            "Name: bench-files\nVersion: 1.0\nRelease: 1\nSummary: bench payload\nLicense: MIT\n\
+             BuildArch: noarch\n\n%description\nMixed payload for the pack-from-files benchmark.\n\n\
+             %install\nmkdir -p %{{buildroot}}{FROM_FILES_DEST}\n{install}\n\
+             %files\n%defattr(-,root,root,-)\n{listed}"
+        ),
+    )?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("renaming {tmp}"))?;
+    Ok(dest.to_owned())
+}
+
+/// Writes whole lines from `line` until at least `size` bytes are written.
+fn write_text(
+    out: &mut impl std::io::Write,
+    size: usize,
+    rng: &mut XorShift,
+    line: fn(&mut String, u64, &mut XorShift),
+) -> std::io::Result<()> {
+    let mut written = 0;
+    let mut text = String::with_capacity(256);
+    let mut n = 0u64;
+    while written < size {
+        text.clear();
+        line(&mut text, n, rng);
+        out.write_all(text.as_bytes())?;
+        written += text.len();
+        n += 1;
+    }
+    Ok(())
+}
+
+const HOSTS: [&str; 6] =
+    ["xs-pool-a1", "xs-pool-a2", "xs-pool-b1", "xs-pool-b2", "xs-dev", "xs-dr"];
+const LEVELS: [&str; 4] = ["debug", "info", "info", "warn"];
+const MESSAGES: [&str; 8] = [
+    "VM.start: starting domain",
+    "VM.clean_shutdown: guest acknowledged shutdown request",
+    "SR.scan: found new VDI",
+    "host.call_plugin: plugin returned",
+    "event.from: returning events",
+    "VBD.plug: attaching disk to backend",
+    "pool.sync_database: database flushed",
+    "session.login_with_password: authenticated",
+];
+const METRICS: [&str; 5] = ["cpu0", "memory_free_kib", "pif_eth0_rx", "vbd_xvda_read", "loadavg"];
+
+/// The item of `items` that `r` picks.
+fn pick<'a>(items: &[&'a str], r: u64) -> &'a str {
+    // The remainder is below the length, so it fits.
+    items[usize::try_from(r % items.len() as u64).unwrap_or_default()]
+}
+
+/// A xapi-like log line: timestamp, host, level, task and VM uuids, a message.
+fn log_line(s: &mut String, n: u64, rng: &mut XorShift) {
+    let r = rng.next();
+    let (secs, ms) = (n / 40, (n % 40) * 25 + r % 25);
+    let _ = writeln!(
+        s,
+        "2024-03-{:02}T{:02}:{:02}:{:02}.{ms:03}Z {} xapi: [{}|{}|R:{:012x}|{}] {} vm={:08x}-{:04x}-4{:03x} rc={}",
+        1 + (secs / 86_400) % 28,
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        pick(&HOSTS, r >> 8),
+        pick(&LEVELS, r >> 12),
+        1000 + (r >> 16) % 64,
+        rng.next() & 0xffff_ffff_ffff,
+        pick(&["xapi", "xenopsd", "squeezed", "SM"], r >> 24),
+        pick(&MESSAGES, r >> 28),
+        (r >> 32) as u32 & 0x00ff_ffff,
+        (r >> 40) & 0xfff,
+        (r >> 52) & 0xfff,
+        u8::from(r.is_multiple_of(97)),
+    );
+}
+
+/// A CSV row of host metrics: sample number, timestamp, host, metric, value.
+fn csv_line(s: &mut String, n: u64, rng: &mut XorShift) {
+    let r = rng.next();
+    let _ = writeln!(
+        s,
+        "{n},{},{},{},{}.{:03}",
+        1_709_251_200 + n / 30,
+        pick(&HOSTS, r),
+        pick(&METRICS, r >> 8),
+        (r >> 16) % 100_000,
+        (r >> 40) % 1000,
+    );
 }

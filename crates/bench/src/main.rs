@@ -24,10 +24,17 @@
 //!   bytes with the same files, against the floor, for how time and peak RSS grow;
 //! - `formats`: VHD and XVA against raw from the same bookworm image, and against
 //!   `qemu-img convert -O vpc` of the raw image (alone, and after xspack's raw build);
-//! - `pack`: an update pack of ~200 MB against `createrepo_c` + `xorriso -as mkisofs`.
+//! - `pack`: an update pack of ~200 MB against `createrepo_c` + `xorriso -as mkisofs`;
+//! - `pack-from-files`: an update pack built from ~500 MiB of files (half incompressible, half
+//!   text; one `[[package]]`) against what users run today, `rpmbuild -bb` of a `.spec` with
+//!   the same files and the same payload compression (gzip -9, SHA-256 file digests), then
+//!   `createrepo_c` + `xorriso -as mkisofs`; and the floor (`xspack-bench gzip-floor`: the
+//!   files gzipped at level 9 with xspack's flate2 (zlib-rs) on all cores, written, fsynced
+//!   and sha256ed).
 
 mod fixtures;
 mod floor;
+mod gzip_floor;
 mod measure;
 mod report;
 mod scratch;
@@ -40,8 +47,15 @@ use crate::measure::Sample;
 /// Rounds per benchmark unless `--rounds N` is given.
 const DEFAULT_ROUNDS: usize = 3;
 /// The benchmarks, in the order they run; `--only NAME` picks one.
-const BENCHES: [&str; 6] =
-    ["verify", "image-bookworm", "image-synthetic", "scale-synthetic", "formats", "pack"];
+const BENCHES: [&str; 7] = [
+    "verify",
+    "image-bookworm",
+    "image-synthetic",
+    "scale-synthetic",
+    "formats",
+    "pack",
+    "pack-from-files",
+];
 /// Stands for the run's scratch directory in a contender's argv.
 const SCRATCH: &str = "{scratch}";
 
@@ -86,6 +100,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("measure") => return measure::run_child(&args[1..]),
         Some("floor") => return floor::run(&args[1..]),
+        Some("gzip-floor") => return gzip_floor::run(&args[1..]),
         _ => {}
     }
     let mut rounds = DEFAULT_ROUNDS;
@@ -155,6 +170,10 @@ fn main() -> Result<()> {
     if want("pack") {
         let pack = fixtures::pack(&fixtures_dir.join("pack"))?;
         benches.push(pack_bench(&xspack, &pack));
+    }
+    if want("pack-from-files") {
+        let pack = fixtures::pack_from_files(&fixtures_dir.join("pack-from-files"))?;
+        benches.push(pack_from_files_bench(&xspack, &me, &pack));
     }
     let mut results = Vec::new();
     for bench in &benches {
@@ -386,21 +405,7 @@ fn pack_bench(xspack: &Utf8Path, pack: &Utf8Path) -> Bench {
         contenders: vec![
             Contender {
                 label: "xspack pack build --format update --unsigned".into(),
-                argv: [
-                    xspack.as_str(),
-                    "-q",
-                    "pack",
-                    "build",
-                    pack.as_str(),
-                    "--format",
-                    "update",
-                    "--unsigned",
-                    "-o",
-                ]
-                .iter()
-                .map(ToString::to_string)
-                .chain([format!("{SCRATCH}/out")])
-                .collect(),
+                argv: xspack_pack_build(xspack, pack),
                 cwd: None,
                 unprivileged: false,
                 compare_to: Some(1),
@@ -412,6 +417,69 @@ fn pack_bench(xspack: &Utf8Path, pack: &Utf8Path) -> Bench {
                 unprivileged: false,
                 compare_to: None,
             },
+        ],
+    }
+}
+
+/// `xspack pack build PACK --format update --unsigned` into the scratch directory.
+fn xspack_pack_build(xspack: &Utf8Path, pack: &Utf8Path) -> Vec<String> {
+    [
+        xspack.as_str(),
+        "-q",
+        "pack",
+        "build",
+        pack.as_str(),
+        "--format",
+        "update",
+        "--unsigned",
+        "-o",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain([format!("{SCRATCH}/out")])
+    .collect()
+}
+
+/// An update pack from ~500 MiB of payload files (see [`fixtures::pack_from_files`]): xspack
+/// against `rpmbuild -bb` of the same package with the same payload compression (gzip level 9,
+/// `w9.gzdio`, which is also rpm 4.18's built-in default; SHA-256 file digests), then
+/// `createrepo_c` + `xorriso -as mkisofs` as in [`pack_bench`]; and the gzip floor. rpmbuild's
+/// `%install` copies the files into its build root, as a spec does; its `_topdir` is on the
+/// scratch filesystem, so moving the RPM into the repository is a rename.
+fn pack_from_files_bench(xspack: &Utf8Path, me: &Utf8Path, pack: &Utf8Path) -> Bench {
+    let baseline = format!(
+        "rpmbuild -bb --quiet --define \"_topdir $0/rpmbuild\" --define '_sourcedir {pack}/files' \
+         --define '_binary_payload w9.gzdio' --define '_binary_filedigest_algorithm 8' \
+         '{pack}/bench-files.spec' && \
+         mkdir -p \"$0/repo/Packages\" && mv \"$0\"/rpmbuild/RPMS/noarch/*.rpm \"$0/repo/Packages/\" && \
+         createrepo_c --quiet --no-database \"$0/repo\" && \
+         xorriso -as mkisofs -quiet -r -J -joliet-long -o \"$0/pack.iso\" \"$0/repo\" && \
+         sync \"$0/pack.iso\""
+    );
+    Bench {
+        name: "pack-from-files".into(),
+        extra: Vec::new(),
+        contenders: vec![
+            Contender::new(
+                "xspack pack build --format update --unsigned",
+                xspack_pack_build(xspack, pack),
+                Some(1),
+            ),
+            Contender::new(
+                "rpmbuild -bb (gzip -9) + createrepo_c + xorriso -as mkisofs",
+                vec!["sh".into(), "-c".into(), baseline, SCRATCH.into()],
+                None,
+            ),
+            Contender::new(
+                "floor: gzip -9 on all cores + sha256 of the output",
+                vec![
+                    me.to_string(),
+                    "gzip-floor".into(),
+                    pack.join("files").to_string(),
+                    format!("{SCRATCH}/payload.gz"),
+                ],
+                Some(0),
+            ),
         ],
     }
 }
