@@ -208,7 +208,7 @@ fn headings(text: &str) -> Vec<String> {
     out
 }
 
-/// The citations `docs/formats/NAME.md` ... section "TITLE" in `text`: (line, NAME, TITLE), the
+/// The citations `docs/formats/<note>.md` ... section "TITLE" in `text`: (line, note, TITLE), the
 /// title `None` when the file is cited without a section. Comment markers between `section`
 /// and the title (a wrapped comment) are skipped.
 fn format_note_citations(text: &str) -> Vec<(usize, String, Option<String>)> {
@@ -224,12 +224,19 @@ fn format_note_citations(text: &str) -> Vec<(usize, String, Option<String>)> {
             .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
             .collect();
         let Some(name) = name.strip_suffix(".md").map(str::to_owned) else { continue };
-        let rest = text[start + name.len() + 3..].trim_start_matches(['`', ',']);
+        let rest = text[start + name.len() + 3..].trim_start_matches(['`', '\'', ',']);
         let rest = rest.trim_start_matches([' ', '\n', '/', '!', '#', '*']);
         let title = rest.strip_prefix("section").and_then(|r| {
             let r = r.trim_start_matches([' ', '\n', '/', '!', '#', '*']);
             let r = r.strip_prefix('"')?;
-            Some(r[..r.find('"')?].to_owned())
+            // A title wrapped onto the next comment line: drop the comment markers.
+            let words = r[..r.find('"')?].split_whitespace();
+            Some(
+                words
+                    .filter(|w| !["//!", "///", "//", "#"].contains(w))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
         });
         out.push((line, name, title));
     }
@@ -239,14 +246,15 @@ fn format_note_citations(text: &str) -> Vec<(usize, String, Option<String>)> {
 #[test]
 fn format_note_citations_are_parsed() {
     let text = "x `docs/formats/packs.md` section \"update.xml\"\n\
-                //! see `docs/formats/vhd.md` section\n//! \"Batmap\" and docs/formats/README.md";
+                //! see `docs/formats/vhd.md` section\n//! \"Batmap of\n//! blktap\" and \
+                docs/formats/README.md";
     let got = format_note_citations(text);
     assert_eq!(
         got,
         [
             (1, "packs".to_owned(), Some("update.xml".to_owned())),
-            (2, "vhd".to_owned(), Some("Batmap".to_owned())),
-            (3, "README".to_owned(), None),
+            (2, "vhd".to_owned(), Some("Batmap of blktap".to_owned())),
+            (4, "README".to_owned(), None),
         ]
     );
     assert_eq!(
