@@ -1,9 +1,14 @@
 //! Shell completions and man pages generated from the clap definitions: bash loads the script
-//! and completes subcommands and flags; `man -l` renders every page without warnings.
+//! and completes subcommands and flags; `man -l` renders every page without warnings. And the
+//! repository stands on its own: no tracked file refers to notes kept outside it, and every
+//! citation of a `docs/formats/` section names a heading that exists.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
-use crate::common::{code, golden, run, stderr, stdout, tempdir, xspack};
+use camino::Utf8PathBuf;
+
+use crate::common::{code, golden, repo_root, run, stderr, stdout, tempdir, xspack};
 
 /// Completes `line` (the words typed so far, the last one partial) with the bash script
 /// `xspack completions bash` prints, and returns the candidates bash offers.
@@ -110,4 +115,178 @@ fn man_renders_every_page_reproducibly() {
     // An existing directory is kept without --force.
     let out = xspack().args(["man", "-o", a.as_str()]).output().unwrap();
     assert_eq!(code(&out), 1, "{}", stderr(&out));
+}
+
+/// Every tracked text file of the repository (`git ls-files`), with its contents. Files that are
+/// not UTF-8 or hold a NUL byte are binary and skipped.
+fn tracked_text_files() -> Vec<(String, String)> {
+    let root = repo_root();
+    let out = Command::new("git")
+        .args(["-C", root.as_str(), "ls-files", "-z"])
+        .output()
+        .expect("git runs (the test reads the tracked files of the checkout)");
+    assert!(out.status.success(), "git ls-files: {}", String::from_utf8_lossy(&out.stderr));
+    let mut files = Vec::new();
+    for name in out.stdout.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8(name.to_vec()).unwrap();
+        // A tracked file deleted in the work tree is not there to read.
+        let Ok(bytes) = std::fs::read(root.join(&name)) else { continue };
+        match String::from_utf8(bytes) {
+            Ok(text) if !text.contains('\0') => files.push((name, text)),
+            _ => {}
+        }
+    }
+    assert!(files.len() > 100, "only {} tracked text files", files.len());
+    files
+}
+
+/// The references to notes kept outside the repository in `text`, as `line: text` strings.
+fn outside_note_references(text: &str) -> Vec<String> {
+    // Spelled in pieces so that this file does not match itself.
+    let dirs = ["reference", "design"].map(|d| format!("shared/{d}"));
+    let notes =
+        ["supplemental-pack", "vm-formats", "landscape", "toolchain", "code-style", "architecture"]
+            .map(|n| format!("{n}.md"));
+    let mut hits = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if dirs.iter().chain(notes.iter()).any(|p| line.contains(p.as_str())) {
+            hits.push(format!("{}: {}", i + 1, line.trim()));
+        }
+    }
+    hits
+}
+
+#[test]
+fn outside_note_references_are_found() {
+    let name = "vm-formats";
+    let text = format!("a\n// see {name}.md 4.1\nb `shared/{}/x` c\n", "reference");
+    assert_eq!(outside_note_references(&text).len(), 2, "{text}");
+    // The fixtures of the path-confinement tests are directories called `shared`, not notes.
+    assert!(outside_note_references("root.join(\"../shared/common.conf\")").is_empty());
+}
+
+#[test]
+fn no_references_to_notes_outside_the_repository() {
+    let mut found = Vec::new();
+    for (name, text) in tracked_text_files() {
+        for hit in outside_note_references(&text) {
+            found.push(format!("{name}:{hit}"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "{} references to notes outside the repository; cite docs/formats/*.md or the upstream \
+         source instead:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+/// The section headings of a markdown file, without the `#`s and without a leading section
+/// number such as `3.2`.
+fn headings(text: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        let title = match title.split_once(' ') {
+            Some((num, rest))
+                if num.trim_end_matches('.').split('.').all(|p| p.parse::<u32>().is_ok()) =>
+            {
+                rest.trim()
+            }
+            _ => title,
+        };
+        out.push(title.to_owned());
+    }
+    out
+}
+
+/// The citations `docs/formats/<note>.md` ... section "TITLE" in `text`: (line, note, TITLE), the
+/// title `None` when the file is cited without a section. Comment markers between `section`
+/// and the title (a wrapped comment) are skipped.
+fn format_note_citations(text: &str) -> Vec<(usize, String, Option<String>)> {
+    const PREFIX: &str = "docs/formats/";
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(PREFIX) {
+        let start = from + at + PREFIX.len();
+        from = start;
+        let line = text[..start].lines().count();
+        let name: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+            .collect();
+        let Some(name) = name.strip_suffix(".md").map(str::to_owned) else { continue };
+        let rest = text[start + name.len() + 3..].trim_start_matches(['`', '\'', ',']);
+        let rest = rest.trim_start_matches([' ', '\n', '/', '!', '#', '*']);
+        let title = rest.strip_prefix("section").and_then(|r| {
+            let r = r.trim_start_matches([' ', '\n', '/', '!', '#', '*']);
+            let r = r.strip_prefix('"')?;
+            // A title wrapped onto the next comment line: drop the comment markers.
+            let words = r[..r.find('"')?].split_whitespace();
+            Some(
+                words
+                    .filter(|w| !["//!", "///", "//", "#"].contains(w))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        });
+        out.push((line, name, title));
+    }
+    out
+}
+
+#[test]
+fn format_note_citations_are_parsed() {
+    let text = "x `docs/formats/packs.md` section \"update.xml\"\n\
+                //! see `docs/formats/vhd.md` section\n//! \"Batmap of\n//! blktap\" and \
+                docs/formats/README.md";
+    let got = format_note_citations(text);
+    assert_eq!(
+        got,
+        [
+            (1, "packs".to_owned(), Some("update.xml".to_owned())),
+            (2, "vhd".to_owned(), Some("Batmap of blktap".to_owned())),
+            (4, "README".to_owned(), None),
+        ]
+    );
+    assert_eq!(
+        headings("# T\n## 3.2 update.xml\n```\n# not\n```\n### Conventions\n"),
+        ["T", "update.xml", "Conventions"]
+    );
+}
+
+#[test]
+fn format_note_citations_name_existing_sections() {
+    let dir: Utf8PathBuf = repo_root().join("docs/formats");
+    let mut notes = BTreeMap::new();
+    for entry in dir.read_dir_utf8().unwrap() {
+        let path = entry.unwrap().into_path();
+        if let Some(stem) = path.as_str().strip_suffix(".md") {
+            let stem = stem.rsplit('/').next().unwrap().to_owned();
+            notes.insert(stem, headings(&std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    let mut bad = Vec::new();
+    let mut count = 0;
+    for (name, text) in tracked_text_files() {
+        for (line, note, title) in format_note_citations(&text) {
+            count += 1;
+            match (notes.get(&note), title) {
+                (None, _) => bad.push(format!("{name}:{line}: no docs/formats/{note}.md")),
+                (Some(heads), Some(t)) if !heads.contains(&t) => bad
+                    .push(format!("{name}:{line}: docs/formats/{note}.md has no section \"{t}\"")),
+                _ => {}
+            }
+        }
+    }
+    assert!(count > 20, "only {count} citations of docs/formats found");
+    assert!(bad.is_empty(), "citations of missing format notes or sections:\n{}", bad.join("\n"));
 }

@@ -1,7 +1,7 @@
 //! `xspack pack`: the example packs built, then checked by the tools a XenServer host and its
 //! build engineers use: isoinfo and xorriso, `rpm -K`, gpg as xapi runs it, dnf precheck and
-//! apply into a fake root (supplemental-pack.md section 5 row 7), and the legacy install script
-//! against a fake root with a fake `xe` (row 9).
+//! apply into a fake root, and the legacy install script against a fake root with a fake `xe`
+//! (`docs/formats/packs.md` section "Checking without a host").
 
 use std::process::{Command, Output};
 
@@ -166,7 +166,7 @@ fn rpm_and_gpg_accept_the_signatures() {
     assert!(!bad.status.success());
 }
 
-/// The xapi yum configuration of supplemental-pack.md section 2.7, for an extracted pack.
+/// The xapi yum configuration (`docs/formats/packs.md` section "Apply"), for an extracted pack.
 pub(crate) fn yum_conf(dir: &Utf8Path, repo: &Utf8Path, label: &str, key: &str) -> Utf8PathBuf {
     let conf = dir.join("yum.conf");
     std::fs::write(

@@ -1,5 +1,5 @@
-//! `xspack template`: VM templates (vm-formats.md section 4) from `templates/NAME.toml`, and
-//! the guest-templates JSON check of section 4.1.
+//! `xspack template`: VM templates (`docs/formats/templates.md`) from `templates/NAME.toml`, and
+//! the guest-templates JSON check (`docs/formats/templates.md` section "Keys").
 
 use std::process::ExitCode;
 
@@ -33,7 +33,7 @@ pub enum TemplateCommand {
     /// NAME.xva is a template for xe vm-import. SHA256SUMS and manifest.json are written beside
     /// them.
     Build(BuildArgs),
-    /// Check guest-templates JSON files: every key and value type of vm-formats.md 4.1
+    /// Check guest-templates JSON files: every key and value type the template loader reads
     ///
     /// Exits 3 and names the file and key when a file has an unknown or mistyped key.
     Check(CheckArgs),
@@ -151,7 +151,7 @@ fn check(args: &CheckArgs, ui: &Ui) -> Result<ExitCode> {
         ui.result(json!({ "files": args.files }));
     } else {
         for file in &args.files {
-            ui.say(&format!("{file}: OK (guest-templates JSON, vm-formats.md 4.1)"));
+            ui.say(&format!("{file}: OK (guest-templates JSON)"));
         }
     }
     Ok(ExitCode::SUCCESS)

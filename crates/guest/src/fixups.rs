@@ -10,7 +10,8 @@
 //! - `/.dockerenv` (and the older `/.dockerinit`) are removed: systemd and other tools take them
 //!   to mean "running in a container".
 //! - DHCP on the first NIC, named `eth0` by `net.ifnames=0` on the kernel command line (under
-//!   predictable naming, systemd names xen-netfront NICs `enX0`; landscape.md section 5),
+//!   predictable naming, systemd names xen-netfront NICs `enX0`;
+//!   `docs/formats/boot.md` section "Network interface names"),
 //!   with the tool the image has, in this order: netplan (Ubuntu), ifupdown (Debian, needs a
 //!   DHCP client), systemd-networkd.
 //! - When cloud-init is present, its datasource list is `NoCloud` (and `None`), so boot does not

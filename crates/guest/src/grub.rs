@@ -36,7 +36,7 @@
 //! # grub.cfg
 //!
 //! [`grub_cfg`] writes the subset of GRUB 2 syntax that pygrub parses
-//! (`shared/reference/vm-formats.md` section 5): `set default`, `set timeout`, one
+//! (`docs/formats/boot.md` section "The GRUB 2 subset"): `set default`, `set timeout`, one
 //! `menuentry 'Title' {` with `linux` and `initrd` lines giving absolute paths on the root
 //! filesystem.
 

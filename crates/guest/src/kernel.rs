@@ -1,13 +1,14 @@
 //! The kernel and initramfs the guest boots: the image's own from `/boot`, or files from the
 //! build host put into the image's `/boot`.
 //!
-//! Debian and Ubuntu kernel packages install `/boot/vmlinuz-VERSION`, and initramfs-tools
-//! writes `/boot/initrd.img-VERSION` next to it. The newest version that has both is chosen;
-//! versions compare as runs of digits (numerically) and other characters (bytewise), so
-//! `6.1.0-27-amd64` is newer than `6.1.0-9-amd64`. The Debian kernels build every disk and
-//! filesystem driver as a module (`shared/reference/toolchain.md` B4), so an initramfs is
-//! required. pygrub loads each file whole and refuses files over 128 MiB in the deprivileged
-//! mode XenServer uses (`shared/reference/vm-formats.md` section 5).
+//! Debian and Ubuntu kernel packages install `/boot/vmlinuz-VERSION`, and initramfs-tools writes
+//! `/boot/initrd.img-VERSION` next to it. The newest version that has both is chosen; versions
+//! compare as runs of digits (numerically) and other characters (bytewise), so `6.1.0-27-amd64` is
+//! newer than `6.1.0-9-amd64`. The Debian kernels build every disk and filesystem driver as a
+//! module (`docs/formats/boot.md` section "Kernel and initramfs"), so an initramfs is required.
+//! pygrub loads each file whole and refuses files over 128 MiB in the deprivileged mode XenServer
+//! uses (`xen-project/xen:tools/pygrub/src/pygrub` `downgrade_rlimits`; `docs/formats/boot.md`
+//! section "Limits").
 
 use std::cmp::Ordering;
 

@@ -2,26 +2,26 @@
 //! or mounts.
 //!
 //! The **ubuntu flavor** ([`ubuntu`]) treats a Debian-family image (Debian, Ubuntu and their
-//! derivatives) as the guest operating system, as `shared/reference/landscape.md` section 5
-//! describes: the image brings its own kernel, initramfs and systemd; xspack adds the guest
-//! fix-ups ([`fixups`]), a systemd unit for the image's command ([`service`]), and GRUB 2
-//! installed by our own code ([`grub`]) on a partitioned disk (`xspack_disk::partition`) that
-//! streams into the raw, VHD, qcow2 and XVA writers. [`seed`] writes the cloud-init `NoCloud`
-//! (`cidata`) drive.
+//! derivatives) as the guest operating system: the image brings its own kernel, initramfs and
+//! systemd; xspack adds the guest fix-ups ([`fixups`]), a systemd unit for the image's command
+//! ([`service`]), and GRUB 2 installed by our own code ([`grub`]) on a partitioned disk
+//! (`xspack_disk::partition`) that streams into the raw, VHD, qcow2 and XVA writers. [`seed`]
+//! writes the cloud-init `NoCloud` (`cidata`) drive.
 //!
-//! The disk follows `shared/reference/vm-formats.md`:
+//! The disk follows `docs/formats/boot.md`:
 //!
-//! - section 4.4: HVM BIOS by default (GRUB's `boot.img` in the MBR, its core image in the gap
+//! - "Boot modes": HVM BIOS by default (GRUB's `boot.img` in the MBR, its core image in the gap
 //!   before the first partition), HVM UEFI as an option (an EFI system partition holding GRUB as
 //!   `\EFI\BOOT\BOOTX64.EFI`);
-//! - section 5: the first partition (the active MBR partition, or GPT entry 1) is the ext4 root
-//!   (no `64bit`, no `metadata_csum`, 4 KiB blocks), holding `/boot/grub/grub.cfg` in the GRUB 2
-//!   subset pygrub parses, with absolute kernel and initrd paths, so the same disk also boots
-//!   PV through pygrub;
-//! - disk sizes are multiples of 2 MiB (section 0).
+//! - "How pygrub finds the partition" and "The GRUB 2 subset": the first partition (the active MBR
+//!   partition, or GPT entry 1) is the ext4 root (no `64bit`, no `metadata_csum`, 4 KiB blocks),
+//!   holding `/boot/grub/grub.cfg` in the GRUB 2 subset pygrub parses, with absolute kernel and
+//!   initrd paths, so the same disk also boots PV through pygrub;
+//! - disk sizes are multiples of 2 MiB (`docs/formats/vhd.md` section "Checksums, geometry,
+//!   sizes").
 //!
-//! The conventions follow `shared/reference/code-style.md` section 3: typed errors, injected
-//! progress, derived identities (the same image and options give the same bytes).
+//! The crate keeps to the workspace's conventions: typed errors, injected progress, derived
+//! identities (the same image and options give the same bytes).
 
 pub mod coreos;
 pub mod fixups;

@@ -1,6 +1,6 @@
 //! The cloud-init `NoCloud` seed drive: a FAT filesystem labelled `cidata` holding `user-data`,
 //! `meta-data` and optionally `network-config` (cloud-init documentation, `NoCloud` datasource;
-//! `shared/reference/landscape.md` section 5).
+//! `docs/formats/config-drive.md` section "The NoCloud seed").
 //!
 //! FAT stores labels in upper case (`CIDATA`); cloud-init's `NoCloud` looks for the label in upper
 //! and lower case, so both `blkid -t LABEL=CIDATA` and the documented `cidata` find it. The image

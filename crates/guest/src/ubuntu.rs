@@ -20,7 +20,8 @@
 //! ```
 //!
 //! The root partition comes first in both, so pygrub finds `/boot/grub/grub.cfg` on it
-//! (`shared/reference/vm-formats.md` section 5); UEFI firmware finds the ESP by its type GUID.
+//! (`docs/formats/boot.md` section "How pygrub finds the partition"); UEFI firmware finds the
+//! ESP by its type GUID.
 //!
 //! # Kernel command line
 //!

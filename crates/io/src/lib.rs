@@ -21,8 +21,6 @@
 //! assert_eq!(digest.to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 //! # Ok::<(), std::io::Error>(())
 //! ```
-//!
-//! The conventions follow `shared/reference/code-style.md` (sections 3.3 to 3.6).
 
 mod atomic;
 pub mod civil;

@@ -5,10 +5,10 @@
 //! SHA-256). Then:
 //!
 //! - legacy: `XS-REPOSITORY`, `XS-PACKAGES` in install order, `install` and `install.sh`
-//!   (0755) and the RPMs at the ISO root (`supplemental-pack.md` section 1);
-//! - update: `Packages/` with the payload and the generated `update-<label>` and
-//!   `control-<label>` RPMs, repodata with the `update` group, `update.xml`, the public key
-//!   and detached signatures of `update.xml` and `repodata/repomd.xml` (section 2).
+//!   (0755) and the RPMs at the ISO root (`docs/formats/packs.md` section "Legacy pack");
+//! - update: `Packages/` with the payload and the generated `update-<label>` and `control-<label>`
+//!   RPMs, repodata with the `update` group, `update.xml`, the public key and detached signatures
+//!   of `update.xml` and `repodata/repomd.xml` (`docs/formats/packs.md` section "Update pack").
 //!
 //! The ISOs are written by xspack-iso, reproducibly, into an [`OutputDir`].
 
@@ -266,7 +266,8 @@ fn template_err(e: xspack_template::Error) -> Error {
     Error::VmTemplate(Box::new(e))
 }
 
-/// The template RPM of a `[[template]]` definition (xspack-template, vm-formats.md 4.1).
+/// The template RPM of a `[[template]]` definition (xspack-template,
+/// `docs/formats/templates.md` section "The template RPM").
 fn build_template_rpm(
     (dir, rel): (&Utf8Path, &Utf8Path),
     opts: &BuildOptions<'_>,

@@ -1,6 +1,7 @@
-//! The legacy pack format of XenServer 6.x and 7.0 (`supplemental-pack.md` section 1):
-//! `XS-REPOSITORY` (1.2), `XS-PACKAGES` (1.3, in install order) and our own `install` and
-//! `install.sh` (1.4), rendered from `templates/pack/install.sh.tera`.
+//! The legacy pack format of XenServer 6.x and 7.0 (`docs/formats/packs.md` section "Legacy pack"):
+//! `XS-REPOSITORY`, `XS-PACKAGES` (in install order) and our own `install` and `install.sh`
+//! (sections "XS-REPOSITORY", "XS-PACKAGES", "install and install.sh"), rendered from
+//! `templates/pack/install.sh.tera`.
 
 use crate::Error;
 use crate::spec::PackSpec;

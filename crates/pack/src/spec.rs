@@ -10,11 +10,11 @@
 //! formats = ["legacy", "update"]
 //! target = "xenserver-8"          # the hosts it installs on (the default; see docs/guide.md)
 //!
-//! [legacy]                        # section 1 of supplemental-pack.md
+//! [legacy]                        # docs/formats/packs.md "Legacy pack"
 //! product = "XCP"
 //! requires = [{ originator = "xcp", name = "main", test = "ge", version = "1.9.0" }]
 //!
-//! [update]                        # section 2
+//! [update]                        # docs/formats/packs.md "Update pack"
 //! base-requires = ["platform-version >= 2.3"]
 //! after-apply-guidance = ["restartXAPI"]
 //! key-name = "RPM-GPG-KEY-xs"
@@ -39,12 +39,12 @@
 //! path = "../../templates/coreos-container-host.toml"
 //! ```
 //!
-//! A `[[template]]` names a `templates/<name>.toml` definition (relative to the pack
-//! directory). `pack build` renders its guest-templates JSON and packages it as the template
-//! RPM of `xspack template build` (`<name>-template`: the JSON under
-//! `/etc/xapi.d/vm-templates/` and the reload in `%posttrans`, vm-formats.md 4.1), signed with
-//! the pack key. JSON files that a `[[package]]` installs into a template directory are checked
-//! with the same guest-templates validator.
+//! A `[[template]]` names a `templates/<name>.toml` definition (relative to the pack directory).
+//! `pack build` renders its guest-templates JSON and packages it as the template RPM of `xspack
+//! template build` (`<name>-template`: the JSON under `/etc/xapi.d/vm-templates/` and the reload in
+//! `%posttrans`, `docs/formats/templates.md` section "The template RPM"), signed with the pack key.
+//! JSON files that a `[[package]]` installs into a template directory are checked with the same
+//! guest-templates validator.
 //!
 //! Every table rejects unknown keys; errors name the file, line and column.
 

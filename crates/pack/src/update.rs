@@ -1,4 +1,4 @@
-//! `update.xml` of the update format (`supplemental-pack.md` section 2.2): written as
+//! `update.xml` of the update format (`docs/formats/packs.md` section "update.xml"): written as
 //! build-update writes it, and parsed with the rules of xapi's `parse_update_info`.
 
 use quick_xml::XmlVersion;

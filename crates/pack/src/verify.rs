@@ -1,12 +1,13 @@
 //! `xspack pack verify`: checks a pack ISO as the hosts that install it would, and more.
 //!
-//! - legacy (`XS-REPOSITORY` present): the rules of `supplemental-pack.md` 1.2 and 1.3, every
-//!   listed file's size and MD5, and executable `install` and `install.sh`;
-//! - update (`update.xml` present): xapi's `update.xml` rules (2.2), `repomd.xml` and every
-//!   metadata file's sha256 and size (compressed and open), every RPM's sha256 and size against
-//!   `primary`, the `update` group naming `update-<label>`, and the detached signatures on
-//!   `update.xml` and `repodata/repomd.xml` (2.5), plus RPM header signatures when the pack
-//!   names a key.
+//! - legacy (`XS-REPOSITORY` present): the rules of `docs/formats/packs.md` sections
+//!   "XS-REPOSITORY" and "XS-PACKAGES", every listed file's size and MD5, and executable `install`
+//!   and `install.sh`;
+//! - update (`update.xml` present): xapi's `update.xml` rules (`docs/formats/packs.md` section
+//!   "update.xml"), `repomd.xml` and every metadata file's sha256 and size (compressed and open),
+//!   every RPM's sha256 and size against `primary`, the `update` group naming `update-<label>`, and
+//!   the detached signatures on `update.xml` and `repodata/repomd.xml` (`docs/formats/packs.md`
+//!   section "Signing and keys"), plus RPM header signatures when the pack names a key.
 //!
 //! Every RPM is read whole (header digests, payload digest and size checked) and judged
 //! against the pack's target: the one given, else the one the ISO records

@@ -1,9 +1,10 @@
 //! RPM dependencies (`Requires`, `Provides`, ...) as stored in the header: a name, the
 //! `RPMSENSE_*` flag bits of rpm's `rpmds.h`, and an `[epoch:]version[-release]` string.
 //!
-//! The same type is read from headers and given to the builder. Boolean ("rich") dependencies
-//! such as `(a or b)` are recognised so the builder can refuse them: rpm 4.11 in the
-//! XenServer 7/8 dom0 predates them (supplemental-pack.md section 2.3).
+//! The same type is read from headers and given to the builder. Boolean ("rich") dependencies such
+//! as `(a or b)` are recognised so the builder can refuse them: rpm 4.11 in the XenServer 7/8 dom0
+//! predates them (`docs/formats/packs.md` section "The three kinds of RPM"; `docs/rpm.md` section
+//! "Targets").
 
 use std::fmt;
 

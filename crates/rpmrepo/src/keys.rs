@@ -2,8 +2,8 @@
 //! public keys, the XenServer DDK key rules, exporting the `RPM-GPG-KEY-<VENDOR>` file, and
 //! generating throw-away test keys.
 //!
-//! The DDK rules (supplemental-pack.md section 2.5) are enforced on every key loaded, public or
-//! secret, because a key that breaks them signs packs that a host refuses later:
+//! The DDK rules (`docs/formats/packs.md` section "Signing and keys") are enforced on every key
+//! loaded, public or secret, because a key that breaks them signs packs that a host refuses later:
 //!
 //! - exactly one certificate in the file (`import-update-key` parses one `pub` line);
 //! - a v4 key (gpg 2.0.22 and rpm 4.11 on `CentOS` 7 cannot read v6 keys);

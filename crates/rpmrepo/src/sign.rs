@@ -3,10 +3,11 @@
 //! checking them and RPM header signatures against a public key.
 //!
 //! xapi verifies `update.xml.asc` and `repodata/repomd.xml.asc` with gpg
-//! (supplemental-pack.md section 2.5). The signatures written here carry the creation time and
-//! issuer fingerprint in the hashed area and the issuer key id unhashed, as gpg 2.2 does; their
-//! creation time is a caller-given timestamp (normally `SOURCE_DATE_EPOCH`) so that signing is
-//! reproducible (RSA PKCS#1 v1.5 signatures are deterministic).
+//! (`xapi-project/xen-api:ocaml/xapi/gpg.ml`; `docs/formats/packs.md` section "Signing and keys").
+//! The signatures written here carry the creation time and issuer fingerprint in the hashed area
+//! and the issuer key id unhashed, as gpg 2.2 does; their creation time is a caller-given timestamp
+//! (normally `SOURCE_DATE_EPOCH`) so that signing is reproducible (RSA PKCS#1 v1.5 signatures are
+//! deterministic).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};

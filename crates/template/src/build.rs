@@ -1,7 +1,7 @@
-//! Building a template's artifacts into an [`OutputDir`]: `<name>.json` (vm-formats.md 4.1),
-//! `<name>-template-<version>-<release>.noarch.rpm` (4.1, supplemental-pack.md 4.1) and
-//! `<name>.xva` (4.3). Each is hashed as it is written; the inputs (the definition and any
-//! file the XVA reads) are recorded in the manifest.
+//! Building a template's artifacts into an [`OutputDir`]: `<name>.json`
+//! (`docs/formats/templates.md` section "Keys"), `<name>-template-<version>-<release>.noarch.rpm`
+//! (section "The template RPM") and `<name>.xva` (section "Template XVA"). Each is hashed as it is
+//! written; the inputs (the definition and any file the XVA reads) are recorded in the manifest.
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};

@@ -1,6 +1,6 @@
-//! The config drive of vm-formats.md section 4.5 for a template: the `OpenStack` config drive
-//! ([`xspack_iso::config_drive`]) holding the template's user data and a `meta_data.json` with
-//! its UUID and name, as xscontainer gave the old CoreOS template's VMs.
+//! The config drive (`docs/formats/config-drive.md` section "The config-2 drive") for a template:
+//! the `OpenStack` config drive ([`xspack_iso::config_drive`]) holding the template's user data and
+//! a `meta_data.json` with its UUID and name, as xscontainer gave the old CoreOS template's VMs.
 
 use crate::{Error, TemplateSpec};
 

@@ -1,5 +1,5 @@
-//! Rendering a [`TemplateSpec`] as guest-templates JSON (vm-formats.md section 4.1), with
-//! `templates/vm/guest-template.json.tera`.
+//! Rendering a [`TemplateSpec`] as guest-templates JSON (`docs/formats/templates.md` section
+//! "Keys"), with `templates/vm/guest-template.json.tera`.
 //!
 //! The file derives from the product's base template for the boot mode (`base-hvmlinux.json`
 //! or `base-linux-uefi.json`), so it inherits the product's platform flags, install methods
@@ -11,7 +11,8 @@
 //! - `HVM_boot_params` is written whole (the loader replaces the base's map, not merges it).
 //!
 //! A config drive has no JSON form: default templates whose label contains "CoreOS" get
-//! XenCenter's cloud-config page instead, which makes the drive per VM (4.5).
+//! XenCenter's cloud-config page instead, which makes the drive per VM
+//! (`docs/formats/templates.md` section "The CoreOS template").
 
 use serde::Serialize;
 

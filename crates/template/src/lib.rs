@@ -1,20 +1,21 @@
-//! XenServer VM templates, per `shared/reference/vm-formats.md` section 4 and
-//! `shared/reference/supplemental-pack.md` section 4.1.
+//! XenServer VM templates, as `docs/formats/templates.md` describes them (the loader, the template
+//! RPM, the keys, template XVAs).
 //!
 //! A template is defined once, in `templates/<name>.toml` ([`TemplateSpec`]), and built into
 //! three artifacts:
 //!
-//! - **guest-templates JSON** ([`render_guest_json`]): the file `create-guest-templates` loads
-//!   from `/etc/xapi.d/vm-templates` or `/usr/share/xapi/vm-templates` (4.1), rendered with tera
-//!   from `templates/vm/guest-template.json.tera` and checked by [`validate_guest_template`],
-//!   which knows every key of 4.1 and its type. The same validator checks JSON read from disk
-//!   ([`validate_guest_template_file`]).
-//! - **a template RPM** ([`template_rpm`]): installs the JSON under
-//!   [`VM_TEMPLATES_DIR`] and reloads the default templates in `%posttrans` (4.1), reproducibly,
-//!   optionally signed.
-//! - **a template XVA** ([`template_vm_spec`], [`write_template_xva`]): `is_a_template=true`,
-//!   with its disks either provisioned on `xe vm-install` (no disk in the archive) or embedded,
-//!   plus the config drive of 4.5 when the template has one (1.6 to 1.9, 4.3).
+//! - **guest-templates JSON** ([`render_guest_json`]): the file `create-guest-templates` loads from
+//!   `/etc/xapi.d/vm-templates` or `/usr/share/xapi/vm-templates` ("The loader"), rendered with
+//!   tera from `templates/vm/guest-template.json.tera` and checked by [`validate_guest_template`],
+//!   which knows every key of section "Keys" and its type. The same validator checks JSON read from
+//!   disk ([`validate_guest_template_file`]).
+//! - **a template RPM** ([`template_rpm`]): installs the JSON under [`VM_TEMPLATES_DIR`] and
+//!   reloads the default templates in `%posttrans` ("The template RPM"), reproducibly, optionally
+//!   signed.
+//! - **a template XVA** ([`template_vm_spec`], [`write_template_xva`]): `is_a_template=true`, with
+//!   its disks either provisioned on `xe vm-install` (no disk in the archive) or embedded, plus the
+//!   config drive (`docs/formats/config-drive.md`) when the template has one (sections "Template
+//!   XVA" and `docs/formats/xva.md`).
 //!
 //! [`build_template`] writes any of the three into an [`xspack_manifest::OutputDir`].
 //!
@@ -85,7 +86,8 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A guest-templates JSON document breaks the rules of section 4.1.
+    /// A guest-templates JSON document breaks the rules of `docs/formats/templates.md` section
+    /// "Keys".
     #[error("{origin}: {error}")]
     GuestJson {
         /// The file (or description) the JSON came from.

@@ -1,5 +1,5 @@
 //! The template RPM: the guest-templates JSON under `/etc/xapi.d/vm-templates/` and the
-//! reload of section 4.1 of vm-formats.md (supplemental-pack.md section 4.1).
+//! reload (`docs/formats/templates.md` section "The template RPM").
 //!
 //! `create-guest-templates` deletes every default template and re-imports all JSON files, so
 //! installing, upgrading and erasing all end with a reload:
@@ -20,13 +20,15 @@ use crate::render::render;
 use crate::{Error, TemplateSpec};
 
 /// Where local templates go: read after `/usr/share/xapi/vm-templates`, so a file here wins
-/// over a product file of the same name (4.1).
+/// over a product file of the same name (`docs/formats/templates.md` section "The loader").
 pub const VM_TEMPLATES_DIR: &str = "/etc/xapi.d/vm-templates";
-/// Where the product's own templates live (4.1).
+/// Where the product's own templates live (`docs/formats/templates.md` section "The loader").
 pub const SHIPPED_TEMPLATES_DIR: &str = "/usr/share/xapi/vm-templates";
-/// The marker `create-guest-templates.service` checks (`ConditionPathExists=!`, 4.1).
+/// The marker `create-guest-templates.service` checks (`ConditionPathExists=!`,
+/// `docs/formats/templates.md` section "The loader").
 pub const MARKER_FILE: &str = "/var/lib/misc/ran-create-guest-templates";
-/// The command that reloads the default templates (supplemental-pack.md 4.1).
+/// The command that reloads the default templates
+/// (`xenserver/guest-templates-json:service/create-guest-templates-wrapper`).
 pub const CREATE_TEMPLATES_WRAPPER: &str = "/usr/bin/create-guest-templates-wrapper";
 
 /// The RPM's name: `<name>-template`.

@@ -1,6 +1,7 @@
-//! Amounts of memory and disk as guest-templates JSON writes them: digits and an optional
-//! binary unit, `\d+[KMGT]?` (`blank_template.amount_to_int`, vm-formats.md section 4.1 and
-//! supplemental-pack.md section 4.1). The unit may be lower case; there is no `B` suffix.
+//! Amounts of memory and disk as guest-templates JSON writes them: digits and an optional binary
+//! unit, `\d+[KMGT]?` (`xenserver/guest-templates-json:guesttemplates/blank_template.py`
+//! `amount_to_int`; `docs/formats/templates.md` section "Sizes"). The unit may be lower case; there
+//! is no `B` suffix.
 
 /// Parses `2G`, `512M`, `1536m` or `1073741824` into bytes.
 pub fn parse_amount(text: &str) -> Result<u64, String> {

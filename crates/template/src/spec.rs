@@ -1,4 +1,4 @@
-//! `templates/<name>.toml`: one VM template, in the terms of vm-formats.md section 4.
+//! `templates/<name>.toml`: one VM template, in the terms of `docs/formats/templates.md`.
 //!
 //! ```toml
 //! [template]
@@ -8,12 +8,12 @@
 //! version = "1.0.0"               # version of the template RPM (release "1" by default)
 //! uuid = "..."                    # optional: derived from the name when absent
 //! flavor = "coreos"               # coreos | ubuntu | debian | linux
-//! boot = "bios"                   # bios | uefi (section 4.4)
+//! boot = "bios"                   # bios | uefi (templates.md "Boot modes")
 //! boot-order = "cdn"              # HVM_boot_params:order
 //! memory = "2G"                   # the VM's memory; the static minimum is half of it
 //! vcpus = 2
 //!
-//! [recommendations]               # the restrictions XML of 4.1
+//! [recommendations]               # templates.md "Recommendations"
 //! max-memory = "512G"
 //! vcpus-max = 32
 //!
@@ -29,7 +29,7 @@
 //! [other-config]
 //! install-methods = "cdrom"
 //!
-//! [config-drive]                  # section 4.5; XVA only
+//! [config-drive]                  # config-drive.md; XVA only
 //! user-data = "acme-coreos.cloud-config"
 //!
 //! [xva]
@@ -59,11 +59,14 @@ pub use fields::{Amount, BootOrder, Name, RpmField, UuidText};
 #[serde(rename_all = "lowercase")]
 pub enum Flavor {
     /// A CoreOS-style container host. XenCenter shows its Cloud-Config page for a default
-    /// template whose `name_label` contains "coreos" (4.5), so the label must.
+    /// template whose `name_label` contains "coreos"
+    /// (`docs/formats/templates.md` section "The CoreOS template"), so the label must.
     Coreos,
-    /// Ubuntu: `other_config:install-distro=debianlike` (4.2).
+    /// Ubuntu: `other_config:install-distro=debianlike` (`docs/formats/templates.md` section
+    /// "Reference bases").
     Ubuntu,
-    /// Debian: `other_config:install-distro=debianlike` (4.2).
+    /// Debian: `other_config:install-distro=debianlike` (`docs/formats/templates.md` section
+    /// "Reference bases").
     Debian,
     /// Any other Linux guest.
     Linux,
@@ -81,7 +84,7 @@ impl Flavor {
     }
 }
 
-/// HVM firmware (4.4).
+/// HVM firmware (`docs/formats/templates.md` section "Boot modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BootFirmware {
@@ -123,7 +126,7 @@ fn one_vcpu() -> u32 {
 pub struct TemplateSpec {
     /// Identity, memory, vCPUs and boot.
     pub template: TemplateInfo,
-    /// Restrictions shown to clients (4.1).
+    /// Restrictions shown to clients (`docs/formats/templates.md` section "Recommendations").
     #[serde(default)]
     pub recommendations: Recommendations,
     /// Disks, in `userdevice` order.
@@ -135,7 +138,7 @@ pub struct TemplateSpec {
     /// `other_config` entries.
     #[serde(default)]
     pub other_config: BTreeMap<String, String>,
-    /// A config drive (4.5), in the XVA only.
+    /// A config drive (`docs/formats/config-drive.md`), in the XVA only.
     pub config_drive: Option<ConfigDrive>,
     /// XVA settings.
     #[serde(default)]
@@ -175,7 +178,8 @@ pub struct TemplateInfo {
     #[serde(default = "cdn")]
     pub boot_order: BootOrder,
     /// The VM's memory: static max and dynamic min and max. The static minimum is half of it,
-    /// which is what the JSON's `min_memory` means to the loader (4.1).
+    /// which is what the JSON's `min_memory` means to the loader
+    /// (`docs/formats/templates.md` section "Memory").
     pub memory: Amount,
     /// `VCPUs_max` and `VCPUs_at_startup`.
     #[serde(default = "one_vcpu")]
@@ -237,7 +241,8 @@ impl DiskType {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DiskDef {
-    /// Virtual size: a positive multiple of 2 MiB, at most 2040 GiB (vm-formats.md section 0).
+    /// Virtual size: a positive multiple of 2 MiB, at most 2040 GiB
+    /// (`docs/formats/vhd.md` section "Checksums, geometry, sizes").
     pub size: Amount,
     /// Whether the VBD is bootable: by default the first disk only.
     pub bootable: Option<bool>,
@@ -249,7 +254,8 @@ pub struct DiskDef {
     pub image: Option<Utf8PathBuf>,
 }
 
-/// `[config-drive]`: an OpenStack-style config drive (4.5).
+/// `[config-drive]`: an OpenStack-style config drive (`docs/formats/config-drive.md` section "The
+/// config-2 drive").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ConfigDrive {
@@ -263,8 +269,8 @@ pub struct ConfigDrive {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct XvaInfo {
     /// Put the disks in the archive (blank, or from `image`) instead of describing them in
-    /// `other_config:disks` for `xe vm-install` to create. Required with a config drive,
-    /// which must come after them (userdevice 1 in 4.5).
+    /// `other_config:disks` for `xe vm-install` to create. Required with a config drive, which must
+    /// come after them (userdevice 1, `docs/formats/config-drive.md` section "How it is attached").
     #[serde(default)]
     pub embed_disks: bool,
     /// Give the template an empty CD drive, so `xe vm-cd-insert` works on its VMs.
@@ -283,9 +289,10 @@ impl Default for XvaInfo {
 }
 
 /// `platform` keys the template may not set: the boot mode decides `secureboot`, and the host
-/// picks `device-model` (vm-formats.md 1.8, 4.4).
+/// picks `device-model` (`docs/formats/templates.md` section "Boot modes").
 const RESERVED_PLATFORM: &[&str] = &["secureboot", "device-model", "device_model"];
-/// `other_config` keys the template may not set: `default_template` breaks XVA imports (1.8)
+/// `other_config` keys the template may not set: `default_template` breaks XVA imports
+/// (`docs/formats/templates.md` section "Template XVA")
 /// and `disks` is generated from `[[disk]]`.
 const RESERVED_OTHER_CONFIG: &[&str] = &["default_template", "disks"];
 
@@ -344,7 +351,8 @@ impl TemplateSpec {
         self.template.memory.0 / 2
     }
 
-    /// The base JSON file the template derives from (4.1 "Reference bases").
+    /// The base JSON file the template derives from (`docs/formats/templates.md` section "Reference
+    /// bases").
     pub fn derived_from(&self) -> &'static str {
         match self.template.boot {
             BootFirmware::Bios => "base-hvmlinux.json",
@@ -423,7 +431,8 @@ impl TemplateSpec {
                 "template.label",
                 &format!(
                     "{:?}: a coreos template's label must contain \"CoreOS\", which is how \
-                     XenCenter offers its cloud-config page (vm-formats.md 4.5)",
+                     XenCenter offers its cloud-config page (\"The CoreOS template\" in \
+                     docs/formats/templates.md)",
                     t.label
                 ),
             ));
@@ -483,7 +492,7 @@ impl TemplateSpec {
             return Err(bad(
                 "config-drive",
                 &"needs [xva] embed-disks = true: the drive follows the template's disks \
-                  (userdevice 1 in vm-formats.md 4.5), which must then be in the XVA",
+                  (userdevice 1, docs/formats/config-drive.md), which must then be in the XVA",
             ));
         }
         Ok(())

@@ -1,10 +1,11 @@
-//! The guest-templates JSON validator: every key of vm-formats.md section 4.1 with its type.
+//! The guest-templates JSON validator: every key of `docs/formats/templates.md` section "Keys" with
+//! its type.
 //!
-//! `create-guest-templates` copies any key it does not know into the VM record verbatim (4.1),
-//! so a typo such as `vcpus` or `min-memory` is not an error on the host: it silently makes a
-//! broken template. This validator refuses every key that is neither a 4.1 key nor one of the
-//! VM record fields xspack writes on purpose (`VCPUs_max`, `VCPUs_at_startup`, 1.7), and
-//! every value of the wrong type, naming the key.
+//! `create-guest-templates` copies any key it does not know into the VM record verbatim, so a typo
+//! such as `vcpus` or `min-memory` is not an error on the host: it silently makes a broken
+//! template. This validator refuses every key that is neither a loader key nor one of the VM record
+//! fields xspack writes on purpose (`VCPUs_max`, `VCPUs_at_startup`; `docs/formats/xva.md` section
+//! "Required fields"), and every value of the wrong type, naming the key.
 //!
 //! Booleans may be JSON booleans or the strings the loader reads as booleans (`"yes"`,
 //! `"true"`, `"1"`, ...), as the product's own files use both. Map values may be `null`, which
@@ -68,8 +69,8 @@ enum Kind {
     OneOf(&'static [&'static str]),
 }
 
-/// Every top-level key xspack accepts, with its kind (4.1; the last two are VM record fields
-/// of 1.7 that the loader copies verbatim).
+/// Every top-level key xspack accepts, with its kind (the loader's keys; the last two are VM
+/// record fields that the loader copies verbatim).
 const KEYS: &[(&str, Kind)] = &[
     ("uuid", Kind::Uuid),
     ("reference_label", Kind::Text),
@@ -266,7 +267,8 @@ fn check_object(
     Ok(())
 }
 
-/// Checks a parsed guest-templates JSON document against section 4.1.
+/// Checks a parsed guest-templates JSON document against `docs/formats/templates.md` section
+/// "Keys".
 pub fn validate_guest_template(doc: &Value) -> Result<(), GuestJsonError> {
     let Value::Object(fields) = doc else {
         return Err(err("", format!("expected a JSON object, found {}", describe(doc))));
@@ -275,8 +277,8 @@ pub fn validate_guest_template(doc: &Value) -> Result<(), GuestJsonError> {
         "",
         fields,
         KEYS,
-        "a guest-templates key of vm-formats.md 4.1 (the loader would copy it into the VM \
-         record verbatim)",
+        "a guest-templates key (\"Keys\" in docs/formats/templates.md; the loader would copy \
+         it into the VM record verbatim)",
     )?;
     if !fields.contains_key("uuid") {
         return Err(err(

@@ -1,22 +1,25 @@
-//! The template XVA (vm-formats.md section 4.3): an XVA whose VM has `is_a_template=true`,
-//! written by xspack-xva (sections 1.1 to 1.9).
+//! The template XVA (`docs/formats/templates.md` section "Template XVA"): an XVA whose VM has
+//! `is_a_template=true`, written by xspack-xva (`docs/formats/xva.md`).
 //!
-//! An XVA has no `derived_from`, so the VM carries what the JSON inherits from the product's
-//! base template (4.1 "Reference bases"): `platform` `vga=std videoram=8 device_id=0001` over
-//! xspack-xva's defaults (`acpi apic pae nx hpet`, `viridian=false`), and `other_config`
-//! `linux_template=true install-methods=cdrom,nfs,http,ftp`. `device-model` is left for the
-//! host to choose (1.8), and UEFI templates get `secureboot=false`.
+//! An XVA has no `derived_from`, so the VM carries what the JSON inherits from the product's base
+//! template (`docs/formats/templates.md` section "Reference bases"): `platform` `vga=std videoram=8
+//! device_id=0001` over xspack-xva's defaults (`acpi apic pae nx hpet`, `viridian=false`), and
+//! `other_config` `linux_template=true install-methods=cdrom,nfs,http,ftp`. `device-model` is left
+//! for the host to choose (`docs/formats/templates.md` section "Boot modes"), and UEFI templates
+//! get `secureboot=false`.
 //!
 //! Disks come one of two ways:
 //!
-//! - **provisioned** (default): no disk in the archive; `other_config:disks` holds the
-//!   provision XML of 4.1 and `xe vm-install` creates blank disks in the chosen SR;
-//! - **embedded** (`[xva] embed-disks = true`): each disk is a VBD and VDI in the archive,
-//!   blank (only its first and last chunks are written, 1.3) or holding a raw `image`.
+//! - **provisioned** (default): no disk in the archive; `other_config:disks` holds the provision
+//!   XML (`docs/formats/templates.md` section "Disks (provision XML)") and `xe vm-install` creates
+//!   blank disks in the chosen SR;
+//! - **embedded** (`[xva] embed-disks = true`): each disk is a VBD and VDI in the archive, blank
+//!   (only its first and last chunks are written, `docs/formats/xva.md` section "Chunks and
+//!   sparseness") or holding a raw `image`.
 //!
-//! A config drive (4.5) follows the disks: read-only, not bootable, `other_config:config-drive
-//! =True` on VDI and VBD. Every UUID is derived from the template's name and the object's
-//! role, so the same definition gives the same archive.
+//! A config drive (`docs/formats/config-drive.md` section "How it is attached") follows the disks:
+//! read-only, not bootable, `other_config:config-drive=True` on VDI and VBD. Every UUID is derived
+//! from the template's name and the object's role, so the same definition gives the same archive.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
@@ -36,7 +39,8 @@ const BASE_PLATFORM: &[(&str, &str)] = &[("vga", "std"), ("videoram", "8"), ("de
 /// `other_config` of `base-hvmlinux.json`.
 const BASE_OTHER_CONFIG: &[(&str, &str)] =
     &[("linux_template", "true"), ("install-methods", "cdrom,nfs,http,ftp")];
-/// `number-of-vbds` and `number-of-vifs` restrictions when the definition sets none (4.1).
+/// `number-of-vbds` and `number-of-vifs` restrictions when the definition sets none
+/// (`docs/formats/templates.md` section "Recommendations").
 const DEFAULT_VBDS: u32 = 255;
 const DEFAULT_VIFS: u32 = 7;
 /// The field restrictions in the order clients list them; the two properties come last.

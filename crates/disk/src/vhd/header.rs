@@ -259,7 +259,8 @@ mod tests {
 
     #[test]
     fn sizes_match_vhd_util_create() {
-        // 64 MiB: 32 entries, BAT one sector, batmap one sector (vm-formats.md 3.1).
+        // 64 MiB: 32 entries, BAT one sector, batmap one sector (`docs/formats/vhd.md` section
+        // "Layout").
         assert_eq!(bat_bytes(32), 512);
         assert_eq!(batmap_sectors(32), 1);
         assert_eq!(bat_bytes(0), 512);

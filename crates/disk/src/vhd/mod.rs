@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn geometry_matches_vhd_util_create() {
-        // Values `vhd-util create` writes (vm-formats.md 3.6).
+        // Values `vhd-util create` writes (blktap `vhd/lib/libvhd.c` `vhd_chs`).
         assert_eq!(Geometry::for_size(64 << 20).to_string(), "963/8/17");
         assert_eq!(Geometry::for_size(1 << 30).to_string(), "2080/16/63");
         // Past 65535*16*63 sectors the maximum sectors per track is used.

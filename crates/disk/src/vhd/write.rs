@@ -331,7 +331,8 @@ mod tests {
 
     #[test]
     fn empty_64_mib_matches_vhd_util_create_layout() {
-        // vm-formats.md 3.1: BAT 512 bytes, batmap header at 2048, map at 2560, footer at 3072.
+        // `docs/formats/vhd.md` section "Layout": BAT 512 bytes, batmap header at 2048, map at
+        // 2560, footer at 3072.
         let raw = vec![0u8; 64 << 20];
         let (out, summary) = write_vhd(raw.as_slice(), Vec::new(), &opts(), &NoProgress).unwrap();
         assert_eq!(out.len(), 3072 + 512);

@@ -186,7 +186,8 @@ fn tap_creator_version_too_new() {
 
 #[test]
 fn geometry_too_large() {
-    // What qemu-img's force_size=on writes (vm-formats.md 3.5).
+    // What qemu-img's force_size=on writes (`docs/formats/vhd.md` section "Creator"; qemu
+    // `block/vpc.c`).
     let img = edit_footers(base(), |f| {
         f.geometry = xspack_disk::vhd::Geometry { cylinders: 65535, heads: 16, sectors: 255 };
     });

@@ -3,8 +3,9 @@
 //! the `ignition-config` crate, which are generated from Ignition's own JSON schema.
 //!
 //! Ignition runs once, in the initramfs of the first boot, and reads this config from the
-//! `config-2` drive's `openstack/latest/user_data` (`shared/reference/landscape.md` 1.11, 5).
-//! It writes `/etc/hostname` and the `core` user's SSH keys, and enables these systemd units:
+//! `config-2` drive's `openstack/latest/user_data` (`docs/formats/config-drive.md` section "Who
+//! reads it"). It writes `/etc/hostname` and the `core` user's SSH keys, and enables these systemd
+//! units:
 //!
 //! - `var-lib-xspack.mount`: the data disk, found by its label `xspack-data`, read-only at
 //!   `/var/lib/xspack`;

@@ -1,5 +1,5 @@
 //! The coreos flavor: a container host that runs the given images, like XenServer's old CoreOS
-//! VMs (`shared/reference/landscape.md` section 5, `shared/reference/vm-formats.md` 4.5).
+//! VMs (`docs/formats/templates.md` section "The CoreOS template", `docs/formats/config-drive.md`).
 //!
 //! The guest operating system is not built from the images: it is a stock Flatcar Container
 //! Linux or Fedora CoreOS `OpenStack` image ([`base`]), whose kernel and initramfs belong to it and

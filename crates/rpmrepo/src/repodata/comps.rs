@@ -1,6 +1,6 @@
 //! The comps group file (`groups.xml`, DTD "-//Red Hat, Inc.//DTD Comps info//EN"): the groups
 //! `yum|dnf install @update` (xapi's `pool_update.apply`) and the host installer's `@drivers`
-//! install (supplemental-pack.md section 2.4).
+//! install (`docs/formats/packs.md` section "Group metadata (comps)").
 
 use std::io::{self, Write};
 

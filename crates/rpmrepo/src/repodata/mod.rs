@@ -1,7 +1,7 @@
-//! Yum repository metadata (`repodata/`) in the layout `createrepo_c --no-database` 0.17
-//! writes and the XenServer consumers read (supplemental-pack.md section 3): gzip-compressed
-//! `primary`, `filelists` and `other`, an optional comps file as `group` and `group_gz`, and
-//! `repomd.xml` with sha256 checksums everywhere.
+//! Yum repository metadata (`repodata/`) in the layout `createrepo_c --no-database` 0.17 writes and
+//! the XenServer consumers read (`docs/formats/packs.md` section "Repository metadata"):
+//! gzip-compressed `primary`, `filelists` and `other`, an optional comps file as `group` and
+//! `group_gz`, and `repomd.xml` with sha256 checksums everywhere.
 //!
 //! Output is deterministic: packages are sorted by location, gzip headers carry mtime 0 and no
 //! file name, and every time written (`<time file>`, `<timestamp>`, `<revision>`) is the
