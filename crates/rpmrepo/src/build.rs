@@ -282,7 +282,11 @@ impl RpmBuilder {
         dest: impl Into<String>,
         attrs: FileAttrs,
     ) -> Self {
-        self.entries.push(Entry { dest: dest.into(), source: Source::Disk(src.into(), None), attrs });
+        self.entries.push(Entry {
+            dest: dest.into(),
+            source: Source::Disk(src.into(), None),
+            attrs,
+        });
         self
     }
 

@@ -33,6 +33,7 @@ mod pxz;
 mod signature;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::mpsc;
 
 use md5::{Digest as _, Md5};
 use sha1::Digest as _;
@@ -45,19 +46,80 @@ use crate::build::{BuiltRpm, RpmBuilder};
 use crate::digest::{Md5Digest, hex};
 use crate::keys::SigningKey;
 
-/// A reader that passes bytes on, hashes them with MD5 and counts them.
+/// A reader that passes bytes on and counts them, and hashes them with MD5 on a thread of its
+/// own, so that the SHA-256 the caller takes of the same bytes (the header+payload signature,
+/// the whole file's digest) runs beside it rather than after it.
 struct Md5Reader<R> {
     inner: R,
-    md5: Md5,
     len: u64,
+    /// What was read since the last chunk went (reads may be small: batch them).
+    pending: Vec<u8>,
+    /// Copies of what was read, to the hashing thread; `None` once finished.
+    chunks: Option<mpsc::SyncSender<Vec<u8>>>,
+    hasher: Option<std::thread::JoinHandle<Md5>>,
+}
+
+impl<R: Read> Md5Reader<R> {
+    fn new(inner: R) -> Self {
+        // A few chunks in flight bound the copies to about a megabyte.
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = std::thread::spawn(move || {
+            let mut md5 = Md5::new();
+            for chunk in rx {
+                md5.update(&chunk);
+            }
+            md5
+        });
+        Md5Reader {
+            inner,
+            len: 0,
+            pending: Vec::with_capacity(BUFFER_SIZE),
+            chunks: Some(tx),
+            hasher: Some(hasher),
+        }
+    }
+
+    /// Hands what is pending to the hashing thread.
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(BUFFER_SIZE));
+        match self.chunks.as_ref().map(|tx| tx.send(chunk)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(io::Error::other("the MD5 thread stopped")),
+        }
+    }
+
+    /// The MD5 of everything read.
+    fn finish(mut self) -> io::Result<Md5Digest> {
+        if !self.pending.is_empty() {
+            self.send()?;
+        }
+        drop(self.chunks.take());
+        let md5 = self.hasher.take().map(std::thread::JoinHandle::join);
+        match md5 {
+            Some(Ok(md5)) => Ok(Md5Digest(md5.finalize().into())),
+            _ => Err(io::Error::other("the MD5 thread failed")),
+        }
+    }
 }
 
 impl<R: Read> Read for Md5Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.md5.update(&buf[..n]);
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() >= BUFFER_SIZE {
+            self.send()?;
+        }
         self.len += n as u64;
         Ok(n)
+    }
+}
+
+impl<R> Drop for Md5Reader<R> {
+    fn drop(&mut self) {
+        drop(self.chunks.take());
+        if let Some(h) = self.hasher.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -123,7 +185,7 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
 
     // Header+payload: MD5 and the PGP signature, read back in one pass.
     let payload = io::BufReader::with_capacity(BUFFER_SIZE, (&mut out).take(payload_len));
-    let mut both = Md5Reader { inner: (&hdr.bytes[..]).chain(payload), md5: Md5::new(), len: 0 };
+    let mut both = Md5Reader::new((&hdr.bytes[..]).chain(payload));
     let signatures = if let Some(key) = key {
         let pgp = signature::sign(key, source_date, &mut both)?;
         let rsa = signature::sign(key, source_date, &hdr.bytes[..])?;
@@ -142,7 +204,7 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
     let facts = signature::Facts {
         size: hdr.bytes.len() as u64 + payload_len,
         archive_size: scan.archive_size,
-        md5: both.md5.finalize().into(),
+        md5: both.finish().map_err(werr)?.0,
         sha1_hex: hex(&Sha1::digest(&hdr.bytes)),
         sha256_hex: hex(&Sha256::digest(&hdr.bytes)),
         signatures,
@@ -156,12 +218,12 @@ pub(crate) fn write_package<W: Read + Write + Seek>(
     out.seek(SeekFrom::Start(start)).map_err(werr)?;
     let mut hashing = HashingWriter::new(io::sink());
     let whole = io::BufReader::with_capacity(BUFFER_SIZE, (&mut out).take(total));
-    let mut whole = Md5Reader { inner: whole, md5: Md5::new(), len: 0 };
+    let mut whole = Md5Reader::new(whole);
     let copied = io::copy(&mut whole, &mut hashing).map_err(werr)?;
     if copied != total {
         return Err(werr(io::ErrorKind::UnexpectedEof.into()));
     }
-    let md5 = Md5Digest(whole.md5.finalize().into());
+    let md5 = whole.finish().map_err(werr)?;
     out.flush().map_err(werr)?;
     let (_, sha256, size) = hashing.finish();
     Ok((out, BuiltRpm { file_name: b.file_name(), sha256, md5, size, signed: key.is_some() }))
