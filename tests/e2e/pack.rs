@@ -361,6 +361,56 @@ fn same_inputs_same_isos() {
     );
 }
 
+/// Payloads are compressed on every core in fixed-size blocks: a pack whose payload spans many
+/// gzip blocks comes out the same on one core (`taskset`, which `available_parallelism`
+/// follows) as on all of them.
+#[test]
+fn the_same_isos_on_one_core_and_on_all() {
+    let (_t, dir) = tempdir();
+    let (secret, _) = keygen(&dir);
+    let pack = dir.join("multi");
+    std::fs::create_dir_all(pack.join("files")).unwrap();
+    // 6 MiB: a dozen 512 KiB blocks of text that compresses, and of bytes that do not.
+    let mut data = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in 0..(6 << 20) / 8 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let word = if i % 3 == 0 { x } else { u64::from_le_bytes(*b"log line") };
+        data.extend_from_slice(&word.to_le_bytes());
+    }
+    std::fs::write(pack.join("files/data"), data).unwrap();
+    std::fs::write(
+        pack.join("pack.toml"),
+        "[pack]\nname = \"multi\"\nversion = \"1.0.0\"\nbuild = \"1\"\noriginator = \"xspack\"\n\
+         description = \"many blocks\"\n\n[[package]]\nname = \"multi\"\nversion = \"1\"\n\
+         summary = \"s\"\ndescription = \"d\"\nfiles = [{ src = \"files/data\", dest = \"/opt/m\" }]\n",
+    )
+    .unwrap();
+    let sums = |out: &str, one_core: bool| {
+        let dest = dir.join(out);
+        let mut cmd = if one_core {
+            let mut c = std::process::Command::new("taskset");
+            c.args(["-c", "0", env!("CARGO_BIN_EXE_xspack")]);
+            c
+        } else {
+            xspack()
+        };
+        let o = cmd
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .args(["-q", "pack", "build", pack.as_str(), "--sign-key", secret.as_str(), "-o"])
+            .arg(&dest)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        std::fs::read_to_string(dest.join("SHA256SUMS")).unwrap()
+    };
+    let all = sums("all", false);
+    assert_eq!(all.lines().count(), 2, "{all}");
+    assert_eq!(sums("one", true), all);
+}
+
 /// A copy of packs/demo in `dir` to break.
 fn demo_copy(dir: &Utf8Path) -> Utf8PathBuf {
     let dest = dir.join("demo");

@@ -228,28 +228,39 @@ fn read_headers(
     md5: bool,
     task: &dyn xspack_io::ProgressTask,
 ) -> Result<Vec<RpmHeader>, Error> {
+    parallel_map(paths, |path| {
+        let header = if md5 {
+            xspack_rpmrepo::read_rpm(path)
+        } else {
+            xspack_rpmrepo::read_rpm_without_md5(path)
+        };
+        task.advance(1);
+        header.map_err(rpm_err)
+    })
+}
+
+/// `f` of every item, spread over the cores (each a whole file to read and hash); the results
+/// keep the order of `items`, and the first error in that order is returned.
+fn parallel_map<T: Sync, U: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<U, Error> + Sync,
+) -> Result<Vec<U>, Error> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<RpmHeader, Error>>>> =
-        Mutex::new((0..paths.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<U, Error>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
     let workers =
-        std::thread::available_parallelism().map_or(1, usize::from).min(paths.len()).max(1);
+        std::thread::available_parallelism().map_or(1, usize::from).min(items.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = paths.get(i) else { break };
-                    let header = if md5 {
-                        xspack_rpmrepo::read_rpm(path)
-                    } else {
-                        xspack_rpmrepo::read_rpm_without_md5(path)
-                    }
-                    .map_err(rpm_err);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
                     results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] =
-                        Some(header);
-                    task.advance(1);
+                        Some(result);
                 }
             });
         }
@@ -258,7 +269,7 @@ fn read_headers(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .into_iter()
-        .map(|r| r.expect("every RPM read"))
+        .map(|r| r.expect("every item done"))
         .collect()
 }
 
@@ -315,11 +326,16 @@ fn build_package(
         .license(pkg.license.clone())
         .compression(pkg.compression.into())
         .source_date(epoch32(opts.source_date_epoch));
-    for (j, f) in pkg.files.iter().enumerate() {
+    // Every file is read once here (its digest for the manifest, and the secret-key scan),
+    // files spread over the cores; the RPM writer then takes that digest.
+    let fields: Vec<(usize, String)> =
+        (0..pkg.files.len()).map(|j| (j, format!("package[{index}].files[{j}].src"))).collect();
+    let read = parallel_map(&fields, |(j, field)| {
+        let f = &pkg.files[*j];
+        inputs.payload_input(spec_path, (field, &f.src), &dir.join(&f.src), "file")
+    })?;
+    for (f, input) in pkg.files.iter().zip(read) {
         let src = dir.join(&f.src);
-        let field = format!("package[{index}].files[{j}].src");
-        let input = inputs.payload_input(spec_path, (&field, &f.src), &src, "file")?;
-        // Read once here (digest and secret-key scan): the RPM writer takes the digest.
         let known = (input.digest.0, input.size);
         out.add_input(input);
         if is_vm_template_json(&f.dest) {
