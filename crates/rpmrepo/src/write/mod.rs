@@ -31,6 +31,8 @@ mod payload;
 mod pgzip;
 mod pxz;
 mod signature;
+#[cfg(test)]
+mod testdata;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc;

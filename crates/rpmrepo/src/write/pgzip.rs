@@ -313,9 +313,9 @@ impl<W: Write> Write for ParGzEncoder<W> {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::process::{Command, Stdio};
 
     use super::*;
+    use crate::write::testdata::{mixed, system};
 
     fn gzip(input: &[u8], threads: usize, block: usize) -> Vec<u8> {
         let mut z = ParGzEncoder::with_threads(Vec::new(), 9, threads, block);
@@ -326,49 +326,11 @@ mod tests {
         z.finish().unwrap()
     }
 
-    /// Random bytes (xorshift) and text, alternating every 100,000 bytes.
-    fn mixed(len: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut out = Vec::with_capacity(len);
-        let mut line = 0u64;
-        while out.len() < len {
-            if (out.len() / 100_000) % 2 == 0 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                out.extend_from_slice(&x.to_le_bytes());
-            } else {
-                line += 1;
-                out.extend_from_slice(
-                    format!("{line} payload line {}\n", line * 7 % 13).as_bytes(),
-                );
-            }
-        }
-        out.truncate(len);
-        out
-    }
-
     fn sizes() -> Vec<(String, Vec<u8>)> {
         [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE, 5_000_000]
             .into_iter()
-            .map(|n| (format!("{n} bytes"), mixed(n)))
+            .map(|n| (format!("{n} bytes"), mixed(n, 100_000)))
             .collect()
-    }
-
-    fn system(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-        let mut child = Command::new(cmd)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || stdin.write_all(&input));
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap().unwrap();
-        assert!(out.status.success(), "{cmd} {args:?} failed");
-        out.stdout
     }
 
     #[test]
@@ -412,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_damaged_stream_is_refused() {
-        let mut gz = gzip(&mixed(3 * BLOCK_SIZE), 2, BLOCK_SIZE);
+        let mut gz = gzip(&mixed(3 * BLOCK_SIZE, 100_000), 2, BLOCK_SIZE);
         let n = gz.len();
         gz[n - 6] ^= 1;
         let mut out = Vec::new();
@@ -424,7 +386,7 @@ mod tests {
     #[test]
     #[ignore = "a measurement, not a check"]
     fn block_sizes() {
-        let input = mixed(64 << 20);
+        let input = mixed(64 << 20, 100_000);
         let serial = {
             let t = std::time::Instant::now();
             let mut z = flate2::write::GzEncoder::new(Vec::new(), Compression::new(9));

@@ -75,9 +75,9 @@ fn encoder_with_blocks<W: Write>(
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::process::{Command, Stdio};
 
     use super::*;
+    use crate::write::testdata::{mixed, system};
 
     /// Blocks of 1 MiB: the same machinery as 24 MiB ones, on inputs the tests can afford.
     const TEST_BLOCK: u64 = 1 << 20;
@@ -90,50 +90,12 @@ mod tests {
         z.finish().unwrap()
     }
 
-    /// Random bytes (xorshift) and text, alternating every 300,000 bytes.
-    fn mixed(len: usize) -> Vec<u8> {
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut out = Vec::with_capacity(len);
-        let mut line = 0u64;
-        while out.len() < len {
-            if (out.len() / 300_000) % 2 == 0 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                out.extend_from_slice(&x.to_le_bytes());
-            } else {
-                line += 1;
-                out.extend_from_slice(
-                    format!("{line} payload line {}\n", line * 7 % 13).as_bytes(),
-                );
-            }
-        }
-        out.truncate(len);
-        out
-    }
-
-    fn system(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-        let mut child = Command::new(cmd)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || stdin.write_all(&input));
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap().unwrap();
-        assert!(out.status.success(), "{cmd} {args:?} failed");
-        out.stdout
-    }
-
     /// Sizes around the block: empty, one byte, a block, a block ± 1, several blocks.
     fn inputs() -> Vec<(String, Vec<u8>)> {
         let block = usize::try_from(TEST_BLOCK).unwrap();
         [0, 1, block - 1, block, block + 1, 5 * block + 300_000]
             .into_iter()
-            .map(|n| (format!("{n} bytes"), mixed(n)))
+            .map(|n| (format!("{n} bytes"), mixed(n, 300_000)))
             .collect()
     }
 
