@@ -1,21 +1,15 @@
 //! One hand-broken XVA per reader rule, each asserting its specific error.
 //!
-//! Archives are taken apart into members with a small tar codec written here (independent of
-//! the crate's), edited, and put back together.
+//! Archives are taken apart into members with the differential tests' small tar codec
+//! (`xva_diff/codec.rs`, independent of the crate's), edited, and put back together.
 
 use std::fmt::Write as _;
 
 use sha1::{Digest, Sha1};
 use xspack_xva::{ChecksumKind, DISK_ALIGNMENT, Error, VmSpec};
 
+use crate::xva_diff::codec::{Member, split};
 use crate::{read_all, standard, write};
-
-#[derive(Clone, Debug)]
-struct Member {
-    name: String,
-    data: Vec<u8>,
-    typeflag: u8,
-}
 
 fn member(name: &str, data: &[u8]) -> Member {
     Member { name: name.into(), data: data.to_vec(), typeflag: b'0' }
@@ -53,21 +47,6 @@ fn build(members: &[Member]) -> Vec<u8> {
         pad(&mut out);
     }
     out.extend_from_slice(&[0; 1024]);
-    out
-}
-
-fn split(xva: &[u8]) -> Vec<Member> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while xva[pos] != 0 {
-        let h = &xva[pos..pos + 512];
-        let end = h.iter().position(|&b| b == 0).unwrap();
-        let name = String::from_utf8(h[..end].to_vec()).unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&h[124..135]).unwrap(), 8).unwrap();
-        let data = xva[pos + 512..pos + 512 + size].to_vec();
-        out.push(Member { name, data, typeflag: h[156] });
-        pos += 512 + size.div_ceil(512) * 512;
-    }
     out
 }
 

@@ -33,7 +33,7 @@ use xspack_xva::{ChecksumKind, DISK_ALIGNMENT, Error};
 
 use crate::xapi_model;
 
-mod codec;
+pub(crate) mod codec;
 
 use crate::{SparseDisk, read_all, spec, standard, write};
 use codec::{Format, Member, build, fix_checksum, header_offsets, split};
