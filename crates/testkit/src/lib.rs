@@ -279,3 +279,14 @@ impl ImageSpec {
         std::fs::write(path, plain_tar(&files, &links))
     }
 }
+
+/// Fails listing every disagreement a differential test found between our reader and its
+/// oracles, one per line.
+pub fn assert_no_disagreements(disagreements: &[String]) {
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+}
