@@ -119,13 +119,6 @@ pub fn build_pack(
     let inputs = PackInputs::check(&spec, spec_path, dir, &roots, opts.sign_key_file.as_deref())?;
     out.add_input(file_input(spec_path, Utf8Path::new("pack.toml"), "pack")?);
     let rpms = collect_rpms(&spec, (spec_path, dir), &inputs, out, opts)?;
-    // Prebuilt RPMs are judged from their headers (the ones built here were checked before
-    // they were written): a pack never holds what its target's rpm cannot install.
-    for rpm in &rpms {
-        spec.target()
-            .check_rpm(rpm.path.file_name().unwrap_or(rpm.path.as_str()), &rpm.header)
-            .map_err(rpm_err)?;
-    }
     let mut summary = PackSummary {
         name: spec.pack.name.clone(),
         target: spec.target(),
@@ -175,7 +168,6 @@ fn collect_rpms(
         for (i, pkg) in spec.packages.iter().enumerate() {
             let built =
                 build_package(pkg, (i, spec_path, inputs), (dir, spec.target()), opts, out)?
-                    .target(spec.target())
                     .write_to_dir(&staging, opts.key, false)
                     .map_err(rpm_err)?;
             built_rpms.push((staging.join(&built.file_name), built));
@@ -207,8 +199,15 @@ fn collect_rpms(
                 format!("duplicate package {}", header.nevra()),
             ));
         }
+        let prebuilt = !path.starts_with(out.dest());
+        if prebuilt {
+            // Judged from their headers (the RPMs built here were checked before they were
+            // written): a pack never holds what its target's rpm cannot install.
+            let name = path.file_name().unwrap_or(path.as_str());
+            spec.target().check_rpm(name, &header).map_err(rpm_err)?;
+        }
         if let Some(key) = opts.key
-            && !path.starts_with(out.dest())
+            && prebuilt
         {
             // Prebuilt RPMs must carry the pack key's signature: yum checks it on the host.
             xspack_rpmrepo::verify_rpm_signature(&path, &key.public_key()).map_err(|e| {
@@ -306,7 +305,7 @@ fn is_vm_template_json(dest: &str) -> bool {
 fn build_package(
     pkg: &crate::spec::PackageSpec,
     (index, spec_path, inputs): (usize, &Utf8Path, &PackInputs),
-    (dir, target): (&Utf8Path, &Target),
+    (dir, target): (&Utf8Path, &'static Target),
     opts: &BuildOptions<'_>,
     out: &mut OutputDir,
 ) -> Result<RpmBuilder, Error> {
@@ -320,6 +319,7 @@ fn build_package(
     }
     target.check_total(&pkg.name, total).map_err(rpm_err)?;
     let mut b = RpmBuilder::new(pkg.name.clone(), pkg.version.clone(), pkg.release.clone())
+        .target(target)
         .arch(pkg.arch.clone())
         .summary(pkg.summary.clone())
         .description(pkg.description.clone())
