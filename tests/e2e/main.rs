@@ -16,6 +16,7 @@ mod formats;
 mod guest;
 mod guide;
 mod hardening;
+mod identity;
 mod image;
 mod inspect;
 mod json;

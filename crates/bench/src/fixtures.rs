@@ -31,7 +31,7 @@ pub fn verify_fixture(dest: &Utf8Path) -> Result<Utf8PathBuf> {
     }
     let tool = Tool { name: "xspack-bench".into(), version: env!("CARGO_PKG_VERSION").into() };
     let mut out = OutputDir::create(dest, tool, 0, false)?;
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = xspack_testkit::Rng(0x9e37_79b9_7f4a_7c15);
     let mut buf = vec![0u8; 1 << 20];
     for i in 0..LARGE_FILES {
         let mut file = out.create_file(&RelPath::new(format!("large/{i:02}.bin"))?)?;
@@ -51,25 +51,6 @@ pub fn verify_fixture(dest: &Utf8Path) -> Result<Utf8PathBuf> {
     Ok(out.commit()?.0)
 }
 
-/// xorshift64*: fast, deterministic, incompressible enough for I/O and hashing benchmarks.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
 /// The bookworm minbase OCI layout made by `scripts/fixtures/bookworm` (needs root once).
 pub fn bookworm(target: &Utf8Path) -> Result<Utf8PathBuf> {
     let script =
@@ -84,64 +65,9 @@ pub fn bookworm(target: &Utf8Path) -> Result<Utf8PathBuf> {
     Ok(Utf8PathBuf::from(String::from_utf8(out.stdout)?.trim()).join("oci"))
 }
 
-/// Small files in layer 1, spread over directories.
-const SYNTH_SMALL: usize = 40_000;
-/// Small files added by layer 2.
-const SYNTH_SMALL_2: usize = 10_000;
-/// Large incompressible files: 100 MiB each.
-const SYNTH_LARGE: usize = 100 << 20;
-
-/// A synthetic image of `files` × 50,000 small files and `bytes` × nine large incompressible
-/// ones (about `bytes` GB) over three gzip layers, with whiteouts and an opaque directory.
-/// (1, 1) is the standard fixture; (2, 2) and (1, 2) measure how cost grows with size and file
-/// count together and with bytes alone. Reused when present.
+/// The synthetic image of [`xspack_testkit::fixtures::synthetic`] at `dest`.
 pub fn synthetic(dest: &Utf8Path, files: usize, bytes: usize) -> Result<Utf8PathBuf> {
-    use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
-    if dest.join("index.json").is_file() {
-        return Ok(dest.to_owned());
-    }
-    eprintln!("bench: generating {dest} (about {bytes} GB, {files} x 50,000 files, once)");
-    let mut rng = XorShift(0x5eed_1234_abcd_ef01);
-    let mut data = |len: usize| {
-        let mut v = vec![0u8; len];
-        rng.fill(&mut v);
-        v
-    };
-    let mut l1 = Vec::new();
-    for i in 0..SYNTH_SMALL * files {
-        let len = (i * 37) % 8192;
-        l1.push(Entry::file(format!("small/d{:03}/f{i:05}", i % 500), data(len)));
-    }
-    for i in 0..6 * bytes {
-        l1.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
-    }
-    l1.push(Entry::file("opaque/old", data(100)));
-    let mut l2 = Vec::new();
-    for i in 0..SYNTH_SMALL_2 * files {
-        l2.push(Entry::file(format!("more/d{:03}/g{i:05}", i % 100), data((i * 53) % 8192)));
-    }
-    for i in (0..SYNTH_SMALL * files).step_by(40) {
-        l2.push(Entry::file(format!("small/d{:03}/.wh.f{i:05}", i % 500), Vec::new()));
-    }
-    l2.push(Entry::file("opaque/.wh..wh..opq", Vec::new()));
-    l2.push(Entry::file("opaque/new", data(100)));
-    for i in 6 * bytes..8 * bytes {
-        l2.push(Entry::file(format!("large/blob{i}.bin"), data(SYNTH_LARGE)));
-    }
-    let l3 = vec![
-        Entry::file("large/blob0.bin", data(SYNTH_LARGE)),
-        Entry::file("large/.wh.blob1.bin", Vec::new()),
-    ];
-    let spec = ImageSpec::new(vec![
-        (layer_tar(&l1), Compression::Gzip),
-        (layer_tar(&l2), Compression::Gzip),
-        (layer_tar(&l3), Compression::Gzip),
-    ]);
-    let tmp = dest.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&tmp);
-    spec.write_oci_dir(&tmp, "latest").with_context(|| format!("writing {tmp}"))?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("renaming {tmp}"))?;
-    Ok(dest.to_owned())
+    xspack_testkit::fixtures::synthetic(dest, files, bytes).with_context(|| format!("writing {dest}"))
 }
 
 /// Size in bytes of the filesystem xspack builds from `source`, so the baseline's mkfs gets
@@ -194,7 +120,7 @@ pub fn pack(dest: &Utf8Path) -> Result<Utf8PathBuf> {
     let _ = std::fs::remove_dir_all(&tmp);
     let rpms = tmp.join("rpms");
     std::fs::create_dir_all(&rpms)?;
-    let mut rng = XorShift(0xb3ac_4000_0000_0001);
+    let mut rng = xspack_testkit::Rng(0xb3ac_4000_0000_0001);
     for i in 0..PACK_RPMS {
         let mut payload = vec![0u8; PACK_RPM_PAYLOAD];
         rng.fill(&mut payload);
@@ -242,7 +168,7 @@ pub fn pack_from_files(dest: &Utf8Path) -> Result<Utf8PathBuf> {
     let _ = std::fs::remove_dir_all(&tmp);
     let files = tmp.join("files");
     std::fs::create_dir_all(&files).with_context(|| format!("creating {files}"))?;
-    let mut rng = XorShift(0xf11e_5000_0000_0019);
+    let mut rng = xspack_testkit::Rng(0xf11e_5000_0000_0019);
     let mut names = Vec::new();
     for (prefix, count, size) in FROM_FILES {
         for i in 0..count {
@@ -309,8 +235,8 @@ pub fn pack_from_files(dest: &Utf8Path) -> Result<Utf8PathBuf> {
 fn write_text(
     out: &mut impl std::io::Write,
     size: usize,
-    rng: &mut XorShift,
-    line: fn(&mut String, u64, &mut XorShift),
+    rng: &mut xspack_testkit::Rng,
+    line: fn(&mut String, u64, &mut xspack_testkit::Rng),
 ) -> std::io::Result<()> {
     let mut written = 0;
     let mut text = String::with_capacity(256);
@@ -347,8 +273,8 @@ fn pick<'a>(items: &[&'a str], r: u64) -> &'a str {
 }
 
 /// A xapi-like log line: timestamp, host, level, task and VM uuids, a message.
-fn log_line(s: &mut String, n: u64, rng: &mut XorShift) {
-    let r = rng.next();
+fn log_line(s: &mut String, n: u64, rng: &mut xspack_testkit::Rng) {
+    let r = rng.next_u64();
     let (secs, ms) = (n / 40, (n % 40) * 25 + r % 25);
     let _ = writeln!(
         s,
@@ -360,7 +286,7 @@ fn log_line(s: &mut String, n: u64, rng: &mut XorShift) {
         pick(&HOSTS, r >> 8),
         pick(&LEVELS, r >> 12),
         1000 + (r >> 16) % 64,
-        rng.next() & 0xffff_ffff_ffff,
+        rng.next_u64() & 0xffff_ffff_ffff,
         pick(&["xapi", "xenopsd", "squeezed", "SM"], r >> 24),
         pick(&MESSAGES, r >> 28),
         (r >> 32) as u32 & 0x00ff_ffff,
@@ -371,8 +297,8 @@ fn log_line(s: &mut String, n: u64, rng: &mut XorShift) {
 }
 
 /// A CSV row of host metrics: sample number, timestamp, host, metric, value.
-fn csv_line(s: &mut String, n: u64, rng: &mut XorShift) {
-    let r = rng.next();
+fn csv_line(s: &mut String, n: u64, rng: &mut xspack_testkit::Rng) {
+    let r = rng.next_u64();
     let _ = writeln!(
         s,
         "{n},{},{},{},{}.{:03}",

@@ -12,6 +12,7 @@
 pub mod child;
 pub mod console;
 pub mod ext4check;
+pub mod fixtures;
 mod rng;
 mod tar;
 

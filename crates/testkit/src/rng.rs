@@ -15,6 +15,14 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// Fills `buf` with random bytes, eight at a time (little-endian).
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
     /// A number below `n` (0 when `n` is 0), of `n`'s type.
     pub fn below<N: TryInto<u64> + TryFrom<u64>>(&mut self, n: N) -> N {
         let n: u64 = n.try_into().ok().expect("a non-negative bound");
