@@ -3,8 +3,8 @@
 //! reference commit's `xspack` gives the same inputs with the same `SOURCE_DATE_EPOCH`.
 //!
 //! The reference commit is named in `tests/golden/identity/REFERENCE`; its `xspack` is built
-//! from `git archive` once per machine, under `target/reference/` (a debug build in a target
-//! directory of its own, a few minutes). The inputs that are the same on every machine (the
+//! from `git archive` once per machine, under `target/fixtures/reference/` (a debug build in
+//! a target directory of its own, a few minutes). The inputs that are the same on every machine (the
 //! synthetic image of the benchmarks and the packs, unsigned) also have their `SHA256SUMS`
 //! recorded as golden files beside it, so a change shows in review too; the Debian roots of
 //! `scripts/fixtures` differ from one debootstrap to the next, so only the reference binary
@@ -36,7 +36,7 @@ fn reference_commit() -> String {
 fn reference_xspack() -> Utf8PathBuf {
     let commit = reference_commit();
     let root = repo_root();
-    let dir = root.join("target/reference").join(&commit);
+    let dir = fixtures::fixtures_dir().join("reference").join(&commit);
     let bin = dir.join("xspack");
     std::fs::create_dir_all(&dir).unwrap();
     let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
@@ -124,10 +124,12 @@ const ALL_FORMATS: [&str; 8] =
 fn synthetic_image_outputs_are_unchanged() {
     let layout = fixtures::synthetic(&fixtures::fixtures_dir().join("synthetic"), 1, 1).unwrap();
     let source = format!("oci:{layout}:latest");
-    let mut args = vec!["image", "build", source.as_str(), "--name", "synthetic"];
+    let mut args =
+        vec!["image", "build", source.as_str(), "--flavor", "none", "--name", "synthetic"];
     args.extend(ALL_FORMATS);
     assert_identical("synthetic", &repo_root(), &args, Some("synthetic.SHA256SUMS"));
-    let args = ["image", "build", source.as_str(), "--name", "synthetic", "--format", "vhd"];
+    let args = ["image", "build", source.as_str(), "--flavor", "none", "--name", "synthetic"];
+    let args = [&args[..], &["--format", "vhd"][..]].concat();
     assert_identical("synthetic VHD", &repo_root(), &args, Some("synthetic-vhd.SHA256SUMS"));
 }
 
@@ -135,7 +137,8 @@ fn synthetic_image_outputs_are_unchanged() {
 #[test]
 fn bookworm_image_outputs_are_unchanged() {
     let source = fixtures::bookworm_image();
-    let mut args = vec!["image", "build", source.as_str(), "--name", "bookworm"];
+    let mut args =
+        vec!["image", "build", source.as_str(), "--flavor", "none", "--name", "bookworm"];
     args.extend(ALL_FORMATS);
     assert_identical("bookworm", &repo_root(), &args, None);
 }
