@@ -67,7 +67,8 @@ pub fn bookworm(target: &Utf8Path) -> Result<Utf8PathBuf> {
 
 /// The synthetic image of [`xspack_testkit::fixtures::synthetic`] at `dest`.
 pub fn synthetic(dest: &Utf8Path, files: usize, bytes: usize) -> Result<Utf8PathBuf> {
-    xspack_testkit::fixtures::synthetic(dest, files, bytes).with_context(|| format!("writing {dest}"))
+    xspack_testkit::fixtures::synthetic(dest, files, bytes)
+        .with_context(|| format!("writing {dest}"))
 }
 
 /// Size in bytes of the filesystem xspack builds from `source`, so the baseline's mkfs gets

@@ -3,7 +3,6 @@
 
 mod artifact;
 mod cli;
-mod coreos;
 mod docs;
 mod exit;
 mod hint;

@@ -33,7 +33,6 @@ pub mod service;
 pub mod ubuntu;
 
 mod command;
-mod disk;
 
 use camino::Utf8PathBuf;
 

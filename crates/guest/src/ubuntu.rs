@@ -1,6 +1,6 @@
 //! The ubuntu flavor: a Debian-family image as a bootable XenServer guest.
 //!
-//! [`build_into`] runs these steps, failing before any large write when the image or the build
+//! [`build`] runs these steps, failing before any large write when the image or the build
 //! host cannot make a bootable guest:
 //!
 //! 1. the distribution from os-release must be Debian-family ([`crate::osrelease`]), `/sbin/init`
@@ -31,10 +31,9 @@
 //! first boot that the empty machine-id causes.
 
 use camino::Utf8PathBuf;
-use sha2::{Digest as _, Sha256};
 use xspack_disk::partition::{DiskBuilder, Partition, PartitionType};
-use xspack_image::{DiskFormat, RootfsOptions, RootfsSummary};
-use xspack_io::{Progress, SparseFile};
+use xspack_image::{DiskFormat, RootfsBuild, RootfsOptions, RootfsSummary, formats};
+use xspack_io::Progress;
 use xspack_manifest::{Output, OutputDir};
 use xspack_oci::{EntryMeta, Image, MergedTree};
 
@@ -42,7 +41,7 @@ use crate::fixups::{FixupOptions, FixupSummary};
 use crate::grub::{self, GrubTools, MenuEntry, Platform};
 use crate::kernel::{self, BootFiles, PYGRUB_MAX_FILE};
 use crate::osrelease::{self, Family, OsRelease};
-use crate::{Error, disk, fixups, service};
+use crate::{Error, fixups, service};
 
 /// Size of the EFI system partition.
 pub const ESP_SIZE: u64 = 32 << 20;
@@ -63,7 +62,7 @@ pub enum BootMode {
     Uefi,
 }
 
-/// Options of [`build_into`].
+/// Options of [`build`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct UbuntuOptions {
@@ -126,7 +125,7 @@ impl UbuntuOptions {
     }
 }
 
-/// What [`build_into`] made.
+/// What [`build`] made.
 #[derive(Debug, Clone)]
 pub struct GuestSummary {
     /// The image's os-release.
@@ -155,17 +154,13 @@ pub struct GuestSummary {
     pub notes: Vec<String>,
 }
 
+/// The domain of a guest's ids: unlike the bare image's, so a guest and a bare filesystem of
+/// one image never share an id.
+const GUEST_IDS: &[u8] = b"xspack\0guest\0";
+
 /// Identities derived from the image, so the same image gives the same disk.
 fn derive(image: &Image, purpose: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"xspack\0guest\0");
-    h.update(purpose.as_bytes());
-    h.update([0]);
-    h.update(image.digest.0.0);
-    for layer in &image.layers {
-        h.update(layer.diff_id.0.0);
-    }
-    h.finalize().into()
+    xspack_image::identity::image_digest(GUEST_IDS, purpose, image).0
 }
 
 fn uuid(image: &Image, purpose: &str) -> [u8; 16] {
@@ -328,8 +323,9 @@ fn vm_spec(image: &Image, opts: &UbuntuOptions) -> xspack_xva::VmSpec {
 }
 
 /// Reads and merges `image`'s layers and builds the guest disk into `out`. The root
-/// filesystem is written in a single pass ([`xspack_image::merge_layers_into_zone`]): every
-/// file is written out while its layer is first read.
+/// filesystem is written in a single pass ([`RootfsBuild`]): every file is written out while
+/// its layer is first read, the fix-ups change the merged tree, then the filesystem's
+/// metadata is written around the files.
 pub fn build(
     image: &Image,
     out: &mut OutputDir,
@@ -345,47 +341,23 @@ pub fn build(
         .open(&ext4_path)
         .map_err(|e| Error::io("creating", &ext4_path, e))?;
     let scratch = out.scratch_dir()?;
-    let (tree, zone) = xspack_image::merge_layers_into_zone(
-        image,
-        (file, opts.disk_size),
-        scratch.as_std_path(),
-        false,
-        progress,
-    )?;
-    build_from(image, tree, out, opts, progress, Rootfs::Zone(zone, ext4_path))
+    let rootfs =
+        RootfsBuild::merge(image, (file, opts.disk_size), scratch.as_std_path(), false, progress)?;
+    build_from(image, rootfs, &ext4_path, out, opts, progress)
 }
 
-/// Builds the guest disk from `image` (merged into `tree`, which the fix-ups change and the
-/// build consumes) into `out`, reading the layers holding file data a second time.
-pub fn build_into(
-    image: &Image,
-    tree: MergedTree,
-    out: &mut OutputDir,
-    opts: &UbuntuOptions,
-    progress: &dyn Progress,
-) -> Result<GuestSummary, Error> {
-    check_options(opts)?;
-    build_from(image, tree, out, opts, progress, Rootfs::TwoPass)
-}
-
-/// How the root filesystem is written.
-enum Rootfs {
-    /// From the merged tree, reading the layers again.
-    TwoPass,
-    /// Around the files pass 1 wrote: the first layer's already in this scratch file.
-    Zone(xspack_image::ZoneImage, camino::Utf8PathBuf),
-}
-
+/// Fixes up the merged tree, writes the root filesystem into `ext4_path` and the disk around
+/// it into `out`.
 fn build_from(
     image: &Image,
-    mut tree: MergedTree,
+    mut rootfs: RootfsBuild<'_>,
+    ext4_path: &camino::Utf8Path,
     out: &mut OutputDir,
     opts: &UbuntuOptions,
     progress: &dyn Progress,
-    how: Rootfs,
 ) -> Result<GuestSummary, Error> {
     let mtime = i64::try_from(opts.source_date_epoch).unwrap_or(i64::MAX);
-    let prepared = prepare(image, &mut tree, opts, mtime)?;
+    let prepared = prepare(image, rootfs.tree_mut(), opts, mtime)?;
     let root_uuid = xspack_disk::Uuid::from_bytes(prepared.root_uuid).to_string();
     let loader = make_loader(opts, &root_uuid)?;
 
@@ -398,9 +370,10 @@ fn build_from(
     rootfs_opts.label = "root".into();
     rootfs_opts.source_date_epoch = opts.source_date_epoch;
     rootfs_opts.uuid = Some(prepared.root_uuid);
-    let (ext4_path, rootfs) = write_rootfs(image, tree, &rootfs_opts, how, out, opts, progress)?;
-    let root = xspack_disk::FileSource::open(&ext4_path)?;
-    let derived = disk::Derived {
+    let (file, rootfs) = rootfs.write(&rootfs_opts, progress)?;
+    drop(file);
+    let root = xspack_disk::FileSource::open(ext4_path)?;
+    let derived = formats::DiskOutputs {
         name: &opts.name,
         formats: &opts.formats,
         vhd_uuid: xspack_disk::Uuid::from_bytes(uuid(image, "vhd uuid")),
@@ -428,7 +401,7 @@ fn build_from(
             let layout = disk.layout().clone();
             let overlay =
                 grub::Overlay { inner: disk, offset: bios.core_lba * 512, bytes: bios.core };
-            (layout, disk::write_all(overlay, out, &derived, progress)?)
+            (layout, formats::write_disk(overlay, out, &derived, progress)?)
         }
         Loader::Uefi(bootx64) => {
             let esp = grub::efi_system_partition(
@@ -456,10 +429,10 @@ fn build_from(
             }
             let disk = builder.build()?;
             let layout = disk.layout().clone();
-            (layout, disk::write_all(disk, out, &derived, progress)?)
+            (layout, formats::write_disk(disk, out, &derived, progress)?)
         }
     };
-    std::fs::remove_file(&ext4_path).map_err(|e| Error::io("removing", &ext4_path, e))?;
+    std::fs::remove_file(ext4_path).map_err(|e| Error::io("removing", ext4_path, e))?;
     let Prepared { os, family, boot_files, cmdline, fixups, service, notes, .. } = prepared;
     Ok(GuestSummary {
         os,
@@ -474,36 +447,6 @@ fn build_from(
         layout,
         outputs,
         notes,
-    })
-}
-
-/// Writes the root filesystem into a scratch file: its path and what it holds.
-fn write_rootfs(
-    image: &Image,
-    tree: MergedTree,
-    rootfs_opts: &RootfsOptions,
-    how: Rootfs,
-    out: &OutputDir,
-    opts: &UbuntuOptions,
-    progress: &dyn Progress,
-) -> Result<(camino::Utf8PathBuf, xspack_image::RootfsSummary), Error> {
-    Ok(match how {
-        Rootfs::TwoPass => {
-            let ext4_path = out.scratch_path(&format!("{}.root.ext4", opts.name))?;
-            let file = std::fs::File::create_new(&ext4_path)
-                .map_err(|e| Error::io("creating", &ext4_path, e))?;
-            let sparse = SparseFile::scratch(file);
-            let (sparse, rootfs) =
-                xspack_image::write_ext4(image, tree, rootfs_opts, sparse, progress)?;
-            sparse.finish().map_err(|e| Error::io("writing", &ext4_path, e))?;
-            (ext4_path, rootfs)
-        }
-        Rootfs::Zone(zone, ext4_path) => {
-            let (file, rootfs) =
-                xspack_image::write_ext4_around_zone(image, tree, rootfs_opts, zone, progress)?;
-            drop(file);
-            (ext4_path, rootfs)
-        }
     })
 }
 

@@ -1,31 +1,32 @@
-//! Every disk format of one build.
+//! The last stage of every build: a finished raw disk made into each output format, in the
+//! output directory. The bare filesystem image ([`crate::build`]), the ubuntu guest's
+//! partitioned disk and the coreos guest's disks all take this path.
 //!
-//! [`build`] reads the layers itself and writes the raw image in a single pass where it can
-//! (`zone` module): the first layer's files go into place as they are first read, and the
-//! other formats are made from the finished raw image.
+//! - **Raw** is the disk as it is: the image file itself when it was written in place, or
+//!   written from a [`DiskSource`] ([`write_source`]), ranges the source knows are zero not
+//!   read.
+//! - **VHD** (a blktap dynamic disk, `vhd/lib/libvhd.c`; docs/formats/vhd.md) and **XVA**
+//!   (xapi's `stream_vdi.ml` export; docs/formats/xva.md) take the disk's bytes in order: one
+//!   forward read of the raw file ([`feed`]) feeds both where the VHD block map is known
+//!   beforehand (a bare filesystem: from the ext4 plan), and holes are handed on as zeros
+//!   without being read. Otherwise they are made from the raw file ([`derive_image`],
+//!   [`write_xva`]).
+//! - **qcow2** (version 3, QEMU's `docs/interop/qcow2.txt`) needs each cluster's place up front,
+//!   so it is always made from the raw file.
 //!
-//! [`build_into`] takes a tree merged beforehand, as guests do after adding their files:
-//! Raw, VHD (blktap dynamic) and XVA are written together, straight from the ext4 writer's
-//! stream: its bytes go to each requested output as they are produced, in one forward pass,
-//! with nothing re-read. VHD puts its allocation table first, so which 2 MiB blocks hold data
-//! is worked out beforehand from the ext4 plan and the zero runs recorded while the layers were
-//! first read ([`crate::merge_layers`]); the VHD writer checks the bytes against that map, so a
-//! wrong map fails the build instead of changing the output. qcow2 (whose compressed form needs
-//! each cluster's compressed size up front) is still made from the raw image, written once as
-//! an output or a sparse scratch file; so is everything when the tree carries no zero runs.
-//! Identities (VHD and VDI UUIDs, the VM UUID) are derived from the image, so the same inputs
+//! Every id in these formats is derived from the inputs (`identity`), so the same inputs
 //! give the same bytes.
 
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{self, Write};
 
-use camino::Utf8PathBuf;
-use sha2::{Digest as _, Sha256};
-use xspack_io::{Progress, Sha256Digest, SparseFile};
+use camino::{Utf8Path, Utf8PathBuf};
+use xspack_disk::DiskSource;
+use xspack_io::{Progress, ProgressUnit, SparseFile};
 use xspack_manifest::{Output, OutputDir, OutputFile, RelPath};
-use xspack_oci::{Image, MergedTree};
 
-use crate::{Error, RootfsOptions, RootfsSummary, write_ext4, write_ext4_with};
+use crate::Error;
+use crate::zone::{ZEROS, punch_hole};
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,246 +53,248 @@ impl DiskFormat {
     }
 }
 
-/// What to build into an [`OutputDir`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct BuildRequest {
-    /// Base name of the outputs.
-    pub name: String,
-    /// Formats to write (duplicates ignored).
-    pub formats: Vec<DiskFormat>,
-    /// The filesystem.
-    pub rootfs: RootfsOptions,
-}
+/// Bytes copied per read: the VHD block size, so holes are found at that grain.
+const CHUNK: usize = 2 << 20;
 
-impl BuildRequest {
-    /// The output file of `format`: `NAME.EXT`.
-    fn output(&self, format: DiskFormat) -> Result<RelPath, xspack_manifest::RelPathError> {
-        RelPath::new(format!("{}.{}", self.name, format.extension()))
-    }
-
-    /// A request for `formats` of a filesystem named `name`.
-    pub fn new(name: impl Into<String>, formats: Vec<DiskFormat>, rootfs: RootfsOptions) -> Self {
-        BuildRequest { name: name.into(), formats, rootfs }
-    }
-}
-
-/// What a build wrote.
-#[derive(Debug, Clone)]
-pub struct BuildSummary {
-    /// The filesystem.
-    pub rootfs: RootfsSummary,
-    /// The artifacts, in format order.
-    pub outputs: Vec<Output>,
-}
-
-/// A per-purpose seed from the image identity.
-fn seed(image: &Image, purpose: &str) -> Sha256Digest {
-    let mut h = Sha256::new();
-    h.update(b"xspack\0");
-    h.update(purpose.as_bytes());
-    h.update([0]);
-    h.update(image.digest.0.0);
-    Sha256Digest(h.finalize().into())
-}
-
-fn file_err(path: &Utf8PathBuf, e: std::io::Error) -> Error {
+fn file_err(path: &Utf8Path, e: io::Error) -> Error {
     Error::Io { op: "writing", path: path.to_string(), source: e }
 }
 
-/// The requested formats, sorted and without duplicates, checked against the size.
-fn formats_of(req: &BuildRequest) -> Result<Vec<DiskFormat>, Error> {
-    let mut formats = req.formats.clone();
+/// Writes the whole of `disk` forward to `out`; ranges the source knows are zero are not read.
+pub fn write_source<W: Write>(
+    disk: &mut dyn DiskSource,
+    mut out: W,
+    progress: &dyn Progress,
+) -> io::Result<W> {
+    let size = disk.size();
+    let task = progress.task("writing raw disk", Some(size), ProgressUnit::Bytes);
+    let mut buf = vec![0u8; CHUNK];
+    let zeros = vec![0u8; CHUNK];
+    let mut offset = 0;
+    while offset < size {
+        let len = usize::try_from((size - offset).min(CHUNK as u64)).expect("at most CHUNK");
+        if disk.known_zero(offset, len as u64)? {
+            out.write_all(&zeros[..len])?;
+        } else {
+            disk.read_exact_at(offset, &mut buf[..len])?;
+            out.write_all(&buf[..len])?;
+        }
+        offset += len as u64;
+        task.advance(len as u64);
+    }
+    task.finish();
+    Ok(out)
+}
+
+/// Where a raw disk is being written: an output, or a scratch file the other formats are
+/// derived from.
+pub enum RawFile {
+    /// The output `NAME.raw`.
+    Output(OutputFile),
+    /// A sparse scratch file.
+    Scratch(SparseFile, Utf8PathBuf),
+}
+
+impl std::fmt::Debug for RawFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawFile::Output(_) => f.write_str("RawFile::Output"),
+            RawFile::Scratch(_, path) => write!(f, "RawFile::Scratch({path})"),
+        }
+    }
+}
+
+impl Write for RawFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            RawFile::Output(f) => f.write(buf),
+            RawFile::Scratch(f, _) => f.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            RawFile::Output(f) => f.write_all(buf),
+            RawFile::Scratch(f, _) => f.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            RawFile::Output(f) => f.flush(),
+            RawFile::Scratch(f, _) => f.flush(),
+        }
+    }
+}
+
+/// Starts the raw disk `file_name`: an output when `keep`, else a scratch file. Returns the
+/// file and the path it can be read back from once finished.
+pub fn create_raw(
+    out: &OutputDir,
+    file_name: &str,
+    keep: bool,
+) -> Result<(RawFile, Utf8PathBuf), Error> {
+    if keep {
+        let rel = RelPath::new(file_name.to_owned())?;
+        let path = out.path_of(&rel);
+        Ok((RawFile::Output(out.create_file(&rel)?), path))
+    } else {
+        let path = out.scratch_path(file_name)?;
+        let file = File::create_new(&path).map_err(|e| file_err(&path, e))?;
+        Ok((RawFile::Scratch(SparseFile::scratch(file), path.clone()), path))
+    }
+}
+
+/// Finishes a raw disk; an output is recorded and returned.
+pub fn finish_raw(out: &mut OutputDir, raw: RawFile) -> Result<Option<Output>, Error> {
+    match raw {
+        RawFile::Output(f) => Ok(Some(out.finish_file(f)?)),
+        RawFile::Scratch(f, path) => {
+            f.finish().map_err(|e| file_err(&path, e))?;
+            Ok(None)
+        }
+    }
+}
+
+/// Writes the VHD or qcow2 `file_name` from the raw disk at `raw_path`; a VHD takes
+/// `vhd_uuid` as its unique id.
+pub fn derive_image(
+    out: &mut OutputDir,
+    raw_path: &Utf8Path,
+    format: DiskFormat,
+    file_name: &str,
+    vhd_uuid: xspack_disk::Uuid,
+    epoch: u64,
+    progress: &dyn Progress,
+) -> Result<Output, Error> {
+    let mut file = out.create_file(&RelPath::new(file_name.to_owned())?)?;
+    let source = xspack_disk::FileSource::open(raw_path)?;
+    match format {
+        DiskFormat::Vhd => {
+            let opts = xspack_disk::vhd::VhdOptions::new(vhd_uuid, epoch);
+            file = xspack_disk::vhd::write_vhd(source, file, &opts, progress)?.0;
+        }
+        DiskFormat::Qcow2 => {
+            let opts = xspack_disk::qcow2::Qcow2Options::new(false);
+            file = xspack_disk::qcow2::write_qcow2(source, file, &opts, progress)?.0;
+        }
+        DiskFormat::Raw | DiskFormat::Xva => {
+            return Err(Error::Request(format!("{format:?} is not made by derive_image")));
+        }
+    }
+    file.flush().map_err(|e| file_err(raw_path, e))?;
+    Ok(out.finish_file(file)?)
+}
+
+/// Writes the XVA `file_name` of `vm`, whose disks are the raw disks at `raw_paths` in order.
+pub fn write_xva(
+    out: &mut OutputDir,
+    file_name: &str,
+    vm: &xspack_xva::VmSpec,
+    raw_paths: &[&Utf8Path],
+    epoch: u64,
+    progress: &dyn Progress,
+) -> Result<Output, Error> {
+    let mut file = out.create_file(&RelPath::new(file_name.to_owned())?)?;
+    let mut readers = Vec::new();
+    for path in raw_paths {
+        let raw = File::open(path).map_err(|e| Error::Io {
+            op: "reading",
+            path: path.to_string(),
+            source: e,
+        })?;
+        readers.push(io::BufReader::new(raw));
+    }
+    let opts = xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
+    file = xspack_xva::write_xva(file, vm, &mut readers, &opts)?;
+    file.flush().map_err(|e| file_err(Utf8Path::new(file_name), e))?;
+    Ok(out.finish_file(file)?)
+}
+
+/// The outputs of one disk: its name, formats, and the ids and VM settings they carry.
+#[derive(Debug)]
+pub struct DiskOutputs<'a> {
+    /// Base name of the outputs.
+    pub name: &'a str,
+    /// The formats, raw included or not.
+    pub formats: &'a [DiskFormat],
+    /// VHD unique id.
+    pub vhd_uuid: xspack_disk::Uuid,
+    /// The VM of the XVA (its disk's size is set from the disk).
+    pub vm: xspack_xva::VmSpec,
+    /// Timestamp of every output.
+    pub epoch: u64,
+}
+
+/// Writes `disk` as raw (an output, or a scratch file when raw was not asked for), then every
+/// other format of `req` from it.
+pub fn write_disk(
+    mut disk: impl DiskSource,
+    out: &mut OutputDir,
+    req: &DiskOutputs<'_>,
+    progress: &dyn Progress,
+) -> Result<Vec<Output>, Error> {
+    let mut formats = req.formats.to_vec();
     formats.sort();
     formats.dedup();
-    if formats.iter().any(|f| *f != DiskFormat::Raw)
-        && let Some(size) = req.rootfs.size
-        && size % (2 << 20) != 0
-    {
-        return Err(Error::Request(format!(
-            "size {size} must be a multiple of 2 MiB for VHD, qcow2 and XVA outputs"
-        )));
-    }
-    Ok(formats)
-}
-
-/// Reads and merges `image`'s layers and writes the filesystem in every requested format
-/// into `out`: the raw image in a single pass (`zone` module), the other formats from it.
-pub fn build(
-    image: &Image,
-    out: &mut OutputDir,
-    req: &BuildRequest,
-    progress: &dyn Progress,
-) -> Result<BuildSummary, Error> {
-    let formats = formats_of(req)?;
-    let raw = req.output(DiskFormat::Raw)?;
-    let keep_raw = formats.contains(&DiskFormat::Raw);
-    let (file, raw_path) = if keep_raw {
-        (out.create_placed_file(&raw)?, out.path_of(&raw))
-    } else {
-        let path = out.scratch_path(&format!("{}.raw", req.name))?;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| file_err(&path, e))?;
-        (file, path)
-    };
-    let scratch = out.scratch_dir()?;
-    let (tree, zone) = crate::merge_layers_into_zone(
-        image,
-        (file, req.rootfs.size),
-        scratch.as_std_path(),
-        keep_raw,
-        progress,
-    )?;
-    // One read of the finished image gives the raw digest, VHD and XVA (VHD's block map
-    // comes from the plan); qcow2 is made from the raw file after.
-    let streamed: Vec<DiskFormat> = formats
-        .iter()
-        .copied()
-        .filter(|f| matches!(f, DiskFormat::Vhd | DiskFormat::Xva))
-        .collect();
-    let dir = &*out;
-    let (file, rootfs, sinks) =
-        crate::zone::write_around_zone(image, tree, &req.rootfs, zone, progress, |plan, map| {
-            let mut sinks = open_sinks(dir, image, req, &streamed, plan, map, progress)?;
-            if keep_raw {
-                sinks.raw_digest = Some(xspack_io::BackgroundHashingWriter::new(std::io::sink()));
+    let file_name = |f: DiskFormat| format!("{}.{}", req.name, f.extension());
+    let size = disk.size();
+    let keep = formats.contains(&DiskFormat::Raw);
+    let raw_name = if keep { file_name(DiskFormat::Raw) } else { format!("{}.disk.raw", req.name) };
+    let (raw, raw_path) = create_raw(out, &raw_name, keep)?;
+    let raw = write_source(&mut disk, raw, progress).map_err(|e| file_err(&raw_path, e))?;
+    let mut outputs: Vec<Output> = finish_raw(out, raw)?.into_iter().collect();
+    drop(disk);
+    for format in formats.into_iter().filter(|f| *f != DiskFormat::Raw) {
+        let output = if format == DiskFormat::Xva {
+            let mut vm = req.vm.clone();
+            for disk in &mut vm.disks {
+                disk.virtual_size = size;
             }
-            Ok(Some(sinks))
-        })?;
-    // Nothing reads a scratch image after this but qcow2's conversion.
-    let discard = !keep_raw && !formats.contains(&DiskFormat::Qcow2);
-    let sinks = sinks.expect("sinks were made");
-    let sinks = crate::zone::feed(&file, sinks, discard).map_err(|e| Error::Io {
-        op: "making outputs from",
-        path: raw_path.to_string(),
-        source: e,
-    })?;
-    drop(file);
-    let mut outputs = Vec::new();
-    if let Some(hasher) = sinks.raw_digest {
-        let (_, sha256, size) = hasher.finish().map_err(|e| file_err(&raw_path, e))?;
-        outputs.push(out.finish_placed_file(&raw, sha256, size)?);
+            write_xva(out, &file_name(format), &vm, &[&raw_path], req.epoch, progress)?
+        } else {
+            let name = file_name(format);
+            derive_image(out, &raw_path, format, &name, req.vhd_uuid, req.epoch, progress)?
+        };
+        outputs.push(output);
     }
-    if let Some(vhd) = sinks.vhd {
-        outputs.push(out.finish_file(vhd.finish()?.0)?);
-    }
-    if let Some(xva) = sinks.xva {
-        outputs.push(out.finish_file(xva.finish()?)?);
-    }
-    let rest: Vec<DiskFormat> =
-        formats.iter().copied().filter(|f| *f == DiskFormat::Qcow2).collect();
-    derive_formats(image, out, req, &rest, &raw_path, &rootfs, &mut outputs, progress)?;
-    Ok(BuildSummary { rootfs, outputs })
+    Ok(outputs)
 }
 
-/// Writes the raw filesystem and every other requested format into `out`, for a tree merged
-/// beforehand (consumed).
-pub fn build_into(
-    image: &Image,
-    tree: MergedTree,
-    out: &mut OutputDir,
-    req: &BuildRequest,
-    progress: &dyn Progress,
-) -> Result<BuildSummary, Error> {
-    let formats = formats_of(req)?;
-    if !formats.contains(&DiskFormat::Qcow2) && tree.zero_runs_known() {
-        return build_one_pass(image, tree, out, req, &formats, progress);
-    }
-    let mut outputs = Vec::new();
-    // The raw image: an output, or a scratch file the other formats are made from.
-    let (raw_path, rootfs) = if formats.contains(&DiskFormat::Raw) {
-        let raw = req.output(DiskFormat::Raw)?;
-        let file = out.create_file(&raw)?;
-        let (file, summary) = write_ext4(image, tree, &req.rootfs, file, progress)?;
-        outputs.push(out.finish_file(file)?);
-        (out.path_of(&raw), summary)
-    } else {
-        let path = out.scratch_path(&format!("{}.raw", req.name))?;
-        let file = File::create_new(&path).map_err(|e| file_err(&path, e))?;
-        let (sparse, summary) =
-            write_ext4(image, tree, &req.rootfs, SparseFile::scratch(file), progress)?;
-        sparse.finish().map_err(|e| file_err(&path, e))?;
-        (path, summary)
-    };
-    derive_formats(image, out, req, &formats, &raw_path, &rootfs, &mut outputs, progress)?;
-    Ok(BuildSummary { rootfs, outputs })
-}
-
-/// Makes every requested format but raw from the raw image at `raw_path`.
-#[allow(clippy::too_many_arguments)]
-fn derive_formats(
-    image: &Image,
-    out: &mut OutputDir,
-    req: &BuildRequest,
-    formats: &[DiskFormat],
-    raw_path: &Utf8PathBuf,
-    rootfs: &RootfsSummary,
-    outputs: &mut Vec<Output>,
-    progress: &dyn Progress,
-) -> Result<(), Error> {
-    for &format in formats.iter().filter(|f| **f != DiskFormat::Raw) {
-        let target = req.output(format)?;
-        let mut file = out.create_file(&target)?;
-        let source = xspack_disk::FileSource::open(raw_path)?;
-        let epoch = req.rootfs.source_date_epoch;
-        match format {
-            DiskFormat::Raw => unreachable!("filtered"),
-            DiskFormat::Vhd => {
-                let uuid = xspack_disk::Uuid::from_digest(&seed(image, "vhd uuid"));
-                let opts = xspack_disk::vhd::VhdOptions::new(uuid, epoch);
-                file = xspack_disk::vhd::write_vhd(source, file, &opts, progress)?.0;
-            }
-            DiskFormat::Qcow2 => {
-                let opts = xspack_disk::qcow2::Qcow2Options::new(false);
-                file = xspack_disk::qcow2::write_qcow2(source, file, &opts, progress)?.0;
-            }
-            DiskFormat::Xva => {
-                let spec = xva_spec(image, &req.name, rootfs.size);
-                let raw = File::open(raw_path).map_err(|e| file_err(raw_path, e))?;
-                let opts =
-                    xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
-                file =
-                    xspack_xva::write_xva(file, &spec, &mut [std::io::BufReader::new(raw)], &opts)?;
-            }
-        }
-        file.flush().map_err(|e| file_err(raw_path, e))?;
-        outputs.push(out.finish_file(file)?);
-    }
-    Ok(())
-}
-
-/// The VM an XVA of this image describes: one disk of `size` bytes.
-fn xva_spec(image: &Image, name: &str, size: u64) -> xspack_xva::VmSpec {
-    let vm_uuid = xspack_xva::Uuid::from_seed(&seed(image, "vm uuid").0);
-    let mut spec = xspack_xva::VmSpec::new(name.to_owned(), vm_uuid);
-    spec.description = format!("{name} built by xspack from {}", image.source.portable_name());
-    spec.sr_uuid = xspack_xva::Uuid::from_seed(&seed(image, "sr uuid").0);
-    spec.disks.push(xspack_xva::DiskSpec::new(
-        size,
-        xspack_xva::Uuid::from_seed(&seed(image, "vdi uuid").0),
-        xspack_xva::Uuid::from_seed(&seed(image, "vbd uuid").0),
-    ));
-    spec
-}
-
-/// The outputs one ext4 pass writes into.
-struct Sinks {
-    raw: Option<OutputFile>,
+/// The outputs that take a disk's bytes in order, from one forward read ([`feed`]).
+#[derive(Default)]
+pub(crate) struct Sinks {
     /// The digest of a raw image written in place (hashed on its own thread).
-    raw_digest: Option<xspack_io::BackgroundHashingWriter<std::io::Sink>>,
-    vhd: Option<xspack_disk::vhd::VhdStream<OutputFile>>,
-    xva: Option<xspack_xva::XvaStream<OutputFile>>,
+    pub(crate) raw_digest: Option<xspack_io::BackgroundHashingWriter<io::Sink>>,
+    pub(crate) vhd: Option<xspack_disk::vhd::VhdStream<OutputFile>>,
+    pub(crate) xva: Option<xspack_xva::XvaStream<OutputFile>>,
 }
 
-impl std::io::Write for Sinks {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(raw) = &mut self.raw {
-            raw.write_all(buf)?;
+impl Sinks {
+    /// Finishes every sink: the raw image placed at `raw` (at `raw_path`) is recorded with its
+    /// digest, then the VHD and the XVA; returns their outputs in that order.
+    pub(crate) fn finish(
+        self,
+        out: &mut OutputDir,
+        (raw, raw_path): (&RelPath, &Utf8Path),
+    ) -> Result<Vec<Output>, Error> {
+        let mut outputs = Vec::new();
+        if let Some(hasher) = self.raw_digest {
+            let (_, sha256, size) = hasher.finish().map_err(|e| file_err(raw_path, e))?;
+            outputs.push(out.finish_placed_file(raw, sha256, size)?);
         }
+        if let Some(vhd) = self.vhd {
+            outputs.push(out.finish_file(vhd.finish()?.0)?);
+        }
+        if let Some(xva) = self.xva {
+            outputs.push(out.finish_file(xva.finish()?)?);
+        }
+        Ok(outputs)
+    }
+}
+
+impl Write for Sinks {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(raw) = &mut self.raw_digest {
             raw.write_all(buf)?;
         }
@@ -304,10 +307,7 @@ impl std::io::Write for Sinks {
         Ok(buf.len())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(raw) = &mut self.raw {
-            raw.flush()?;
-        }
+    fn flush(&mut self) -> io::Result<()> {
         if let Some(raw) = &mut self.raw_digest {
             raw.flush()?;
         }
@@ -321,67 +321,48 @@ impl std::io::Write for Sinks {
     }
 }
 
-/// The outputs of `formats` (raw, VHD, XVA) that take the image's bytes in order.
-fn open_sinks(
-    dir: &OutputDir,
-    image: &Image,
-    req: &BuildRequest,
-    formats: &[DiskFormat],
-    plan: &xspack_ext4::Plan,
-    map: &crate::DataMap<'_>,
-    progress: &dyn Progress,
-) -> Result<Sinks, Error> {
-    let epoch = req.rootfs.source_date_epoch;
-    let size = plan.size_bytes();
-    let mut sinks = Sinks { raw: None, raw_digest: None, vhd: None, xva: None };
-    for &format in formats {
-        match format {
-            DiskFormat::Raw => sinks.raw = Some(dir.create_file(&req.output(format)?)?),
-            DiskFormat::Vhd => {
-                let file = dir.create_file(&req.output(format)?)?;
-                let allocated = map
-                    .nonzero(plan, u64::from(xspack_disk::vhd::BLOCK_SIZE))
-                    .ok_or_else(|| Error::Request("no zero runs for the VHD map".into()))?;
-                let uuid = xspack_disk::Uuid::from_digest(&seed(image, "vhd uuid"));
-                let opts = xspack_disk::vhd::VhdOptions::new(uuid, epoch);
-                sinks.vhd =
-                    Some(xspack_disk::vhd::VhdStream::new(file, size, allocated, &opts, progress)?);
+/// Reads the finished image from its start into `sinks`. Holes are not read (the kernel
+/// would fill page cache with zeros for them) but handed on as zeros. With `discard` (a
+/// scratch image nothing reads afterwards), each stretch is punched out once read: its dirty
+/// pages are dropped instead of being written to the disk, beside the outputs, or holding
+/// back their writes when dirty memory runs high.
+pub(crate) fn feed<S: Write>(file: &File, mut sinks: S, discard: bool) -> io::Result<S> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let (data, hole) = xspack_io::next_data(file, at, len)?.unwrap_or((len, len));
+        while at < data {
+            let n = (data - at).min(ZEROS.len() as u64);
+            sinks.write_all(&ZEROS[..usize::try_from(n).expect("fits a buffer")])?;
+            at += n;
+        }
+        while at < hole {
+            let n = usize::try_from((hole - at).min(buf.len() as u64)).expect("fits a buffer");
+            file.read_exact_at(&mut buf[..n], at)?;
+            sinks.write_all(&buf[..n])?;
+            if discard {
+                // Only an optimisation: where holes cannot be punched, the pages stay.
+                let _ = punch_hole(file, at, n as u64);
             }
-            DiskFormat::Xva => {
-                let file = dir.create_file(&req.output(format)?)?;
-                let spec = xva_spec(image, &req.name, size);
-                let opts =
-                    xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);
-                sinks.xva = Some(xspack_xva::XvaStream::new(file, &spec, &opts)?);
-            }
-            DiskFormat::Qcow2 => unreachable!("qcow2 is made from the raw image"),
+            at += n as u64;
         }
     }
+    sinks.flush()?;
     Ok(sinks)
 }
 
-/// Raw, VHD and XVA in one pass of the ext4 writer (see the module documentation).
-fn build_one_pass(
-    image: &Image,
-    tree: MergedTree,
-    out: &mut OutputDir,
-    req: &BuildRequest,
-    formats: &[DiskFormat],
-    progress: &dyn Progress,
-) -> Result<BuildSummary, Error> {
-    let dir = &*out;
-    let (sinks, rootfs) = write_ext4_with(image, tree, &req.rootfs, progress, |plan, map| {
-        open_sinks(dir, image, req, formats, plan, map, progress)
-    })?;
-    let mut outputs = Vec::new();
-    if let Some(raw) = sinks.raw {
-        outputs.push(out.finish_file(raw)?);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_every_byte() {
+        let mut data = vec![0u8; (5 << 20) + 512];
+        data[3 << 20] = 1;
+        *data.last_mut().unwrap() = 2;
+        let out = write_source(&mut data.clone(), Vec::new(), &xspack_io::NoProgress).unwrap();
+        assert!(out == data);
     }
-    if let Some(vhd) = sinks.vhd {
-        outputs.push(out.finish_file(vhd.finish()?.0)?);
-    }
-    if let Some(xva) = sinks.xva {
-        outputs.push(out.finish_file(xva.finish()?)?);
-    }
-    Ok(BuildSummary { rootfs, outputs })
 }

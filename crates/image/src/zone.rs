@@ -19,19 +19,17 @@
 //! zone, metadata after it. Filesystems above 16 GiB, which the zone has no room for, are
 //! written the two-pass way into the same file.
 
-use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use xspack_ext4::{BLOCK_SIZE, DataZone, ZoneFile};
-use xspack_io::{Progress, ProgressUnit, SparseFile};
-use xspack_oci::{Image, MergedTree};
+use xspack_io::SparseFile;
 
-use crate::{Error, RootfsOptions, RootfsSummary};
+use crate::Error;
 
 /// Zeros written over the gaps between zone files (turned into holes by [`SparseFile`]).
-static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
+pub(crate) static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 /// Where pass 1 writes file data: the image for the first layer, stashes for the others.
 pub(crate) struct Zoning {
@@ -48,7 +46,7 @@ pub(crate) struct Zoning {
 /// Takes a layer's file data as pass 1 reads it.
 pub(crate) trait FileSink {
     /// Copies the `size` bytes of entry `entry` from `data` and returns its all-zero 4 KiB
-    /// blocks as runs (as [`crate::zero_runs`] does).
+    /// blocks as runs (as [`crate::merge::zero_runs`] does).
     fn add(
         &mut self,
         entry: u64,
@@ -76,28 +74,28 @@ pub(crate) struct StashWriter {
 }
 
 /// One file of a stash.
-struct Stashed {
-    entry: u64,
-    size: u64,
+pub(crate) struct Stashed {
+    pub(crate) entry: u64,
+    pub(crate) size: u64,
     /// Its first block in the stash.
-    block: u64,
+    pub(crate) block: u64,
 }
 
 /// A later layer's file data, stashed.
 pub(crate) struct Stash {
-    layer: usize,
-    file: File,
-    files: Vec<Stashed>,
+    pub(crate) layer: usize,
+    pub(crate) file: File,
+    pub(crate) files: Vec<Stashed>,
 }
 
 /// The image file after pass 1: the first layer's files in place, the other layers' stashed.
-pub struct ZoneImage {
-    file: File,
-    zone: DataZone,
+pub(crate) struct ZoneImage {
+    pub(crate) file: File,
+    pub(crate) zone: DataZone,
     /// The first layer's files, in entry order.
-    placed: Vec<(u64, ZoneFile)>,
+    pub(crate) placed: Vec<(u64, ZoneFile)>,
     /// In layer order.
-    stashes: Vec<Stash>,
+    pub(crate) stashes: Vec<Stash>,
 }
 
 impl Zoning {
@@ -223,7 +221,7 @@ fn write_runs(
             if n < want {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "entry data ended"));
             }
-            crate::note_zero_blocks(&buf[..n], &mut block, &mut zero);
+            crate::merge::note_zero_blocks(&buf[..n], &mut block, &mut zero);
             out.write_all(&buf[..n])?;
             room -= n as u64;
             left -= n as u64;
@@ -241,162 +239,10 @@ fn fill_to(out: &mut SparseFile, to: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Pass 2 of a single-pass build: copies the surviving stashed files into place, zeroes the
-/// first layer's files nothing uses, plans the filesystem around the zone and writes the rest
-/// (the metadata, and any file pass 1 did not place) into the same file. Returns the finished
-/// image file. The tree is consumed: its memory goes as the filesystem is planned.
-pub fn write_ext4_around_zone(
-    image: &Image,
-    tree: MergedTree,
-    opts: &RootfsOptions,
-    zone: ZoneImage,
-    progress: &dyn Progress,
-) -> Result<(File, RootfsSummary), Error> {
-    let none = |_: &xspack_ext4::Plan, _: &crate::DataMap<'_>| Ok(None::<io::Sink>);
-    let (file, summary, _) = write_around_zone(image, tree, opts, zone, progress, none)?;
-    Ok((file, summary))
-}
-
-/// [`write_ext4_around_zone`], also returning the sinks `make_sinks` makes once the
-/// filesystem is planned (the outputs made from the raw image, which may need the plan: VHD's
-/// block map), for [`feed`] to fill from the finished image.
-pub(crate) fn write_around_zone<S: Write>(
-    image: &Image,
-    tree: MergedTree,
-    opts: &RootfsOptions,
-    zone: ZoneImage,
-    progress: &dyn Progress,
-    make_sinks: impl FnOnce(&xspack_ext4::Plan, &crate::DataMap<'_>) -> Result<Option<S>, Error>,
-) -> Result<(File, RootfsSummary, Option<S>), Error> {
-    let ZoneImage { mut file, mut zone, placed: first, stashes } = zone;
-    let io_err = |op, e| Error::Io { op, path: "the image".into(), source: e };
-    let (mut builder, mut converted) = crate::convert::to_builder(tree)?;
-    // The stashed files take the zone blocks after the first layer's, in layer order and
-    // each layer's arrival order, whether or not they survived: the layout depends on the
-    // layers only. Sorted by (layer, entry), as every layer's files arrive in entry order.
-    let mut placed: Vec<(usize, u64, ZoneFile)> =
-        first.into_iter().map(|(entry, at)| (0, entry, at)).collect();
-    for stash in &stashes {
-        for f in &stash.files {
-            placed.push((stash.layer, f.entry, zone.allocate(f.size)?));
-        }
-    }
-    // The surviving stashed files go into place now (wasted only if the filesystem turns out
-    // too large for the zone, and is written the two-pass way).
-    for stash in &stashes {
-        let mine = |&(layer, _, _): &(usize, u64, ZoneFile)| layer.cmp(&stash.layer);
-        let from = placed.partition_point(|p| mine(p).is_lt());
-        let to = placed.partition_point(|p| mine(p).is_le());
-        let survives = |entry: u64| converted.source(stash.layer, entry).is_some();
-        unstash(stash, &placed[from..to], survives, &file)
-            .map_err(|e| io_err("copying stashed files into", e))?;
-    }
-    drop(stashes);
-    // Layers with a surviving file pass 1 did not place are read again.
-    let unzoned: BTreeSet<usize> = converted
-        .sources
-        .iter()
-        .map(|&(key, _)| crate::convert::layer_entry(key))
-        .filter(|&(layer, entry)| {
-            placed.binary_search_by_key(&(layer, entry), |&(l, e, _)| (l, e)).is_err()
-        })
-        .map(|(layer, _)| layer)
-        .collect();
-    converted.layers_with_data.retain(|layer, _| unzoned.contains(layer));
-    // Every surviving file's placement moves to the builder. First-layer files a later layer
-    // replaced or deleted: their blocks are free space, and read as zeros. (Stashed ones were
-    // never copied.)
-    let mut dropped: Vec<ZoneFile> = Vec::new();
-    for (layer, entry, at) in placed {
-        match converted.source(layer, entry) {
-            Some(id) => builder.set_zone_data(id, at)?,
-            None if layer == 0 => dropped.push(at),
-            None => {}
-        }
-    }
-    dropped.sort_by_key(|z| z.runs().first().map(|r| r.0));
-    for z in &dropped {
-        punch_out(&file, z.runs()).map_err(|e| io_err("zeroing replaced files in", e))?;
-    }
-    drop(dropped);
-
-    let ext4 = crate::ext4_options(image, opts);
-    let plan = match builder.plan_with_zone(&ext4, &zone) {
-        Ok(plan) => plan,
-        Err(xspack_ext4::Error::TooLarge(_)) if ext4.size.is_none_or(|s| s > 16 << 30) => {
-            // Too large for the zone: the two-pass way, over the same file, every layer
-            // holding a surviving file read again.
-            file.set_len(0).and_then(|()| file.rewind()).map_err(|e| io_err("truncating", e))?;
-            builder.clear_zone_data();
-            converted.layers_with_data = converted.layers_of_sources();
-            let mut sinks = None;
-            let sparse = SparseFile::new(file);
-            let make_out = |plan: &xspack_ext4::Plan, map: &crate::DataMap<'_>| {
-                sinks = make_sinks(plan, map)?;
-                Ok(sparse)
-            };
-            let (sparse, summary) =
-                crate::write_builder(image, builder, &converted, opts, progress, make_out)?;
-            let file = sparse.finish().map_err(|e| io_err("writing", e))?;
-            return Ok((file, summary, sinks));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    drop(builder);
-    let sinks = make_sinks(&plan, &crate::DataMap { converted: &converted })?;
-    // What is left to write: the metadata, and the bytes of files pass 1 did not place (a
-    // guest's fix-ups).
-    let left: u64 = plan.file_order().map(|(_, size)| size).sum();
-    let what = if left == 0 { "writing ext4 metadata" } else { "writing ext4 metadata and files" };
-    let task = progress.task(what, Some(left), ProgressUnit::Bytes);
-    file.rewind().map_err(|e| io_err("writing", e))?;
-    let out = BufWriter::with_capacity(256 * 1024, &mut file);
-    let mut writer = plan.writer_around_zone(out);
-    crate::write_files(image, &converted, &mut writer, &*task)?;
-    let mut out = writer.finish()?;
-    out.flush().map_err(|e| io_err("writing", e))?;
-    drop(out);
-    task.finish();
-    let summary = crate::summary(image, &converted, &plan, &ext4);
-    Ok((file, summary, sinks))
-}
-
-/// Reads the finished image from its start into `sinks`. Holes are not read (the kernel
-/// would fill page cache with zeros for them) but handed on as zeros. With `discard` (a
-/// scratch image nothing reads afterwards), each stretch is punched out once read: its dirty
-/// pages are dropped instead of being written to the disk, beside the outputs, or holding
-/// back their writes when dirty memory runs high.
-pub(crate) fn feed<S: Write>(file: &File, mut sinks: S, discard: bool) -> io::Result<S> {
-    use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < len {
-        let (data, hole) = xspack_io::next_data(file, at, len)?.unwrap_or((len, len));
-        while at < data {
-            let n = (data - at).min(ZEROS.len() as u64);
-            sinks.write_all(&ZEROS[..usize::try_from(n).expect("fits a buffer")])?;
-            at += n;
-        }
-        while at < hole {
-            let n = usize::try_from((hole - at).min(buf.len() as u64)).expect("fits a buffer");
-            file.read_exact_at(&mut buf[..n], at)?;
-            sinks.write_all(&buf[..n])?;
-            if discard {
-                // Only an optimisation: where holes cannot be punched, the pages stay.
-                let _ = punch_hole(file, at, n as u64);
-            }
-            at += n as u64;
-        }
-    }
-    sinks.flush()?;
-    Ok(sinks)
-}
-
 /// Copies the surviving files of `stash` into their zone blocks in `image`, in as few
 /// pieces as their blocks allow.
 /// `placed` holds the stash's layer's zone files, in entry order.
-fn unstash(
+pub(crate) fn unstash(
     stash: &Stash,
     placed: &[(usize, u64, ZoneFile)],
     survives: impl Fn(u64) -> bool,
@@ -489,7 +335,7 @@ fn copy_range(src: &File, dst: &File, mut from: u64, mut to: u64, len: u64) -> i
 
 /// Makes the blocks of `runs` read as zeros: punches holes, or writes zeros where the
 /// filesystem cannot.
-fn punch_out(file: &File, runs: &[(u64, u64)]) -> io::Result<()> {
+pub(crate) fn punch_out(file: &File, runs: &[(u64, u64)]) -> io::Result<()> {
     for &(start, blocks) in runs {
         let (offset, len) = (start * BLOCK_SIZE, blocks * BLOCK_SIZE);
         if punch_hole(file, offset, len).is_err() {
@@ -506,7 +352,7 @@ fn punch_out(file: &File, runs: &[(u64, u64)]) -> io::Result<()> {
 }
 
 /// Deallocates bytes `offset..offset + len` of `file`, keeping its size: they read as zeros.
-fn punch_hole(file: &File, offset: u64, len: u64) -> rustix::io::Result<()> {
+pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> rustix::io::Result<()> {
     use rustix::fs::FallocateFlags;
     rustix::fs::fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)
 }

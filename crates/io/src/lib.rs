@@ -28,6 +28,7 @@ pub mod confine;
 mod counting;
 mod digest;
 mod hashing;
+mod identity;
 pub mod location;
 mod memory;
 pub mod pipe;
@@ -43,6 +44,7 @@ pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
 pub use hashing::{
     BACKGROUND_DEPTH, BackgroundHashingWriter, HashingReader, HashingWriter, hash_reader,
 };
+pub use identity::Derivation;
 pub use memory::release_free_memory;
 pub use progress::{NoProgress, Progress, ProgressReader, ProgressTask, ProgressUnit};
 pub use quote::MAX_QUOTED;

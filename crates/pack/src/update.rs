@@ -3,7 +3,6 @@
 
 use quick_xml::XmlVersion;
 use quick_xml::events::Event;
-use sha2::{Digest as _, Sha256};
 
 use crate::Error;
 use crate::spec::Guidance;
@@ -45,16 +44,11 @@ pub fn is_valid_uuid(s: &str) -> bool {
 /// A stable uuid for a pack name and version: the first 16 bytes of
 /// SHA-256("xspack update\0" name "\0" version), with the RFC 9562 version 4 and variant bits.
 pub fn derive_uuid(name: &str, version: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"xspack update\0");
-    h.update(name.as_bytes());
-    h.update([0]);
-    h.update(version.as_bytes());
-    let mut b: [u8; 32] = h.finalize().into();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = xspack_io::Sha256Digest(b).to_string();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    xspack_io::Derivation::new(b"xspack update\0")
+        .field(name.as_bytes())
+        .bytes(version.as_bytes())
+        .uuid()
+        .to_string()
 }
 
 impl UpdateXml {

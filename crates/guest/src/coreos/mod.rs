@@ -23,7 +23,6 @@ pub mod ignition;
 pub mod spec;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use sha2::{Digest as _, Sha256};
 use xspack_image::DiskFormat;
 use xspack_io::{Progress, ProgressUnit};
 use xspack_manifest::{Output, OutputDir};
@@ -31,11 +30,11 @@ use xspack_oci::Image;
 use xspack_oci::docker_archive::DockerArchive;
 
 use crate::Error;
-use crate::disk::{create_raw, derive_image, finish_raw, write_xva};
 pub use base::{BaseDisk, Distribution};
 use data::{DataEntry, DataOptions, StoredArchive};
 use ignition::{IgnitionOptions, Workload};
 pub use spec::{ContainerSpec, GuestSpec, Restart, Runtime};
+use xspack_image::formats::{create_raw, derive_image, finish_raw, write_xva};
 
 /// Default memory of the VM: 2 GiB, what Fedora CoreOS asks for.
 pub const DEFAULT_MEMORY: u64 = 2 << 30;
@@ -142,18 +141,13 @@ pub fn check_ssh_key(key: &str) -> Result<(), Error> {
 /// A per-purpose identity from the build's inputs (the base file's name and size do not
 /// enter: the same images and settings give the same bytes).
 fn derive(images: &[Container<'_>], opts: &CoreosOptions, purpose: &str) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(b"xspack coreos\0");
-    h.update(purpose.as_bytes());
-    h.update([0]);
-    h.update(opts.name.as_bytes());
-    h.update([0]);
+    let mut id = xspack_io::Derivation::new(b"xspack coreos\0")
+        .field(purpose.as_bytes())
+        .field(opts.name.as_bytes());
     for c in images {
-        h.update(c.spec.name.as_bytes());
-        h.update([0]);
-        h.update(c.image.digest.0.0);
+        id = id.field(c.spec.name.as_bytes()).bytes(&c.image.digest.0.0);
     }
-    xspack_io::Uuid::from_digest(&xspack_io::Sha256Digest(h.finalize().into())).0
+    id.uuid().0
 }
 
 /// What goes on the data disk and the config drive, worked out before any disk is written.
@@ -220,7 +214,7 @@ fn prepare<'a>(
 }
 
 /// Builds the CoreOS guest running `containers` into `out`.
-pub fn build_into(
+pub fn build(
     containers: &[Container<'_>],
     out: &mut OutputDir,
     opts: &CoreosOptions,

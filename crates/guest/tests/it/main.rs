@@ -13,7 +13,7 @@ use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::process::{Command, Output};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use xspack_guest::ubuntu::{GuestSummary, UbuntuOptions, build_into};
+use xspack_guest::ubuntu::{GuestSummary, UbuntuOptions};
 use xspack_io::NoProgress;
 use xspack_manifest::{OutputDir, Tool};
 use xspack_oci::{Image, ImageSource};
@@ -58,22 +58,6 @@ pub fn build(
     let tool = Tool { name: "xspack".into(), version: "test".into() };
     let mut out = OutputDir::create(&dest, tool, EPOCH, true).unwrap();
     let summary = xspack_guest::ubuntu::build(&image, &mut out, opts, &NoProgress)?;
-    let (dest, _) = out.commit().unwrap();
-    Ok((summary, dest))
-}
-
-/// Like [`build`], from a tree merged beforehand (the root filesystem in two passes).
-pub fn build_two_pass(
-    source: &str,
-    dir: &Utf8Path,
-    opts: &UbuntuOptions,
-) -> Result<(GuestSummary, Utf8PathBuf), xspack_guest::Error> {
-    let image = Image::open(&ImageSource::parse(source).unwrap()).unwrap();
-    let tree = xspack_image::merge_layers(&image, &NoProgress).unwrap();
-    let dest = dir.join("out");
-    let tool = Tool { name: "xspack".into(), version: "test".into() };
-    let mut out = OutputDir::create(&dest, tool, EPOCH, true).unwrap();
-    let summary = build_into(&image, tree, &mut out, opts, &NoProgress)?;
     let (dest, _) = out.commit().unwrap();
     Ok((summary, dest))
 }

@@ -10,7 +10,7 @@ use xspack_guest::ubuntu::{BootMode, UbuntuOptions};
 use xspack_image::DiskFormat;
 
 use crate::fixture::{DEBIAN_OS_RELEASE, fake_boot_files, synthetic};
-use crate::{EPOCH, build, build_two_pass, extract, pygrub, run, sfdisk, tempdir};
+use crate::{EPOCH, build, extract, pygrub, run, sfdisk, tempdir};
 
 fn debugfs_cat(fs: &Utf8Path, path: &str) -> String {
     let out = run(Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(fs));
@@ -102,17 +102,6 @@ fn bios_disk_has_grub_a_pygrub_config_and_every_format() {
     again.formats = vec![DiskFormat::Raw];
     let (_, out2) = build(&format!("oci:{dir2}/layout:x"), &dir2, &again).unwrap();
     assert!(std::fs::read(out2.join("small.raw")).unwrap() == disk, "reproducible");
-
-    // From a tree merged beforehand, in two passes: another layout, the same files.
-    let (_t3, dir3) = tempdir();
-    synthetic(Some(DEBIAN_OS_RELEASE), true).write_oci_dir(&dir3.join("layout"), "x").unwrap();
-    let (_, out3) = build_two_pass(&format!("oci:{dir3}/layout:x"), &dir3, &again).unwrap();
-    let fs3 = dir3.join("root.ext4");
-    extract(&out3.join("small.raw"), 1 << 20, part_size, &fs3);
-    run(Command::new("e2fsck").arg("-fn").arg(&fs3));
-    for file in ["/etc/fstab", "/etc/hostname", "/boot/grub/grub.cfg", "/etc/os-release"] {
-        assert_eq!(debugfs_cat(&fs3, file), debugfs_cat(&fs, file), "{file}");
-    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! `xspack image build`: container images to guest disk images.
 
+mod coreos;
+
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -236,7 +238,7 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
         || args.vcpus.is_some()
         || args.runtime.is_some();
     if args.flavor == Flavor::Coreos {
-        return crate::coreos::run(args, ui, source_date_epoch);
+        return coreos::run(args, ui, source_date_epoch);
     }
     if coreos_only {
         return Err(Usage(

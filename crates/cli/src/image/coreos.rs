@@ -141,7 +141,7 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     for c in &containers {
         add_image_inputs(&mut out, c.image, &format!("{}: ", c.spec.name));
     }
-    let built = xspack_guest::coreos::build_into(&containers, &mut out, &opts, ui.progress())?;
+    let built = xspack_guest::coreos::build(&containers, &mut out, &opts, ui.progress())?;
     out.add_input(Input {
         // The file's own name: where it lies is no part of the build.
         name: base.file_name().unwrap_or("base").to_owned(),
