@@ -1,5 +1,5 @@
 //! The last stage of every build: a finished raw disk made into each output format, in the
-//! output directory. The bare filesystem image ([`crate::build`]), the ubuntu guest's
+//! output directory. The bare filesystem image ([`crate::build()`]), the ubuntu guest's
 //! partitioned disk and the coreos guest's disks all take this path.
 //!
 //! - **Raw** is the disk as it is: the image file itself when it was written in place, or
@@ -7,7 +7,7 @@
 //!   read.
 //! - **VHD** (a blktap dynamic disk, `vhd/lib/libvhd.c`; docs/formats/vhd.md) and **XVA**
 //!   (xapi's `stream_vdi.ml` export; docs/formats/xva.md) take the disk's bytes in order: one
-//!   forward read of the raw file ([`feed`]) feeds both where the VHD block map is known
+//!   forward read of the raw file (`feed`) feeds both where the VHD block map is known
 //!   beforehand (a bare filesystem: from the ext4 plan), and holes are handed on as zeros
 //!   without being read. Otherwise they are made from the raw file ([`derive_image`],
 //!   [`write_xva`]).

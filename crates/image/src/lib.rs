@@ -3,20 +3,20 @@
 //! One layer's way from `image build` to a VHD, stage by stage (one module each; the data
 //! flows one way):
 //!
-//! 1. **layers → merged tree** ([`merge`]): every layer's tar entries are read once (blob
+//! 1. **layers → merged tree** (`merge`): every layer's tar entries are read once (blob
 //!    digest and `diff_id` verified as they stream) and merged into a [`MergedTree`](xspack_oci::MergedTree) of
 //!    metadata, following the OCI image layer rules;
-//! 2. **file data → image file** ([`zone`]): during that same read, every file's bytes are
+//! 2. **file data → image file** (`zone`): during that same read, every file's bytes are
 //!    written out: the first layer's straight into their blocks of the image's data zone, the
 //!    others' into scratch stashes copied into place after the merge;
-//! 3. **merged tree → ext4 plan → one disk stream** ([`convert`], [`rootfs`]): the tree
+//! 3. **merged tree → ext4 plan → one disk stream** (`convert`, `rootfs`): the tree
 //!    becomes an ext4 description, every inode and block is placed around the files already
 //!    written, and the metadata is written into the same file. [`RootfsBuild`] runs stages 1
 //!    to 3, choosing the strategy itself (the single pass; above 16 GiB, a second read of the
 //!    layers);
 //! 4. **disk → formats → output directory** ([`formats`]): one forward read of the finished
 //!    raw disk feeds the VHD and XVA writers, and qcow2 is made from the raw file. A bare
-//!    filesystem ([`build`]), the ubuntu guest's partitioned disk and the coreos guest's disks
+//!    filesystem ([`build()`]), the ubuntu guest's partitioned disk and the coreos guest's disks
 //!    all take this path.
 //!
 //! Ids (filesystem UUID, hash seed, VHD and VM UUIDs) are derived from the image digest and

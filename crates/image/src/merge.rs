@@ -1,7 +1,7 @@
 //! Pass 1: every layer's entries, read once in layer order (or on several cores, merged in
 //! layer order), applied to one [`MergedTree`] of metadata, with the all-zero blocks of each
 //! file noted as it streams by. The OCI image layer rules this follows (whiteouts, opaque
-//! directories, hard links) are in [`xspack_oci::merge`]; with a [`Zoning`], every file's
+//! directories, hard links) are in `xspack_oci`'s `merge` module; with a [`Zoning`], every file's
 //! bytes are also written out as they pass (the `zone` module).
 
 use xspack_io::{Progress, ProgressUnit};

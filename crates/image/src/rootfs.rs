@@ -220,14 +220,14 @@ pub fn write_ext4<W: Write>(
 }
 
 /// Which parts of the planned image hold data, before it is written: from the zero runs
-/// [`merge_layers`] recorded for layer files, and from the bytes of files added after them.
+/// [`crate::merge_layers`] recorded for layer files, and from the bytes of files added after them.
 pub(crate) struct DataMap<'a> {
     converted: &'a convert::Converted,
 }
 
 impl DataMap<'_> {
     /// One flag per `unit` bytes of the image, or `None` when the tree has no zero runs (it
-    /// was not made by [`merge_layers`]).
+    /// was not made by [`crate::merge_layers`]).
     pub(crate) fn nonzero(&self, plan: &xspack_ext4::Plan, unit: u64) -> Option<Vec<bool>> {
         let layer_runs = self.converted.zero_runs.as_ref()?;
         let mut buf = vec![0u8; ZERO_SCAN_CHUNK];
