@@ -10,12 +10,13 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use xspack_io::Classify as _;
 
 use anyhow::{Context as _, Result};
 use camino::Utf8Path;
 use serde_json::{Value, json};
 
-use crate::exit::BadInput;
+use crate::exit::bad_input;
 
 /// A kind of artifact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +94,7 @@ pub fn detect(path: &Utf8Path) -> Result<Option<Kind>> {
 /// Checks `path` as `kind` completely and returns its summary.
 pub fn check(path: &Utf8Path, kind: Kind) -> Result<Value> {
     let bad = |e: &dyn std::fmt::Display| {
-        anyhow::Error::new(BadInput(format!("{path}: {}: {e}", kind.name())))
+        anyhow::Error::new(bad_input(format!("{path}: {}: {e}", kind.name())))
     };
     match kind {
         Kind::Vhd => {
@@ -173,10 +174,10 @@ fn classify(
     path: &Utf8Path,
     kind: Kind,
     e: &dyn std::fmt::Display,
-    bad_input: bool,
+    input_at_fault: bool,
 ) -> anyhow::Error {
     let message = format!("{path}: {}: {e}", kind.name());
-    if bad_input { BadInput(message).into() } else { anyhow::anyhow!(message) }
+    if input_at_fault { bad_input(message).into() } else { anyhow::anyhow!(message) }
 }
 
 /// Human lines for a summary: `key  value` pairs, nested objects flattened, lists counted.

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use xspack_io::{Classify, Fault};
+
 use crate::ui::Ui;
 
 /// Exit code for a failure to do the work.
@@ -16,64 +18,78 @@ pub const USAGE: u8 = 2;
 /// Exit code when the input was checked and found bad.
 pub const BAD_INPUT: u8 = 3;
 
-/// An error meaning "the input was checked and is bad" (exit 3). Holds the whole message.
+/// An error and whose fault it is, as the command's functions pass it up through `anyhow`.
+/// It is transparent: it prints, and exposes as its source, exactly what the error it holds
+/// does, so the one line printed is the same with or without it.
 #[derive(Debug)]
-pub struct BadInput(pub String);
+pub struct Classified {
+    fault: Fault,
+    error: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
 
-impl fmt::Display for BadInput {
+impl fmt::Display for Classified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Classified {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+/// A message of the command's own.
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
-impl std::error::Error for BadInput {}
+impl std::error::Error for Message {}
 
-/// An error in how xspack was called (exit 2). Holds the whole message.
-#[derive(Debug)]
-pub struct Usage(pub String);
+/// "The input was checked and is bad" (exit 3), with the whole message.
+pub fn bad_input(message: impl Into<String>) -> Classified {
+    Classified { fault: Fault::Input, error: Box::new(Message(message.into())) }
+}
 
-impl fmt::Display for Usage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// An error in how xspack was called (exit 2), with the whole message.
+pub fn usage(message: impl Into<String>) -> Classified {
+    Classified { fault: Fault::Caller, error: Box::new(Message(message.into())) }
+}
+
+/// Library results, classified by the library's own [`Classify`] as they pass up.
+pub trait ClassifyResult<T> {
+    /// The error with the fault its library gives it.
+    fn classified(self) -> Result<T, Classified>;
+    /// The error with `fault`, whatever its library says (a key file named on the command
+    /// line is an input, even when reading it is what failed).
+    fn fault(self, fault: Fault) -> Result<T, Classified>;
+}
+
+impl<T, E: Classify + std::error::Error + Send + Sync + 'static> ClassifyResult<T>
+    for Result<T, E>
+{
+    fn classified(self) -> Result<T, Classified> {
+        self.map_err(|e| Classified { fault: e.fault(), error: Box::new(e) })
+    }
+
+    fn fault(self, fault: Fault) -> Result<T, Classified> {
+        self.map_err(|e| Classified { fault, error: Box::new(e) })
     }
 }
-impl std::error::Error for Usage {}
 
-/// The exit code an error maps to.
+/// The exit code an error maps to: the fault of the first classified error in its chain (the
+/// outermost that said), else a failure.
 pub fn code_of(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if cause.is::<Usage>() {
-            return USAGE;
-        }
-        if cause.is::<BadInput>() {
-            return BAD_INPUT;
-        }
-        if let Some(xspack_manifest::Error::NotReplaceable { .. }) = cause.downcast_ref() {
-            return USAGE;
-        }
-        if let Some(m) = cause.downcast_ref::<xspack_manifest::Error>()
-            && m.is_bad_input()
-        {
-            return BAD_INPUT;
-        }
-        if crate::image::is_bad_input(cause) {
-            return BAD_INPUT;
-        }
-        if let Some(e) = cause.downcast_ref::<xspack_pack::Error>()
-            && e.is_bad_input()
-        {
-            return BAD_INPUT;
-        }
-        if let Some(e) = cause.downcast_ref::<xspack_template::Error>()
-            && e.is_bad_input()
-        {
-            return BAD_INPUT;
-        }
-        // Only a signing key given on the command line reaches here as a bare rpmrepo error.
-        if cause.is::<xspack_rpmrepo::Error>() {
-            return BAD_INPUT;
-        }
+    let fault = e.chain().find_map(|c| c.downcast_ref::<Classified>()).map(|c| c.fault);
+    match fault {
+        Some(Fault::Input) => BAD_INPUT,
+        Some(Fault::Caller) => USAGE,
+        Some(Fault::Host) | None => FAILURE,
     }
-    FAILURE
 }
 
 /// Prints `e` in the standard shape, with a `hint:` line when there is an obvious fix, and
@@ -98,10 +114,9 @@ pub fn report(e: &anyhow::Error, ui: &Ui) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The context chain joined with ": " on one line, as `{:#}` does, but without a cause that
-/// repeats what its parent already said (`ext4: {0}` over its own source). Control characters
-/// (from names or bytes in a hostile input) are escaped so the line stays one line and the
-/// terminal sane.
+/// The context chain joined with ": " on one line, as `{:#}` does (no error prints its source
+/// as well as exposing it, so nothing is said twice). Control characters (from names or bytes
+/// in a hostile input) are escaped so the line stays one line and the terminal sane.
 fn one_line(e: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in e.chain() {
@@ -114,9 +129,6 @@ fn one_line(e: &anyhow::Error) -> String {
                 c => c.to_string(),
             })
             .collect();
-        if message.ends_with(&text) {
-            continue;
-        }
         if !message.is_empty() {
             message.push_str(": ");
         }
@@ -142,7 +154,7 @@ fn shorten_long_runs(message: &str) -> String {
 
 /// A command line clap refused: clap's own message (or help and version, which are not
 /// errors); with `--json` among the arguments, the one JSON result with `command` null.
-pub fn usage(e: &clap::Error) -> ExitCode {
+pub fn clap_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     let wants_json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
     if !wants_json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
@@ -172,12 +184,12 @@ mod tests {
     use anyhow::Context as _;
 
     #[test]
-    fn a_cause_repeating_its_parent_is_said_once() {
+    fn the_chain_is_joined_in_order() {
         #[derive(Debug)]
         struct Wrapper(std::io::Error);
         impl fmt::Display for Wrapper {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "ext4: {}", self.0)
+                f.write_str("ext4")
             }
         }
         impl std::error::Error for Wrapper {
@@ -207,13 +219,23 @@ mod tests {
     fn codes_follow_the_chain() {
         let plain: anyhow::Error = anyhow::anyhow!("boom");
         assert_eq!(code_of(&plain), FAILURE);
-        let bad = anyhow::Error::new(BadInput("dist: 1 file mismatched".into())).context("ignored");
+        let bad = anyhow::Error::new(bad_input("dist: 1 file mismatched")).context("ignored");
         assert_eq!(code_of(&bad), BAD_INPUT);
-        let usage: anyhow::Error = Usage("bad flag".into()).into();
-        assert_eq!(code_of(&usage), USAGE);
+        let called: anyhow::Error = usage("bad flag").into();
+        assert_eq!(code_of(&called), USAGE);
         let lib = Err::<(), _>(xspack_manifest::Error::NoManifest { dir: "d".into() })
+            .classified()
             .context("d")
             .unwrap_err();
         assert_eq!(code_of(&lib), BAD_INPUT);
+        assert_eq!(one_line(&lib), "d: d: no SHA256SUMS or manifest.json");
+        let host = Err::<(), _>(xspack_io::IoError::new(
+            "reading",
+            "f",
+            std::io::ErrorKind::NotFound.into(),
+        ))
+        .classified()
+        .unwrap_err();
+        assert_eq!(code_of(&anyhow::Error::new(host)), FAILURE);
     }
 }

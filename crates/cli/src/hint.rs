@@ -69,7 +69,7 @@ fn io_hint(e: &xspack_io::Error, command: &str) -> Option<String> {
 
 fn key_hint(e: &xspack_rpmrepo::Error, command: &str) -> Option<String> {
     match e {
-        xspack_rpmrepo::Error::Io { op: "reading secret key", .. } => Some(
+        xspack_rpmrepo::Error::Io(e) if e.op == "reading secret key" => Some(
             "make a key with `xspack pack keygen -o keys`, then pass --sign-key keys/signing.asc"
                 .into(),
         ),

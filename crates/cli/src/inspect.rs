@@ -7,6 +7,7 @@ use serde_json::json;
 use xspack_manifest::{MANIFEST_NAME, Manifest, SHA256SUMS_NAME, Sha256Sums};
 
 use crate::cli::InspectArgs;
+use crate::exit::ClassifyResult as _;
 use crate::ui::Ui;
 
 /// What was found to inspect.
@@ -24,16 +25,20 @@ pub fn run(args: InspectArgs, ui: &Ui) -> Result<std::process::ExitCode> {
         let manifest = target.join(MANIFEST_NAME);
         let sums = target.join(SHA256SUMS_NAME);
         if manifest.is_file() {
-            Found::Manifest(manifest.clone(), Manifest::read_file(&manifest)?)
+            Found::Manifest(manifest.clone(), Manifest::read_file(&manifest).classified()?)
         } else if sums.is_file() {
-            Found::Sums(sums.clone(), Sha256Sums::read_file(&sums)?)
+            Found::Sums(sums.clone(), Sha256Sums::read_file(&sums).classified()?)
         } else {
             return Err(xspack_manifest::Error::NoManifest { dir: target }.into());
         }
     } else {
         match target.file_name() {
-            Some(MANIFEST_NAME) => Found::Manifest(target.clone(), Manifest::read_file(&target)?),
-            Some(SHA256SUMS_NAME) => Found::Sums(target.clone(), Sha256Sums::read_file(&target)?),
+            Some(MANIFEST_NAME) => {
+                Found::Manifest(target.clone(), Manifest::read_file(&target).classified()?)
+            }
+            Some(SHA256SUMS_NAME) => {
+                Found::Sums(target.clone(), Sha256Sums::read_file(&target).classified()?)
+            }
             _ => match crate::artifact::detect(&target)? {
                 Some(kind) => {
                     Found::Artifact(target.clone(), crate::artifact::check(&target, kind)?)

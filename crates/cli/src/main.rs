@@ -21,7 +21,7 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return exit::usage(&e),
+        Err(e) => return exit::clap_error(&e),
     };
     let ui = ui::Ui::new(&cli.global, cli.command.name());
     if let Err(e) = xspack_io::install_signal_cleanup() {

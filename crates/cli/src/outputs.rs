@@ -7,6 +7,7 @@ use indicatif::HumanBytes;
 use serde_json::{Value, json};
 use xspack_manifest::{Guarded, Output, OutputDir, Tool};
 
+use crate::exit::ClassifyResult as _;
 use crate::ui::Ui;
 
 /// Starts the output directory `dest` (its missing parents are made, and removed again if the
@@ -21,14 +22,14 @@ pub fn open(
 ) -> Result<OutputDir> {
     let tool = Tool { name: "xspack".into(), version: env!("CARGO_PKG_VERSION").into() };
     let guarded = inputs.iter().map(|p| Guarded::new(p, format!("the input {p}"))).collect();
-    Ok(OutputDir::create_guarded(dest, tool, source_date_epoch, force, guarded)?)
+    Ok(OutputDir::create_guarded(dest, tool, source_date_epoch, force, guarded).classified()?)
 }
 
 /// Commits `out`, then prints `shown` (a line each: path, size, sha256), or with `--json` the
 /// result: the manifest's artifacts and inputs, and the fields of the command's `extra` object.
 /// Returns the final directory.
 pub fn commit(ui: &Ui, out: OutputDir, shown: &[Output], extra: Value) -> Result<Utf8PathBuf> {
-    let (dest, manifest) = out.commit()?;
+    let (dest, manifest) = out.commit().classified()?;
     if ui.json {
         let mut result = json!({
             "output_dir": dest,

@@ -1,6 +1,8 @@
 //! `xspack pack`: supplemental-pack ISOs from `pack.toml`.
 
 use std::process::ExitCode;
+use xspack_io::Classify as _;
+use xspack_io::Fault;
 
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -9,7 +11,7 @@ use serde_json::json;
 use xspack_pack::{BuildOptions, PackFormat, PackSpec};
 use xspack_rpmrepo::{SigningKey, Target};
 
-use crate::exit::{BadInput, Usage};
+use crate::exit::{ClassifyResult as _, bad_input, usage};
 use crate::outputs;
 use crate::ui::Ui;
 
@@ -148,7 +150,7 @@ fn list(args: &ListArgs, ui: &Ui) -> Result<ExitCode> {
     let mut packs = Vec::new();
     for dir in dirs {
         let toml = dir.join("pack.toml");
-        let spec = PackSpec::load(&toml)?;
+        let spec = PackSpec::load(&toml).classified()?;
         let formats: Vec<String> = spec.pack.formats.iter().map(ToString::to_string).collect();
         packs.push(json!({
             "name": spec.pack.name,
@@ -190,16 +192,16 @@ fn spec_path(pack: &Utf8Path) -> Utf8PathBuf {
 fn load_key(path: &Utf8Path, passphrase_env: &str) -> Result<SigningKey> {
     // An empty variable is an unset one: a passphrase is never empty.
     let passphrase = std::env::var(passphrase_env).ok().filter(|p| !p.is_empty());
-    Ok(SigningKey::from_file(path, passphrase.as_deref())?)
+    Ok(SigningKey::from_file(path, passphrase.as_deref()).fault(Fault::Input)?)
 }
 
 fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
     let spec_path = spec_path(&args.pack);
-    let spec = PackSpec::load(&spec_path)?;
+    let spec = PackSpec::load(&spec_path).classified()?;
     let dir = spec_path.parent().unwrap_or(Utf8Path::new("."));
     let env = spec.signing.passphrase_env.clone().unwrap_or_else(|| DEFAULT_PASSPHRASE_ENV.into());
     let roots =
-        xspack_io::InputRoots::new(dir, &args.allow_outside).map_err(|e| Usage(e.to_string()))?;
+        xspack_io::InputRoots::new(dir, &args.allow_outside).map_err(|e| usage(e.to_string()))?;
     let key_path = match (&args.sign_key, &spec.signing.key) {
         (Some(path), _) => Some(path.clone()),
         (None, Some(key)) => {
@@ -207,7 +209,7 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
             let path = dir.join(key);
             roots
                 .check_file(&path)
-                .map_err(|e| BadInput(format!("{spec_path}: signing.key: {e}")))?;
+                .map_err(|e| bad_input(format!("{spec_path}: signing.key: {e}")))?;
             Some(path)
         }
         (None, None) => None,
@@ -231,7 +233,7 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     opts.unsigned = args.unsigned;
     opts.allow_outside.clone_from(&args.allow_outside);
     opts.sign_key_file = key_path.clone().filter(|_| key.is_some());
-    let summary = xspack_pack::build_pack(&spec_path, &mut out, &opts)?;
+    let summary = xspack_pack::build_pack(&spec_path, &mut out, &opts).classified()?;
     if args.unsigned {
         ui.warn("the update pack is unsigned: xe update-upload will refuse it");
     }
@@ -249,14 +251,14 @@ fn verify(args: &VerifyArgs, ui: &Ui) -> Result<ExitCode> {
     let key = match &args.key {
         Some(path) => Some(
             xspack_rpmrepo::PublicKey::from_file(path)
-                .map_err(|e| Usage(format!("--key {path}: {e}")))?,
+                .map_err(|e| usage(format!("--key {path}: {e}")))?,
         ),
         None => None,
     };
     let report = xspack_pack::verify::verify_iso(&args.iso, key.as_ref(), args.target).map_err(
         |e| -> anyhow::Error {
             if e.is_bad_input() {
-                BadInput(format!("{}: {e}", args.iso)).into()
+                bad_input(format!("{}: {e}", args.iso)).into()
             } else {
                 anyhow::Error::new(e).context(args.iso.to_string())
             }
@@ -285,11 +287,11 @@ fn keygen(args: &KeygenArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     if args.protect {
         let passphrase =
             std::env::var(DEFAULT_PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).ok_or_else(
-                || Usage(format!("--protect: set ${DEFAULT_PASSPHRASE_ENV} to the passphrase")),
+                || usage(format!("--protect: set ${DEFAULT_PASSPHRASE_ENV} to the passphrase")),
             )?;
         opts.passphrase = Some(passphrase);
     }
-    let key = xspack_rpmrepo::generate_test_key(&opts)?;
+    let key = xspack_rpmrepo::generate_test_key(&opts).classified()?;
     let out = xspack_io::AtomicDir::create(&args.output)?;
     let secret = out.path().join("signing.asc");
     std::fs::write(&secret, &key.secret_armored).with_context(|| format!("{secret}: writing"))?;

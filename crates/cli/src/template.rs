@@ -2,6 +2,8 @@
 //! the guest-templates JSON check (`docs/formats/templates.md` section "Keys").
 
 use std::process::ExitCode;
+use xspack_io::Classify as _;
+use xspack_io::Fault;
 
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -10,7 +12,7 @@ use serde_json::json;
 use xspack_rpmrepo::SigningKey;
 use xspack_template::{TemplateBuildOptions, TemplateFormat, TemplateSpec};
 
-use crate::exit::{BadInput, Usage};
+use crate::exit::{ClassifyResult as _, bad_input, usage};
 use crate::outputs;
 use crate::ui::Ui;
 
@@ -106,16 +108,16 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
         formats = vec![TemplateFormat::Json, TemplateFormat::Rpm, TemplateFormat::Xva];
     }
     if args.sign_key.is_some() && !formats.contains(&TemplateFormat::Rpm) {
-        return Err(Usage("--sign-key signs the RPM: add --format rpm".into()).into());
+        return Err(usage("--sign-key signs the RPM: add --format rpm").into());
     }
-    let spec = TemplateSpec::load(&args.template)?;
+    let spec = TemplateSpec::load(&args.template).classified()?;
     let definition_dir = args.template.parent().unwrap_or(Utf8Path::new(""));
     xspack_io::InputRoots::new(definition_dir, &args.allow_outside)
-        .map_err(|e| Usage(e.to_string()))?;
+        .map_err(|e| usage(e.to_string()))?;
     let key = match &args.sign_key {
         Some(path) => {
             let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty());
-            Some(SigningKey::from_file(path, passphrase.as_deref())?)
+            Some(SigningKey::from_file(path, passphrase.as_deref()).fault(Fault::Input)?)
         }
         None => None,
     };
@@ -131,7 +133,7 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     opts.formats = formats;
     opts.key = key.as_ref();
     opts.allow_outside.clone_from(&args.allow_outside);
-    let summary = xspack_template::build_template(&args.template, &mut out, &opts)?;
+    let summary = xspack_template::build_template(&args.template, &mut out, &opts).classified()?;
     let extra = json!({
         "name": summary.name,
         "uuid": summary.uuid,
@@ -144,7 +146,7 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
 fn check(args: &CheckArgs, ui: &Ui) -> Result<ExitCode> {
     for file in &args.files {
         xspack_template::validate_guest_template_file(file).map_err(|e| -> anyhow::Error {
-            if e.is_bad_input() { BadInput(e.to_string()).into() } else { e.into() }
+            if e.is_bad_input() { bad_input(e.to_string()).into() } else { e.into() }
         })?;
     }
     if ui.json {

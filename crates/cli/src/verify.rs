@@ -7,7 +7,7 @@ use serde_json::json;
 use xspack_manifest::{Mismatch, Problem, RelPath, VerifyReport};
 
 use crate::cli::VerifyArgs;
-use crate::exit::BadInput;
+use crate::exit::{ClassifyResult as _, bad_input};
 use crate::ui::Ui;
 
 /// How many problem files the one-line error names before summarising the rest.
@@ -20,7 +20,7 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> Result<std::process::ExitCode> {
     if !meta.is_dir() {
         return verify_file(&target, ui);
     }
-    let report = xspack_manifest::verify_dir(&target, ui.progress())?;
+    let report = xspack_manifest::verify_dir(&target, ui.progress()).classified()?;
     print_report(&report, ui);
     if report.is_ok() {
         return Ok(std::process::ExitCode::SUCCESS);
@@ -39,7 +39,7 @@ fn failed(target: &Utf8Path, report: &VerifyReport, ui: &Ui) -> Result<std::proc
         ui.result(result);
         return Ok(std::process::ExitCode::from(crate::exit::BAD_INPUT));
     }
-    Err(BadInput(line).into())
+    Err(bad_input(line).into())
 }
 
 /// One file: its own structure (and checksums) when it is an ISO, VHD, XVA or qcow2, and its digest

@@ -90,6 +90,7 @@ pub use source::{DiskSource, FileSource, ReopenSource, SeekSource};
 pub use xspack_io::{ParseUuidError, Uuid};
 
 use camino::Utf8PathBuf;
+use xspack_io::Classify as _;
 
 /// Errors from writing and reading disk images.
 #[derive(Debug, thiserror::Error)]
@@ -176,17 +177,9 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    /// An I/O operation on `path` failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path concerned.
-        path: Utf8PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
     /// Atomic output failed.
     #[error(transparent)]
     Output(#[from] xspack_io::Error),
@@ -204,19 +197,19 @@ impl Error {
         path: impl Into<Utf8PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
 
     pub(crate) fn in_file(self, path: impl Into<Utf8PathBuf>) -> Self {
         match self {
-            e @ (Error::Io { .. } | Error::File { .. } | Error::Output(_)) => e,
+            e @ (Error::Io(_) | Error::File { .. } | Error::Output(_)) => e,
             e => Error::File { path: path.into(), source: Box::new(e) },
         }
     }
 
     /// Whether the error says the image itself is bad (a broken rule, or cut short), rather
     /// than that reading or writing it failed; looks through [`Error::File`].
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         match self {
             Error::Vhd(_) | Error::Qcow2(_) => true,
             Error::Read { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
@@ -241,6 +234,12 @@ impl Error {
             Error::File { source, .. } => source.qcow2_violation(),
             _ => None,
         }
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }
 

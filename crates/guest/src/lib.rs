@@ -35,6 +35,7 @@ pub mod ubuntu;
 mod command;
 
 use camino::Utf8PathBuf;
+use xspack_io::Classify as _;
 
 /// Errors from building a guest. Every message is one line and says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +131,7 @@ pub enum Error {
     #[error("building the config drive: {0}")]
     ConfigDrive(Box<xspack_iso::Error>),
     /// Writing the data disk's filesystem failed.
-    #[error("writing the data disk: {0}")]
+    #[error("writing the data disk")]
     Ext4(#[from] xspack_ext4::Error),
     /// Reading the image or writing the filesystem failed.
     #[error(transparent)]
@@ -150,22 +151,14 @@ pub enum Error {
     /// An output name is not a valid path.
     #[error(transparent)]
     Name(#[from] xspack_manifest::RelPathError),
-    /// A file operation failed.
-    #[error("{path}: {op}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: Utf8PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
 }
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<Utf8PathBuf>, e: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source: e }
+        Error::Io(xspack_io::IoError::new(op, path.into(), e))
     }
 
     /// The obvious fix, when there is one: the Dockerfile line that adds what is missing.
@@ -182,7 +175,7 @@ impl Error {
     }
 
     /// Whether the input image (or an option) is at fault rather than the build host.
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         match self {
             Error::NoOsRelease
             | Error::NotDebian { .. }
@@ -196,5 +189,11 @@ impl Error {
             Error::Tree(e) => e.is_bad_input(),
             _ => false,
         }
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }

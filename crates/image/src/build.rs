@@ -83,7 +83,7 @@ pub fn build(
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| Error::Io { op: "writing", path: path.to_string(), source: e })?;
+            .map_err(|e| Error::Io(xspack_io::IoError::new("writing", &path, e)))?;
         (file, path)
     };
     let scratch = out.scratch_dir()?;
@@ -105,11 +105,8 @@ pub fn build(
     // Nothing reads a scratch image after this but qcow2's conversion.
     let discard = !keep_raw && !formats.contains(&DiskFormat::Qcow2);
     let sinks = sinks.expect("sinks were made");
-    let sinks = formats::feed(&file, sinks, discard).map_err(|e| Error::Io {
-        op: "making outputs from",
-        path: raw_path.to_string(),
-        source: e,
-    })?;
+    let sinks = formats::feed(&file, sinks, discard)
+        .map_err(|e| Error::Io(xspack_io::IoError::new("making outputs from", &raw_path, e)))?;
     drop(file);
     let mut outputs = sinks.finish(out, (&raw, &raw_path))?;
     if formats.contains(&DiskFormat::Qcow2) {

@@ -50,11 +50,8 @@ pub fn read_files(
         image.reread_layer(layer, last, |entry, data| -> Result<(), Error> {
             if let Some(names) = wanted.get(&(index, entry.index)) {
                 let mut bytes = Vec::new();
-                std::io::Read::read_to_end(data, &mut bytes).map_err(|e| Error::Io {
-                    op: "reading",
-                    path: layer.label(),
-                    source: e,
-                })?;
+                std::io::Read::read_to_end(data, &mut bytes)
+                    .map_err(|e| Error::Io(xspack_io::IoError::new("reading", layer.label(), e)))?;
                 for name in names {
                     out.insert(name.clone(), bytes.clone());
                 }

@@ -57,7 +57,7 @@ impl DiskFormat {
 const CHUNK: usize = 2 << 20;
 
 fn file_err(path: &Utf8Path, e: io::Error) -> Error {
-    Error::Io { op: "writing", path: path.to_string(), source: e }
+    Error::Io(xspack_io::IoError::new("writing", path, e))
 }
 
 /// Writes the whole of `disk` forward to `out`; ranges the source knows are zero are not read.
@@ -198,11 +198,8 @@ pub fn write_xva(
     let mut file = out.create_file(&RelPath::new(file_name.to_owned())?)?;
     let mut readers = Vec::new();
     for path in raw_paths {
-        let raw = File::open(path).map_err(|e| Error::Io {
-            op: "reading",
-            path: path.to_string(),
-            source: e,
-        })?;
+        let raw =
+            File::open(path).map_err(|e| Error::Io(xspack_io::IoError::new("reading", path, e)))?;
         readers.push(io::BufReader::new(raw));
     }
     let opts = xspack_xva::XvaOptions::default().with_mtime(epoch).with_progress(progress);

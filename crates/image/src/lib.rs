@@ -38,6 +38,7 @@ pub use formats::DiskFormat;
 pub use merge::merge_layers;
 pub use rootfs::{RootfsBuild, write_ext4};
 
+use xspack_io::Classify as _;
 use xspack_oci::MergeSummary;
 
 /// Options for [`write_ext4`].
@@ -81,7 +82,7 @@ pub enum Error {
     #[error(transparent)]
     Image(#[from] xspack_oci::Error),
     /// The filesystem could not be planned or written.
-    #[error("ext4: {0}")]
+    #[error("ext4")]
     Ext4(#[from] xspack_ext4::Error),
     /// Writing a VHD or qcow2 failed.
     #[error(transparent)]
@@ -110,22 +111,14 @@ pub enum Error {
         /// The bytes of file data (whole 4 KiB blocks) read when the build stopped.
         reached: u64,
     },
-    /// A file operation failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
 }
 
 impl Error {
     /// Whether the input image is at fault (exit code 3) rather than the build.
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         match self {
             Error::Image(e) => e.is_bad_input(),
             Error::OverSize { .. } => true,
@@ -140,5 +133,11 @@ impl Error {
             }
             _ => false,
         }
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }

@@ -200,7 +200,7 @@ fn read_entries(
                 {
                     corrupt(&label, &e)
                 } else {
-                    Error::Io { op: "writing", path: "the image".into(), source: e }
+                    Error::Io(xspack_io::IoError::new("writing", "the image", e))
                 }
             })?,
             _ if is_file && entry.size > 0 => {

@@ -39,7 +39,7 @@ impl std::fmt::Debug for RootfsBuild<'_> {
 
 /// An error writing the image file.
 fn io_err(op: &'static str, e: io::Error) -> Error {
-    Error::Io { op, path: "the image".into(), source: e }
+    Error::Io(xspack_io::IoError::new(op, "the image", e))
 }
 
 impl<'a> RootfsBuild<'a> {

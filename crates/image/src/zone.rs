@@ -136,20 +136,24 @@ impl Zoning {
 
     /// A new stash for a later layer.
     pub(crate) fn stash(&self) -> Result<StashWriter, Error> {
-        let file = tempfile::tempfile_in(&self.dir).map_err(|e| Error::Io {
-            op: "creating a scratch file in",
-            path: self.dir.display().to_string(),
-            source: e,
+        let file = tempfile::tempfile_in(&self.dir).map_err(|e| {
+            Error::Io(xspack_io::IoError::new(
+                "creating a scratch file in",
+                self.dir.display().to_string(),
+                e,
+            ))
         })?;
         Ok(StashWriter { out: SparseFile::scratch(file), next: 0, files: Vec::new() })
     }
 
     /// Keeps the stash of layer `layer`, read to its end.
     pub(crate) fn keep(&self, layer: usize, stash: StashWriter) -> Result<(), Error> {
-        let file = stash.out.finish().map_err(|e| Error::Io {
-            op: "writing a scratch file in",
-            path: self.dir.display().to_string(),
-            source: e,
+        let file = stash.out.finish().map_err(|e| {
+            Error::Io(xspack_io::IoError::new(
+                "writing a scratch file in",
+                self.dir.display().to_string(),
+                e,
+            ))
         })?;
         let mut stashes = self.stashes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         stashes.push(Stash { layer, file, files: stash.files });

@@ -27,6 +27,7 @@ pub mod civil;
 pub mod confine;
 mod counting;
 mod digest;
+mod fault;
 mod hashing;
 mod identity;
 pub mod location;
@@ -41,6 +42,7 @@ pub use atomic::{AtomicDir, AtomicFile, install_signal_cleanup, live_temp_paths}
 pub use confine::{InputError, InputRoots};
 pub use counting::{CountingReader, CountingWriter};
 pub use digest::{ParseDigestError, SHA256_LEN, Sha256Digest};
+pub use fault::{Classify, Fault, IoError};
 pub use hashing::{
     BACKGROUND_DEPTH, BackgroundHashingWriter, HashingReader, HashingWriter, hash_reader,
 };
@@ -106,25 +108,20 @@ pub enum Error {
         /// The offending path.
         path: Utf8PathBuf,
     },
-    /// An I/O operation on `path` failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done, as a short gerund phrase.
-        op: &'static str,
-        /// The path concerned.
-        path: Utf8PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl Error {
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl Into<Utf8PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io { op, path: path.into(), source }
+    pub(crate) fn io(op: &'static str, path: impl AsRef<str>, source: std::io::Error) -> Self {
+        Error::Io(IoError::new(op, path, source))
+    }
+}
+
+impl Classify for Error {
+    /// The host's: the command checks its output paths before it gets here.
+    fn fault(&self) -> Fault {
+        Fault::Host
     }
 }

@@ -226,17 +226,9 @@ pub enum Error {
         /// What is unsupported.
         reason: &'static str,
     },
-    /// An I/O operation on a host path failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path concerned.
-        path: Utf8PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
     /// Writing the image to its output failed.
     #[error("writing the ISO image")]
     Write(#[source] std::io::Error),
@@ -367,12 +359,12 @@ impl Error {
         path: impl Into<Utf8PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
 
     /// Whether the error means the image being read is malformed or hostile (exit code 3), as
     /// opposed to a failure to do the work or a problem with what was asked of the writer.
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         matches!(
             self,
             Error::Truncated { .. }
@@ -386,5 +378,11 @@ impl Error {
                 | Error::UnsupportedFeature { .. }
                 | Error::LimitExceeded { .. }
         )
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }

@@ -118,7 +118,7 @@ pub enum Error {
         lists: String,
     },
     /// A path is not a valid manifest path.
-    #[error("{path:?}: {source}")]
+    #[error("{path:?}")]
     Path {
         /// The path as given.
         path: String,
@@ -132,17 +132,9 @@ pub enum Error {
         /// The path.
         path: RelPath,
     },
-    /// An I/O operation on `path` failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path concerned.
-        path: Utf8PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
     /// `--force` was asked to replace a directory that is not a previous build, or that holds
     /// a guarded path (see [`replace`]).
     #[error("{dir}: refusing to replace it: it {reason}")]
@@ -163,12 +155,12 @@ impl Error {
         path: impl Into<Utf8PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
 
     /// Whether the error means the thing being verified is bad (exit code 3), as opposed to a
     /// failure to do the work.
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         matches!(
             self,
             Error::Sha256Sums { .. }
@@ -178,5 +170,19 @@ impl Error {
                 | Error::Path { .. }
                 | Error::Duplicate { .. }
         )
+    }
+}
+
+impl xspack_io::Classify for Error {
+    /// The caller's when an output may not be replaced; the input's when what is verified is
+    /// bad; the host's otherwise.
+    fn fault(&self) -> xspack_io::Fault {
+        if matches!(self, Error::NotReplaceable { .. }) {
+            xspack_io::Fault::Caller
+        } else if self.input_at_fault() {
+            xspack_io::Fault::Input
+        } else {
+            xspack_io::Fault::Host
+        }
     }
 }

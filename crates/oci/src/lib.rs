@@ -108,26 +108,24 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// Reading a file failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
 }
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
 
     /// Whether the image itself is bad (as opposed to a failure to read it).
-    pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Error::Io { .. })
+    fn input_at_fault(&self) -> bool {
+        !matches!(self, Error::Io(_))
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }

@@ -61,17 +61,9 @@ pub enum Error {
     /// RPM could not be built.
     #[error(transparent)]
     VmTemplate(Box<xspack_template::Error>),
-    /// Reading a file failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
 }
 
 impl Error {
@@ -80,6 +72,6 @@ impl Error {
     }
 
     pub(crate) fn io(op: &'static str, path: &camino::Utf8Path, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.to_string(), source }
+        Error::Io(xspack_io::IoError::new(op, path, source))
     }
 }

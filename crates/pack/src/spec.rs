@@ -424,11 +424,8 @@ impl PackSpec {
 
     /// Reads and parses `pack.toml` at `path`.
     pub fn load(path: &Utf8Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            op: "reading",
-            path: path.to_string(),
-            source: e,
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Io(xspack_io::IoError::new("reading", path, e)))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let prefix = std::str::from_utf8(valid).unwrap_or_default();

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
+use xspack_io::Classify as _;
 
 use camino::Utf8Path;
 use md5::Digest as _;
@@ -55,20 +56,26 @@ pub struct PackReport {
 
 impl Error {
     /// Whether the error means the ISO breaks a rule (as opposed to a failure to read it).
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         match self {
-            Error::Io { .. } => false,
+            Error::Io(_) => false,
             // Writing a package out (a full disk) or any other I/O is not the input's fault.
             Error::Rpm(e) => !matches!(
                 **e,
                 xspack_rpmrepo::Error::Write { .. }
-                    | xspack_rpmrepo::Error::Io { .. }
+                    | xspack_rpmrepo::Error::Io(_)
                     | xspack_rpmrepo::Error::Output(_)
             ),
             Error::Iso(e) => e.is_bad_input(),
             Error::VmTemplate(e) => e.is_bad_input(),
             _ => true,
         }
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }
 
@@ -83,11 +90,8 @@ struct Iso {
 
 impl Iso {
     fn open(path: &Utf8Path) -> Result<Self, Error> {
-        let file = File::open(path).map_err(|e| Error::Io {
-            op: "opening",
-            path: path.to_string(),
-            source: e,
-        })?;
+        let file =
+            File::open(path).map_err(|e| Error::Io(xspack_io::IoError::new("opening", path, e)))?;
         let mut reader = IsoReader::new(file).map_err(|e| Error::Iso(Box::new(e)))?;
         let entries = reader
             .entries()
@@ -165,11 +169,8 @@ impl Iso {
     fn extract(&mut self, name: &str, dir: &Utf8Path) -> Result<camino::Utf8PathBuf, Error> {
         let entry = self.entry(name)?.clone();
         let dest = dir.join(name.rsplit('/').next().unwrap_or(name));
-        let mut out = File::create(&dest).map_err(|e| Error::Io {
-            op: "writing",
-            path: dest.to_string(),
-            source: e,
-        })?;
+        let mut out = File::create(&dest)
+            .map_err(|e| Error::Io(xspack_io::IoError::new("writing", &dest, e)))?;
         let mut r = self.reader.open_file(&entry).map_err(|e| Error::Iso(Box::new(e)))?;
         io::copy(&mut r, &mut out).map_err(|e| bad(name, format!("unreadable: {e}")))?;
         Ok(dest)
@@ -526,10 +527,8 @@ fn verify_signatures(
     }
     let mut checked = format!("signatures on update.xml and repomd.xml by {}", key.info().key_id);
     if !update.key.is_empty() {
-        let tmp = tempfile::tempdir().map_err(|e| Error::Io {
-            op: "creating a temporary directory",
-            path: "tmp".into(),
-            source: e,
+        let tmp = tempfile::tempdir().map_err(|e| {
+            Error::Io(xspack_io::IoError::new("creating a temporary directory", "tmp", e))
         })?;
         let dir = Utf8Path::from_path(tmp.path()).ok_or_else(|| bad("tmp", "not UTF-8"))?;
         for href in report.rpms.clone() {

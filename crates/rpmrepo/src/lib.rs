@@ -84,17 +84,9 @@ use camino::Utf8PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An I/O operation on `path` failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done, as a short gerund phrase.
-        op: &'static str,
-        /// The path concerned.
-        path: Utf8PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
     /// Writing an atomic output failed.
     #[error(transparent)]
     Output(#[from] xspack_io::Error),
@@ -255,7 +247,7 @@ impl Error {
         path: impl Into<Utf8PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
 }
 
@@ -265,4 +257,15 @@ impl Error {
 /// mtimes, signature creation times, repodata timestamps).
 pub fn source_date_epoch() -> Option<u32> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
+}
+
+impl xspack_io::Classify for Error {
+    /// The host's when a file could not be read or written; otherwise the input's (a package,
+    /// key or signature that breaks a rule).
+    fn fault(&self) -> xspack_io::Fault {
+        match self {
+            Error::Io(_) | Error::Write { .. } | Error::Output(_) => xspack_io::Fault::Host,
+            _ => xspack_io::Fault::Input,
+        }
+    }
 }

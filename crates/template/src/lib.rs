@@ -72,6 +72,7 @@ pub use validate::{
 pub use xva::{template_vm_spec, write_template_xva};
 
 use camino::Utf8PathBuf;
+use xspack_io::Classify as _;
 
 /// Errors from reading template definitions and building their artifacts.
 #[derive(Debug, thiserror::Error)]
@@ -103,17 +104,9 @@ pub enum Error {
         /// The cause.
         reason: String,
     },
-    /// Reading a file failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done, as a short gerund phrase.
-        op: &'static str,
-        /// The file.
-        path: Utf8PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
     /// Building or signing the RPM failed.
     #[error(transparent)]
     Rpm(Box<xspack_rpmrepo::Error>),
@@ -130,18 +123,24 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<Utf8PathBuf>, e: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source: e }
+        Error::Io(xspack_io::IoError::new(op, path.into(), e))
     }
 
     /// Whether the error means an input (definition, JSON, disk image) is bad, as opposed to
     /// a failure to read or write it.
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         match self {
             Error::Spec { .. } | Error::GuestJson { .. } | Error::ConfigDrive(_) => true,
             Error::Xva(e) => e.is_bad_input(),
             Error::Output(e) => e.is_bad_input(),
-            Error::Render { .. } | Error::Io { .. } | Error::Rpm(_) => false,
+            Error::Render { .. } | Error::Io(_) | Error::Rpm(_) => false,
         }
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }
 

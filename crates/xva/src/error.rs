@@ -1,8 +1,6 @@
 //! The crate's error type. Archive errors name the tar member they concern, ova.xml errors the
 //! object and field, so a message alone says what to look at.
 
-use camino::Utf8PathBuf;
-
 /// Errors from building, writing and reading XVAs.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,17 +52,9 @@ pub enum Error {
     /// Writing the archive stream failed.
     #[error("writing the XVA stream")]
     Write(#[source] std::io::Error),
-    /// An I/O operation on `path` failed.
-    #[error("{path}: {op}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path concerned.
-        path: Utf8PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operation on a file failed.
+    #[error(transparent)]
+    Io(#[from] xspack_io::IoError),
     /// Atomic output failed.
     #[error(transparent)]
     Output(#[from] xspack_io::Error),
@@ -296,14 +286,20 @@ impl Error {
 
     /// Whether the error means the input (archive or spec) is bad, as opposed to a failure to
     /// read or write it.
-    pub fn is_bad_input(&self) -> bool {
+    fn input_at_fault(&self) -> bool {
         !matches!(
             self,
             Error::ReadDisk { .. }
                 | Error::Write(_)
-                | Error::Io { .. }
+                | Error::Io(_)
                 | Error::Output(_)
                 | Error::Read(_)
         )
+    }
+}
+
+impl xspack_io::Classify for Error {
+    fn fault(&self) -> xspack_io::Fault {
+        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
     }
 }

@@ -511,7 +511,7 @@ impl<R: Read> Read for DiskReader<'_, R> {
 
 /// Reads and checks the XVA at `path` completely and reports what it holds.
 pub fn summarize_xva_file(path: &Utf8Path) -> Result<XvaSummary, Error> {
-    let io_err = |op, source| Error::Io { op, path: path.to_owned(), source };
+    let io_err = |op, source| Error::Io(xspack_io::IoError::new(op, path, source));
     let file = File::open(path).map_err(|e| io_err("opening", e))?;
     let result =
         XvaReader::new(BufReader::with_capacity(BUFFER_SIZE, file)).and_then(XvaReader::finish);

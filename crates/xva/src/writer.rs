@@ -126,7 +126,7 @@ pub fn write_xva_file<R: Read>(
 ) -> Result<Utf8PathBuf, Error> {
     let file =
         if opts.replace { AtomicFile::create_or_replace(path)? } else { AtomicFile::create(path)? };
-    let io_err = |source| Error::Io { op: "writing", path: path.to_owned(), source };
+    let io_err = |source| Error::Io(xspack_io::IoError::new("writing", path, source));
     let out = write_xva(BufWriter::with_capacity(BUFFER_SIZE, file), spec, disks, opts)
         .map_err(|e| if let Error::Write(source) = e { io_err(source) } else { e })?;
     let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;

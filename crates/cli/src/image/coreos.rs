@@ -12,7 +12,7 @@ use xspack_image::DiskFormat;
 use xspack_manifest::{Input, InputDigest};
 use xspack_oci::{Image, ImageSource};
 
-use crate::exit::Usage;
+use crate::exit::{ClassifyResult as _, usage};
 use crate::image::{
     Boot, BuildArgs, Runtime, Service, add_image_inputs, check_name, default_name, parse_size,
 };
@@ -40,7 +40,7 @@ fn read_keys(path: &Utf8PathBuf) -> Result<Vec<String>> {
         .map(str::to_owned)
         .collect();
     if keys.is_empty() {
-        return Err(Usage(format!("--ssh-key {path}: the file holds no key")).into());
+        return Err(usage(format!("--ssh-key {path}: the file holds no key")).into());
     }
     Ok(keys)
 }
@@ -61,7 +61,7 @@ fn options(
         opts.ssh_keys.extend(spec.ssh_keys.iter().cloned());
         if let Some(memory) = &spec.memory {
             opts.memory = parse_size(memory)
-                .map_err(|reason| Usage(format!("{}: memory: {reason}", spec.path)))?;
+                .map_err(|reason| usage(format!("{}: memory: {reason}", spec.path)))?;
         }
         opts.vcpus = spec.vcpus.unwrap_or(opts.vcpus);
         opts.runtime = spec.runtime;
@@ -88,30 +88,29 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
         || args.seed.is_some()
         || args.service != Service::Entrypoint
     {
-        return Err(Usage(
-            "--boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu".into(),
+        return Err(usage(
+            "--boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu",
         )
         .into());
     }
     let base = args.base.clone().ok_or_else(|| {
-        Usage(
+        usage(
             "--flavor coreos needs --base FILE: a Flatcar or Fedora CoreOS OpenStack raw image \
-             (.img, .img.gz, .img.bz2 or .img.xz)"
-                .into(),
+             (.img, .img.gz, .img.bz2 or .img.xz)",
         )
     })?;
-    let spec = args.spec.as_deref().map(GuestSpec::load).transpose()?;
+    let spec = args.spec.as_deref().map(GuestSpec::load).transpose().classified()?;
     // The containers: the spec's, then one per SOURCE.
     let mut wanted: Vec<(ContainerSpec, String, ImageSource)> = Vec::new();
     if let Some(spec) = &spec {
         for c in &spec.containers {
             let text = spec.resolve_image(c);
-            let source = ImageSource::parse(&text)?;
+            let source = ImageSource::parse(&text).classified()?;
             wanted.push((c.clone(), text, source));
         }
     }
     for text in &args.sources {
-        let source = ImageSource::parse(text)?;
+        let source = ImageSource::parse(text).classified()?;
         wanted.push((
             ContainerSpec::new(container_name(&source), text.clone()),
             text.clone(),
@@ -126,7 +125,7 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     check_name(&name)?;
     let mut images = Vec::new();
     for (_, source_text, source) in &wanted {
-        images.push(Image::open(source).with_context(|| source_text.clone())?);
+        images.push(Image::open(source).classified().with_context(|| source_text.clone())?);
     }
     let containers: Vec<Container<'_>> = wanted
         .iter()
@@ -141,7 +140,8 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     for c in &containers {
         add_image_inputs(&mut out, c.image, &format!("{}: ", c.spec.name));
     }
-    let built = xspack_guest::coreos::build(&containers, &mut out, &opts, ui.progress())?;
+    let built =
+        xspack_guest::coreos::build(&containers, &mut out, &opts, ui.progress()).classified()?;
     out.add_input(Input {
         // The file's own name: where it lies is no part of the build.
         name: base.file_name().unwrap_or("base").to_owned(),

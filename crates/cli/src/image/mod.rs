@@ -13,7 +13,7 @@ use xspack_image::{BuildRequest, DiskFormat, RootfsOptions};
 use xspack_manifest::{Input, InputDigest, OutputDir};
 use xspack_oci::{Image, ImageSource};
 
-use crate::exit::Usage;
+use crate::exit::{ClassifyResult as _, usage};
 use crate::outputs;
 use crate::ui::Ui;
 
@@ -216,7 +216,7 @@ pub fn check_name(name: &str) -> Result<()> {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if !ok {
         return Err(
-            Usage(format!("--name {name:?}: use letters, digits, '.', '_' and '-' only")).into()
+            usage(format!("--name {name:?}: use letters, digits, '.', '_' and '-' only")).into()
         );
     }
     Ok(())
@@ -241,15 +241,14 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
         return coreos::run(args, ui, source_date_epoch);
     }
     if coreos_only {
-        return Err(Usage(
+        return Err(usage(
             "--base, --spec, --ssh-key, --hostname, --memory, --vcpus and --runtime apply to \
-             --flavor coreos"
-                .into(),
+             --flavor coreos",
         )
         .into());
     }
     if args.sources.len() != 1 {
-        return Err(Usage(format!(
+        return Err(usage(format!(
             "--flavor {} takes exactly one SOURCE, got {}",
             args.flavor.name(),
             args.sources.len()
@@ -262,8 +261,8 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
             || args.seed.is_some()
             || args.service != Service::Entrypoint)
     {
-        return Err(Usage(
-            "--boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu".into(),
+        return Err(usage(
+            "--boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu",
         )
         .into());
     }
@@ -271,10 +270,10 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
         check_name(name)?;
     }
     let source_text = &args.sources[0];
-    let source = ImageSource::parse(source_text)?;
+    let source = ImageSource::parse(source_text).classified()?;
     let name = args.name.clone().unwrap_or_else(|| default_name(&source));
     let dest = args.output.clone().unwrap_or_else(|| Utf8PathBuf::from("dist").join(&name));
-    let image = Image::open(&source).with_context(|| source_text.clone())?;
+    let image = Image::open(&source).classified().with_context(|| source_text.clone())?;
     let mut out = outputs::open(&dest, source_date_epoch, args.force, &file_inputs(args))?;
     add_image_inputs(&mut out, &image, "");
     let artifacts = match args.flavor {
@@ -333,7 +332,7 @@ fn build_plain(
     opts.label = name.chars().take(16).collect();
     opts.source_date_epoch = source_date_epoch;
     let request = BuildRequest::new(name.to_owned(), formats, opts);
-    let built = xspack_image::build(image, out, &request, ui.progress())?;
+    let built = xspack_image::build(image, out, &request, ui.progress()).classified()?;
     let rootfs = &built.rootfs;
     ui.detail(&format!(
         "ext4: {} files ({}), {} inodes, {} layers, {}",
@@ -366,7 +365,7 @@ fn build_ubuntu(
     opts.kernel.clone_from(&args.kernel);
     opts.initrd.clone_from(&args.initrd);
     opts.service = args.service == Service::Entrypoint;
-    let built = xspack_guest::ubuntu::build(image, out, &opts, ui.progress())?;
+    let built = xspack_guest::ubuntu::build(image, out, &opts, ui.progress()).classified()?;
     ui.detail(&format!("kernel command line: {}", built.cmdline));
     for note in &built.notes {
         ui.warn(note);
@@ -388,8 +387,8 @@ fn write_seed(
     let data = std::fs::read(user_data).with_context(|| format!("{user_data}: reading"))?;
     let opts = xspack_guest::seed::SeedOptions::new(format!("{name}-{epoch}"), data, epoch);
     let rel = xspack_manifest::RelPath::new(format!("{name}-seed.img"))?;
-    let file = out.create_file(&rel)?;
-    let file = xspack_guest::seed::write_seed(&opts, file)?;
+    let file = out.create_file(&rel).classified()?;
+    let file = xspack_guest::seed::write_seed(&opts, file).classified()?;
     Ok(out.finish_file(file)?)
 }
 
@@ -399,20 +398,6 @@ fn kind_of(source: &ImageSource) -> &'static str {
         ImageSource::OciDir { .. } => "oci",
         ImageSource::OciArchive { .. } => "oci-archive",
     }
-}
-
-/// Errors reading an image that are the image's fault.
-pub fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
-    if let Some(e) = e.downcast_ref::<xspack_oci::Error>() {
-        return e.is_bad_input();
-    }
-    if let Some(e) = e.downcast_ref::<xspack_image::Error>() {
-        return e.is_bad_input();
-    }
-    if let Some(e) = e.downcast_ref::<xspack_guest::Error>() {
-        return e.is_bad_input();
-    }
-    false
 }
 
 #[cfg(test)]

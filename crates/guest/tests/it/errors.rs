@@ -2,6 +2,7 @@
 
 use xspack_guest::ubuntu::UbuntuOptions;
 use xspack_image::DiskFormat;
+use xspack_io::Classify as _;
 
 use crate::fixture::{DEBIAN_OS_RELEASE, synthetic};
 use crate::{EPOCH, build, tempdir};

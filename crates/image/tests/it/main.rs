@@ -5,6 +5,7 @@
 mod fixtures;
 
 use std::collections::BTreeMap;
+use xspack_io::Classify as _;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use xspack_image::{RootfsBuild, RootfsOptions, formats, identity, merge_layers, write_ext4};

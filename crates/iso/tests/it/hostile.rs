@@ -3,6 +3,7 @@
 
 use std::io::{Cursor, Read};
 use std::sync::OnceLock;
+use xspack_io::Classify as _;
 
 use proptest::prelude::*;
 use xspack_iso::{EntryKind, Error, IsoReader};

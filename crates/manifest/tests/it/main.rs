@@ -5,6 +5,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::symlink;
 use std::process::Command;
+use xspack_io::Classify as _;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;

@@ -4,6 +4,7 @@
 mod target;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use xspack_io::Classify as _;
 use xspack_io::NoProgress;
 use xspack_iso::{EntryKind, IsoReader};
 use xspack_manifest::{OutputDir, Tool};

@@ -3,6 +3,7 @@
 //! default for an ISO that records none.
 
 use camino::{Utf8Path, Utf8PathBuf};
+use xspack_io::Classify as _;
 use xspack_iso::{EntryKind, IsoBuilder, IsoOptions, IsoReader, Metadata};
 use xspack_pack::verify::verify_iso;
 use xspack_rpmrepo::{Dependency, EL9, RpmBuilder, XENSERVER_8};

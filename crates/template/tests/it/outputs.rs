@@ -2,6 +2,7 @@
 //! (`rpm -K`, `rpm -i`, `xva-img`, mtools) check them in `tests/e2e/template.rs`.
 
 use std::io::Cursor;
+use xspack_io::Classify as _;
 
 use camino::Utf8Path;
 use xspack_io::NoProgress;
