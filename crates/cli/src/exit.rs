@@ -39,6 +39,19 @@ impl std::error::Error for Classified {
     }
 }
 
+impl Classified {
+    /// The error it holds.
+    pub fn inner(&self) -> &(dyn std::error::Error + 'static) {
+        &*self.error
+    }
+}
+
+/// Every error in `e`'s chain, outermost first, with the error a [`Classified`] holds in its
+/// place (the chain itself skips it: a `Classified` shows its text and its source).
+pub fn causes(e: &anyhow::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    e.chain().map(|c| c.downcast_ref::<Classified>().map_or(c, Classified::inner))
+}
+
 /// A message of the command's own.
 #[derive(Debug)]
 struct Message(String);
@@ -60,6 +73,11 @@ pub fn usage(message: impl Into<String>) -> Classified {
     Classified { fault: Fault::Caller, error: Box::new(Message(message.into())) }
 }
 
+/// `e` with the fault its library gives it.
+pub fn classify<E: Classify + std::error::Error + Send + Sync + 'static>(e: E) -> Classified {
+    Classified { fault: e.fault(), error: Box::new(e) }
+}
+
 /// Library results, classified by the library's own [`Classify`] as they pass up.
 pub trait ClassifyResult<T> {
     /// The error with the fault its library gives it.
@@ -73,7 +91,7 @@ impl<T, E: Classify + std::error::Error + Send + Sync + 'static> ClassifyResult<
     for Result<T, E>
 {
     fn classified(self) -> Result<T, Classified> {
-        self.map_err(|e| Classified { fault: e.fault(), error: Box::new(e) })
+        self.map_err(classify)
     }
 
     fn fault(self, fault: Fault) -> Result<T, Classified> {
@@ -228,7 +246,7 @@ mod tests {
             .context("d")
             .unwrap_err();
         assert_eq!(code_of(&lib), BAD_INPUT);
-        assert_eq!(one_line(&lib), "d: d: no SHA256SUMS or manifest.json");
+        assert_eq!(one_line(&lib), "d: d: no SHA256SUMS or manifest.json to verify against");
         let host = Err::<(), _>(xspack_io::IoError::new(
             "reading",
             "f",

@@ -11,7 +11,7 @@ pub const PASSPHRASE_ENV: &str = "XSPACK_SIGN_PASSPHRASE";
 
 /// The hint for `e` run as `command` (`"pack build"`), if there is an obvious fix.
 pub fn hint_of(e: &anyhow::Error, command: &str) -> Option<String> {
-    e.chain().find_map(|cause| hint_of_cause(cause, command))
+    crate::exit::causes(e).find_map(|cause| hint_of_cause(cause, command))
 }
 
 fn hint_of_cause(cause: &(dyn std::error::Error + 'static), command: &str) -> Option<String> {

@@ -52,7 +52,7 @@ fn verify_file(target: &Utf8Path, ui: &Ui) -> Result<std::process::ExitCode> {
         Err(
             xspack_manifest::Error::NotListed { .. } | xspack_manifest::Error::NoManifest { .. },
         ) if kind.is_some() => None,
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(crate::exit::classify(e).into()),
     };
     let mut checked = Vec::new();
     let mut summary = None;

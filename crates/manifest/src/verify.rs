@@ -115,7 +115,7 @@ enum Outcome {
 
 /// Verifies the directory `dir` against the `SHA256SUMS` and/or `manifest.json` inside it.
 ///
-/// Returns `Err` when the lists themselves are absent or malformed ([`Error::is_bad_input`]) or
+/// Returns `Err` when the lists themselves are absent or malformed ([`xspack_io::Classify::is_bad_input`]) or
 /// the directory cannot be read; otherwise a report, which may list problems.
 pub fn verify_dir(dir: &Utf8Path, progress: &dyn Progress) -> Result<VerifyReport, Error> {
     verify(dir, None, progress)
