@@ -220,7 +220,7 @@ pub fn pack_toml(data: &[u8]) {
 /// `gzip_index`: the bytes as gzip, decoded once while noting a seek index with an access
 /// point every 4 KiB, then again segment by segment from that index; both must agree.
 pub fn gzip_index(data: &[u8]) {
-    xspack_oci::check_gzip_index(data);
+    xspack_gzseek::check_round_trip(data);
 }
 
 /// Runs the harness of `target` on `data`.

@@ -13,7 +13,7 @@
 //! The first read of a layer notes a proof of its stored bytes ([`crate::proof`]: BLAKE3 of
 //! every 1 MiB), so a reread proves the blocks it uses without hashing the whole blob again,
 //! and stops reading once its visitor is done. The first read of a gzip layer also notes a
-//! seek index ([`crate::gzip`]); a reread decodes the stretches between its access points on
+//! seek index ([`xspack_gzseek`]); a reread decodes the stretches between its access points on
 //! one thread per core (at most [`MAX_SEGMENT_WORKERS`]) and hands them on in order, so a
 //! second pass is not bound to one core.
 
@@ -25,11 +25,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use xspack_io::HashingReader;
 
-use crate::gzip::{IndexingDecoder, SeekIndex, Segment};
 use crate::limits::{self, check_path, check_symlink, check_xattr, shown};
 use crate::proof::{BlobProof, ProofChecker, ProofRecorder};
 use crate::tar_guard::{ExtBodies, TarWatch};
 use crate::{Digest, Error, Image, LayerInfo, pax};
+use xspack_gzseek::{IndexingDecoder, SeekIndex, Segment};
 
 /// What a layer entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,7 +475,7 @@ fn produce(
             break 'read ("none", Some(Error::Layer { layer: label.to_owned(), reason }));
         }
         if head.starts_with(&[0x1f, 0x8b]) {
-            let spacing = index.then_some(crate::gzip::SPACING);
+            let spacing = index.then_some(xspack_gzseek::SPACING);
             let mut decoder = IndexingDecoder::new(&mut stored, spacing);
             let copied = copy_out(&mut decoder, &mut out);
             // Read to its end (the parser took every byte): the index is complete.
@@ -535,7 +535,7 @@ fn copy_out(decoder: &mut dyn Read, out: &mut xspack_io::pipe::PipeWriter) -> io
 }
 
 /// The most threads decoding segments of a seek-indexed layer at once (each holds a segment
-/// of about [`crate::gzip::SPACING`] bytes, as does each one ready for the parser).
+/// of about [`xspack_gzseek::SPACING`] bytes, as does each one ready for the parser).
 const MAX_SEGMENT_WORKERS: usize = 8;
 /// Emptied output pieces kept for reuse: about as many as the segments in flight hold, so
 /// pieces freed on one thread are not allocated anew on another (which fragments the heap).

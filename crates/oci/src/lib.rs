@@ -23,7 +23,6 @@
 mod archive;
 mod digest;
 pub mod docker_archive;
-mod gzip;
 mod image;
 mod layer;
 pub mod limits;
@@ -41,13 +40,6 @@ pub use layer::{EntryKind, EntryMeta, LayerEntry, LayerSummary};
 pub use merge::{FileData, MergeSummary, MergedTree, NodeId, NodeKind, TreeNode, ZeroRuns};
 pub use source::ImageSource;
 pub use spec::ContainerConfig;
-
-/// For the fuzz harness: decodes `data` as gzip while noting a seek index (an access point
-/// every 4 KiB), decodes every segment of the index again, and panics unless both agree.
-#[doc(hidden)]
-pub fn check_gzip_index(data: &[u8]) {
-    gzip::check_round_trip(data);
-}
 
 /// Errors from reading and merging images. Messages name the input and, for layers, the layer
 /// and entry concerned.
