@@ -17,7 +17,7 @@ pub(crate) struct AccessPoint {
     pub(crate) out: u64,
     /// Bytes of window (32 KiB, or all output so far when less).
     pub(crate) window_len: u32,
-    /// Bytes of output from the block on kept as its check: [`CHECK`], or less at the end.
+    /// Bytes of output from the block on kept as its check: [`crate::CHECK`], or less at the end.
     pub(crate) check_len: u32,
 }
 

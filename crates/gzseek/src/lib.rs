@@ -13,7 +13,7 @@
 //! Access points are of two kinds:
 //! - **Block boundaries.** zlib-rs' safe API stops there (`InflateFlush::Block`) but does not
 //!   say at which bit of the last byte taken the next block starts (it returns whole unused
-//!   bytes), so the block starts at one of 8 bits. Each point keeps the first [`CHECK`] bytes
+//!   bytes), so the block starts at one of 8 bits. Each point keeps the first `CHECK` (4 KiB) bytes
 //!   of output after it, and decoding a segment tries the 8 bits until one reproduces them.
 //! - **Between two symbols of a fixed-code block.** zlib-ng and zlib-rs at level 1 write a
 //!   whole member as one such block: no boundary to seek to. Past the spacing, the first read
