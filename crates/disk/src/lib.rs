@@ -90,7 +90,6 @@ pub use source::{DiskSource, FileSource, ReopenSource, SeekSource};
 pub use xspack_io::{ParseUuidError, Uuid};
 
 use camino::Utf8PathBuf;
-use xspack_io::Classify as _;
 
 /// Errors from writing and reading disk images.
 #[derive(Debug, thiserror::Error)]
@@ -207,17 +206,6 @@ impl Error {
         }
     }
 
-    /// Whether the error says the image itself is bad (a broken rule, or cut short), rather
-    /// than that reading or writing it failed; looks through [`Error::File`].
-    fn input_at_fault(&self) -> bool {
-        match self {
-            Error::Vhd(_) | Error::Qcow2(_) => true,
-            Error::Read { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
-            Error::File { source, .. } => source.is_bad_input(),
-            _ => false,
-        }
-    }
-
     /// The VHD rule this error reports, looking through [`Error::File`].
     pub fn violation(&self) -> Option<&vhd::Violation> {
         match self {
@@ -238,8 +226,15 @@ impl Error {
 }
 
 impl xspack_io::Classify for Error {
+    /// Whether the error says the image itself is bad (a broken rule, or cut short), rather
+    /// than that reading or writing it failed; looks through [`Error::File`].
     fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        xspack_io::Fault::input_if(match self {
+            Error::Vhd(_) | Error::Qcow2(_) => true,
+            Error::Read { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
+            Error::File { source, .. } => source.is_bad_input(),
+            _ => false,
+        })
     }
 }
 

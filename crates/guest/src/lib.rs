@@ -35,7 +35,6 @@ pub mod ubuntu;
 mod command;
 
 use camino::Utf8PathBuf;
-use xspack_io::Classify as _;
 
 /// Errors from building a guest. Every message is one line and says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -173,10 +172,12 @@ impl Error {
             _ => None,
         }
     }
+}
 
+impl xspack_io::Classify for Error {
     /// Whether the input image (or an option) is at fault rather than the build host.
-    fn input_at_fault(&self) -> bool {
-        match self {
+    fn fault(&self) -> xspack_io::Fault {
+        xspack_io::Fault::input_if(match self {
             Error::NoOsRelease
             | Error::NotDebian { .. }
             | Error::NoKernel { .. }
@@ -188,12 +189,6 @@ impl Error {
             Error::Image(e) => e.is_bad_input(),
             Error::Tree(e) => e.is_bad_input(),
             _ => false,
-        }
-    }
-}
-
-impl xspack_io::Classify for Error {
-    fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        })
     }
 }

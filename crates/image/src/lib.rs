@@ -38,7 +38,6 @@ pub use formats::DiskFormat;
 pub use merge::merge_layers;
 pub use rootfs::{RootfsBuild, write_ext4};
 
-use xspack_io::Classify as _;
 use xspack_oci::MergeSummary;
 
 /// Options for [`write_ext4`].
@@ -116,10 +115,10 @@ pub enum Error {
     Io(#[from] xspack_io::IoError),
 }
 
-impl Error {
+impl xspack_io::Classify for Error {
     /// Whether the input image is at fault (exit code 3) rather than the build.
-    fn input_at_fault(&self) -> bool {
-        match self {
+    fn fault(&self) -> xspack_io::Fault {
+        xspack_io::Fault::input_if(match self {
             Error::Image(e) => e.is_bad_input(),
             Error::OverSize { .. } => true,
             Error::Ext4(e) => {
@@ -132,12 +131,6 @@ impl Error {
                 )
             }
             _ => false,
-        }
-    }
-}
-
-impl xspack_io::Classify for Error {
-    fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        })
     }
 }

@@ -45,6 +45,13 @@ pub enum Fault {
     Host,
 }
 
+impl Fault {
+    /// [`Fault::Input`] when `input` holds, else [`Fault::Host`]: the split most errors make.
+    pub fn input_if(input: bool) -> Fault {
+        if input { Fault::Input } else { Fault::Host }
+    }
+}
+
 /// An error that knows whose fault it is. Every library error type implements it, so the
 /// command maps any of them to an exit code the same way.
 pub trait Classify {

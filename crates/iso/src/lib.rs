@@ -361,11 +361,13 @@ impl Error {
     ) -> Self {
         Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
+}
 
+impl xspack_io::Classify for Error {
     /// Whether the error means the image being read is malformed or hostile (exit code 3), as
     /// opposed to a failure to do the work or a problem with what was asked of the writer.
-    fn input_at_fault(&self) -> bool {
-        matches!(
+    fn fault(&self) -> xspack_io::Fault {
+        xspack_io::Fault::input_if(matches!(
             self,
             Error::Truncated { .. }
                 | Error::BadDescriptor { .. }
@@ -377,12 +379,6 @@ impl Error {
                 | Error::DuplicateName { .. }
                 | Error::UnsupportedFeature { .. }
                 | Error::LimitExceeded { .. }
-        )
-    }
-}
-
-impl xspack_io::Classify for Error {
-    fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        ))
     }
 }

@@ -157,20 +157,6 @@ impl Error {
     ) -> Self {
         Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
-
-    /// Whether the error means the thing being verified is bad (exit code 3), as opposed to a
-    /// failure to do the work.
-    fn input_at_fault(&self) -> bool {
-        matches!(
-            self,
-            Error::Sha256Sums { .. }
-                | Error::Manifest { .. }
-                | Error::NoManifest { .. }
-                | Error::NotListed { .. }
-                | Error::Path { .. }
-                | Error::Duplicate { .. }
-        )
-    }
 }
 
 impl xspack_io::Classify for Error {
@@ -179,10 +165,16 @@ impl xspack_io::Classify for Error {
     fn fault(&self) -> xspack_io::Fault {
         if matches!(self, Error::NotReplaceable { .. }) {
             xspack_io::Fault::Caller
-        } else if self.input_at_fault() {
-            xspack_io::Fault::Input
         } else {
-            xspack_io::Fault::Host
+            xspack_io::Fault::input_if(matches!(
+                self,
+                Error::Sha256Sums { .. }
+                    | Error::Manifest { .. }
+                    | Error::NoManifest { .. }
+                    | Error::NotListed { .. }
+                    | Error::Path { .. }
+                    | Error::Duplicate { .. }
+            ))
         }
     }
 }

@@ -109,15 +109,11 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io(xspack_io::IoError::new(op, path.into(), source))
     }
-
-    /// Whether the image itself is bad (as opposed to a failure to read it).
-    fn input_at_fault(&self) -> bool {
-        !matches!(self, Error::Io(_))
-    }
 }
 
 impl xspack_io::Classify for Error {
+    /// Whether the image itself is bad (as opposed to a failure to read it).
     fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        xspack_io::Fault::input_if(!matches!(self, Error::Io(_)))
     }
 }

@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
-use xspack_io::Classify as _;
 
 use camino::Utf8Path;
 use md5::Digest as _;
@@ -54,10 +53,10 @@ pub struct PackReport {
     pub warnings: Vec<String>,
 }
 
-impl Error {
+impl xspack_io::Classify for Error {
     /// Whether the error means the ISO breaks a rule (as opposed to a failure to read it).
-    fn input_at_fault(&self) -> bool {
-        match self {
+    fn fault(&self) -> xspack_io::Fault {
+        xspack_io::Fault::input_if(match self {
             Error::Io(_) => false,
             // Writing a package out (a full disk) or any other I/O is not the input's fault.
             Error::Rpm(e) => !matches!(
@@ -69,13 +68,7 @@ impl Error {
             Error::Iso(e) => e.is_bad_input(),
             Error::VmTemplate(e) => e.is_bad_input(),
             _ => true,
-        }
-    }
-}
-
-impl xspack_io::Classify for Error {
-    fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        })
     }
 }
 

@@ -72,7 +72,6 @@ pub use validate::{
 pub use xva::{template_vm_spec, write_template_xva};
 
 use camino::Utf8PathBuf;
-use xspack_io::Classify as _;
 
 /// Errors from reading template definitions and building their artifacts.
 #[derive(Debug, thiserror::Error)]
@@ -125,22 +124,18 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<Utf8PathBuf>, e: std::io::Error) -> Self {
         Error::Io(xspack_io::IoError::new(op, path.into(), e))
     }
+}
 
+impl xspack_io::Classify for Error {
     /// Whether the error means an input (definition, JSON, disk image) is bad, as opposed to
     /// a failure to read or write it.
-    fn input_at_fault(&self) -> bool {
-        match self {
+    fn fault(&self) -> xspack_io::Fault {
+        xspack_io::Fault::input_if(match self {
             Error::Spec { .. } | Error::GuestJson { .. } | Error::ConfigDrive(_) => true,
             Error::Xva(e) => e.is_bad_input(),
             Error::Output(e) => e.is_bad_input(),
             Error::Render { .. } | Error::Io(_) | Error::Rpm(_) => false,
-        }
-    }
-}
-
-impl xspack_io::Classify for Error {
-    fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        })
     }
 }
 

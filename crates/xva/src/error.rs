@@ -283,23 +283,21 @@ impl Error {
     pub(crate) fn structure(reason: impl Into<String>) -> Self {
         Error::OvaStructure { reason: reason.into() }
     }
-
-    /// Whether the error means the input (archive or spec) is bad, as opposed to a failure to
-    /// read or write it.
-    fn input_at_fault(&self) -> bool {
-        !matches!(
-            self,
-            Error::ReadDisk { .. }
-                | Error::Write(_)
-                | Error::Io(_)
-                | Error::Output(_)
-                | Error::Read(_)
-        )
-    }
 }
 
 impl xspack_io::Classify for Error {
+    /// Whether the error means the input (archive or spec) is bad, as opposed to a failure to
+    /// read or write it.
     fn fault(&self) -> xspack_io::Fault {
-        if self.input_at_fault() { xspack_io::Fault::Input } else { xspack_io::Fault::Host }
+        xspack_io::Fault::input_if({
+            !matches!(
+                self,
+                Error::ReadDisk { .. }
+                    | Error::Write(_)
+                    | Error::Io(_)
+                    | Error::Output(_)
+                    | Error::Read(_)
+            )
+        })
     }
 }
