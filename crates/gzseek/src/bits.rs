@@ -1,6 +1,7 @@
 //! Starting a decoder at a bit that is not a byte boundary: the bits of that byte before the
-//! start are replaced by empty DEFLATE blocks of the right total length (`Bits::filler`, RFC
-//! 1951 section 3.2.4), and a fixed-code block header goes before a start inside a block.
+//! start are replaced by empty DEFLATE blocks of the right total length (`Bits::filler`: block
+//! headers of RFC 1951 §3.2.3, with the fixed codes of §3.2.6 or the dynamic codes of §3.2.7),
+//! and a fixed-code block header goes before a start inside a block.
 
 use std::io;
 

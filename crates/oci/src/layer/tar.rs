@@ -94,7 +94,7 @@ pub(crate) fn visit_entries<R: Read, E: From<Error>>(
 }
 
 /// A pax time: `seconds[.fraction]`, possibly negative.
-pub(crate) fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
+fn pax_time(value: &[u8]) -> Option<(i64, u32)> {
     let text = std::str::from_utf8(value).ok()?;
     let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
     let secs: i64 = secs.parse().ok()?;
@@ -281,4 +281,19 @@ pub(crate) fn convert<R: Read>(
     pax.apply(&mut meta).map_err(bad)?;
     let size = if kind == EntryKind::File { entry.size() } else { 0 };
     Ok(Some(LayerEntry { index, path, kind, meta, size }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(pax_time(b"1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(pax_time(b"-1.000000001"), Some((-1, 1)));
+        assert_eq!(pax_time(b"12.1234567891234"), Some((12, 123_456_789)));
+        assert_eq!(pax_time(b"x"), None);
+        assert_eq!(pax_time(b"1.x"), None);
+    }
 }

@@ -1,9 +1,9 @@
-//! Tests of reading layers: entries, pax records, limits and the parallel reread.
+//! Tests of reading and rereading layers: a reread stops after the last entry wanted and
+//! proves what it read, and one from a gzip seek index gives the same entries.
 
 use std::io;
 
 use super::*;
-use crate::layer::tar::pax_time;
 use camino::Utf8PathBuf;
 use xspack_testkit::{Compression, Entry, ImageSpec, layer_tar};
 
@@ -164,14 +164,4 @@ fn a_reread_from_the_seek_index_gives_the_same_entries() {
     flip(&blob_path(&dir, &image), usize::try_from(len / 2).unwrap());
     let err = entries_read(&image, Some(47)).unwrap_err().to_string();
     assert!(err.contains("changed since it was first read"), "{err}");
-}
-
-#[test]
-fn pax_times() {
-    assert_eq!(pax_time(b"1700000000"), Some((1_700_000_000, 0)));
-    assert_eq!(pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
-    assert_eq!(pax_time(b"-1.000000001"), Some((-1, 1)));
-    assert_eq!(pax_time(b"12.1234567891234"), Some((12, 123_456_789)));
-    assert_eq!(pax_time(b"x"), None);
-    assert_eq!(pax_time(b"1.x"), None);
 }
