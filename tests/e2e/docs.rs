@@ -1,12 +1,13 @@
 //! Shell completions and man pages generated from the clap definitions: bash loads the script
 //! and completes subcommands and flags; `man -l` renders every page without warnings. And the
 //! repository stands on its own: no tracked file refers to notes kept outside it, and every
-//! citation of a `docs/formats/` section names a heading that exists.
+//! citation of a `docs/formats/` section names a heading that exists. And the sources stay
+//! readable: no file of a crate's `src/` over 800 lines, no function over 120.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::common::{code, golden, repo_root, run, stderr, stdout, tempdir, xspack};
 
@@ -289,4 +290,159 @@ fn format_note_citations_name_existing_sections() {
     }
     assert!(count > 20, "only {count} citations of docs/formats found");
     assert!(bad.is_empty(), "citations of missing format notes or sections:\n{}", bad.join("\n"));
+}
+
+/// Most lines a source file may have.
+const MAX_FILE_LINES: usize = 800;
+/// Most lines a function may have, from its `fn` line to its closing brace.
+const MAX_FN_LINES: usize = 120;
+
+/// Every `.rs` file under `dir`, recursively, sorted.
+fn rust_files(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut out = Vec::new();
+    let mut entries: Vec<Utf8PathBuf> =
+        dir.read_dir_utf8().unwrap().map(|e| e.unwrap().into_path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension() == Some("rs") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Whether `line` starts a function: `fn NAME` after any visibility and qualifiers. Returns
+/// the name.
+fn fn_name(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("pub(") {
+            rest = r.split_once(')')?.1.trim_start();
+        } else if let Some(r) = ["pub ", "const ", "async ", "unsafe ", "extern \"C\" "]
+            .iter()
+            .find_map(|q| rest.strip_prefix(q))
+        {
+            rest = r.trim_start();
+        } else {
+            break;
+        }
+    }
+    let name = rest.strip_prefix("fn ")?;
+    let end = name.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(name.len());
+    (end > 0).then_some(&name[..end])
+}
+
+/// The functions of `text` longer than `max` lines, outside `#[cfg(test)]` modules, as
+/// (line of the `fn`, name, lines). A function runs from its `fn` line to the first line after
+/// it that is a closing brace at the `fn` line's indentation; one without a body (`;`) is
+/// skipped. rustfmt's layout is assumed.
+fn long_functions(text: &str, max: usize) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.trim() == "#[cfg(test)]" {
+            // Past further attributes and doc comments to the item: a module with a body is
+            // skipped to its closing brace.
+            let mut j = i + 1;
+            while j < lines.len() && lines[j].trim_start().starts_with(['#', '/']) {
+                j += 1;
+            }
+            if j < lines.len() && lines[j].trim_start().contains("mod ") && lines[j].ends_with('{')
+            {
+                let close = format!("{}}}", &lines[j][..indent(lines[j])]);
+                i = (j + 1..lines.len()).find(|&k| lines[k] == close).unwrap_or(lines.len());
+                continue;
+            }
+        }
+        let Some(name) = fn_name(line) else {
+            i += 1;
+            continue;
+        };
+        // The end of the signature: a body opens (`{`), or ends on the same line (`{}`), or
+        // there is none (`;`).
+        let sig_end = (i..lines.len()).find(|&k| lines[k].trim_end().ends_with(['{', ';', '}']));
+        let end = match sig_end {
+            Some(k) if lines[k].trim_end().ends_with('{') => {
+                let close = format!("{}}}", &line[..indent(line)]);
+                (k + 1..lines.len()).find(|&m| lines[m] == close)
+            }
+            Some(k) if lines[k].trim_end().ends_with('}') => Some(k),
+            _ => None,
+        };
+        if let Some(end) = end {
+            let len = end - i + 1;
+            if len > max {
+                out.push((i + 1, name.to_owned(), len));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn long_functions_are_found() {
+    let body = |n: usize| vec!["    let x = 1;"; n];
+    let text = [
+        vec!["//! m", "pub(crate) fn short() {"],
+        body(3),
+        vec!["}", "impl A {", "    pub async fn long(", "        a: u32,", "    ) -> u32 {"],
+        body(8),
+        vec!["        if a {", "        }", "    }", "    fn decl(&self);", "    fn one() {}", "}"],
+        vec!["#[cfg(test)]", "#[allow(x)]", "mod tests {", "    fn long() {"],
+        body(20),
+        vec!["    }", "}", "const fn longer() -> u8 {"],
+        body(12),
+        vec!["}"],
+    ]
+    .concat()
+    .join("\n");
+    assert_eq!(
+        long_functions(&text, 10),
+        [(8, "long".to_owned(), 14), (51, "longer".to_owned(), 14)],
+        "{text}"
+    );
+    assert_eq!(fn_name("    pub(in crate::x) unsafe fn run() {"), Some("run"));
+    assert_eq!(fn_name("pub(super) fn f<T>("), Some("f"));
+    assert_eq!(fn_name("    // fn f() {"), None);
+}
+
+/// No source file of a crate is longer than [`MAX_FILE_LINES`] and no function longer than
+/// [`MAX_FN_LINES`]: past those, split the file by job or the function by stage. Tests are
+/// exempt (`tests.rs`, anything under a `tests/` directory, `#[cfg(test)]` modules), but inline
+/// test modules count toward their file's length.
+#[test]
+fn sources_stay_small() {
+    let root = repo_root();
+    let mut crates: Vec<Utf8PathBuf> =
+        root.join("crates").read_dir_utf8().unwrap().map(|e| e.unwrap().into_path()).collect();
+    crates.sort();
+    let mut scanned = 0;
+    let mut bad = Vec::new();
+    for src in crates.iter().map(|c| c.join("src")).filter(|s| s.is_dir()) {
+        for path in rust_files(&src) {
+            let rel = path.strip_prefix(&root).unwrap();
+            if rel.file_name() == Some("tests.rs")
+                || rel.components().any(|c| c.as_str() == "tests")
+            {
+                continue;
+            }
+            scanned += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines = text.lines().count();
+            if lines > MAX_FILE_LINES {
+                bad.push(format!("{rel}: {lines} lines (at most {MAX_FILE_LINES})"));
+            }
+            for (line, name, len) in long_functions(&text, MAX_FN_LINES) {
+                bad.push(format!("{rel}:{line}: fn {name}: {len} lines (at most {MAX_FN_LINES})"));
+            }
+        }
+    }
+    assert!(scanned > 100, "only {scanned} source files found under crates/*/src");
+    assert!(bad.is_empty(), "oversized source files and functions:\n{}", bad.join("\n"));
 }

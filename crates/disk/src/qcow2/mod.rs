@@ -23,7 +23,7 @@
 //!
 //! [`check_qcow2`] reads any qcow2 image (version 2 or 3, any cluster size and refcount width,
 //! internal snapshots) as hostile input and refuses, with a [`Violation`], whatever QEMU refuses
-//! to open or `qemu-img check` reports, recounting every reference; `read.rs` lists the rules
+//! to open or `qemu-img check` reports, recounting every reference; `read/mod.rs` lists the rules
 //! with their QEMU sources and the few it adds.
 
 mod layout;

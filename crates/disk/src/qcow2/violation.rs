@@ -1,4 +1,4 @@
-//! Every way a qcow2 image can break the rules checked in `read.rs`, as one error enum.
+//! Every way a qcow2 image can break the rules checked in `read/`, as one error enum.
 //!
 //! Each variant says which upstream rule it enforces: a function of QEMU's qcow2 driver
 //! (`qemu/qemu:block/qcow2.c`, `block/qcow2-refcount.c`, `block/qcow2-snapshot.c`, limits from
