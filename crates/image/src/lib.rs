@@ -4,8 +4,8 @@
 //! flows one way):
 //!
 //! 1. **layers → merged tree** (`merge`): every layer's tar entries are read once (blob
-//!    digest and `diff_id` verified as they stream) and merged into a [`MergedTree`](xspack_oci::MergedTree) of
-//!    metadata, following the OCI image layer rules;
+//!    digest and `diff_id` verified as they stream) and merged into a
+//!    [`MergedTree`](xspack_oci::MergedTree) of metadata, following the OCI image layer rules;
 //! 2. **file data → image file** (`zone`): during that same read, every file's bytes are
 //!    written out: the first layer's straight into their blocks of the image's data zone, the
 //!    others' into scratch stashes copied into place after the merge;
@@ -14,10 +14,11 @@
 //!    written, and the metadata is written into the same file. [`RootfsBuild`] runs stages 1
 //!    to 3, choosing the strategy itself (the single pass; above 16 GiB, a second read of the
 //!    layers);
-//! 4. **disk → formats → output directory** ([`formats`]): one forward read of the finished
-//!    raw disk feeds the VHD and XVA writers, and qcow2 is made from the raw file. A bare
-//!    filesystem ([`build()`]), the ubuntu guest's partitioned disk and the coreos guest's disks
-//!    all take this path.
+//! 4. **disk → formats → output directory** ([`formats`]): a bare filesystem's image
+//!    ([`build()`]) is read once, forward, to feed the VHD and XVA writers (VHD's block map
+//!    comes from the ext4 plan), and qcow2 is made from the raw file; a guest's disks (the
+//!    ubuntu guest's partitioned disk, the coreos guest's base and data disks) are written raw
+//!    and every other format is made from the raw file by the same functions.
 //!
 //! Ids (filesystem UUID, hash seed, VHD and VM UUIDs) are derived from the image digest and
 //! layer `diff_id`s ([`identity`]), so the same image and options always give the same bytes.
@@ -40,7 +41,7 @@ pub use rootfs::{RootfsBuild, write_ext4};
 
 use xspack_oci::MergeSummary;
 
-/// Options for [`write_ext4`].
+/// Options of the filesystem ([`RootfsBuild::write`], [`write_ext4`]).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RootfsOptions {
