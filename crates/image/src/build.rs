@@ -100,11 +100,10 @@ pub fn build(
         if keep_raw {
             sinks.raw_digest = Some(xspack_io::BackgroundHashingWriter::new(std::io::sink()));
         }
-        Ok(Some(sinks))
+        Ok(sinks)
     })?;
     // Nothing reads a scratch image after this but qcow2's conversion.
     let discard = !keep_raw && !formats.contains(&DiskFormat::Qcow2);
-    let sinks = sinks.expect("sinks were made");
     let sinks = formats::feed(&file, sinks, discard)
         .map_err(|e| Error::Io(xspack_io::IoError::new("making outputs from", &raw_path, e)))?;
     drop(file);

@@ -83,7 +83,7 @@ impl<'a> RootfsBuild<'a> {
         opts: &RootfsOptions,
         progress: &dyn Progress,
     ) -> Result<(File, RootfsSummary), Error> {
-        let none = |_: &xspack_ext4::Plan, _: &DataMap<'_>| Ok(None::<io::Sink>);
+        let none = |_: &xspack_ext4::Plan, _: &DataMap<'_>| Ok(io::sink());
         let (file, summary, _) = self.write_with(opts, progress, none)?;
         Ok((file, summary))
     }
@@ -95,8 +95,8 @@ impl<'a> RootfsBuild<'a> {
         self,
         opts: &RootfsOptions,
         progress: &dyn Progress,
-        make_sinks: impl FnOnce(&xspack_ext4::Plan, &DataMap<'_>) -> Result<Option<S>, Error>,
-    ) -> Result<(File, RootfsSummary, Option<S>), Error> {
+        make_sinks: impl FnOnce(&xspack_ext4::Plan, &DataMap<'_>) -> Result<S, Error>,
+    ) -> Result<(File, RootfsSummary, S), Error> {
         let RootfsBuild { image, tree, zone } = self;
         let ZoneImage { mut file, mut zone, placed: first, stashes } = zone;
         let (mut builder, mut converted) = convert::to_builder(tree)?;
@@ -115,12 +115,13 @@ impl<'a> RootfsBuild<'a> {
                 let mut sinks = None;
                 let sparse = SparseFile::new(file);
                 let make_out = |plan: &xspack_ext4::Plan, map: &DataMap<'_>| {
-                    sinks = make_sinks(plan, map)?;
+                    sinks = Some(make_sinks(plan, map)?);
                     Ok(sparse)
                 };
                 let (sparse, summary) =
                     write_builder(image, builder, &converted, opts, progress, make_out)?;
                 let file = sparse.finish().map_err(|e| io_err("writing", e))?;
+                let sinks = sinks.expect("write_builder plans the filesystem before writing it");
                 return Ok((file, summary, sinks));
             }
             Err(e) => return Err(e.into()),

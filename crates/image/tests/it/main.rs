@@ -5,10 +5,10 @@
 mod fixtures;
 
 use std::collections::BTreeMap;
-use xspack_io::Classify as _;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use xspack_image::{RootfsBuild, RootfsOptions, formats, identity, merge_layers, write_ext4};
+use xspack_io::Classify as _;
 use xspack_io::NoProgress;
 use xspack_oci::{Image, ImageSource};
 use xspack_testkit::DockerLayout;
