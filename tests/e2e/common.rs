@@ -16,11 +16,8 @@ pub fn xspack() -> Command {
     cmd
 }
 
-/// Runs `xspack` with `args`.
 /// The repository root (packs/, templates/).
-pub fn repo_root() -> Utf8PathBuf {
-    Utf8PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
+pub use xspack_testkit::fixtures::repo_root;
 
 /// A fresh signing key pair in `dir/keys` from `xspack pack keygen`: (secret, public).
 pub fn keygen(dir: &Utf8Path) -> (Utf8PathBuf, Utf8PathBuf) {
@@ -52,6 +49,7 @@ pub fn assert_rpm_signatures(dir: &Utf8Path, public_key: &Utf8Path, rpms: &[Utf8
     }
 }
 
+/// Runs `xspack` with `args`.
 pub fn run(args: &[&str]) -> Output {
     xspack().args(args).output().expect("xspack runs")
 }

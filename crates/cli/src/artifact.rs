@@ -10,11 +10,11 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use xspack_io::Classify as _;
 
 use anyhow::{Context as _, Result};
 use camino::Utf8Path;
 use serde_json::{Value, json};
+use xspack_io::Classify as _;
 
 use crate::exit::bad_input;
 

@@ -1,13 +1,12 @@
 //! `xspack pack`: supplemental-pack ISOs from `pack.toml`.
 
 use std::process::ExitCode;
-use xspack_io::Classify as _;
-use xspack_io::Fault;
 
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
+use xspack_io::{Classify as _, Fault};
 use xspack_pack::{BuildOptions, PackFormat, PackSpec};
 use xspack_rpmrepo::{SigningKey, Target};
 

@@ -2,13 +2,12 @@
 //! the guest-templates JSON check (`docs/formats/templates.md` section "Keys").
 
 use std::process::ExitCode;
-use xspack_io::Classify as _;
-use xspack_io::Fault;
 
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
+use xspack_io::{Classify as _, Fault};
 use xspack_rpmrepo::SigningKey;
 use xspack_template::{TemplateBuildOptions, TemplateFormat, TemplateSpec};
 

@@ -3,9 +3,9 @@
 
 use std::io::{Cursor, Read};
 use std::sync::OnceLock;
-use xspack_io::Classify as _;
 
 use proptest::prelude::*;
+use xspack_io::Classify as _;
 use xspack_iso::{EntryKind, Error, IsoReader};
 
 use crate::{EPOCH, options, small_image};

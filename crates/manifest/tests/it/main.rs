@@ -5,10 +5,10 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::symlink;
 use std::process::Command;
-use xspack_io::Classify as _;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
+use xspack_io::Classify as _;
 use xspack_io::{NoProgress, Sha256Digest, live_temp_paths};
 use xspack_manifest::{
     Input, InputDigest, MANIFEST_NAME, Manifest, OutputDir, Problem, RelPath, SHA256SUMS_NAME,

@@ -2,9 +2,9 @@
 //! (`rpm -K`, `rpm -i`, `xva-img`, mtools) check them in `tests/e2e/template.rs`.
 
 use std::io::Cursor;
-use xspack_io::Classify as _;
 
 use camino::Utf8Path;
+use xspack_io::Classify as _;
 use xspack_io::NoProgress;
 use xspack_rpmrepo::{SigningKey, TestKeyOptions, generate_test_key, read_rpm_from};
 use xspack_template::{
