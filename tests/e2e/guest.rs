@@ -2,7 +2,7 @@
 //! synthetic images (the crate's own tests boot a real bookworm guest under QEMU).
 
 use camino::Utf8Path;
-use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, layer_tar};
+use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, layer_tar, signed_pe};
 
 use crate::common::{code, run, stderr, tempdir, tool_stdout};
 
@@ -26,6 +26,24 @@ pub fn debian(os_release: &str, kernel: bool) -> ImageSpec {
     }
     let mut spec = ImageSpec::new(vec![(layer_tar(&entries), Compression::Gzip)]);
     spec.config = serde_json::json!({"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo hello"]});
+    spec
+}
+
+/// [`debian`] with stand-ins for the signed boot packages (shim-signed,
+/// shim-helpers-amd64-signed, grub-efi-amd64-signed) and a signed kernel: PE images with an
+/// Authenticode certificate table, which boot nothing.
+fn debian_with_signed_chain() -> ImageSpec {
+    let entries = vec![
+        Entry::dir("usr/lib/shim"),
+        Entry::file("usr/lib/shim/shimx64.efi.signed", signed_pe(9000)),
+        Entry::file("usr/lib/shim/fbx64.efi.signed", signed_pe(3000)),
+        Entry::file("usr/lib/shim/mmx64.efi.signed", signed_pe(5000)),
+        Entry::dir("usr/lib/grub/x86_64-efi-signed"),
+        Entry::file("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", signed_pe(7000)),
+        Entry::file("boot/vmlinuz-6.1.0-1-amd64", signed_pe(4096)),
+    ];
+    let mut spec = debian(DEBIAN, true);
+    spec.layers.push((layer_tar(&entries), Compression::Gzip));
     spec
 }
 
@@ -117,5 +135,135 @@ fn bad_guests_fail_with_one_line() {
         "the hint says what to install: {hint}"
     );
     let out = run(&["image", "build", "x.tar", "--flavor", "none", "--boot", "uefi"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+/// The bytes of `path` on the FAT partition starting at sector `start` of `disk` (mtools).
+fn fat_file(disk: &Utf8Path, start: u64, path: &str, dir: &Utf8Path) -> Option<Vec<u8>> {
+    let dest = dir.join(path.replace('/', "_"));
+    let image = format!("{disk}@@{}", start * 512);
+    let out =
+        crate::common::tool("mcopy", &["-n", "-i", &image, &format!("::{path}"), dest.as_str()]);
+    out.status.success().then(|| std::fs::read(&dest).unwrap())
+}
+
+#[test]
+fn secure_boot_ready_guest_gets_the_signed_chain_and_says_so() {
+    let (_t, dir) = tempdir();
+    let spec = debian_with_signed_chain();
+    let out = build(&dir, &spec, &["--boot", "uefi", "--format", "raw", "--format", "xva"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dist = dir.join("dist");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dist.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["boot"],
+        serde_json::json!({"firmware": "uefi", "chain": "shim", "secure_boot": true})
+    );
+    // The ESP is laid out as Debian's grub-install --force-extra-removable does.
+    let raw = dist.join("guest.raw");
+    let table: serde_json::Value =
+        serde_json::from_str(&tool_stdout("sfdisk", &["--json", raw.as_str()])).unwrap();
+    let esp = table["partitiontable"]["partitions"][1]["start"].as_u64().unwrap();
+    // The stand-ins of debian_with_signed_chain, told apart by their sizes.
+    let (shim, grub, fallback, mok) =
+        (signed_pe(9000), signed_pe(7000), signed_pe(3000), signed_pe(5000));
+    for (path, bytes) in [
+        ("EFI/BOOT/BOOTX64.EFI", &shim),
+        ("EFI/BOOT/grubx64.efi", &grub),
+        ("EFI/BOOT/fbx64.efi", &fallback),
+        ("EFI/BOOT/mmx64.efi", &mok),
+        ("EFI/debian/shimx64.efi", &shim),
+        ("EFI/debian/grubx64.efi", &grub),
+        ("EFI/debian/mmx64.efi", &mok),
+    ] {
+        assert!(fat_file(&raw, esp, path, &dir).as_ref() == Some(bytes), "{path} on the ESP");
+    }
+    let cfg = String::from_utf8(fat_file(&raw, esp, "EFI/debian/grub.cfg", &dir).unwrap()).unwrap();
+    assert!(cfg.contains("search --no-floppy --fs-uuid --set=root ") && cfg.contains("configfile"));
+    assert_eq!(fat_file(&raw, esp, "EFI/BOOT/grub.cfg", &dir).unwrap(), cfg.as_bytes());
+    let csv = fat_file(&raw, esp, "EFI/debian/BOOTX64.CSV", &dir).unwrap();
+    assert_eq!(
+        &csv[..22],
+        "shimx64.efi".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<_>>()
+    );
+    // The XVA asks XenServer for Secure Boot where the pool has the certificates.
+    let xva = dist.join("guest.xva");
+    let inspect = run(&["--json", "inspect", xva.as_str()]);
+    assert_eq!(code(&inspect), 0, "{}", stderr(&inspect));
+    let summary: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(summary["artifact"]["info"]["boot"], "uefi-secure-boot-auto", "{summary}");
+    let ova = tool_stdout("tar", &["-xOf", xva.as_str(), "ova.xml"]);
+    assert!(ova.contains("<name>secureboot</name><value>auto</value>"), "{ova}");
+    assert_eq!(code(&run(&["verify", dist.as_str()])), 0);
+    let shown = crate::common::stdout(&run(&["inspect", dist.as_str()]));
+    assert!(shown.contains("boot               UEFI, the image's signed shim"), "{shown}");
+}
+
+#[test]
+fn secure_boot_require_names_what_the_image_lacks_and_auto_falls_back() {
+    let (_t, dir) = tempdir();
+    let out = build(
+        &dir.join("require"),
+        &debian(DEBIAN, true),
+        &["--boot", "uefi", "--secure-boot", "require"],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines().filter(|l| !l.starts_with("hint:") && !l.trim().is_empty()).count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("shim-signed (/usr/lib/shim/shimx64.efi.signed)")
+            && err.contains(
+                "grub-efi-amd64-signed (/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed)"
+            )
+            && err.contains("/boot/vmlinuz-6.1.0-1-amd64"),
+        "{err}"
+    );
+    let hint = crate::common::error_hint(&err).expect("a hint");
+    assert!(hint.contains("shim-signed grub-efi-amd64-signed"), "{hint}");
+    assert!(!dir.join("require/dist").exists(), "no output");
+
+    // auto: the unsigned chain, a one-line note, and an XVA that keeps Secure Boot off.
+    let auto = dir.join("auto");
+    let spec = debian(DEBIAN, true);
+    spec.write_oci_dir(&auto.join("layout"), "latest").unwrap();
+    let source = format!("oci:{auto}/layout");
+    let dist = auto.join("dist");
+    let out = run(&[
+        "image",
+        "build",
+        &source,
+        "--flavor",
+        "ubuntu",
+        "--name",
+        "guest",
+        "-o",
+        dist.as_str(),
+        "--boot",
+        "uefi",
+        "--format",
+        "xva",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("Secure Boot")).collect();
+    assert_eq!(notes.len(), 1, "{}", stderr(&out));
+    assert!(notes[0].contains("boots with Secure Boot off") && notes[0].contains("shim-signed"));
+    let manifest = std::fs::read_to_string(dist.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"chain\": \"grub\"") && manifest.contains("\"secure_boot\": false")
+    );
+    let ova = tool_stdout("tar", &["-xOf", dist.join("guest.xva").as_str(), "ova.xml"]);
+    assert!(ova.contains("<name>secureboot</name><value>false</value>"), "{ova}");
+
+    // Secure Boot is a UEFI feature, and an ubuntu-flavor option.
+    let out = build(&dir.join("bios"), &debian(DEBIAN, true), &["--secure-boot", "require"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = run(&["image", "build", "x.tar", "--flavor", "none", "--secure-boot", "off"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 }

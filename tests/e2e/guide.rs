@@ -134,8 +134,9 @@ fn every_sh_block_of_the_guide_runs() {
 }
 
 /// `xe` subcommands the guide may use (xapi's CLI, `xe help --all`).
-const XE_COMMANDS: [&str; 10] = [
+const XE_COMMANDS: [&str; 11] = [
     "vm-import",
+    "vm-param-get",
     "vm-start",
     "vm-install",
     "vdi-create",
@@ -148,8 +149,11 @@ const XE_COMMANDS: [&str; 10] = [
 ];
 
 /// Other programs a console block may run.
-const PROGRAMS: [&str; 13] = [
+const PROGRAMS: [&str; 16] = [
     "git",
+    "dmesg",
+    "mokutil",
+    "od",
     "curl",
     "ssh",
     "cargo",

@@ -91,6 +91,18 @@ fn render(found: &Found) -> Vec<String> {
                     input.digest
                 ));
             }
+            if let Some(boot) = m.boot {
+                let firmware = match boot.firmware {
+                    xspack_manifest::Firmware::Bios => "BIOS",
+                    xspack_manifest::Firmware::Uefi => "UEFI",
+                };
+                let chain = match boot.chain {
+                    xspack_manifest::BootChain::Grub => "GRUB linked by xspack",
+                    xspack_manifest::BootChain::Shim => "the image's signed shim, GRUB and kernel",
+                };
+                let secure = if boot.secure_boot { "Secure Boot-ready" } else { "Secure Boot off" };
+                lines.push(format!("  boot               {firmware}, {chain} ({secure})"));
+            }
             let total: u64 = m.outputs.iter().map(|o| o.size).sum();
             lines.push(format!("  outputs            {} ({})", m.outputs.len(), HumanBytes(total)));
             for out in &m.outputs {

@@ -26,8 +26,9 @@
 //!   LBA 2. Offsets are those of GRUB's `include/grub/i386/pc/boot.h` and `diskboot.S`. The
 //!   core image is not protected with Reed-Solomon codes (its redundancy field stays 0, which
 //!   the decompressor takes as "none").
-//! - **UEFI** ([`efi_system_partition`]): a FAT ESP with `\EFI\BOOT\BOOTX64.EFI` (the removable
-//!   media path of UEFI 2.10 section 3.5.1.1), made by `grub-mkimage -O x86_64-efi`.
+//! - **UEFI** with Secure Boot off: `\EFI\BOOT\BOOTX64.EFI` (the removable media path of UEFI
+//!   2.10 section 3.5.1.1) on the ESP, made by `grub-mkimage -O x86_64-efi` ([`crate::efi`]
+//!   lays out the partition, and the signed chain for Secure Boot).
 //!
 //! Both images embed every module they need and an early configuration that sets up the serial
 //! console, finds the root filesystem by UUID and sets `$prefix` to its `/boot/grub`; GRUB's
@@ -45,7 +46,6 @@ use std::process::Command;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use xspack_disk::DiskSource;
-use xspack_disk::fat::{FatBuilder, FatImage, FatOptions};
 
 use crate::Error;
 use crate::command::run;
@@ -266,19 +266,6 @@ pub fn bios_install(
     core[BLOCKLIST..BLOCKLIST + 8].copy_from_slice(&(core_lba + 1).to_le_bytes());
     core[BLOCKLIST + 8..BLOCKLIST + 10].copy_from_slice(&rest.to_le_bytes());
     Ok(BiosBoot { boot_code, core, core_lba })
-}
-
-/// An EFI system partition image with `bootx64` as `\EFI\BOOT\BOOTX64.EFI`.
-pub fn efi_system_partition(
-    bootx64: Vec<u8>,
-    size: u64,
-    volume_id: u32,
-    source_date_epoch: u64,
-) -> Result<FatImage<'static>, Error> {
-    let opts = FatOptions::new(volume_id, source_date_epoch).with_size(size).with_label("ESP");
-    let mut fat = FatBuilder::new(opts);
-    fat.add_file_bytes("EFI/BOOT/BOOTX64.EFI", bootx64).map_err(xspack_disk::Error::from)?;
-    Ok(fat.build()?)
 }
 
 /// A disk with `bytes` laid over `inner` at `offset`: how the core image lands in the gap the

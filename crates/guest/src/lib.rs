@@ -11,8 +11,9 @@
 //! The disk follows `docs/formats/boot.md`:
 //!
 //! - "Boot modes": HVM BIOS by default (GRUB's `boot.img` in the MBR, its core image in the gap
-//!   before the first partition), HVM UEFI as an option (an EFI system partition holding GRUB as
-//!   `\EFI\BOOT\BOOTX64.EFI`);
+//!   before the first partition), HVM UEFI as an option (an EFI system partition holding the
+//!   distribution's signed shim and GRUB when the image has them, for Secure Boot, else GRUB as
+//!   `\EFI\BOOT\BOOTX64.EFI`; [`efi`]);
 //! - "How pygrub finds the partition" and "The GRUB 2 subset": the first partition (the active MBR
 //!   partition, or GPT entry 1) is the ext4 root (no `64bit`, no `metadata_csum`, 4 KiB blocks),
 //!   holding `/boot/grub/grub.cfg` in the GRUB 2 subset pygrub parses, with absolute kernel and
@@ -24,10 +25,12 @@
 //! identities (the same image and options give the same bytes).
 
 pub mod coreos;
+pub mod efi;
 pub mod fixups;
 pub mod grub;
 pub mod kernel;
 pub mod osrelease;
+pub mod pe;
 pub mod seed;
 pub mod service;
 pub mod ubuntu;
@@ -80,6 +83,12 @@ pub enum Error {
         argv: Vec<String>,
         /// What is wrong.
         reason: String,
+    },
+    /// `--secure-boot require`, and the image lacks part of the signed chain.
+    #[error("Secure Boot is required, but the image lacks {missing}")]
+    SecureBoot {
+        /// What is missing or unsigned, `; `-separated.
+        missing: String,
     },
     /// An option is invalid or options contradict each other.
     #[error("{0}")]
@@ -169,6 +178,10 @@ impl Error {
             Error::NoInit { dockerfile, .. } => {
                 Some(format!("add `{dockerfile}` to the Dockerfile"))
             }
+            Error::SecureBoot { .. } => Some(format!(
+                "add `{}` to the Dockerfile, or build with --secure-boot auto or off",
+                osrelease::Family::dockerfile_line(efi::SIGNED_PACKAGES)
+            )),
             _ => None,
         }
     }
@@ -184,6 +197,7 @@ impl xspack_io::Classify for Error {
             | Error::NoInit { .. }
             | Error::Service { .. }
             | Error::Options(_)
+            | Error::SecureBoot { .. }
             | Error::BaseImage { .. }
             | Error::Spec { .. } => true,
             Error::Image(e) => e.is_bad_input(),

@@ -37,6 +37,7 @@ use xspack_io::Progress;
 use xspack_manifest::{Output, OutputDir};
 use xspack_oci::{EntryMeta, Image, MergedTree};
 
+use crate::efi::{self, Chain, EspFiles, SecureBoot};
 use crate::fixups::{FixupOptions, FixupSummary};
 use crate::grub::{self, GrubTools, MenuEntry, Platform};
 use crate::kernel::{self, BootFiles, PYGRUB_MAX_FILE};
@@ -58,7 +59,8 @@ pub enum BootMode {
     /// Legacy BIOS: GRUB in the MBR of an MBR disk. XenServer's default HVM firmware.
     #[default]
     Bios,
-    /// UEFI without Secure Boot: GRUB as `BOOTX64.EFI` on an ESP of a GPT disk.
+    /// UEFI: an EFI system partition on a GPT disk, holding the chain
+    /// [`UbuntuOptions::secure_boot`] chooses ([`crate::efi`]).
     Uefi,
 }
 
@@ -72,6 +74,8 @@ pub struct UbuntuOptions {
     pub formats: Vec<DiskFormat>,
     /// Firmware.
     pub boot: BootMode,
+    /// For UEFI: the Secure Boot-ready chain or GRUB linked by xspack ([`crate::efi`]).
+    pub secure_boot: SecureBoot,
     /// Disk size in bytes, a multiple of 2 MiB; `None`: the content plus a fifth (at least
     /// 16 MiB) of free space, plus the partition table and, for UEFI, the ESP.
     pub disk_size: Option<u64>,
@@ -108,6 +112,7 @@ impl UbuntuOptions {
             name: name.into(),
             formats,
             boot: BootMode::Bios,
+            secure_boot: SecureBoot::Auto,
             disk_size: None,
             hostname: None,
             kernel: None,
@@ -138,6 +143,8 @@ pub struct GuestSummary {
     pub cmdline: String,
     /// The firmware.
     pub boot: BootMode,
+    /// The boot chain: for UEFI, [`Chain::Shim`] when the guest is Secure Boot-ready.
+    pub chain: Chain,
     /// The root filesystem's UUID.
     pub root_uuid: String,
     /// What the fix-ups did.
@@ -174,6 +181,11 @@ fn check_options(opts: &UbuntuOptions) -> Result<(), Error> {
         return Err(Error::Options(format!(
             "disk size {size}: must be a multiple of 2 MiB and at least 64 MiB"
         )));
+    }
+    if opts.boot == BootMode::Bios && opts.secure_boot == SecureBoot::Require {
+        return Err(Error::Options(
+            "Secure Boot needs UEFI: use --boot uefi with --secure-boot require".into(),
+        ));
     }
     if opts.kernel.is_some() != opts.initrd.is_some() {
         return Err(Error::Options("a kernel and an initrd must be given together".into()));
@@ -284,10 +296,31 @@ fn prepare(
     Ok(Prepared { os, family, boot_files, cmdline, root_uuid, fixups, service, notes })
 }
 
-/// Step 3: links GRUB for the firmware (before the filesystem: a missing GRUB fails in a
-/// second, not after gigabytes).
-fn make_loader(opts: &UbuntuOptions, root_uuid: &str) -> Result<Loader, Error> {
+/// Step 3: links GRUB for the firmware, or finds the signed chain in the image (before the
+/// filesystem is written: a missing GRUB fails in a second, not after gigabytes).
+fn make_loader(
+    opts: &UbuntuOptions,
+    root_uuid: &str,
+    rootfs: &mut RootfsBuild<'_>,
+    prepared: &mut Prepared,
+) -> Result<Loader, Error> {
     let early = grub::early_config(root_uuid);
+    if opts.boot == BootMode::Uefi && opts.secure_boot != SecureBoot::Off {
+        let kernel = &prepared.boot_files.kernel;
+        match efi::find_signed_chain(rootfs, prepared.family, kernel)? {
+            Ok(chain) => {
+                let cfg = efi::signed_grub_cfg(root_uuid);
+                return Ok(Loader::Uefi(EspFiles::Shim(chain, cfg)));
+            }
+            Err(missing) if opts.secure_boot == SecureBoot::Require => {
+                return Err(Error::SecureBoot { missing: missing.join("; ") });
+            }
+            Err(missing) => prepared.notes.push(format!(
+                "not Secure Boot-ready, so the guest boots with Secure Boot off: the image lacks {}",
+                missing.join("; ")
+            )),
+        }
+    }
     Ok(match opts.boot {
         BootMode::Bios => {
             let (path, boot_img) = grub::boot_img(&opts.grub)?;
@@ -296,12 +329,14 @@ fn make_loader(opts: &UbuntuOptions, root_uuid: &str) -> Result<Loader, Error> {
                 .map_err(|reason| Error::BootImage { file: path, reason })?;
             Loader::Bios(bios)
         }
-        BootMode::Uefi => Loader::Uefi(grub::mkimage(&opts.grub, Platform::X86_64Efi, &early)?),
+        BootMode::Uefi => {
+            Loader::Uefi(EspFiles::Grub(grub::mkimage(&opts.grub, Platform::X86_64Efi, &early)?))
+        }
     })
 }
 
 /// The VM of the XVA.
-fn vm_spec(image: &Image, opts: &UbuntuOptions) -> xspack_xva::VmSpec {
+fn vm_spec(image: &Image, opts: &UbuntuOptions, chain: Chain) -> xspack_xva::VmSpec {
     let xva_uuid = |p: &str| xspack_xva::Uuid::from_seed(&derive(image, p));
     let mut vm = xspack_xva::VmSpec::new(opts.name.clone(), xva_uuid("vm uuid"));
     vm.description = format!(
@@ -313,9 +348,10 @@ fn vm_spec(image: &Image, opts: &UbuntuOptions) -> xspack_xva::VmSpec {
     vm.memory = xspack_xva::Memory::fixed(opts.memory);
     vm.vcpus_max = opts.vcpus;
     vm.vcpus_at_startup = opts.vcpus;
-    vm.boot = match opts.boot {
-        BootMode::Bios => xspack_xva::BootMode::Bios,
-        BootMode::Uefi => xspack_xva::BootMode::Uefi,
+    vm.boot = match (opts.boot, chain) {
+        (BootMode::Bios, _) => xspack_xva::BootMode::Bios,
+        (BootMode::Uefi, Chain::Grub) => xspack_xva::BootMode::Uefi,
+        (BootMode::Uefi, Chain::Shim) => xspack_xva::BootMode::UefiSecureBootAuto,
     };
     // The size is set from the disk when it is written.
     vm.disks.push(xspack_xva::DiskSpec::new(0, xva_uuid("vdi uuid"), xva_uuid("vbd uuid")));
@@ -357,9 +393,13 @@ fn build_from(
     progress: &dyn Progress,
 ) -> Result<GuestSummary, Error> {
     let mtime = i64::try_from(opts.source_date_epoch).unwrap_or(i64::MAX);
-    let prepared = prepare(image, rootfs.tree_mut(), opts, mtime)?;
+    let mut prepared = prepare(image, rootfs.tree_mut(), opts, mtime)?;
     let root_uuid = xspack_disk::Uuid::from_bytes(prepared.root_uuid).to_string();
-    let loader = make_loader(opts, &root_uuid)?;
+    let loader = make_loader(opts, &root_uuid, &mut rootfs, &mut prepared)?;
+    let chain = match &loader {
+        Loader::Bios(_) => Chain::Grub,
+        Loader::Uefi(esp) => esp.chain(),
+    };
 
     // Step 4: the filesystem, then the disk around it.
     let mut rootfs_opts = RootfsOptions::default();
@@ -377,7 +417,7 @@ fn build_from(
         name: &opts.name,
         formats: &opts.formats,
         vhd_uuid: xspack_disk::Uuid::from_bytes(uuid(image, "vhd uuid")),
-        vm: vm_spec(image, opts),
+        vm: vm_spec(image, opts, chain),
         epoch: opts.source_date_epoch,
     };
     let four = |purpose: &str| {
@@ -403,13 +443,8 @@ fn build_from(
                 grub::Overlay { inner: disk, offset: bios.core_lba * 512, bytes: bios.core };
             (layout, formats::write_disk(overlay, out, &derived, progress)?)
         }
-        Loader::Uefi(bootx64) => {
-            let esp = grub::efi_system_partition(
-                bootx64,
-                ESP_SIZE,
-                four("esp volume id"),
-                opts.source_date_epoch,
-            )?;
+        Loader::Uefi(esp) => {
+            let esp = esp.partition(ESP_SIZE, four("esp volume id"), opts.source_date_epoch)?;
             let guid = |p| xspack_disk::Uuid::from_bytes(uuid(image, p));
             let mut builder = DiskBuilder::gpt(guid("gpt disk guid"))
                 .partition(
@@ -433,6 +468,17 @@ fn build_from(
         }
     };
     std::fs::remove_file(ext4_path).map_err(|e| Error::io("removing", ext4_path, e))?;
+    out.set_boot(xspack_manifest::Boot {
+        firmware: match opts.boot {
+            BootMode::Bios => xspack_manifest::Firmware::Bios,
+            BootMode::Uefi => xspack_manifest::Firmware::Uefi,
+        },
+        chain: match chain {
+            Chain::Grub => xspack_manifest::BootChain::Grub,
+            Chain::Shim => xspack_manifest::BootChain::Shim,
+        },
+        secure_boot: chain == Chain::Shim,
+    });
     let Prepared { os, family, boot_files, cmdline, fixups, service, notes, .. } = prepared;
     Ok(GuestSummary {
         os,
@@ -440,6 +486,7 @@ fn build_from(
         boot_files,
         cmdline,
         boot: opts.boot,
+        chain,
         root_uuid,
         fixups,
         service,
@@ -453,5 +500,5 @@ fn build_from(
 /// The boot loader, ready to place.
 enum Loader {
     Bios(grub::BiosBoot),
-    Uefi(Vec<u8>),
+    Uefi(EspFiles),
 }

@@ -18,15 +18,25 @@ pub fn read_files(
     tree: &mut MergedTree,
     paths: &[&[u8]],
 ) -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>, Error> {
+    read_files_up_to(image, tree, paths, MAX_READ_FILE)
+}
+
+/// [`read_files`] with files of up to `max` bytes.
+pub(crate) fn read_files_up_to(
+    image: &Image,
+    tree: &mut MergedTree,
+    paths: &[&[u8]],
+    max: u64,
+) -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>, Error> {
     use xspack_oci::{FileData, NodeKind};
     let mut out = std::collections::BTreeMap::new();
     let mut wanted: HashMap<(usize, u64), Vec<Vec<u8>>> = HashMap::new();
     for path in paths {
         let Some(id) = tree.resolve(path) else { continue };
         if let NodeKind::File { size, source } = &tree.node(id).kind {
-            if *size > MAX_READ_FILE {
+            if *size > max {
                 return Err(Error::Request(format!(
-                    "{}: larger than {MAX_READ_FILE} bytes",
+                    "{}: larger than {max} bytes",
                     String::from_utf8_lossy(path)
                 )));
             }

@@ -69,6 +69,36 @@ impl<'a> RootfsBuild<'a> {
         &self.tree
     }
 
+    /// The bytes of the regular file at `path` in the merged tree (symlinks followed), read
+    /// back from where pass 1 wrote it, without reading a layer again; `None` when there is
+    /// no regular file there. A file larger than `max` bytes is an error
+    /// ([`Error::Request`]): this is for boot loaders and configuration, not payloads.
+    pub fn read_file(&mut self, path: &[u8], max: u64) -> Result<Option<Vec<u8>>, Error> {
+        use xspack_oci::{FileData, NodeKind};
+        let Some(id) = self.tree.resolve(path) else { return Ok(None) };
+        let NodeKind::File { size, source } = &self.tree.node(id).kind else { return Ok(None) };
+        if *size > max {
+            return Err(Error::Request(format!(
+                "/{}: {size} bytes, more than the {max} this step reads",
+                String::from_utf8_lossy(path)
+            )));
+        }
+        match source {
+            FileData::Inline(data) => Ok(Some(data.to_vec())),
+            &FileData::Layer(layer, entry) => {
+                let size = *size;
+                if let Some(data) =
+                    self.zone.read(layer, entry, size).map_err(|e| io_err("reading", e))?
+                {
+                    return Ok(Some(data));
+                }
+                let mut files =
+                    crate::files::read_files_up_to(self.image, &mut self.tree, &[path], max)?;
+                Ok(files.remove(path))
+            }
+        }
+    }
+
     /// The merged tree, to change before the filesystem is written.
     pub fn tree_mut(&mut self) -> &mut MergedTree {
         &mut self.tree

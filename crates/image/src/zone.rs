@@ -98,6 +98,38 @@ pub(crate) struct ZoneImage {
     pub(crate) stashes: Vec<Stash>,
 }
 
+impl ZoneImage {
+    /// The `size` bytes of entry `entry` of layer `layer`, read back from where pass 1 put
+    /// them (the zone for the first layer, the layer's stash for the others); `None` when
+    /// pass 1 did not write that entry.
+    pub(crate) fn read(&self, layer: usize, entry: u64, size: u64) -> io::Result<Option<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(size).map_err(|_| io::Error::other("file too large"))?;
+        let mut out = vec![0u8; len];
+        if layer == 0 {
+            let Ok(i) = self.placed.binary_search_by_key(&entry, |(e, _)| *e) else {
+                return Ok(None);
+            };
+            let mut done = 0usize;
+            for &(block, blocks) in self.placed[i].1.runs() {
+                let take =
+                    usize::try_from(blocks * BLOCK_SIZE).unwrap_or(usize::MAX).min(len - done);
+                self.file.read_exact_at(&mut out[done..done + take], block * BLOCK_SIZE)?;
+                done += take;
+            }
+            return Ok((done == len).then_some(out));
+        }
+        let Some(stash) = self.stashes.iter().find(|s| s.layer == layer) else { return Ok(None) };
+        let Ok(i) = stash.files.binary_search_by_key(&entry, |f| f.entry) else { return Ok(None) };
+        let file = &stash.files[i];
+        if file.size != size {
+            return Ok(None);
+        }
+        stash.file.read_exact_at(&mut out, file.block * BLOCK_SIZE)?;
+        Ok(Some(out))
+    }
+}
+
 impl Zoning {
     /// Writes the first layer into `file`, new and empty, and stashes the others in `dir`;
     /// `writeback` starts pushing the image's bytes to the device as they come (for an

@@ -35,7 +35,9 @@ pub mod replace;
 pub mod sha256sums;
 mod verify;
 
-pub use manifest::{Input, InputDigest, Manifest, Output, SCHEMA_VERSION, Tool};
+pub use manifest::{
+    Boot, BootChain, Firmware, Input, InputDigest, Manifest, Output, SCHEMA_VERSION, Tool,
+};
 pub use output_dir::{OutputDir, OutputFile};
 pub use relpath::{RelPath, RelPathError};
 pub use replace::{Guarded, check_replaceable};

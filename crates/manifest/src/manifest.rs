@@ -16,6 +16,10 @@
 //! }
 //! ```
 //!
+//! A bootable guest's manifest also has `"boot": { "firmware": "uefi", "chain": "shim",
+//! "secure_boot": true }` after `outputs` ([`Boot`]); other builds leave it out. Readers of
+//! version 1 from before it was added refuse it as an unknown field.
+//!
 //! Unknown fields are rejected, so a typo never passes silently; a manifest from a newer schema
 //! version is refused by number before anything else is read. Outputs are kept sorted by path
 //! and inputs in the order the build consumed them, so the same build always writes the same
@@ -48,6 +52,41 @@ pub struct Manifest {
     pub inputs: Vec<Input>,
     /// What the build wrote, sorted by path.
     pub outputs: Vec<Output>,
+    /// How a bootable guest boots; absent for other builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<Boot>,
+}
+
+/// How a bootable guest boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// The firmware the VM is made for.
+    pub firmware: Firmware,
+    /// The boot chain on the disk.
+    pub chain: BootChain,
+    /// Whether the chain boots with Secure Boot enforced (only `uefi` with `shim`).
+    pub secure_boot: bool,
+}
+
+/// `boot.firmware`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// Legacy BIOS.
+    Bios,
+    /// UEFI.
+    Uefi,
+}
+
+/// `boot.chain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootChain {
+    /// GRUB linked by xspack (unsigned).
+    Grub,
+    /// The distribution's signed shim, signed GRUB and signed kernel.
+    Shim,
 }
 
 /// Name and version of the program that wrote a manifest.
@@ -141,6 +180,7 @@ impl Manifest {
             source_date_epoch,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            boot: None,
         }
     }
 
@@ -192,6 +232,18 @@ impl Manifest {
         let bad = |reason: String| Error::Manifest { file: file.to_owned(), reason };
         if self.tool.name.trim().is_empty() {
             return Err(bad("tool.name is empty".into()));
+        }
+        if let Some(boot) = self.boot {
+            let shim = boot.firmware == Firmware::Uefi && boot.chain == BootChain::Shim;
+            if boot.chain == BootChain::Shim && boot.firmware != Firmware::Uefi {
+                return Err(bad("boot.chain shim needs boot.firmware uefi".into()));
+            }
+            if boot.secure_boot != shim {
+                return Err(bad(format!(
+                    "boot.secure_boot is {}, but the chain is {:?} on {:?}",
+                    boot.secure_boot, boot.chain, boot.firmware
+                )));
+            }
         }
         for (i, input) in self.inputs.iter().enumerate() {
             if input.name.is_empty() || input.name.chars().any(char::is_control) {

@@ -189,6 +189,11 @@ impl OutputDir {
         self.finish_file(file)
     }
 
+    /// Records how the guest built here boots (`manifest.json`'s `boot`).
+    pub fn set_boot(&mut self, boot: crate::Boot) {
+        self.manifest.boot = Some(boot);
+    }
+
     /// Writes `SHA256SUMS` and `manifest.json`, then publishes the directory.
     pub fn commit(self) -> Result<(Utf8PathBuf, Manifest), Error> {
         let OutputDir { dir, mut manifest, guarded } = self;

@@ -12,6 +12,17 @@ pub fn wait_for_lines(
     wanted: &[String],
     timeout: Duration,
 ) -> Result<Duration, String> {
+    wait_for_lines_unless(console, wanted, &[], timeout)
+}
+
+/// [`wait_for_lines`], failing as soon as a line holds one of `forbidden` (a guest that must
+/// not get that far).
+pub fn wait_for_lines_unless(
+    console: impl Read + Send + 'static,
+    wanted: &[String],
+    forbidden: &[String],
+    timeout: Duration,
+) -> Result<Duration, String> {
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -40,7 +51,12 @@ pub fn wait_for_lines(
             }
         };
         missing.retain(|w| !line.contains(w.as_str()));
+        let bad = forbidden.iter().find(|f| line.contains(f.as_str())).cloned();
         serial.push(line);
+        if let Some(bad) = bad {
+            let tail = serial[serial.len().saturating_sub(40)..].join("\n");
+            return Err(format!("{bad:?} appeared after {:?}; console:\n{tail}", start.elapsed()));
+        }
     }
     Ok(start.elapsed())
 }
@@ -64,5 +80,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("[\"c\"]") && err.contains("noise b: ready"), "{err}");
+        let err = wait_for_lines_unless(
+            std::io::Cursor::new(b"boot\nMARKER\nb: ready\n".to_vec()),
+            &["b: ready".to_owned()],
+            &["MARKER".to_owned()],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("\"MARKER\" appeared"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ pub mod child;
 pub mod console;
 pub mod ext4check;
 pub mod fixtures;
+mod pe;
 mod rng;
 mod tar;
 
@@ -22,6 +23,7 @@ use camino::Utf8Path;
 use serde_json::json;
 use xspack_io::Sha256Digest;
 
+pub use pe::{pe_image, signed_pe};
 pub use rng::Rng;
 pub use tar::{Entry, EntryKind, layer_tar, pax_record, plain_tar};
 

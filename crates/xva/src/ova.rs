@@ -192,9 +192,8 @@ impl VmSpec {
         let m = self.memory;
         let firmware = if self.boot == BootMode::Bios { "bios" } else { "uefi" };
         let mut platform = self.platform.clone();
-        if self.boot != BootMode::Bios {
-            let secure = self.boot == BootMode::UefiSecureBoot;
-            platform.insert(SECUREBOOT_KEY.into(), secure.to_string());
+        if let Some(secure) = self.boot.secureboot() {
+            platform.insert(SECUREBOOT_KEY.into(), secure.into());
         }
         let mut vbds: Vec<Value> = (0..self.disks.len()).map(|i| s(vbd_ref(i))).collect();
         if self.cd_drive.is_some() {

@@ -52,6 +52,25 @@ pub enum BootMode {
     /// UEFI with Secure Boot: `firmware=uefi`, `platform:secureboot=true`. The pool must have
     /// Secure Boot certificates installed.
     UefiSecureBoot,
+    /// UEFI with Secure Boot where the pool allows it: `firmware=uefi`,
+    /// `platform:secureboot=auto`, as XenServer 8's own UEFI Linux templates
+    /// (`guest-templates-json:json/base-linux-uefi.json`). On the VM's first start xapi replaces
+    /// `auto` with `true` when the pool has Secure Boot certificates and `false` when it has
+    /// none (`ocaml/xapi/xapi_vm.ml`, `update_platform_secureboot`). For guests whose whole
+    /// boot chain is signed.
+    UefiSecureBootAuto,
+}
+
+impl BootMode {
+    /// The `platform:secureboot` value of a UEFI mode; `None` for BIOS.
+    pub fn secureboot(self) -> Option<&'static str> {
+        match self {
+            BootMode::Bios => None,
+            BootMode::Uefi => Some("false"),
+            BootMode::UefiSecureBoot => Some("true"),
+            BootMode::UefiSecureBootAuto => Some("auto"),
+        }
+    }
 }
 
 /// The `type` of a VDI (`gen_api.ml`).

@@ -14,7 +14,8 @@ use xspack_oci::{Image, ImageSource};
 
 use crate::exit::{ClassifyResult as _, usage};
 use crate::image::{
-    Boot, BuildArgs, Runtime, Service, add_image_inputs, check_name, default_name, parse_size,
+    BuildArgs, Runtime, UBUNTU_ONLY, add_image_inputs, check_name, default_name, parse_size,
+    ubuntu_options_set,
 };
 use crate::outputs;
 use crate::ui::Ui;
@@ -83,15 +84,8 @@ fn options(
 
 /// Runs `image build --flavor coreos`.
 pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> {
-    if args.boot != Boot::Bios
-        || args.kernel.is_some()
-        || args.seed.is_some()
-        || args.service != Service::Entrypoint
-    {
-        return Err(usage(
-            "--boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu",
-        )
-        .into());
+    if ubuntu_options_set(args) {
+        return Err(usage(UBUNTU_ONLY).into());
     }
     let base = args.base.clone().ok_or_else(|| {
         usage(

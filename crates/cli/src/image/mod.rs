@@ -76,6 +76,18 @@ pub enum Boot {
     Uefi,
 }
 
+/// Whether a UEFI guest gets the Secure Boot-ready chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecureBoot {
+    /// The image's signed shim, GRUB and kernel when it has them (shim-signed,
+    /// grub-efi-amd64-signed), else GRUB linked by xspack with a note
+    Auto,
+    /// The signed chain, or fail naming what the image lacks
+    Require,
+    /// GRUB linked by xspack: boots with Secure Boot off only
+    Off,
+}
+
 /// What becomes of the image's Entrypoint and Cmd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -136,6 +148,9 @@ pub struct BuildArgs {
     /// Firmware of a bootable guest
     #[arg(long, value_enum, default_value = "bios")]
     pub boot: Boot,
+    /// UEFI guests: boot through the distribution's signed shim and GRUB, ready for Secure Boot
+    #[arg(long, value_enum, default_value = "auto")]
+    pub secure_boot: SecureBoot,
     /// A kernel on this host to boot instead of the image's (with --initrd)
     #[arg(long, value_name = "FILE", requires = "initrd")]
     pub kernel: Option<Utf8PathBuf>,
@@ -176,6 +191,19 @@ pub struct BuildArgs {
     /// Replace the output directory if it exists (only an empty one or a previous build)
     #[arg(long)]
     pub force: bool,
+}
+
+/// The options only `--flavor ubuntu` takes.
+const UBUNTU_ONLY: &str =
+    "--boot, --secure-boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu";
+
+/// Whether any option of [`UBUNTU_ONLY`] is set.
+fn ubuntu_options_set(args: &BuildArgs) -> bool {
+    args.boot != Boot::Bios
+        || args.secure_boot != SecureBoot::Auto
+        || args.kernel.is_some()
+        || args.seed.is_some()
+        || args.service != Service::Entrypoint
 }
 
 /// Parses `123`, `512K`, `512M`, `8G` or `1T` (binary multiples) into bytes.
@@ -255,14 +283,15 @@ fn run_build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCo
         ))
         .into());
     }
-    if args.flavor == Flavor::None
-        && (args.boot != Boot::Bios
-            || args.kernel.is_some()
-            || args.seed.is_some()
-            || args.service != Service::Entrypoint)
+    if args.flavor == Flavor::None && ubuntu_options_set(args) {
+        return Err(usage(UBUNTU_ONLY).into());
+    }
+    if args.flavor == Flavor::Ubuntu
+        && args.boot == Boot::Bios
+        && args.secure_boot == SecureBoot::Require
     {
         return Err(usage(
-            "--boot, --kernel, --initrd, --service and --seed apply to --flavor ubuntu",
+            "--secure-boot require needs --boot uefi: Secure Boot is a UEFI feature",
         )
         .into());
     }
@@ -361,12 +390,29 @@ fn build_ubuntu(
         Boot::Bios => xspack_guest::ubuntu::BootMode::Bios,
         Boot::Uefi => xspack_guest::ubuntu::BootMode::Uefi,
     };
+    opts.secure_boot = match args.secure_boot {
+        SecureBoot::Auto => xspack_guest::efi::SecureBoot::Auto,
+        SecureBoot::Require => xspack_guest::efi::SecureBoot::Require,
+        SecureBoot::Off => xspack_guest::efi::SecureBoot::Off,
+    };
     opts.disk_size = args.size;
     opts.kernel.clone_from(&args.kernel);
     opts.initrd.clone_from(&args.initrd);
     opts.service = args.service == Service::Entrypoint;
     let built = xspack_guest::ubuntu::build(image, out, &opts, ui.progress()).classified()?;
     ui.detail(&format!("kernel command line: {}", built.cmdline));
+    if built.boot == xspack_guest::ubuntu::BootMode::Uefi {
+        ui.detail(&match built.chain {
+            xspack_guest::efi::Chain::Shim => {
+                "boot chain: the image's signed shim, GRUB and kernel (Secure Boot-ready; the XVA \
+                 says platform:secureboot=auto)"
+                    .to_owned()
+            }
+            xspack_guest::efi::Chain::Grub => {
+                "boot chain: GRUB linked by xspack (boots with Secure Boot off)".to_owned()
+            }
+        });
+    }
     for note in &built.notes {
         ui.warn(note);
     }

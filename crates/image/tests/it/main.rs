@@ -500,3 +500,45 @@ fn layers_read_ahead_of_their_turn_merge_in_order() {
     }));
     assert_eq!(tree.children(b).count(), 20_000);
 }
+
+#[test]
+fn read_file_after_pass_one_finds_every_layers_bytes_without_reading_a_layer_again() {
+    use xspack_oci::EntryMeta;
+    use xspack_testkit::{Compression, Entry, EntryKind, ImageSpec, Rng, layer_tar};
+    let (_t, dir) = tempdir();
+    let mut big = vec![0u8; 3 * 4096 + 17];
+    Rng(7).fill(&mut big[4096..]);
+    let base = layer_tar(&[
+        Entry::file("usr/lib/first", big.clone()),
+        Entry::file("usr/lib/replaced", "old"),
+        Entry::new("usr/lib/link", EntryKind::Symlink(b"first".to_vec())),
+    ]);
+    let upper = layer_tar(&[
+        Entry::file("usr/lib/replaced", "new bytes"),
+        Entry::file("usr/lib/second", big[..5000].to_vec()),
+    ]);
+    ImageSpec::new(vec![(base, Compression::Gzip), (upper, Compression::Zstd)])
+        .write_oci_dir(&dir.join("layout"), "latest")
+        .unwrap();
+    let image = Image::open(&ImageSource::parse(&format!("oci:{dir}/layout")).unwrap()).unwrap();
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.join("fs.img"))
+        .unwrap();
+    let mut rootfs =
+        RootfsBuild::merge(&image, (file, None), dir.as_std_path(), false, &NoProgress).unwrap();
+    let max = 1 << 20;
+    assert_eq!(rootfs.read_file(b"usr/lib/first", max).unwrap().unwrap(), big, "layer 0");
+    assert_eq!(rootfs.read_file(b"usr/lib/link", max).unwrap().unwrap(), big, "a symlink");
+    assert_eq!(rootfs.read_file(b"usr/lib/replaced", max).unwrap().unwrap(), b"new bytes");
+    assert_eq!(rootfs.read_file(b"usr/lib/second", max).unwrap().unwrap(), big[..5000]);
+    assert_eq!(rootfs.read_file(b"usr/lib/missing", max).unwrap(), None);
+    assert_eq!(rootfs.read_file(b"usr/lib", max).unwrap(), None, "a directory");
+    let meta = EntryMeta { mode: 0o644, ..EntryMeta::default() };
+    rootfs.tree_mut().put_file(b"etc/added", b"inline".to_vec(), meta).unwrap();
+    assert_eq!(rootfs.read_file(b"etc/added", max).unwrap().unwrap(), b"inline");
+    let err = rootfs.read_file(b"usr/lib/first", 100).unwrap_err();
+    assert!(err.to_string().contains("/usr/lib/first: 12305 bytes, more than the 100"), "{err}");
+}

@@ -175,10 +175,15 @@ fn decode_vm(vm: &Record<'_>, objects: &Objects<'_>) -> Result<OvaDoc, Error> {
     let mut platform = vm.map("platform")?;
     let boot = match boot_params.get("firmware").map(String::as_str) {
         None | Some("bios") => BootMode::Bios,
-        Some("uefi") => match platform.remove(SECUREBOOT_KEY).as_deref() {
-            Some("true") => BootMode::UefiSecureBoot,
-            _ => BootMode::Uefi,
-        },
+        // As xapi reads it: `true`/`1` on, `auto` decided at the first start, anything else
+        // off (`ocaml/xapi/vm_platform.ml`, `is_true`; `xapi_vm.ml`, `update_platform_secureboot`).
+        Some("uefi") => {
+            match platform.remove(SECUREBOOT_KEY).map(|v| v.to_ascii_lowercase()).as_deref() {
+                Some("true" | "1") => BootMode::UefiSecureBoot,
+                Some("auto") => BootMode::UefiSecureBootAuto,
+                _ => BootMode::Uefi,
+            }
+        }
         Some(other) => return Err(vm.err("HVM_boot_params", format!("unknown firmware {other:?}"))),
     };
     let other_config = vm.map("other_config")?;

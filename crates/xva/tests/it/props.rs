@@ -55,7 +55,7 @@ prop_compose! {
         description in text(),
         memory in memory(),
         (vcpus_max, vcpus_at_startup) in (1u32..64).prop_flat_map(|m| (Just(m), 1..=m)),
-        boot in prop_oneof![Just(BootMode::Bios), Just(BootMode::Uefi), Just(BootMode::UefiSecureBoot)],
+        boot in prop_oneof![Just(BootMode::Bios), Just(BootMode::Uefi), Just(BootMode::UefiSecureBoot), Just(BootMode::UefiSecureBootAuto)],
         boot_order in "[cdn]{1,3}",
         mut platform in string_map(),
         is_template: bool,
