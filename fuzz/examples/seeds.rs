@@ -98,6 +98,17 @@ fn main() {
     .expect("xva");
     seeds.push(("xva", xva));
 
+    // A small FAT12 ESP: the shim layout's loaders (stand-in PE images, one signed) and a long
+    // name.
+    let mut fat = xspack_disk::fat::FatBuilder::new(
+        xspack_disk::fat::FatOptions::new(7, 1_700_000_000).with_size(128 << 10),
+    );
+    fat.add_file_bytes("EFI/BOOT/BOOTX64.EFI", xspack_testkit::signed_pe(3000)).expect("fat");
+    fat.add_file_bytes("EFI/BOOT/grubx64.efi", xspack_testkit::pe_image(2000, None)).expect("fat");
+    fat.add_file_bytes("EFI/debian/BOOTX64.CSV", b"s\0h\0".to_vec()).expect("fat");
+    let fat = fat.build().expect("fat").write_to(Vec::new(), &xspack_io::NoProgress).expect("fat");
+    seeds.push(("fat_read", fat));
+
     // An ISO with Rock Ridge and Joliet, a directory, files and a symlink.
     let mut b = xspack_iso::IsoBuilder::new(xspack_iso::IsoOptions::new("SEED", 1_700_000_000))
         .expect("iso options");

@@ -223,6 +223,20 @@ pub fn gzip_index(data: &[u8]) {
     xspack_gzseek::check_round_trip(data);
 }
 
+/// `fat_read`: the bytes as a FAT volume, an ESP's boot files read back and their PE
+/// signatures looked for, as the Secure Boot check of a template's disk does.
+pub fn fat_read(data: &[u8]) {
+    let mut src = data;
+    let Ok(mut r) = xspack_disk::fat::FatReader::open(&mut src, 0, data.len() as u64) else {
+        return;
+    };
+    for path in ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/grubx64.efi", "EFI/debian/BOOTX64.CSV"] {
+        if let Ok(Some(bytes)) = r.read_file(path, 1 << 24) {
+            let _ = xspack_disk::pe::signature(&bytes);
+        }
+    }
+}
+
 /// Runs the harness of `target` on `data`.
 pub fn run(target: &str, data: &[u8]) {
     match target {
@@ -236,6 +250,7 @@ pub fn run(target: &str, data: &[u8]) {
         "pack_toml" => pack_toml(data),
         "ext4_tree" => ext4_tree(data),
         "pack_paths" => pack_paths(data),
+        "fat_read" => fat_read(data),
         other => panic!("no fuzz target {other}"),
     }
 }

@@ -10,7 +10,11 @@
 //!   memory.
 //! - [`partition`]: GPT and MBR partition tables, and an assembler that places filesystem
 //!   images into 1 MiB-aligned partitions and exposes the whole disk as a [`DiskSource`].
-//! - [`fat`]: a deterministic FAT12/16/32 writer for EFI system partitions and config drives.
+//! - [`fat`]: a deterministic FAT12/16/32 writer for EFI system partitions and config drives,
+//!   and a reader for finding files on volumes of any origin.
+//! - [`pe`]: whether an EFI binary carries an Authenticode signature.
+//! - [`uefi_boot`]: which loader a GPT disk's EFI system partition boots, and whether it is
+//!   signed (the Secure Boot check of embedded template disks).
 //!
 //! # Input: a [`DiskSource`], read twice
 //!
@@ -81,8 +85,10 @@ mod bytes;
 mod compose;
 pub mod fat;
 pub mod partition;
+pub mod pe;
 pub mod qcow2;
 mod source;
+pub mod uefi_boot;
 
 pub mod vhd;
 
@@ -230,7 +236,7 @@ impl xspack_io::Classify for Error {
     /// than that reading or writing it failed; looks through [`Error::File`].
     fn fault(&self) -> xspack_io::Fault {
         xspack_io::Fault::input_if(match self {
-            Error::Vhd(_) | Error::Qcow2(_) => true,
+            Error::Vhd(_) | Error::Qcow2(_) | Error::Fat(fat::FatError::Corrupt(_)) => true,
             Error::Read { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
             Error::File { source, .. } => source.is_bad_input(),
             _ => false,

@@ -32,11 +32,11 @@
 use std::fmt::Write as _;
 
 use xspack_disk::fat::{FatBuilder, FatImage, FatOptions};
+use xspack_disk::pe::{Signature, signature};
 use xspack_image::RootfsBuild;
 
 use crate::Error;
 use crate::osrelease::Family;
-use crate::pe::{Signature, signature};
 
 /// Whether a UEFI guest gets the Secure Boot-ready chain (`--secure-boot`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -30,7 +30,6 @@ pub mod fixups;
 pub mod grub;
 pub mod kernel;
 pub mod osrelease;
-pub mod pe;
 pub mod seed;
 pub mod service;
 pub mod ubuntu;

@@ -1,5 +1,5 @@
-//! A deterministic FAT12/16/32 image writer for EFI system partitions and config drives,
-//! written from Microsoft's "FAT: General Overview of On-Disk Format" (FAT specification 1.03,
+//! A deterministic FAT12/16/32 image writer for EFI system partitions and config drives, and
+//! a reader of files on volumes of any origin ([`FatReader`]), written from Microsoft's "FAT: General Overview of On-Disk Format" (FAT specification 1.03,
 //! `fatgen103`), sections 3 (boot sector and BPB), 4 (FAT), 5 (`FSInfo`), 6 (directories) and 7
 //! (long names).
 //!
@@ -35,9 +35,11 @@
 mod build;
 mod dir;
 mod geometry;
+mod read;
 mod table;
 
 pub use build::{FatBuilder, FatImage, FatInfo};
+pub use read::FatReader;
 
 #[cfg(doc)]
 use crate::DiskSource;
@@ -149,6 +151,9 @@ impl FatOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FatError {
+    /// A volume being read breaks a rule of the format.
+    #[error("corrupt FAT volume: {0}")]
+    Corrupt(String),
     /// A path component that FAT cannot store as a long name.
     #[error("{name:?} is not a valid FAT file name: {why}")]
     InvalidName {

@@ -16,6 +16,7 @@
 
 mod assemble;
 mod fat;
+mod fat_read;
 mod oracle;
 mod partition;
 mod qcow2_diff;
