@@ -267,3 +267,65 @@ fn secure_boot_require_names_what_the_image_lacks_and_auto_falls_back() {
     let out = run(&["image", "build", "x.tar", "--flavor", "none", "--secure-boot", "off"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 }
+
+/// A UEFI template embedding `raw` as its boot disk, with `secure-boot = choice`.
+fn template_embedding(dir: &Utf8Path, raw: &Utf8Path, choice: &str) -> camino::Utf8PathBuf {
+    let size = std::fs::metadata(raw).unwrap().len().div_ceil(2 << 20) * 2;
+    let toml = dir.join(format!("t-{choice}.toml"));
+    std::fs::copy(raw, dir.join("boot.raw")).unwrap();
+    std::fs::write(
+        &toml,
+        format!(
+            "[template]\nname = \"t\"\nlabel = \"T\"\nversion = \"1\"\nflavor = \"debian\"\n\
+             boot = \"uefi\"\nsecure-boot = \"{choice}\"\nmemory = \"1G\"\n\n[[disk]]\n\
+             size = \"{size}M\"\nimage = \"boot.raw\"\n\n[xva]\nembed-disks = true\n"
+        ),
+    )
+    .unwrap();
+    toml
+}
+
+#[test]
+fn templates_embedding_a_guest_follow_its_boot_chain() {
+    let (_t, dir) = tempdir();
+    let signed = build(&dir.join("signed"), &debian_with_signed_chain(), &["--boot", "uefi"]);
+    assert_eq!(code(&signed), 0, "{}", stderr(&signed));
+    let unsigned = build(
+        &dir.join("unsigned"),
+        &debian_with_signed_chain(),
+        &["--boot", "uefi", "--secure-boot", "off"],
+    );
+    assert_eq!(code(&unsigned), 0, "{}", stderr(&unsigned));
+
+    let boot_of = |xva: &Utf8Path| {
+        let out = run(&["--json", "inspect", xva.as_str()]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["artifact"]["info"]["boot"].as_str().unwrap().to_owned()
+    };
+    let toml =
+        template_embedding(&dir.join("signed"), &dir.join("signed/dist/guest.raw"), "require");
+    let dist = dir.join("t-signed");
+    let out = run(&["template", "build", toml.as_str(), "--format", "xva", "-o", dist.as_str()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(boot_of(&dist.join("t.xva")), "uefi-secure-boot-auto");
+    assert_eq!(code(&run(&["verify", dist.as_str()])), 0);
+
+    let unsigned_raw = dir.join("unsigned/dist/guest.raw");
+    let toml = template_embedding(&dir.join("unsigned"), &unsigned_raw, "auto");
+    let dist = dir.join("t-unsigned");
+    let out = run(&["template", "build", toml.as_str(), "--format", "xva", "-o", dist.as_str()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("BOOTX64.EFI on its EFI system partition is unsigned"), "{err}");
+    assert_eq!(boot_of(&dist.join("t.xva")), "uefi");
+
+    let toml = template_embedding(&dir.join("unsigned"), &unsigned_raw, "require");
+    let dist = dir.join("t-require");
+    let out = run(&["template", "build", toml.as_str(), "--format", "xva", "-o", dist.as_str()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("template.secure-boot = \"require\""), "{}", stderr(&out));
+    assert!(!dist.exists(), "no output");
+}

@@ -133,6 +133,9 @@ fn build(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode> 
     opts.key = key.as_ref();
     opts.allow_outside.clone_from(&args.allow_outside);
     let summary = xspack_template::build_template(&args.template, &mut out, &opts).classified()?;
+    for note in &summary.notes {
+        ui.warn(note);
+    }
     let extra = json!({
         "name": summary.name,
         "uuid": summary.uuid,

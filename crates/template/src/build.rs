@@ -64,6 +64,8 @@ pub struct TemplateSummary {
     pub outputs: Vec<Output>,
     /// Whether the RPM was signed.
     pub rpm_signed: bool,
+    /// Things the user should know, one sentence each (a Secure Boot request not met).
+    pub notes: Vec<String>,
 }
 
 /// A manifest input for the file at `path`, named `name`: as the definition writes it, or the
@@ -96,6 +98,7 @@ pub fn build_template(
         uuid: spec.uuid().to_string(),
         outputs: Vec::new(),
         rpm_signed: false,
+        notes: Vec::new(),
     };
     let json = render_guest_json(&spec)?;
     let source_date = u32::try_from(opts.source_date_epoch).unwrap_or(u32::MAX);
@@ -116,6 +119,7 @@ pub fn build_template(
                     let name = path.strip_prefix(spec.resolve(Utf8Path::new(""))).unwrap_or(&path);
                     out.add_input(file_input(&path, name.as_str(), kind)?);
                 }
+                summary.notes.extend(crate::secure_boot(&spec, true)?.note);
                 let path = rel(&spec, format!("{}.xva", spec.name()))?;
                 let file = out.create_file(&path)?;
                 let buffered = BufWriter::with_capacity(BUFFER_SIZE, file);

@@ -86,7 +86,14 @@ pub fn render_guest_json(spec: &TemplateSpec) -> Result<String, Error> {
         .map(|(k, v)| Member { key: k.to_owned(), value: v })
         .collect();
     ctx.insert("recommendations", &recommendations);
-    ctx.insert("platform", &members(&spec.platform));
+    // UEFI templates inherit `secureboot=auto` from `base-linux-uefi.json`; `secure-boot =
+    // "off"` overrides it.
+    let mut platform = spec.platform.clone();
+    if !crate::secure_boot(spec, false)?.enabled && spec.template.boot == crate::BootFirmware::Uefi
+    {
+        platform.insert("secureboot".into(), "false".into());
+    }
+    ctx.insert("platform", &members(&platform));
     ctx.insert("other_config", &members(&spec.other_config()));
     let disks: Vec<Disk> = spec
         .disks

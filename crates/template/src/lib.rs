@@ -51,6 +51,7 @@ mod config_drive;
 mod json;
 mod render;
 mod rpm;
+mod secure_boot;
 mod size;
 pub mod spec;
 mod validate;
@@ -63,8 +64,9 @@ pub use rpm::{
     CREATE_TEMPLATES_WRAPPER, MARKER_FILE, SHIPPED_TEMPLATES_DIR, VM_TEMPLATES_DIR, rpm_name,
     template_rpm,
 };
+pub use secure_boot::{SecureBootDecision, secure_boot};
 pub use size::{format_amount, parse_amount};
-pub use spec::{BootFirmware, Flavor, TemplateSpec};
+pub use spec::{BootFirmware, Flavor, SecureBoot, TemplateSpec};
 pub use validate::{
     GuestJsonError, validate_guest_template, validate_guest_template_file,
     validate_guest_template_str,
@@ -118,6 +120,15 @@ pub enum Error {
     /// Writing the output directory failed.
     #[error(transparent)]
     Output(#[from] xspack_manifest::Error),
+    /// Reading an embedded disk image's partition table or EFI system partition failed.
+    #[error("reading disk image {path}")]
+    Disk {
+        /// The image.
+        path: Utf8PathBuf,
+        /// What failed.
+        #[source]
+        source: Box<xspack_disk::Error>,
+    },
 }
 
 impl Error {
@@ -134,6 +145,7 @@ impl xspack_io::Classify for Error {
             Error::Spec { .. } | Error::GuestJson { .. } | Error::ConfigDrive(_) => true,
             Error::Xva(e) => e.is_bad_input(),
             Error::Output(e) => e.is_bad_input(),
+            Error::Disk { source, .. } => source.is_bad_input(),
             Error::Render { .. } | Error::Io(_) | Error::Rpm(_) => false,
         })
     }

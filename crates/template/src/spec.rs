@@ -9,6 +9,7 @@
 //! uuid = "..."                    # optional: derived from the name when absent
 //! flavor = "coreos"               # coreos | ubuntu | debian | linux
 //! boot = "bios"                   # bios | uefi (templates.md "Boot modes")
+//! secure-boot = "auto"            # uefi: auto | require | off (templates.md "Secure Boot")
 //! boot-order = "cdn"              # HVM_boot_params:order
 //! memory = "2G"                   # the VM's memory; the static minimum is half of it
 //! vcpus = 2
@@ -82,6 +83,22 @@ impl Flavor {
             Flavor::Linux => "linux",
         }
     }
+}
+
+/// Whether a UEFI template asks for Secure Boot (`docs/formats/templates.md` section "Secure
+/// Boot").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureBoot {
+    /// `platform:secureboot=auto` (on where the pool has the certificates), unless the XVA
+    /// embeds a boot disk whose loader is unsigned: then `false`, and a note.
+    #[default]
+    Auto,
+    /// `platform:secureboot=auto`, and an embedded boot disk whose loader is unsigned is an
+    /// error.
+    Require,
+    /// `platform:secureboot=false`.
+    Off,
 }
 
 /// HVM firmware (`docs/formats/templates.md` section "Boot modes").
@@ -174,6 +191,9 @@ pub struct TemplateInfo {
     pub flavor: Flavor,
     /// The firmware.
     pub boot: BootFirmware,
+    /// For UEFI: whether the VM asks for Secure Boot.
+    #[serde(default)]
+    pub secure_boot: SecureBoot,
     /// `HVM_boot_params:order`.
     #[serde(default = "cdn")]
     pub boot_order: BootOrder,
@@ -288,7 +308,7 @@ impl Default for XvaInfo {
     }
 }
 
-/// `platform` keys the template may not set: the boot mode decides `secureboot`, and the host
+/// `platform` keys the template may not set: `secure-boot` decides `secureboot`, and the host
 /// picks `device-model` (`docs/formats/templates.md` section "Boot modes").
 const RESERVED_PLATFORM: &[&str] = &["secureboot", "device-model", "device_model"];
 /// `other_config` keys the template may not set: `default_template` breaks XVA imports
@@ -444,6 +464,12 @@ impl TemplateSpec {
         if t.vcpus == 0 {
             return Err(bad("template.vcpus", &"must be at least 1"));
         }
+        if t.boot == BootFirmware::Bios && t.secure_boot == SecureBoot::Require {
+            return Err(bad(
+                "template.secure-boot",
+                &"\"require\" needs boot = \"uefi\": Secure Boot is a UEFI feature",
+            ));
+        }
         let r = &self.recommendations;
         if r.max_memory.is_some_and(|m| m.0 < memory) {
             return Err(bad("recommendations.max-memory", &"is below template.memory"));
@@ -548,6 +574,10 @@ size = "8G"
             ),
             (GOOD.replace("\"bios\"", "\"efi\""), "templates/t.toml:7:8: unknown variant `efi`"),
             (
+                GOOD.replace("vcpus = 2", "vcpus = 2\nsecure-boot = \"on\""),
+                "templates/t.toml:10:15: unknown variant `on`",
+            ),
+            (
                 GOOD.replace("\"coreos-host\"", "\"CoreOS\""),
                 "templates/t.toml:3:8: \"CoreOS\" must be",
             ),
@@ -576,6 +606,10 @@ size = "8G"
             (GOOD.replace("size = \"8G\"", "size = \"5M\""), "disk[0].size"),
             (GOOD.replace("size = \"8G\"", "size = \"8G\"\nimage = \"x.raw\""), "disk[0].image"),
             (GOOD.to_owned() + "[platform]\nsecureboot = \"true\"\n", "platform.secureboot"),
+            (
+                GOOD.replace("vcpus = 2", "vcpus = 2\nsecure-boot = \"require\""),
+                "template.secure-boot",
+            ),
             (
                 GOOD.to_owned() + "[other-config]\ndefault_template = \"true\"\n",
                 "other-config.default_template",

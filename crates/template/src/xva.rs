@@ -6,7 +6,7 @@
 //! device_id=0001` over xspack-xva's defaults (`acpi apic pae nx hpet`, `viridian=false`), and
 //! `other_config` `linux_template=true install-methods=cdrom,nfs,http,ftp`. `device-model` is left
 //! for the host to choose (`docs/formats/templates.md` section "Boot modes"), and UEFI templates
-//! get `secureboot=false`.
+//! get `secureboot=auto`, or `false` ([`crate::secure_boot`]).
 //!
 //! Disks come one of two ways:
 //!
@@ -146,9 +146,10 @@ fn parts(spec: &TemplateSpec, source_date_epoch: u64) -> Result<XvaParts, Error>
     vm.memory = Memory { static_min: spec.min_memory(), ..Memory::fixed(memory) };
     vm.vcpus_max = t.vcpus;
     vm.vcpus_at_startup = t.vcpus;
-    vm.boot = match t.boot {
-        BootFirmware::Bios => BootMode::Bios,
-        BootFirmware::Uefi => BootMode::Uefi,
+    vm.boot = match (t.boot, crate::secure_boot(spec, true)?.enabled) {
+        (BootFirmware::Bios, _) => BootMode::Bios,
+        (BootFirmware::Uefi, false) => BootMode::Uefi,
+        (BootFirmware::Uefi, true) => BootMode::UefiSecureBootAuto,
     };
     vm.boot_order.clone_from(&t.boot_order.0);
     vm.is_template = true;

@@ -82,7 +82,7 @@ fn provisioned_template_xva_has_no_disk() {
     assert_eq!(xva, write_template_xva(&spec, Vec::new(), EPOCH, &NoProgress).unwrap());
     let (vm, disks) = read_back(xva);
     assert!(vm.is_template && disks.is_empty());
-    assert_eq!(vm.boot, BootMode::Uefi);
+    assert_eq!(vm.boot, BootMode::UefiSecureBootAuto, "secure-boot = \"auto\" by default");
     assert_eq!(vm.memory.static_max, 4 << 30);
     assert_eq!(vm.memory.static_min, 2 << 30);
     assert!(
@@ -155,4 +155,79 @@ fn an_image_larger_than_its_disk_is_refused() {
     let err = write_template_xva(&spec, Vec::new(), EPOCH, &NoProgress).unwrap_err();
     assert!(err.is_bad_input(), "{err}");
     assert!(err.to_string().contains("disk[0].image"), "{err}");
+}
+
+/// A GPT disk of 40 MiB whose ESP holds `bootx64` as the removable-media loader.
+fn uefi_raw(bootx64: Vec<u8>) -> Vec<u8> {
+    use xspack_disk::Uuid;
+    use xspack_disk::fat::{FatBuilder, FatOptions};
+    use xspack_disk::partition::{DiskBuilder, Partition, PartitionType};
+    let mut fat = FatBuilder::new(FatOptions::new(5, EPOCH).with_size(33 << 20));
+    fat.add_file_bytes("EFI/BOOT/BOOTX64.EFI", bootx64).unwrap();
+    DiskBuilder::gpt(Uuid::from_bytes([4; 16]))
+        .partition(
+            Partition::new(PartitionType::EFI_SYSTEM, 33 << 20)
+                .guid(Uuid::from_bytes([5; 16]))
+                .source(fat.build().unwrap()),
+        )
+        .size(40 << 20)
+        .build()
+        .unwrap()
+        .write_raw(Vec::new(), &NoProgress)
+        .unwrap()
+}
+
+fn uefi_spec(dir: &Utf8Path, secure_boot: &str) -> TemplateSpec {
+    spec_in(
+        dir,
+        "t.toml",
+        &format!(
+            "[template]\nname = \"t\"\nlabel = \"T\"\nversion = \"1\"\nflavor = \"debian\"\n\
+             boot = \"uefi\"\nsecure-boot = \"{secure_boot}\"\nmemory = \"1G\"\n\n[[disk]]\n\
+             size = \"40M\"\nimage = \"root.raw\"\n\n[xva]\nembed-disks = true\n"
+        ),
+    )
+}
+
+#[test]
+fn secure_boot_follows_the_embedded_disks_loader() {
+    let (_t, dir) = tempdir();
+    // A signed loader: Secure Boot where the pool has the certificates.
+    std::fs::write(dir.join("root.raw"), uefi_raw(xspack_testkit::signed_pe(6000))).unwrap();
+    for choice in ["auto", "require"] {
+        let spec = uefi_spec(&dir, choice);
+        let decision = xspack_template::secure_boot(&spec, true).unwrap();
+        assert!(decision.enabled && decision.note.is_none(), "{choice}");
+        let (vm, _) = read_back(write_template_xva(&spec, Vec::new(), EPOCH, &NoProgress).unwrap());
+        assert_eq!(vm.boot, BootMode::UefiSecureBootAuto, "{choice}");
+    }
+    let spec = uefi_spec(&dir, "off");
+    let (vm, _) = read_back(write_template_xva(&spec, Vec::new(), EPOCH, &NoProgress).unwrap());
+    assert_eq!(vm.boot, BootMode::Uefi);
+    let json: serde_json::Value = serde_json::from_str(&render_guest_json(&spec).unwrap()).unwrap();
+    assert_eq!(json["platform"]["secureboot"], "false", "off overrides the base's auto");
+
+    // An unsigned loader: auto keeps Secure Boot off and says why; require refuses.
+    std::fs::write(dir.join("root.raw"), uefi_raw(xspack_testkit::pe_image(6000, None))).unwrap();
+    let spec = uefi_spec(&dir, "auto");
+    let decision = xspack_template::secure_boot(&spec, true).unwrap();
+    assert!(!decision.enabled);
+    let note = decision.note.unwrap();
+    assert!(note.contains("disk[0].image root.raw cannot boot with Secure Boot: \\EFI\\BOOT\\BOOTX64.EFI on its EFI system partition is unsigned"), "{note}");
+    let (vm, _) = read_back(write_template_xva(&spec, Vec::new(), EPOCH, &NoProgress).unwrap());
+    assert_eq!(vm.boot, BootMode::Uefi);
+    let json: serde_json::Value = serde_json::from_str(&render_guest_json(&spec).unwrap()).unwrap();
+    assert!(json.get("platform").is_none(), "the JSON has no disk: it inherits auto");
+    let err = write_template_xva(&uefi_spec(&dir, "require"), Vec::new(), EPOCH, &NoProgress)
+        .unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    assert!(
+        err.to_string().contains("template.secure-boot = \"require\", but disk[0].image"),
+        "{err}"
+    );
+
+    // A disk that is no GPT at all.
+    std::fs::write(dir.join("root.raw"), vec![0u8; 40 << 20]).unwrap();
+    let note = xspack_template::secure_boot(&uefi_spec(&dir, "auto"), true).unwrap().note.unwrap();
+    assert!(note.contains("it has no valid GPT"), "{note}");
 }
