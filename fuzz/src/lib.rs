@@ -223,13 +223,33 @@ pub fn gzip_index(data: &[u8]) {
     xspack_gzseek::check_round_trip(data);
 }
 
-/// `fat_read`: the bytes as a FAT volume, an ESP's boot files read back and their PE
-/// signatures looked for, as the Secure Boot check of a template's disk does.
+/// The fuzzer's bytes followed by zeros up to 1 TiB: a volume whose boot sector may claim
+/// billions of clusters, as a sparse disk image can.
+struct Padded<'a>(&'a [u8]);
+
+impl xspack_disk::DiskSource for Padded<'_> {
+    fn size(&self) -> u64 {
+        1 << 40
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.fill(0);
+        if let Ok(start) = usize::try_from(offset)
+            && start < self.0.len()
+        {
+            let n = buf.len().min(self.0.len() - start);
+            buf[..n].copy_from_slice(&self.0[start..start + n]);
+        }
+        Ok(())
+    }
+}
+
+/// `fat_read`: the bytes as the start of a FAT volume of up to 1 TiB, an ESP's boot files read
+/// back and their PE signatures looked for, as the Secure Boot check of a template's disk
+/// does; time and memory must not grow with the size the volume claims.
 pub fn fat_read(data: &[u8]) {
-    let mut src = data;
-    let Ok(mut r) = xspack_disk::fat::FatReader::open(&mut src, 0, data.len() as u64) else {
-        return;
-    };
+    let mut src = Padded(data);
+    let Ok(mut r) = xspack_disk::fat::FatReader::open(&mut src, 0, 1 << 40) else { return };
     for path in ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/grubx64.efi", "EFI/debian/BOOTX64.CSV"] {
         if let Ok(Some(bytes)) = r.read_file(path, 1 << 24) {
             let _ = xspack_disk::pe::signature(&bytes);

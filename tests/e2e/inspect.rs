@@ -77,7 +77,7 @@ fn unknown_files_and_bad_manifests_are_refused() {
     assert_eq!(
         stderr(&out),
         format!(
-            "xspack: error: {dist}/manifest.json: manifest_version 9 is not supported (this xspack reads version 1)\n"
+            "xspack: error: {dist}/manifest.json: manifest_version 9 is not supported (this xspack reads versions 1 to 2)\n"
         )
     );
 }

@@ -236,7 +236,9 @@ impl xspack_io::Classify for Error {
     /// than that reading or writing it failed; looks through [`Error::File`].
     fn fault(&self) -> xspack_io::Fault {
         xspack_io::Fault::input_if(match self {
-            Error::Vhd(_) | Error::Qcow2(_) | Error::Fat(fat::FatError::Corrupt(_)) => true,
+            Error::Vhd(_)
+            | Error::Qcow2(_)
+            | Error::Fat(fat::FatError::Corrupt(_) | fat::FatError::TooLarge { .. }) => true,
             Error::Read { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
             Error::File { source, .. } => source.is_bad_input(),
             _ => false,

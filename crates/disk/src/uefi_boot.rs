@@ -32,7 +32,17 @@ pub fn secure_boot_ready(disk: &mut dyn DiskSource) -> Result<Result<(), String>
     else {
         return Ok(Err("it has no EFI system partition".into()));
     };
-    let (offset, size) = (esp.first_lba * 512, (esp.last_lba + 1 - esp.first_lba) * 512);
+    let extent = esp.last_lba.checked_sub(esp.first_lba).and_then(|n| {
+        let offset = esp.first_lba.checked_mul(512)?;
+        let size = (n + 1).checked_mul(512)?;
+        offset.checked_add(size).filter(|end| *end <= disk.size()).map(|_| (offset, size))
+    });
+    let Some((offset, size)) = extent else {
+        return Ok(Err(format!(
+            "its EFI system partition (LBA {} to {}) lies outside the disk",
+            esp.first_lba, esp.last_lba
+        )));
+    };
     let mut fat = match FatReader::open(disk, offset, size) {
         Ok(fat) => fat,
         Err(Error::Fat(e)) => return Ok(Err(format!("its EFI system partition: {e}"))),

@@ -17,10 +17,11 @@
 //!   `BOOTX64.CSV`. On a first boot without boot entries shim starts the fallback, which
 //!   reads `BOOTX64.CSV` (UCS-2: file, label, options, description; shim's `fallback.c`), adds
 //!   the distribution's boot entry and starts it. The signed GRUB has its prefix built in
-//!   (`/EFI/debian` or `/EFI/ubuntu`) and reads `$prefix/grub.cfg`, else `grub.cfg` beside
-//!   itself; xspack writes both: they set up the serial console, find the root filesystem by
-//!   UUID and hand over to `/boot/grub/grub.cfg`. GRUB has shim check the kernel's signature;
-//!   the kernel then enforces its own lockdown. xspack signs nothing and holds no keys.
+//!   (`/EFI/debian` or `/EFI/ubuntu`) and sources `$prefix/x86_64-efi/grub.cfg`, else
+//!   `$prefix/grub.cfg`, else `grub.cfg` beside itself; xspack writes the last two: they set
+//!   up the serial console, find the root filesystem by UUID and hand over to
+//!   `/boot/grub/grub.cfg`. GRUB has shim check the kernel's signature; the kernel then
+//!   enforces its own lockdown. xspack signs nothing and holds no keys.
 //! - **grub**: GRUB linked by `grub-mkimage` on the build host ([`crate::grub`]), as
 //!   `\EFI\BOOT\BOOTX64.EFI`. It boots only with Secure Boot off.
 //!
@@ -116,29 +117,26 @@ pub fn find_signed_chain(
 ) -> Result<Result<SignedChain, Vec<String>>, Error> {
     let mut missing = Vec::new();
     let mut shim = None;
-    for path in SHIM {
-        if let Some(data) = rootfs.read_file(path.as_bytes(), MAX_BINARY)? {
-            shim = signed(data, path, &mut missing);
-            break;
-        }
-    }
-    if shim.is_none() && missing.is_empty() {
+    if let Some(path) = SHIM.iter().find(|p| rootfs.file_size(p.as_bytes()).is_some()) {
+        shim = read_signed(rootfs, path, &mut missing)?;
+    } else {
         missing.push(format!("shim-signed (/{})", SHIM[0]));
     }
-    let grub = rootfs.read_file(SIGNED_GRUB.as_bytes(), MAX_BINARY)?;
-    if grub.is_none() {
+    let grub = if rootfs.file_size(SIGNED_GRUB.as_bytes()).is_some() {
+        read_signed(rootfs, SIGNED_GRUB, &mut missing)?
+    } else {
         missing.push(format!("grub-efi-amd64-signed (/{SIGNED_GRUB})"));
-    }
-    let grub = grub.and_then(|data| signed(data, SIGNED_GRUB, &mut missing));
+        None
+    };
     let kernel_path = kernel.trim_start_matches('/');
-    match rootfs.read_file(kernel_path.as_bytes(), MAX_BINARY)? {
-        Some(data) => {
-            signed(data, kernel_path, &mut missing);
-        }
-        None => missing.push(format!("the kernel {kernel}")),
+    if rootfs.file_size(kernel_path.as_bytes()).is_some() {
+        read_signed(rootfs, kernel_path, &mut missing)?;
+    } else {
+        missing.push(format!("the kernel {kernel}"));
     }
-    let fallback = optional(rootfs, FALLBACK, &mut missing)?;
-    let mok_manager = optional(rootfs, MOK_MANAGER, &mut missing)?;
+    // Optional helpers: absent is fine, present and unsigned is not.
+    let fallback = read_signed(rootfs, FALLBACK, &mut missing)?;
+    let mok_manager = read_signed(rootfs, MOK_MANAGER, &mut missing)?;
     match (shim, grub) {
         (Some(shim), Some(grub)) if missing.is_empty() => {
             let vendor = match family {
@@ -149,6 +147,24 @@ pub fn find_signed_chain(
         }
         _ => Ok(Err(missing)),
     }
+}
+
+/// The file at `path` when it is there and signed; a phrase in `missing` when it is there and
+/// unsigned, not an EFI binary, or too large to be one.
+fn read_signed(
+    rootfs: &mut RootfsBuild<'_>,
+    path: &str,
+    missing: &mut Vec<String>,
+) -> Result<Option<Vec<u8>>, Error> {
+    match rootfs.file_size(path.as_bytes()) {
+        None => return Ok(None),
+        Some(size) if size > MAX_BINARY => {
+            missing.push(format!("a boot binary at /{path} ({size} bytes is too large for one)"));
+            return Ok(None);
+        }
+        Some(_) => {}
+    }
+    Ok(rootfs.read_file(path.as_bytes(), MAX_BINARY)?.and_then(|data| signed(data, path, missing)))
 }
 
 /// `data` when it is signed; else a phrase in `missing`.
@@ -164,15 +180,6 @@ fn signed(data: Vec<u8>, path: &str, missing: &mut Vec<String>) -> Option<Vec<u8
             None
         }
     }
-}
-
-/// An optional signed helper: absent is fine, present and unsigned is not.
-fn optional(
-    rootfs: &mut RootfsBuild<'_>,
-    path: &str,
-    missing: &mut Vec<String>,
-) -> Result<Option<Vec<u8>>, Error> {
-    Ok(rootfs.read_file(path.as_bytes(), MAX_BINARY)?.and_then(|data| signed(data, path, missing)))
 }
 
 /// The ESP's `grub.cfg` for the signed GRUB: serial console, root by UUID, then the root

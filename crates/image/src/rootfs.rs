@@ -69,10 +69,21 @@ impl<'a> RootfsBuild<'a> {
         &self.tree
     }
 
+    /// The size of the regular file at `path` in the merged tree (symlinks followed); `None`
+    /// when there is no regular file there.
+    pub fn file_size(&mut self, path: &[u8]) -> Option<u64> {
+        let id = self.tree.resolve(path)?;
+        match &self.tree.node(id).kind {
+            xspack_oci::NodeKind::File { size, .. } => Some(*size),
+            _ => None,
+        }
+    }
+
     /// The bytes of the regular file at `path` in the merged tree (symlinks followed), read
-    /// back from where pass 1 wrote it, without reading a layer again; `None` when there is
-    /// no regular file there. A file larger than `max` bytes is an error
-    /// ([`Error::Request`]): this is for boot loaders and configuration, not payloads.
+    /// back from where pass 1 wrote it (a layer is read again only for a file pass 1 did not
+    /// write out); `None` when there is no regular file there. A file larger than `max` bytes
+    /// is an error ([`Error::Request`]): this is for boot loaders and configuration, not
+    /// payloads; check [`RootfsBuild::file_size`] first.
     pub fn read_file(&mut self, path: &[u8], max: u64) -> Result<Option<Vec<u8>>, Error> {
         use xspack_oci::{FileData, NodeKind};
         let Some(id) = self.tree.resolve(path) else { return Ok(None) };

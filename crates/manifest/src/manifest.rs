@@ -16,9 +16,10 @@
 //! }
 //! ```
 //!
-//! A bootable guest's manifest also has `"boot": { "firmware": "uefi", "chain": "shim",
-//! "secure_boot": true }` after `outputs` ([`Boot`]); other builds leave it out. Readers of
-//! version 1 from before it was added refuse it as an unknown field.
+//! **Version 2** adds `"boot": { "firmware": "uefi", "chain": "shim", "secure_boot": true }`
+//! after `outputs` ([`Boot`]), for bootable guests. A manifest is written as version 2 only when
+//! it has `boot`, so every other build's manifest stays version 1, byte for byte, and readers
+//! that know only version 1 refuse a guest's by its number rather than by an unknown field.
 //!
 //! Unknown fields are rejected, so a typo never passes silently; a manifest from a newer schema
 //! version is refused by number before anything else is read. Outputs are kept sorted by path
@@ -35,14 +36,17 @@ use xspack_io::Sha256Digest;
 
 use crate::{Error, RelPath, Sha256Sums};
 
-/// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The newest schema version this crate writes and reads (it reads every one from 1).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The version of a manifest without `boot`.
+const FIRST_VERSION: u32 = 1;
 
 /// The whole `manifest.json` document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Always [`SCHEMA_VERSION`] when written by this crate.
+    /// 1, or 2 when [`Manifest::boot`] is set ([`Manifest::to_json`] writes the one the
+    /// content needs).
     pub manifest_version: u32,
     /// The program that made the build.
     pub tool: Tool,
@@ -175,7 +179,7 @@ impl Manifest {
     /// An empty manifest for a build by `tool` at `source_date_epoch`.
     pub fn new(tool: Tool, source_date_epoch: u64) -> Self {
         Manifest {
-            manifest_version: SCHEMA_VERSION,
+            manifest_version: FIRST_VERSION,
             tool,
             source_date_epoch,
             inputs: Vec::new(),
@@ -197,6 +201,7 @@ impl Manifest {
     pub fn to_json(&self) -> Result<String, Error> {
         let mut canonical = self.clone();
         canonical.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+        canonical.manifest_version = if self.boot.is_some() { 2 } else { FIRST_VERSION };
         canonical.check(Utf8Path::new(crate::MANIFEST_NAME))?;
         let mut text = serde_json::to_string_pretty(&canonical).expect("manifest serialises");
         text.push('\n');
@@ -209,10 +214,13 @@ impl Manifest {
         let probe: VersionProbe = serde_json::from_slice(data).map_err(|e| bad(json_reason(&e)))?;
         match probe.manifest_version {
             None => return Err(bad("missing field `manifest_version`".into())),
-            Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+            Some(v)
+                if v.as_u64().is_some_and(|n| {
+                    (u64::from(FIRST_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&n)
+                }) => {}
             Some(v) => {
                 return Err(bad(format!(
-                    "manifest_version {v} is not supported (this xspack reads version {SCHEMA_VERSION})"
+                    "manifest_version {v} is not supported (this xspack reads versions {FIRST_VERSION} to {SCHEMA_VERSION})"
                 )));
             }
         }
@@ -232,6 +240,12 @@ impl Manifest {
         let bad = |reason: String| Error::Manifest { file: file.to_owned(), reason };
         if self.tool.name.trim().is_empty() {
             return Err(bad("tool.name is empty".into()));
+        }
+        if self.boot.is_some() && self.manifest_version < 2 {
+            return Err(bad(format!(
+                "boot needs manifest_version 2, not {}",
+                self.manifest_version
+            )));
         }
         if let Some(boot) = self.boot {
             let shim = boot.firmware == Firmware::Uefi && boot.chain == BootChain::Shim;
@@ -312,6 +326,36 @@ mod tests {
     }
 
     #[test]
+    fn a_boot_record_makes_version_2_and_must_be_consistent() {
+        let mut m = sample();
+        assert!(m.to_json().unwrap().starts_with("{\n  \"manifest_version\": 1,"));
+        m.boot = Some(Boot { firmware: Firmware::Uefi, chain: BootChain::Shim, secure_boot: true });
+        let text = m.to_json().unwrap();
+        assert!(text.starts_with("{\n  \"manifest_version\": 2,"), "{text}");
+        assert!(text.ends_with(
+            "  \"boot\": {\n    \"firmware\": \"uefi\",\n    \"chain\": \"shim\",\n    \"secure_boot\": true\n  }\n}\n"
+        ));
+        let back = Manifest::parse(text.as_bytes(), "m.json".into()).unwrap();
+        assert_eq!(back.boot, m.boot);
+        let cases = [
+            (
+                text.replace("\"manifest_version\": 2", "\"manifest_version\": 1"),
+                "boot needs manifest_version 2",
+            ),
+            (
+                text.replace("\"secure_boot\": true", "\"secure_boot\": false"),
+                "boot.secure_boot is false",
+            ),
+            (text.replace("\"uefi\"", "\"bios\""), "boot.chain shim needs boot.firmware uefi"),
+            (text.replace("\"shim\"", "\"lilo\""), "unknown variant `lilo`"),
+        ];
+        for (bad, want) in cases {
+            let err = parse_err(&bad);
+            assert!(err.contains(want), "want {want:?}, got {err}");
+        }
+    }
+
+    #[test]
     fn canonical_text_sorts_outputs() {
         let text = sample().to_json().unwrap();
         assert!(text.find("a.iso").unwrap() < text.find("z.iso").unwrap());
@@ -329,8 +373,8 @@ mod tests {
         let good = sample().to_json().unwrap();
         let cases = [
             (
-                good.replace("\"manifest_version\": 1", "\"manifest_version\": 2"),
-                "manifest_version 2 is not supported",
+                good.replace("\"manifest_version\": 1", "\"manifest_version\": 3"),
+                "manifest_version 3 is not supported (this xspack reads versions 1 to 2)",
             ),
             (good.replace("\"manifest_version\": 1,", ""), "missing field `manifest_version`"),
             (

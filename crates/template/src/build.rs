@@ -11,7 +11,7 @@ use xspack_io::{BUFFER_SIZE, Progress};
 use xspack_manifest::{Input, InputDigest, Output, OutputDir, RelPath};
 use xspack_rpmrepo::SigningKey;
 
-use crate::{Error, TemplateSpec, render_guest_json, template_rpm, write_template_xva};
+use crate::{Error, TemplateSpec, render_guest_json, template_rpm};
 
 /// The three artifacts of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,12 +119,14 @@ pub fn build_template(
                     let name = path.strip_prefix(spec.resolve(Utf8Path::new(""))).unwrap_or(&path);
                     out.add_input(file_input(&path, name.as_str(), kind)?);
                 }
-                summary.notes.extend(crate::secure_boot(&spec, true)?.note);
+                let secure_boot = crate::secure_boot(&spec, true)?;
+                summary.notes.extend(secure_boot.note.clone());
                 let path = rel(&spec, format!("{}.xva", spec.name()))?;
                 let file = out.create_file(&path)?;
                 let buffered = BufWriter::with_capacity(BUFFER_SIZE, file);
+                let epoch_progress = (opts.source_date_epoch, opts.progress);
                 let mut buffered =
-                    write_template_xva(&spec, buffered, opts.source_date_epoch, opts.progress)?;
+                    crate::xva::write_decided(&spec, buffered, epoch_progress, &secure_boot)?;
                 let io_err = |e| Error::io("writing", out.dest().join(path.as_str()), e);
                 buffered.flush().map_err(io_err)?;
                 let file = buffered.into_inner().map_err(|e| io_err(e.into_error()))?;

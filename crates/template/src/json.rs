@@ -8,7 +8,9 @@
 //! - `min_memory` is half the VM's memory: the loader makes static min = x and static max =
 //!   dynamic min = dynamic max = 2x, which gives back `memory`;
 //! - `VCPUs_max` and `VCPUs_at_startup` are VM record fields the loader copies verbatim;
-//! - `HVM_boot_params` is written whole (the loader replaces the base's map, not merges it).
+//! - `HVM_boot_params` is written whole (the loader replaces the base's map, not merges it);
+//! - a UEFI template's `platform:secureboot` is written out, `auto` or `false`
+//!   ([`crate::secure_boot()`]).
 //!
 //! A config drive has no JSON form: default templates whose label contains "CoreOS" get
 //! XenCenter's cloud-config page instead, which makes the drive per VM
@@ -86,12 +88,12 @@ pub fn render_guest_json(spec: &TemplateSpec) -> Result<String, Error> {
         .map(|(k, v)| Member { key: k.to_owned(), value: v })
         .collect();
     ctx.insert("recommendations", &recommendations);
-    // UEFI templates inherit `secureboot=auto` from `base-linux-uefi.json`; `secure-boot =
-    // "off"` overrides it.
+    // A UEFI template says its Secure Boot setting itself rather than through the base file
+    // (`base-linux-uefi.json` says `auto` today): `auto`, or `false` for `secure-boot = "off"`.
     let mut platform = spec.platform.clone();
-    if !crate::secure_boot(spec, false)?.enabled && spec.template.boot == crate::BootFirmware::Uefi
-    {
-        platform.insert("secureboot".into(), "false".into());
+    if spec.template.boot == crate::BootFirmware::Uefi {
+        let enabled = crate::secure_boot(spec, false)?.enabled;
+        platform.insert("secureboot".into(), if enabled { "auto" } else { "false" }.into());
     }
     ctx.insert("platform", &members(&platform));
     ctx.insert("other_config", &members(&spec.other_config()));

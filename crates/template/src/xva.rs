@@ -6,7 +6,7 @@
 //! device_id=0001` over xspack-xva's defaults (`acpi apic pae nx hpet`, `viridian=false`), and
 //! `other_config` `linux_template=true install-methods=cdrom,nfs,http,ftp`. `device-model` is left
 //! for the host to choose (`docs/formats/templates.md` section "Boot modes"), and UEFI templates
-//! get `secureboot=auto`, or `false` ([`crate::secure_boot`]).
+//! get `secureboot=auto`, or `false` ([`crate::secure_boot()`]).
 //!
 //! Disks come one of two ways:
 //!
@@ -32,7 +32,7 @@ use crate::config_drive::config_drive_image;
 use crate::json::recommendation_members;
 use crate::render::render;
 use crate::spec::{BootFirmware, DiskType};
-use crate::{Error, TemplateSpec};
+use crate::{Error, SecureBootDecision, TemplateSpec};
 
 /// Platform flags of `base-hvmlinux.json` that xspack-xva does not set by default.
 const BASE_PLATFORM: &[(&str, &str)] = &[("vga", "std"), ("videoram", "8"), ("device_id", "0001")];
@@ -138,7 +138,11 @@ struct XvaParts {
     drive: Option<Vec<u8>>,
 }
 
-fn parts(spec: &TemplateSpec, source_date_epoch: u64) -> Result<XvaParts, Error> {
+fn parts(
+    spec: &TemplateSpec,
+    source_date_epoch: u64,
+    secure_boot: &SecureBootDecision,
+) -> Result<XvaParts, Error> {
     let t = &spec.template;
     let mut vm = VmSpec::new(t.label.clone(), spec.derived_uuid("xva/vm"));
     vm.description.clone_from(&t.description);
@@ -146,7 +150,7 @@ fn parts(spec: &TemplateSpec, source_date_epoch: u64) -> Result<XvaParts, Error>
     vm.memory = Memory { static_min: spec.min_memory(), ..Memory::fixed(memory) };
     vm.vcpus_max = t.vcpus;
     vm.vcpus_at_startup = t.vcpus;
-    vm.boot = match (t.boot, crate::secure_boot(spec, true)?.enabled) {
+    vm.boot = match (t.boot, secure_boot.enabled) {
         (BootFirmware::Bios, _) => BootMode::Bios,
         (BootFirmware::Uefi, false) => BootMode::Uefi,
         (BootFirmware::Uefi, true) => BootMode::UefiSecureBootAuto,
@@ -211,7 +215,7 @@ fn parts(spec: &TemplateSpec, source_date_epoch: u64) -> Result<XvaParts, Error>
 /// The VM (template) record of `spec`'s XVA. Reads the config drive's user data, if any, to
 /// size the drive; `source_date_epoch` stamps the drive's files.
 pub fn template_vm_spec(spec: &TemplateSpec, source_date_epoch: u64) -> Result<VmSpec, Error> {
-    parts(spec, source_date_epoch).map(|p| p.vm)
+    parts(spec, source_date_epoch, &crate::secure_boot(spec, true)?).map(|p| p.vm)
 }
 
 /// The reader of an embedded disk: its image padded with zeros, or zeros.
@@ -242,7 +246,18 @@ pub fn write_template_xva<W: Write>(
     source_date_epoch: u64,
     progress: &dyn Progress,
 ) -> Result<W, Error> {
-    let XvaParts { vm, drive } = parts(spec, source_date_epoch)?;
+    let secure_boot = crate::secure_boot(spec, true)?;
+    write_decided(spec, out, (source_date_epoch, progress), &secure_boot)
+}
+
+/// [`write_template_xva`] with Secure Boot decided already (the build reports its note).
+pub(crate) fn write_decided<W: Write>(
+    spec: &TemplateSpec,
+    out: W,
+    (source_date_epoch, progress): (u64, &dyn Progress),
+    secure_boot: &SecureBootDecision,
+) -> Result<W, Error> {
+    let XvaParts { vm, drive } = parts(spec, source_date_epoch, secure_boot)?;
     let mut readers: Vec<Box<dyn Read>> = Vec::with_capacity(vm.disks.len());
     if spec.xva.embed_disks {
         for i in 0..spec.disks.len() {

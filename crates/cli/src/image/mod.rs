@@ -404,8 +404,7 @@ fn build_ubuntu(
     if built.boot == xspack_guest::ubuntu::BootMode::Uefi {
         ui.detail(&match built.chain {
             xspack_guest::efi::Chain::Shim => {
-                "boot chain: the image's signed shim, GRUB and kernel (Secure Boot-ready; the XVA \
-                 says platform:secureboot=auto)"
+                "boot chain: the image's signed shim, GRUB and kernel (Secure Boot-ready)"
                     .to_owned()
             }
             xspack_guest::efi::Chain::Grub => {

@@ -1,7 +1,7 @@
 //! A deterministic FAT12/16/32 image writer for EFI system partitions and config drives, and
-//! a reader of files on volumes of any origin ([`FatReader`]), written from Microsoft's "FAT: General Overview of On-Disk Format" (FAT specification 1.03,
-//! `fatgen103`), sections 3 (boot sector and BPB), 4 (FAT), 5 (`FSInfo`), 6 (directories) and 7
-//! (long names).
+//! a reader of files on volumes of any origin ([`FatReader`]), written from Microsoft's "FAT:
+//! General Overview of On-Disk Format" (FAT specification 1.03, `fatgen103`), sections 3
+//! (boot sector and BPB), 4 (FAT), 5 (`FSInfo`), 6 (directories) and 7 (long names).
 //!
 //! [`FatBuilder`] collects directories and files (from bytes, from any [`DiskSource`], or from
 //! a reader that can be opened again) and [`FatBuilder::build`] lays out a [`FatImage`]:
@@ -147,13 +147,23 @@ impl FatOptions {
     }
 }
 
-/// Why a FAT image cannot be built.
+/// Why a FAT image cannot be built, or a file read from one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FatError {
     /// A volume being read breaks a rule of the format.
     #[error("corrupt FAT volume: {0}")]
     Corrupt(String),
+    /// A file being read is larger than the reader was asked to read.
+    #[error("{path}: {size} bytes, more than the {max} read")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A path component that FAT cannot store as a long name.
     #[error("{name:?} is not a valid FAT file name: {why}")]
     InvalidName {

@@ -3,8 +3,9 @@
 //! and 7 for long names), to find a boot loader on an EFI system partition.
 //!
 //! The volume is untrusted: every field is checked against the volume's size before it is
-//! used, cluster chains are followed at most as many steps as the volume has clusters (so a
-//! loop ends in an error), and a file is read only up to the caller's limit.
+//! used, and every cluster chain is followed only as far as what it holds may reach (a file's
+//! size, which is read only up to the caller's limit; a directory's 65536 entries), so a loop
+//! or an endless chain ends in an error, not in memory or time that grows with the volume.
 
 use crate::{DiskSource, Error};
 
@@ -176,9 +177,10 @@ impl<'a> FatReader<'a> {
             buf
         } else {
             let first = if cluster == 0 { self.geo.root_cluster } else { cluster };
-            let chain = self.chain(first, None)?;
-            // 65536 entries at most (section 6), however large the clusters.
-            if chain.len() as u64 * self.geo.cluster_bytes > 65536 * 32 + self.geo.cluster_bytes {
+            // 65536 entries at most (section 6): a longer chain is damage or a loop.
+            let limit = (65536 * 32u64).div_ceil(self.geo.cluster_bytes) + 1;
+            let chain = self.chain(first, Some(limit))?;
+            if chain.len() as u64 == limit {
                 return Err(corrupt(format!("the directory at cluster {first} is too large")));
             }
             let mut buf = Vec::new();
@@ -190,7 +192,7 @@ impl<'a> FatReader<'a> {
             }
             buf
         };
-        Ok(parse_dir(&bytes))
+        Ok(parse_dir(&bytes, self.geo.fat_type == FatType::Fat32))
     }
 
     /// The bytes of the file at `path` (`/`-separated, compared without regard to case as
@@ -212,7 +214,11 @@ impl<'a> FatReader<'a> {
             return Ok(None);
         };
         if u64::from(file.size) > max {
-            return Err(corrupt(format!("{path}: {} bytes, more than the {max} read", file.size)));
+            return Err(Error::Fat(super::FatError::TooLarge {
+                path: path.to_owned(),
+                size: u64::from(file.size),
+                max,
+            }));
         }
         if file.size == 0 {
             return Ok(Some(Vec::new()));
@@ -274,9 +280,14 @@ impl ReadGeometry {
             return Err(corrupt("no data clusters"));
         }
         let fat_bytes = fat_sectors * bps;
-        let needed = (u64::from(clusters) + 2) * u64::from(fat_type.bits()) / 8;
+        let needed = ((u64::from(clusters) + 2) * u64::from(fat_type.bits())).div_ceil(8);
         if fat_bytes < needed {
             return Err(corrupt(format!("a FAT of {fat_bytes} bytes for {clusters} clusters")));
+        }
+        if u16_at(b, 22) == 0 && fat_type != FatType::Fat32 {
+            // A FAT32 BPB (`BPB_FATSz16` 0) on a volume whose cluster count makes it FAT12/16:
+            // section 3.5 decides by the count, and such a volume reads differently elsewhere.
+            return Err(corrupt(format!("a FAT32 boot sector on a {fat_type} volume")));
         }
         let root_cluster = if fat_type == FatType::Fat32 { u32_at(b, 44) } else { 0 };
         if fat_type == FatType::Fat32 && root_entries != 0 {
@@ -297,8 +308,8 @@ impl ReadGeometry {
 
 /// The entries of a directory's bytes, long names joined to their short entries (section 7:
 /// long-name entries precede the short one in reverse order, each carrying the short name's
-/// checksum).
-fn parse_dir(bytes: &[u8]) -> Vec<DirEntry> {
+/// checksum). `fat32`: the high half of the first cluster is used (FAT12/16 leave it alone).
+fn parse_dir(bytes: &[u8], fat32: bool) -> Vec<DirEntry> {
     let mut out = Vec::new();
     let mut long: Vec<(u8, u8, [u16; 13])> = Vec::new();
     for e in bytes.chunks_exact(32) {
@@ -318,6 +329,10 @@ fn parse_dir(bytes: &[u8]) -> Vec<DirEntry> {
             {
                 chars[i] = u16_at(e, at);
             }
+            if e[0] & 0x40 != 0 {
+                // The last part comes first: a new name starts, strays before it are dropped.
+                long.clear();
+            }
             long.push((e[0], e[13], chars));
             continue;
         }
@@ -332,7 +347,7 @@ fn parse_dir(bytes: &[u8]) -> Vec<DirEntry> {
         if short == "." || short == ".." {
             continue;
         }
-        let hi = u32::from(u16_at(e, 20)) << 16;
+        let hi = if fat32 { u32::from(u16_at(e, 20)) << 16 } else { 0 };
         out.push(DirEntry {
             name,
             short,

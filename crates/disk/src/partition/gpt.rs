@@ -211,6 +211,9 @@ pub struct Gpt {
     pub entries: Vec<GptEntry>,
 }
 
+/// The largest entry array [`Gpt::read`] accepts: 8192 entries of 128 bytes.
+pub(crate) const MAX_ENTRY_ARRAY: u64 = 1 << 20;
+
 impl Gpt {
     /// The primary and backup headers for a disk of `total_sectors`, given the CRC of the
     /// entry array.
@@ -308,7 +311,8 @@ impl Gpt {
         Ok((first, second))
     }
 
-    /// Reads the GPT of `disk` and checks all of it: the protective MBR, both headers and their
+    /// Reads the GPT of `disk` and checks all of it (entry arrays of at most
+    /// 1 MiB): the protective MBR, both headers and their
     /// CRCs, that they point at each other and at the disk's last LBA, and that both entry
     /// arrays are identical and match their CRCs.
     pub fn read(disk: &mut dyn DiskSource) -> Result<Gpt, Error> {
@@ -350,8 +354,16 @@ impl Gpt {
         expect("backup alternate LBA", backup.alternate_lba, 1)?;
         expect("primary entry LBA", primary.entries_lba, 2)?;
         let array_len = u64::from(primary.entry_count) * u64::from(primary.entry_size);
+        // Far above the 16 KiB every tool writes: a larger array is a damaged or hostile
+        // header, and would be read twice into memory.
+        if array_len > MAX_ENTRY_ARRAY {
+            return Err(malformed(format!("an entry array of {array_len} bytes")).into());
+        }
         let array_sectors = array_len.div_ceil(SECTOR_SIZE);
-        expect("backup entry LBA", backup.entries_lba, last - array_sectors)?;
+        let backup_entries = last
+            .checked_sub(array_sectors)
+            .ok_or_else(|| malformed(format!("an entry array of {array_len} bytes")))?;
+        expect("backup entry LBA", backup.entries_lba, backup_entries)?;
         let same = GptHeader {
             my_lba: primary.my_lba,
             alternate_lba: primary.alternate_lba,
