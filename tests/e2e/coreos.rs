@@ -4,7 +4,7 @@
 //! four source layouts.
 //!
 //! Oracles: Ignition's JSON schema (3.3.0, shipped in the `ignition-config` crate) and that
-//! crate's parser; `isoinfo` and `blkid` on the config drive; `e2fsck`, `blkid`, `debugfs` and
+//! crate's parser (the real Ignition runs on the drive in `tests/e2e/ignition.rs`); `isoinfo` and `blkid` on the config drive; `e2fsck`, `blkid`, `debugfs` and
 //! `sha256sum --check` on the data disk (exactly what the guest runs before `docker load`);
 //! `qemu-img compare` on the VHDs; `xva-img` and `xspack verify` on the XVA.
 //!
@@ -105,7 +105,7 @@ command = ["hdfs", "namenode"]
     spec
 }
 
-fn build(dir: &Utf8Path, out: &Utf8Path, extra: &[&str]) -> Output {
+pub fn build(dir: &Utf8Path, out: &Utf8Path, extra: &[&str]) -> Output {
     let spec = dir.join("guest.toml");
     let base = dir.join("flatcar.img.xz");
     let mut args = vec!["-q", "image", "build", "--flavor", "coreos", "--base", base.as_str()];

@@ -17,6 +17,7 @@ mod guest;
 mod guide;
 mod hardening;
 mod identity;
+mod ignition;
 mod image;
 mod inspect;
 mod json;
