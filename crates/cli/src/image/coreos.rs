@@ -90,7 +90,7 @@ pub fn run(args: &BuildArgs, ui: &Ui, source_date_epoch: u64) -> Result<ExitCode
     let base = args.base.clone().ok_or_else(|| {
         usage(
             "--flavor coreos needs --base FILE: a Flatcar or Fedora CoreOS OpenStack raw image \
-             (.img, .img.gz, .img.bz2 or .img.xz)",
+             (.img, .img.gz, .img.bz2, .img.xz or .img.zst)",
         )
     })?;
     let spec = args.spec.as_deref().map(GuestSpec::load).transpose().classified()?;

@@ -163,7 +163,7 @@ pub struct BuildArgs {
     /// cloud-init user-data to write to a NoCloud `cidata` drive (NAME-seed.img)
     #[arg(long, value_name = "FILE")]
     pub seed: Option<Utf8PathBuf>,
-    /// coreos: the Flatcar or Fedora CoreOS OpenStack raw image (.img, .gz, .bz2 or .xz)
+    /// coreos: the Flatcar or Fedora CoreOS OpenStack raw image (.img, .gz, .bz2, .xz or .zst)
     #[arg(long, value_name = "FILE")]
     pub base: Option<Utf8PathBuf>,
     /// coreos: a guest.toml naming the containers (image, ports, env, volumes, restart) and the

@@ -1,6 +1,7 @@
 //! The CoreOS base disk: a Flatcar Container Linux or Fedora CoreOS image for the `openstack`
 //! platform (whose kernel command line carries `ignition.platform.id=openstack`, so Ignition
-//! reads the `config-2` drive), given as a raw disk, plain or compressed with gzip, bzip2 or xz.
+//! reads the `config-2` drive), given as a raw disk, plain or compressed with gzip, bzip2, xz or
+//! zstd.
 //!
 //! The file is read once, as a stream: the compression is found from its magic bytes, the
 //! decompressed head is checked to be a GPT disk (UEFI 2.10 section 5.3, `xspack_disk::partition`)
@@ -45,6 +46,8 @@ pub enum Compression {
     Bzip2,
     /// xz (`.xz`).
     Xz,
+    /// Zstandard (`.zst`), as some Flatcar images are published.
+    Zstd,
 }
 
 /// The distribution a base disk holds, known by its GPT partition names.
@@ -158,16 +161,15 @@ fn decompressor(
     if starts(b"conectix") {
         return Err(bad(
             path,
-            "is a VHD; give the raw OpenStack image (.img, .img.gz, .img.bz2 or .img.xz)",
+            "is a VHD; give the raw OpenStack image (.img, .img.gz, .img.bz2, .img.xz or .img.zst)",
         ));
     }
-    if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(bad(
-            path,
-            "is zstd-compressed; decompress it first (unzstd), or use .gz, .bz2 or .xz",
-        ));
-    }
-    Ok(if starts(&[0x1f, 0x8b]) {
+    Ok(if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        // RFC 8878 section 3.1.1: the frame magic. Every frame of the file is read.
+        let decoder = zstd::stream::read::Decoder::with_buffer(buffered)
+            .map_err(|e| Error::io("starting zstd decompression of", path, e))?;
+        (Compression::Zstd, Box::new(decoder))
+    } else if starts(&[0x1f, 0x8b]) {
         (Compression::Gzip, Box::new(flate2::bufread::MultiGzDecoder::new(buffered)))
     } else if starts(b"BZh") {
         (Compression::Bzip2, Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)))
@@ -453,11 +455,19 @@ mod tests {
         bz.write_all(&raw).unwrap();
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&raw).unwrap();
+        // Two frames, as zstd writes a file compressed in parts.
+        let half = raw.len() / 2;
+        let zst = [
+            zstd::encode_all(&raw[..half], 1).unwrap(),
+            zstd::encode_all(&raw[half..], 1).unwrap(),
+        ]
+        .concat();
         let files = [
             ("a.img", raw.clone(), Compression::None),
             ("a.img.gz", gz.finish().unwrap(), Compression::Gzip),
             ("a.img.bz2", bz.finish().unwrap(), Compression::Bzip2),
             ("a.img.xz", xz.finish().unwrap(), Compression::Xz),
+            ("a.img.zst", zst, Compression::Zstd),
         ];
         for (name, bytes, compression) in files {
             let base = BaseDisk::open(&write_file(&dir, name, &bytes), None).unwrap();
