@@ -13,9 +13,10 @@ use crate::partition::{Gpt, PartitionType};
 use crate::pe::{Signature, signature};
 use crate::{DiskSource, Error};
 
-/// The removable-media loader, and the GRUB a shim starts beside it.
-const LOADER: &str = "EFI/BOOT/BOOTX64.EFI";
-const SECOND_STAGE: &str = "EFI/BOOT/grubx64.efi";
+/// The removable-media loader on the ESP, which [`secure_boot_ready`] checks.
+pub const LOADER: &str = "EFI/BOOT/BOOTX64.EFI";
+/// The GRUB a shim started as [`LOADER`] starts beside it, checked when present.
+pub const SECOND_STAGE: &str = "EFI/BOOT/grubx64.efi";
 /// The largest boot binary read (shim and GRUB are a few MiB).
 const MAX_BINARY: u64 = 64 << 20;
 

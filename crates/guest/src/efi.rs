@@ -34,6 +34,8 @@ use std::fmt::Write as _;
 
 use xspack_disk::fat::{FatBuilder, FatImage, FatOptions};
 use xspack_disk::pe::{Signature, signature};
+// The paths the template check reads back, so what is written and what is checked agree.
+use xspack_disk::uefi_boot::{LOADER, SECOND_STAGE};
 use xspack_image::RootfsBuild;
 
 use crate::Error;
@@ -223,13 +225,13 @@ impl EspFiles {
     /// The files, in the order they go on the partition.
     fn files(self) -> Vec<(String, Vec<u8>)> {
         match self {
-            EspFiles::Grub(bootx64) => vec![("EFI/BOOT/BOOTX64.EFI".into(), bootx64)],
+            EspFiles::Grub(bootx64) => vec![(LOADER.into(), bootx64)],
             EspFiles::Shim(chain, cfg) => {
                 let SignedChain { shim, grub, fallback, mok_manager, vendor } = chain;
                 let own = format!("EFI/{vendor}");
                 let mut files = vec![
-                    ("EFI/BOOT/BOOTX64.EFI".to_owned(), shim.clone()),
-                    ("EFI/BOOT/grubx64.efi".to_owned(), grub.clone()),
+                    (LOADER.to_owned(), shim.clone()),
+                    (SECOND_STAGE.to_owned(), grub.clone()),
                     ("EFI/BOOT/grub.cfg".to_owned(), cfg.clone().into_bytes()),
                 ];
                 if let Some(fb) = fallback {
